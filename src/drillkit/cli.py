@@ -1,0 +1,211 @@
+"""The command line. The only place where exceptions become exit codes.
+
+0 every target holds · 1 a target was missed · 2 bad input or usage (nothing started) ·
+3 aborted (signal, safeguard, harness error) after rollbacks and teardown.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from drillkit.errors import DrillkitError, EvidenceError, InputError
+
+EXIT_PASS, EXIT_FAIL, EXIT_INPUT, EXIT_ABORTED = 0, 1, 2, 3
+VERDICT_EXIT = {"pass": EXIT_PASS, "fail": EXIT_FAIL, "aborted": EXIT_ABORTED}
+DEFAULT_SANDBOX_STATE = Path(".drillkit") / "sandbox-state"
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"drillkit: {message}", err=True)
+    sys.exit(code)
+
+
+def _parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"{pair!r} is not KEY=VALUE", field="--var")
+        out[key] = value
+    return out
+
+
+def _print_summary(summary: dict, folder: Path) -> None:
+    from drillkit.durations import format_duration
+
+    m = summary.get("measures", {})
+    verdict = summary.get("verdict", "?").upper()
+    click.echo("")
+    click.echo(f"verdict: {verdict}   scenario: {summary.get('scenario')}")
+    click.echo(f"  RTO   {format_duration(m.get('rto_s'))}  (writes {format_duration(m.get('rto_write_s'))}, "
+               f"reads {format_duration(m.get('rto_read_s'))})")
+    click.echo(f"  RPO   {format_duration(m.get('rpo_s'))}")
+    click.echo(f"  lost writes {m.get('writes_lost')} of {m.get('writes_acked')} acknowledged "
+               f"({m.get('writes_lost_after_fault')} acknowledged after the fault); "
+               f"corrupt {m.get('records_corrupt')}, unexpected {m.get('records_unexpected')}")
+    for check in summary.get("checks", []):
+        mark = "ok  " if check.get("passed") else "MISS"
+        click.echo(f"  [{mark}] {check.get('message') or check.get('name')}")
+    for reason in summary.get("reasons", []):
+        click.echo(f"  reason: {reason}")
+    click.echo(f"evidence: {folder}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="drillkit")
+def main() -> None:
+    """Run disaster-recovery drills and prove their outcome."""
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="evidence folder to create")
+@click.option("--var", "variables", multiple=True, metavar="KEY=VALUE",
+              help="override an experiment configuration key (repeatable)")
+@click.option("--quiet", is_flag=True, help="no progress lines")
+def run(scenario: Path, out: Path | None, variables: tuple[str, ...], quiet: bool) -> None:
+    """Run the drill described by SCENARIO and write its evidence folder."""
+    from drillkit.drill import Drill, default_out
+    from drillkit.scenario import load_scenario
+
+    try:
+        loaded = load_scenario(scenario)
+        drill = Drill(loaded, out or default_out(loaded.name), _parse_vars(variables),
+                      progress=None if quiet else (lambda msg: click.echo(msg, err=True)))
+        outcome = drill.run()
+    except InputError as exc:
+        _fail(str(exc), EXIT_INPUT)
+    except DrillkitError as exc:
+        _fail(str(exc), EXIT_ABORTED)
+    _print_summary(outcome.summary, outcome.folder)
+    if not quiet:
+        click.echo("stages: " + ", ".join(f"{k} {v:.2f}s" for k, v in outcome.stages.items()), err=True)
+    sys.exit(VERDICT_EXIT.get(outcome.verdict, EXIT_ABORTED))
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+def validate(scenario: Path) -> None:
+    """Check a scenario and its experiment without starting anything."""
+    from drillkit.scenario import load_experiment, load_scenario
+
+    try:
+        loaded = load_scenario(scenario)
+        load_experiment(loaded.experiment_path)
+    except InputError as exc:
+        _fail(str(exc), EXIT_INPUT)
+    click.echo(f"{scenario}: valid")
+
+
+@main.command("measure")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+def measure_cmd(folder: Path) -> None:
+    """Recompute summary.json from an evidence folder alone."""
+    from drillkit.measure import measure, write_summary
+
+    try:
+        summary = measure(folder)
+        write_summary(folder, summary)
+    except (EvidenceError, InputError) as exc:
+        _fail(str(exc), EXIT_INPUT)
+    _print_summary(summary, folder)
+    sys.exit(VERDICT_EXIT.get(summary["verdict"], EXIT_ABORTED))
+
+
+@main.command("report")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+def report_cmd(folder: Path) -> None:
+    """Re-render report.html from an evidence folder."""
+    from drillkit.report import render_report
+
+    try:
+        path = render_report(folder)
+    except (EvidenceError, InputError) as exc:
+        _fail(str(exc), EXIT_INPUT)
+    click.echo(str(path))
+
+
+@main.group()
+def sandbox() -> None:
+    """Bring the embedded two-region sandbox up or down by hand (for `chaos run`)."""
+
+
+@sandbox.command("up")
+@click.option("--scenario", type=click.Path(dir_okay=False, path_type=Path),
+              help="take the system settings from this scenario")
+@click.option("--pointer", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_SANDBOX_STATE,
+              show_default=True, help="file that remembers where the sandbox state is")
+def sandbox_up(scenario: Path | None, pointer: Path) -> None:
+    from drillkit.sandbox.system import Sandbox
+    from drillkit.scenario import System, load_scenario
+
+    try:
+        spec = load_scenario(scenario).scenario.system if scenario else System()
+        if pointer.exists():
+            raise InputError("a sandbox is already up; run `drillkit sandbox down` first", file=str(pointer))
+        box = Sandbox.up(spec)
+    except InputError as exc:
+        _fail(str(exc), EXIT_INPUT)
+    except DrillkitError as exc:
+        _fail(str(exc), EXIT_ABORTED)
+    pointer.parent.mkdir(parents=True, exist_ok=True)
+    pointer.write_text(str(box.state_file))
+    click.echo(f"sandbox up: endpoint {box.endpoint}")
+    click.echo(f"export DRILLKIT_SANDBOX={box.state_file}")
+
+
+def _pointed_state(pointer: Path) -> str:
+    env = os.environ.get("DRILLKIT_SANDBOX")
+    if pointer.exists():
+        return pointer.read_text().strip()
+    if env:
+        return env
+    raise InputError("no sandbox is up here", file=str(pointer))
+
+
+@sandbox.command("down")
+@click.option("--pointer", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_SANDBOX_STATE,
+              show_default=True)
+def sandbox_down(pointer: Path) -> None:
+    from drillkit.sandbox.system import reap
+
+    try:
+        state = _pointed_state(pointer)
+    except InputError as exc:
+        _fail(str(exc), EXIT_INPUT)
+    stopped = reap(state)
+    pointer.unlink(missing_ok=True)
+    click.echo(f"sandbox down: {stopped} process groups stopped")
+
+
+@sandbox.command("status")
+@click.option("--pointer", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_SANDBOX_STATE,
+              show_default=True)
+def sandbox_status(pointer: Path) -> None:
+    from drillkit.sandbox import processes
+    from drillkit.sandbox.system import Sandbox
+
+    try:
+        box = Sandbox.attach(_pointed_state(pointer))
+    except InputError as exc:
+        _fail(str(exc), EXIT_INPUT)
+    info = {
+        "endpoint": box.endpoint, "state_file": str(box.state_file),
+        "regions": {r.name: r.role for r in box.state.regions.values()},
+        "processes": {p.name: ("up" if processes.is_ours(p) else "gone") for p in box.state.processes},
+    }
+    try:
+        info["serving_region"] = box.serving_region()
+        info["replication"] = box.replication_status()
+    except Exception as exc:  # status must report a broken sandbox, not crash on it
+        info["error"] = str(exc)
+    click.echo(json.dumps(info, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

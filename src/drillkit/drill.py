@@ -1,0 +1,277 @@
+"""`drillkit run`: scenario → system → load + chaos → evidence → measure → report, one direction.
+
+Every ending (pass, fail, error, SIGINT, SIGTERM, safeguard) runs the rollbacks, stops the load,
+tears the system down and keeps the evidence gathered so far.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import threading
+import _thread
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+import yaml
+
+from drillkit import __version__
+from drillkit import evidence as ev
+from drillkit.audit import write_final_state
+from drillkit.chaos import CONFIG_KEY, ENV_KEY
+from drillkit.errors import DrillAborted, EnvironmentProblem, InputError
+from drillkit.load import LoadRun
+from drillkit.sampler import LagSampler
+from drillkit.scenario import LoadedScenario, apply_vars, load_experiment
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class DrillOutcome:
+    folder: Path
+    summary: dict
+    stages: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        return self.summary.get("verdict", "aborted")
+
+
+def default_out(name: str, base: Path = Path("reports")) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    return base / f"{stamp}-{name}"
+
+
+def prepare_out(out: Path) -> Path:
+    if out.exists() and any(out.iterdir()):
+        raise InputError("output folder exists and is not empty", field="--out", file=str(out))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise EnvironmentProblem(f"output folder is not writable: {exc.strerror}", file=str(out)) from None
+    return out
+
+
+class _Signals:
+    """SIGTERM becomes DrillAborted in the main thread; SIGINT stays KeyboardInterrupt."""
+
+    def __enter__(self):
+        self.previous = signal.signal(signal.SIGTERM, self._on_term)
+        return self
+
+    def _on_term(self, signum, frame):
+        raise DrillAborted("SIGTERM received")
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGTERM, self.previous)
+
+
+class _Watchdog:
+    """Safeguard `max_duration`: interrupts the main thread when the drill runs too long."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.tripped = False
+        self._timer = threading.Timer(seconds, self._trip)
+        self._timer.daemon = True
+
+    def _trip(self) -> None:
+        self.tripped = True
+        _thread.interrupt_main()
+
+    def __enter__(self):
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._timer.cancel()
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"drillkit": __version__, "python": platform.python_version()}
+    for dist in ("chaostoolkit", "chaostoolkit-lib", "locust", "psycopg", "pandas"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "absent"
+    return out
+
+
+def _git_commit(where: Path) -> str | None:
+    try:
+        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5)
+        return res.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _resolved_scenario(loaded: LoadedScenario, variables: dict[str, str]) -> dict:
+    data = loaded.scenario.model_dump(mode="json")
+    data["experiment"] = str(loaded.experiment_path)
+    data["load"]["locustfile"] = str(loaded.locustfile_path)
+    data["source"] = str(loaded.path)
+    data["vars"] = variables
+    return data
+
+
+class Drill:
+    def __init__(self, loaded: LoadedScenario, out: Path, variables: dict[str, str] | None = None,
+                 progress: Progress | None = None):
+        self.loaded = loaded
+        self.scenario = loaded.scenario
+        self.variables = variables or {}
+        self.progress = progress or (lambda _msg: None)
+        self.experiment = apply_vars(load_experiment(loaded.experiment_path), self.variables, str(loaded.path))
+        self.out = out
+        self.events = out / ev.EVENTS
+        self.stages: dict[str, float] = {}
+
+    def event(self, kind: str, **fields) -> None:
+        ev.append_event(self.events, kind, **fields)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        self.progress(f"▶ {name}")
+        self.event("stage.start", stage=name)
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            took = time.monotonic() - t0
+            self.stages[name] = took
+            self.event("stage.end", stage=name, took_s=round(took, 6))
+            self.progress(f"  {name} {took:.2f} s")
+
+    def run(self) -> DrillOutcome:
+        from drillkit.sandbox.system import Sandbox
+
+        prepare_out(self.out)
+        self.events.touch()
+        (self.out / ev.SCENARIO).write_text(yaml.safe_dump(_resolved_scenario(self.loaded, self.variables),
+                                                           sort_keys=False))
+        provenance = {
+            "operator": getpass.getuser(), "host": socket.gethostname(),
+            "started_utc": datetime.now(timezone.utc).isoformat(), "versions": _versions(),
+            "git_commit": _git_commit(self.loaded.path.parent), "command": "drillkit run",
+            "scenario_file": str(self.loaded.path),
+        }
+        self.event("drill.start", scenario=self.scenario.name)
+        sandbox = load = sampler = None
+        abort_reason: str | None = None
+        watchdog = _Watchdog(self.scenario.safeguards.max_duration)
+        try:
+            with _Signals(), watchdog:
+                try:
+                    with self.stage("sandbox_up"):
+                        sandbox = Sandbox.up(self.scenario.system, events_file=self.events)
+                    provenance["versions"]["postgresql"] = sandbox.state.pg_version
+                    rows = sandbox.wait_streaming()
+                    self.event("replication.streaming", standbys=rows)
+                    sampler = LagSampler(sandbox, self.out / ev.LAG).start()
+                    load = self._start_load(sandbox.endpoint)
+                    with self.stage("warmup"):
+                        load.wait_first_ops()
+                        time.sleep(self.scenario.load.warmup)
+                    with self.stage("experiment"):
+                        journal = self._run_experiment(sandbox)
+                    if journal.get("status") in ("interrupted", "aborted"):
+                        raise DrillAborted(f"experiment {journal.get('status')}")
+                    with self.stage("cooldown"):
+                        time.sleep(self._cooldown())
+                    load.stop()
+                    sampler.stop()
+                    with self.stage("audit"):
+                        records = write_final_state(sandbox, self.out / ev.FINAL_STATE)
+                    self.event("audit.done", records=records, region=sandbox.serving_region())
+                except KeyboardInterrupt:
+                    raise DrillAborted("safeguard max_duration exceeded" if watchdog.tripped else "SIGINT received")
+        except DrillAborted as exc:
+            abort_reason = exc.reason
+        except Exception as exc:
+            abort_reason = f"harness error: {type(exc).__name__}: {exc}"
+        finally:
+            if abort_reason is not None:
+                self.event("drill.aborted", reason=abort_reason)
+                self.progress(f"✗ aborted: {abort_reason}")
+            self._teardown(load, sampler, sandbox, rollback=abort_reason is not None)
+            self.event("drill.end")
+            provenance["ended_utc"] = datetime.now(timezone.utc).isoformat()
+            (self.out / "provenance.json").write_text(json.dumps(provenance, indent=2))
+        summary = self._judge()
+        return DrillOutcome(self.out, summary, self.stages)
+
+    def _start_load(self, endpoint: str) -> LoadRun:
+        load_spec = self.scenario.load
+        run = LoadRun(self.loaded.locustfile_path, endpoint, load_spec.users,
+                      load_spec.spawn_rate or float(load_spec.users), load_spec.warmup + load_spec.duration,
+                      self.out, load_spec.request_timeout)
+        run.start()
+        return run
+
+    def _cooldown(self) -> float:
+        spec = self.scenario.load.cooldown
+        return spec if spec is not None else self.scenario.stable + 1.0
+
+    def _run_experiment(self, sandbox) -> dict:
+        from chaoslib.experiment import run_experiment
+
+        os.environ[ENV_KEY] = str(sandbox.state_file)
+        settings = {"runtime": {"rollbacks": {"strategy": "always"}, "hypothesis": {"strategy": "default"}}}
+        journal = run_experiment(self.experiment, settings=settings,
+                                 experiment_vars={"configuration": {CONFIG_KEY: str(sandbox.state_file)}})
+        (self.out / ev.JOURNAL).write_text(json.dumps(journal, indent=2, default=str))
+        return journal
+
+    def _teardown(self, load, sampler, sandbox, rollback: bool) -> None:
+        with self.stage("teardown"):
+            if load is not None:
+                load.stop()
+            if sampler is not None:
+                sampler.stop()
+            if sandbox is not None:
+                if rollback:
+                    self._emergency_rollbacks(sandbox)
+                sandbox.down()
+
+    def _emergency_rollbacks(self, sandbox) -> None:
+        """An abort outside chaoslib's run skipped its rollbacks: run them here, recorded as events."""
+        from chaoslib.rollback import run_rollbacks
+
+        kinds = {e["kind"] for e in ev.read_events(self.out)}
+        if not self.experiment.get("rollbacks") or "rollbacks.end" in kinds:
+            return
+        self.event("rollbacks.start", reason="abort")
+        try:
+            config = {CONFIG_KEY: str(sandbox.state_file)}
+            for _ in run_rollbacks(self.experiment, config, {}, None, None):
+                pass
+        except Exception as exc:
+            self.event("rollbacks.error", error=str(exc))
+        self.event("rollbacks.end")
+
+    def _judge(self) -> dict:
+        from drillkit.measure import measure, write_summary
+
+        with self.stage("measure"):
+            summary = measure(self.out)
+            write_summary(self.out, summary)
+        with self.stage("report"):
+            from drillkit.report import render_report
+
+            render_report(self.out)
+        return summary

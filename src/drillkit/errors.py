@@ -1,0 +1,41 @@
+"""The one exception tree of drillkit. Only cli.py turns these into exit codes."""
+
+from __future__ import annotations
+
+
+class DrillkitError(Exception):
+    """Base of every error drillkit raises on purpose."""
+
+
+class InputError(DrillkitError):
+    """The user's input is wrong (scenario, experiment, flag). Exit 2; nothing was started."""
+
+    def __init__(self, message: str, *, file: str | None = None, field: str | None = None):
+        self.file = file
+        self.field = field
+        where = ": ".join(p for p in (file, field) if p)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class EnvironmentProblem(InputError):
+    """The machine cannot host a drill (no PostgreSQL binaries, no free port, unwritable folder)."""
+
+
+class SandboxError(DrillkitError):
+    """A sandbox process failed to start, answer or stop."""
+
+
+class FaultError(DrillkitError):
+    """A fault or recovery action could not be carried out."""
+
+
+class EvidenceError(DrillkitError):
+    """An evidence folder is missing, incomplete or malformed."""
+
+
+class DrillAborted(DrillkitError):
+    """The drill was stopped before its end: a signal, a safeguard or a harness error."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)

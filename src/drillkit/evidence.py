@@ -1,0 +1,88 @@
+"""The drill folder: its file names, its record types and the event log.
+
+Every stage talks to the next through these files; the records here are the
+evidence format v1 of DESIGN.md. Fields may be added, never renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+REQUESTS_DIR = "requests"
+EVENTS = "events.jsonl"
+LAG = "lag.csv"
+FINAL_STATE = "final_state.jsonl"
+SUMMARY = "summary.json"
+JOURNAL = "journal.json"
+SCENARIO = "scenario.yaml"
+REPORT = "report.html"
+JUNIT = "junit.xml"
+MANIFEST = "manifest.json"
+
+LAG_COLUMNS = ("t", "region", "replay_lag_s", "lag_bytes")
+
+
+class OpRecord(BaseModel):
+    """One client operation as the client saw it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    t0: float
+    t1: float
+    op: str
+    key: str
+    ok: bool
+    status: int | None = None
+    region: str | None = None
+    checksum: str | None = None
+    error: str | None = None
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    t: float
+    kind: str
+
+
+class FinalRecord(BaseModel):
+    key: str
+    checksum: str
+
+
+Verdict = Literal["pass", "fail", "aborted"]
+
+
+def append_event(path: str | os.PathLike[str], kind: str, t: float | None = None, **fields: Any) -> dict[str, Any]:
+    """Append one event line; O_APPEND keeps lines whole when several processes write."""
+    record = {"t": time.time() if t is None else t, "kind": kind, **fields}
+    line = (json.dumps(record, default=str) + "\n").encode()
+    fd = os.open(os.fspath(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+    return record
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if line:
+                out.append(json.loads(line))
+    return out
+
+
+def read_events(folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    path = Path(folder) / EVENTS
+    if not path.exists():
+        return []
+    return sorted(read_jsonl(path), key=lambda e: e["t"])

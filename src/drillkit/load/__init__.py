@@ -1,0 +1,89 @@
+"""Load: Locust runs headless in a subprocess (never in the drill's process: gevent), recording every op.
+
+The recording user base class lives in drillkit.load.users, imported only by locustfiles.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from drillkit.errors import SandboxError
+from drillkit.evidence import REQUESTS_DIR
+
+ENV_EVIDENCE = "DRILLKIT_EVIDENCE"
+ENV_TIMEOUT = "DRILLKIT_REQUEST_TIMEOUT"
+
+
+class LoadRun:
+    """One headless Locust process driving the global endpoint for at most `run_time` seconds."""
+
+    def __init__(self, locustfile: Path, host: str, users: int, spawn_rate: float, run_time: float,
+                 evidence: Path, request_timeout: float):
+        self.locustfile = locustfile
+        self.host = host
+        self.users = users
+        self.spawn_rate = spawn_rate
+        self.run_time = run_time
+        self.evidence = evidence
+        self.request_timeout = request_timeout
+        self.process: subprocess.Popen | None = None
+        self.log = evidence / "locust.log"
+
+    @property
+    def requests_dir(self) -> Path:
+        return self.evidence / REQUESTS_DIR
+
+    def start(self) -> None:
+        self.requests_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, ENV_EVIDENCE: str(self.evidence), ENV_TIMEOUT: str(self.request_timeout)}
+        cmd = [sys.executable, "-m", "locust", "-f", str(self.locustfile), "--headless",
+               "-u", str(self.users), "-r", str(self.spawn_rate), "-t", f"{max(1, int(self.run_time + 0.999))}s",
+               "--host", self.host, "--only-summary", "--stop-timeout", "2", "--loglevel", "WARNING",
+               "--exit-code-on-error", "0", "--skip-log-setup"]
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            env=env, start_new_session=True, cwd=str(self.locustfile.parent))
+
+    def wait_first_ops(self, timeout: float = 20) -> float:
+        """Block until the first operation is on disk; returns when it happened."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(f.stat().st_size > 0 for f in self.requests_dir.glob("*.jsonl")):
+                return time.time()
+            if self.process is not None and self.process.poll() is not None:
+                raise SandboxError(f"Locust exited ({self.process.returncode}) before its first request; "
+                                   f"see {self.log}: {self._log_tail()}")
+            time.sleep(0.02)
+        raise SandboxError(f"Locust made no request within {timeout:.0f}s; see {self.log}")
+
+    def _log_tail(self) -> str:
+        try:
+            return " | ".join(self.log.read_text(errors="replace").strip().splitlines()[-3:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 10) -> int | None:
+        """Graceful stop (Locust flushes its recorders on `quitting`), then kill the group if it hangs."""
+        proc = self.process
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return proc.returncode

@@ -1,0 +1,170 @@
+"""The sandbox's regional app tier: a small HTTP service over its region's PostgreSQL.
+
+It never decides by itself whether it may write: it asks the database, so a hot standby
+refuses writes exactly until the moment its promotion completes, as a real app would see it.
+Every response names the serving region in ``X-Region``, which is how the evidence tells
+which region answered. Run as ``python -m drillkit.sandbox.app``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote
+
+import psycopg
+from psycopg import errors
+
+from drillkit.sandbox.router import serve_until_signalled
+
+UPSERT = """
+INSERT INTO records (key, payload, checksum, region) VALUES (%s, %s, %s, %s)
+ON CONFLICT (key) DO UPDATE
+SET payload = EXCLUDED.payload, checksum = EXCLUDED.checksum,
+    written_at = clock_timestamp(), region = EXCLUDED.region
+"""
+READ = "SELECT payload FROM records WHERE key = %s"
+ROLE = "SELECT pg_is_in_recovery()"
+
+
+def checksum(payload: str) -> str:
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class Database:
+    """One autocommit connection per handler thread, dropped on any connection-level failure."""
+
+    def __init__(self, dsn: str):
+        self.dsn = dsn
+        self.local = threading.local()
+
+    def execute(self, query: str, params: tuple = ()) -> list[tuple]:
+        conn = getattr(self.local, "conn", None)
+        if conn is None or conn.closed:
+            conn = self.local.conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=1)
+        try:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else []
+        except psycopg.Error as exc:
+            if isinstance(exc, psycopg.OperationalError) or conn.broken or conn.closed:
+                self.close()
+            raise
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        conn = getattr(self.local, "conn", None)
+        self.local.conn = None
+        if conn is not None:
+            try:
+                conn.close()
+            except psycopg.Error:
+                pass
+
+
+class AppHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: AppServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def finish(self) -> None:
+        """The thread ends with its client connection: its database session must not outlive it."""
+        self.server.db.close()
+        super().finish()
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        self.close_connection = True
+        self._json(code, {"error": message or str(code)})
+
+    def _json(self, status: int, doc: dict[str, Any]) -> None:
+        data = json.dumps(doc).encode()
+        self.send_response_only(status)
+        self.send_header("X-Region", self.server.region)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _dispatch(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        path = self.path.split("?", 1)[0]
+        try:
+            if path == "/health" and self.command in ("GET", "HEAD"):
+                return self._health()
+            if path == "/records" and self.command == "POST":
+                return self._write(body)
+            if path.startswith("/records/") and len(path) > 9 and self.command in ("GET", "HEAD"):
+                return self._read(unquote(path[9:]))
+            return self._json(404, {"error": "not found"})
+        except errors.ReadOnlySqlTransaction:
+            self._json(503, {"error": "read-only region"})
+        except psycopg.OperationalError as exc:
+            self._json(503, {"error": _first_line(exc)})
+        except psycopg.Error as exc:
+            self._json(500, {"error": _first_line(exc)})
+
+    def _health(self) -> None:
+        region = self.server.region
+        try:
+            (in_recovery,), = self.server.db.execute(ROLE)
+        except psycopg.Error as exc:
+            return self._json(503, {"region": region, "db": "down", "error": _first_line(exc)})
+        self._json(200, {"region": region, "role": "standby" if in_recovery else "primary", "db": "ok"})
+
+    def _write(self, body: bytes) -> None:
+        try:
+            doc = json.loads(body)
+            key, payload = doc["key"], doc["payload"]
+            if not (isinstance(key, str) and isinstance(payload, str) and key):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            return self._json(400, {"error": 'body must be {"key": non-empty str, "payload": str}'})
+        digest = checksum(payload)
+        self.server.db.execute(UPSERT, (key, payload, digest, self.server.region))
+        self._json(201, {"key": key, "checksum": digest, "region": self.server.region})
+
+    def _read(self, key: str) -> None:
+        rows = self.server.db.execute(READ, (key,))
+        if not rows:
+            return self._json(404, {"error": "not found"})
+        payload = rows[0][0]
+        self._json(200, {"key": key, "payload": payload, "checksum": checksum(payload)})
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _dispatch
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class AppServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+
+    def __init__(self, port: int, region: str, dsn: str):
+        self.region, self.db = region, Database(dsn)
+        super().__init__(("127.0.0.1", port), AppHandler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m drillkit.sandbox.app", description=__doc__.split("\n")[0])
+    parser.add_argument("--region", required=True)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--dsn", required=True, help="libpq connection string of this region's database")
+    parser.add_argument("--ready-file")
+    args = parser.parse_args(argv)
+    return serve_until_signalled(AppServer(args.port, args.region, args.dsn), args.ready_file)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,294 @@
+"""Real PostgreSQL clusters for the sandbox: a primary with WAL archiving and a hot standby.
+
+PostgreSQL refuses to run as root, so when drillkit is root every server process and every
+file it owns belong to an unprivileged user (`DRILLKIT_PG_USER`, default `nobody`).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from drillkit.errors import EnvironmentProblem, SandboxError
+
+DB_USER = "drillkit"
+DB_NAME = "drillkit"
+STANDBY_NAME = "standby_b"
+
+RECORDS_DDL = """
+CREATE TABLE IF NOT EXISTS records (
+    key text PRIMARY KEY,
+    payload text NOT NULL,
+    checksum text NOT NULL,
+    written_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    region text
+)
+"""
+
+
+@dataclass(frozen=True)
+class PgBinaries:
+    bindir: Path
+    version: str
+
+    def tool(self, name: str) -> str:
+        return str(self.bindir / name)
+
+
+def _version_of(bindir: Path) -> str:
+    out = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, text=True, timeout=10)
+    m = re.search(r"(\d+(?:\.\d+)?)", out.stdout)
+    return m.group(1) if m else out.stdout.strip()
+
+
+def _candidate_bindirs() -> list[Path]:
+    found: list[Path] = []
+    env = os.environ.get("DRILLKIT_PG_BIN")
+    if env:
+        return [Path(env)]
+    on_path = shutil.which("pg_ctl")
+    if on_path:
+        found.append(Path(os.path.realpath(on_path)).parent)
+    versioned = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(re.sub(r"\D", "", p.split("/")[-2]) or 0))
+    found.extend(Path(p) for p in reversed(versioned))
+    try:
+        import pgserver  # the wheel bundles binaries for machines without PostgreSQL
+
+        found.append(Path(pgserver.__file__).parent / "pginstall" / "bin")
+    except ImportError:
+        pass
+    return found
+
+
+def find_binaries() -> PgBinaries:
+    """The PostgreSQL binaries, in DESIGN.md's order of preference."""
+    candidates = _candidate_bindirs()
+    for bindir in candidates:
+        needed = ("postgres", "initdb", "pg_basebackup", "pg_ctl")
+        if all((bindir / n).is_file() and os.access(bindir / n, os.X_OK) for n in needed):
+            return PgBinaries(bindir, _version_of(bindir))
+    where = ", ".join(str(c) for c in candidates) or "nowhere"
+    hint = "set DRILLKIT_PG_BIN" if os.environ.get("DRILLKIT_PG_BIN") is None else "DRILLKIT_PG_BIN"
+    raise EnvironmentProblem(f"no usable PostgreSQL binaries (looked in {where}); {hint} to a bin folder")
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """Who PostgreSQL runs as: None when drillkit itself is not root."""
+
+    user: str | None
+    uid: int
+    gid: int
+
+    @classmethod
+    def for_postgres(cls) -> "RunAs":
+        if os.geteuid() != 0:
+            return cls(None, os.getuid(), os.getgid())
+        name = os.environ.get("DRILLKIT_PG_USER", "nobody")
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            raise EnvironmentProblem(f"DRILLKIT_PG_USER: no such user {name!r} to run PostgreSQL as") from None
+        return cls(name, entry.pw_uid, entry.pw_gid)
+
+    def popen_kwargs(self) -> dict:
+        if self.user is None:
+            return {}
+        return {"user": self.uid, "group": self.gid, "extra_groups": []}
+
+    def own(self, path: Path, mode: int = 0o700) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        if self.user is not None:
+            os.chown(path, self.uid, self.gid)
+        path.chmod(mode)
+
+
+def _run(cmd: list[str], run_as: RunAs, log: Path, what: str, timeout: float = 60) -> None:
+    with open(log, "ab") as out:
+        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout,
+                              cwd="/", **run_as.popen_kwargs())
+    if proc.returncode != 0:
+        tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+        raise SandboxError(f"{what} failed (exit {proc.returncode}): {' | '.join(tail)}")
+
+
+def dsn(port: int, dbname: str = DB_NAME, **extra: object) -> str:
+    parts = {"host": "127.0.0.1", "port": port, "user": DB_USER, "dbname": dbname, "connect_timeout": 2, **extra}
+    return " ".join(f"{k}={v}" for k, v in parts.items())
+
+
+@dataclass
+class PgServer:
+    """One running postmaster of the sandbox."""
+
+    name: str
+    datadir: Path
+    port: int
+    process: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+
+def _write_conf(datadir: Path, settings: dict[str, object]) -> None:
+    lines = []
+    for key, value in settings.items():
+        rendered = value if isinstance(value, (int, float)) else "'" + str(value).replace("'", "''") + "'"
+        lines.append(f"{key} = {rendered}")
+    with open(datadir / "postgresql.auto.conf", "a") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+def base_settings(port: int, archive_dir: Path) -> dict[str, object]:
+    return {
+        "listen_addresses": "127.0.0.1",
+        "port": port,
+        "unix_socket_directories": "",
+        "wal_level": "replica",
+        "archive_mode": "on",
+        "archive_command": f'test ! -f "{archive_dir}/%f" && cp %p "{archive_dir}/%f"',
+        "archive_timeout": "60s",
+        "max_wal_senders": 8,
+        "wal_keep_size": "256MB",
+        "hot_standby": "on",
+        "hot_standby_feedback": "on",
+        "fsync": "off",
+        "wal_retrieve_retry_interval": "100ms",
+        "wal_receiver_status_interval": "1s",
+        "max_connections": 200,
+        "shared_buffers": "32MB",
+        "log_min_messages": "warning",
+    }
+
+
+def init_primary(bins: PgBinaries, run_as: RunAs, datadir: Path, port: int, archive_dir: Path,
+                 synchronous: bool, log: Path) -> PgServer:
+    run_as.own(datadir)
+    run_as.own(archive_dir)
+    _run([bins.tool("initdb"), "-D", str(datadir), "-U", DB_USER, "--auth=trust", "-E", "UTF8",
+          "--no-sync", "--no-instructions"], run_as, log, "initdb")
+    settings = base_settings(port, archive_dir)
+    if synchronous:
+        settings["synchronous_standby_names"] = STANDBY_NAME
+    _write_conf(datadir, settings)
+    return PgServer("primary", datadir, port)
+
+
+def init_standby(bins: PgBinaries, run_as: RunAs, datadir: Path, port: int, source_port: int,
+                 archive_dir: Path, log: Path) -> PgServer:
+    """A hot standby by `pg_basebackup -R`, streaming from `source_port` (the replication link)."""
+    run_as.own(datadir)
+    _run([bins.tool("pg_basebackup"), "-h", "127.0.0.1", "-p", str(source_port), "-U", DB_USER,
+          "-D", str(datadir), "-R", "-X", "stream", "--checkpoint=fast", "--no-sync"],
+         run_as, log, "pg_basebackup")
+    settings = base_settings(port, archive_dir)
+    settings["primary_conninfo"] = (f"host=127.0.0.1 port={source_port} user={DB_USER} "
+                                    f"application_name={STANDBY_NAME} connect_timeout=2")
+    settings["archive_mode"] = "off"
+    _write_conf(datadir, settings)
+    return PgServer("standby", datadir, port)
+
+
+def start(bins: PgBinaries, run_as: RunAs, server: PgServer, log: Path, timeout: float = 30) -> PgServer:
+    out = open(log, "ab")
+    try:
+        server.process = subprocess.Popen([bins.tool("postgres"), "-D", str(server.datadir)], stdout=out,
+                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd="/",
+                                          start_new_session=True, **run_as.popen_kwargs())
+    finally:
+        out.close()
+    wait_ready(server, log, timeout)
+    return server
+
+
+def wait_ready(server: PgServer, log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if server.process is not None and server.process.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+            raise SandboxError(f"PostgreSQL {server.name} exited ({server.process.returncode}): {' | '.join(tail)}")
+        try:
+            with psycopg.connect(dsn(server.port, dbname="postgres", connect_timeout=1)) as conn:
+                conn.execute("SELECT 1")
+            return
+        except psycopg.OperationalError as exc:
+            last = exc
+            time.sleep(0.05)
+    raise SandboxError(f"PostgreSQL {server.name} on port {server.port} not ready after {timeout:.0f}s: {last}")
+
+
+def create_schema(port: int) -> None:
+    with psycopg.connect(dsn(port, dbname="postgres"), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {DB_NAME}")
+    with psycopg.connect(dsn(port), autocommit=True) as conn:
+        conn.execute(RECORDS_DDL)
+
+
+def promote(port: int, wait_seconds: int = 30) -> float:
+    """Promote the standby on `port`; returns the seconds promotion took."""
+    t0 = time.monotonic()
+    with psycopg.connect(dsn(port), autocommit=True) as conn:
+        done = conn.execute("SELECT pg_promote(true, %s)", (wait_seconds,)).fetchone()[0]
+    if not done:
+        raise SandboxError(f"PostgreSQL on port {port} did not finish promotion within {wait_seconds}s")
+    return time.monotonic() - t0
+
+
+def stop_process_group(pid: int, grace: float = 5.0) -> None:
+    """Fast shutdown (SIGINT to the postmaster), then SIGKILL to its whole process group."""
+    try:
+        os.kill(pid, signal.SIGINT)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            break
+        time.sleep(0.05)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def drop_shared_memory(datadir: Path) -> None:
+    """A SIGKILLed postmaster leaves its System V segment behind; remove it."""
+    pidfile = datadir / "postmaster.pid"
+    try:
+        lines = pidfile.read_text().splitlines()
+    except OSError:
+        return
+    if len(lines) < 7 or len(lines[6].split()) < 2:
+        return
+    shmid = lines[6].split()[1]
+    subprocess.run(["ipcrm", "-m", shmid], capture_output=True)
+
+
+__all__ = ["PgBinaries", "PgServer", "RunAs", "find_binaries", "init_primary", "init_standby", "start",
+           "create_schema", "promote", "dsn", "stop_process_group", "drop_shared_memory"]

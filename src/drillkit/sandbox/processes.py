@@ -1,0 +1,114 @@
+"""Starting, identifying and stopping the sandbox's processes, and reaping those of dead runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from drillkit.errors import SandboxError
+from drillkit.sandbox.state import ProcessEntry
+
+
+def start_ticks(pid: int) -> int | None:
+    """The kernel's start time of `pid` (field 22 of /proc/PID/stat): a pid reused later differs."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def is_ours(entry: ProcessEntry) -> bool:
+    return start_ticks(entry.pid) == entry.start_ticks
+
+
+def entry_for(name: str, pid: int, region: str | None = None) -> ProcessEntry:
+    ticks = start_ticks(pid)
+    if ticks is None:
+        raise SandboxError(f"{name} (pid {pid}) exited right after it started")
+    return ProcessEntry(name=name, pid=pid, start_ticks=ticks, region=region)
+
+
+def spawn_service(module: str, args: list[str], root: Path, name: str) -> tuple[subprocess.Popen, Path]:
+    """Start `python -m module` in its own session; it reports its ports through a ready file."""
+    ready = root / f"{name}.ready.json"
+    ready.unlink(missing_ok=True)
+    log = open(root / f"{name}.log", "ab")
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", module, *args, "--ready-file", str(ready)],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd="/")
+    finally:
+        log.close()
+    return proc, ready
+
+
+def wait_ready(proc: subprocess.Popen, ready: Path, name: str, timeout: float = 20) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready.exists():
+            return json.loads(ready.read_text())
+        if proc.poll() is not None:
+            log = ready.parent / f"{name}.log"
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
+            raise SandboxError(f"{name} exited ({proc.returncode}) before it was ready: {' | '.join(tail)}")
+        time.sleep(0.02)
+    raise SandboxError(f"{name} not ready after {timeout:.0f}s")
+
+
+def kill_group(entry: ProcessEntry, sig: int = signal.SIGKILL) -> bool:
+    """Signal the process group of one of our processes; never touches a pid that is not ours."""
+    if not is_ours(entry):
+        return False
+    try:
+        os.killpg(entry.pid, sig) if entry.group else os.kill(entry.pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_gone(entries: list[ProcessEntry], timeout: float) -> list[ProcessEntry]:
+    deadline = time.monotonic() + timeout
+    alive = list(entries)
+    while alive and time.monotonic() < deadline:
+        for e in alive:
+            try:
+                os.waitpid(e.pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+        alive = [e for e in alive if is_ours(e) and not _zombie(e.pid)]
+        if alive:
+            time.sleep(0.02)
+    return alive
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def stop_all(entries: list[ProcessEntry], grace: float = 3.0) -> None:
+    """SIGTERM every group (postmasters get SIGINT, a fast shutdown), then SIGKILL what remains."""
+    for e in entries:
+        kill_group(e, signal.SIGINT if e.name.startswith("postgres") else signal.SIGTERM)
+    left = wait_gone(entries, grace)
+    for e in left:
+        kill_group(e, signal.SIGKILL)
+    wait_gone(left, 2.0)
+    for e in entries:
+        try:
+            os.killpg(e.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            continue
+        # the leader is gone but members of its group (postgres backends) may linger
+        try:
+            os.killpg(e.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

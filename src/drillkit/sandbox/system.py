@@ -1,0 +1,346 @@
+"""The embedded two-region system: bring it up, act on it, audit it, tear it down.
+
+Region A holds the primary database, region B a hot standby streaming through the
+replication link; each region has an app behind a client link; a router is the global endpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import psycopg
+
+from drillkit.errors import EnvironmentProblem, FaultError, SandboxError
+from drillkit.evidence import append_event
+from drillkit.sandbox import postgres as pg
+from drillkit.sandbox import processes
+from drillkit.sandbox.linkproxy import LinkControl
+from drillkit.sandbox.state import LinkState, ProcessEntry, RegionState, SandboxState, load_state
+from drillkit.scenario import System as SystemSpec
+from drillkit.system import LagSample
+
+REGIONS = ("A", "B")
+REPLICATION_LINK = "repl-A-B"
+
+
+def client_link(region: str) -> str:
+    return f"client-{region}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _http_json(url: str, method: str = "GET", body: dict | None = None, timeout: float = 2.0) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.loads(exc.read() or b"{}")
+        except ValueError:
+            return exc.code, {}
+
+
+class Sandbox:
+    """A handle on a running sandbox, from its state file. Implements drillkit.system.System."""
+
+    kind = "sandbox"
+
+    def __init__(self, state: SandboxState):
+        self.state = state
+
+    @classmethod
+    def attach(cls, state_file: str | os.PathLike[str]) -> "Sandbox":
+        return cls(load_state(state_file))
+
+    @property
+    def state_file(self) -> Path:
+        return Path(self.state.root) / "sandbox.json"
+
+    @property
+    def endpoint(self) -> str:
+        return self.state.endpoint
+
+    @property
+    def events_file(self) -> Path:
+        return Path(self.state.events_file)
+
+    def event(self, kind: str, **fields) -> dict:
+        return append_event(self.events_file, kind, **fields)
+
+    # -- bring up -------------------------------------------------------------------------
+
+    @classmethod
+    def up(cls, spec: SystemSpec, events_file: str | os.PathLike[str] | None = None,
+           base_dir: str | os.PathLike[str] | None = None) -> "Sandbox":
+        """Start every process; on any failure, stop what was started and re-raise."""
+        bins = pg.find_binaries()
+        run_as = pg.RunAs.for_postgres()
+        base = Path(base_dir or tempfile.gettempdir())
+        try:
+            root = Path(tempfile.mkdtemp(prefix="drillkit-sandbox-", dir=base))
+        except OSError as exc:
+            raise EnvironmentProblem(f"cannot create the sandbox folder in {base}: {exc.strerror}") from None
+        root.chmod(0o755)
+        events = Path(events_file) if events_file else root / "events.jsonl"
+        started: list[ProcessEntry] = []
+        registry = root / "processes.json"
+
+        def track(name: str, pid: int, region: str | None = None) -> None:
+            started.append(processes.entry_for(name, pid, region))
+            registry.write_text(json.dumps([e.model_dump() for e in started]))
+
+        try:
+            sandbox = cls._start(spec, bins, run_as, root, events, track)
+        except BaseException:
+            processes.stop_all(started)
+            _drop_pg_leftovers(root)
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+        sandbox.state.processes = started
+        sandbox.state.save()
+        return sandbox
+
+    @classmethod
+    def _start(cls, spec: SystemSpec, bins: pg.PgBinaries, run_as: pg.RunAs, root: Path, events: Path,
+               track) -> "Sandbox":
+        archive = root / "archive"
+        db_ports = {r: free_port() for r in REGIONS}
+        app_ports = {r: free_port() for r in REGIONS}
+
+        primary = pg.init_primary(bins, run_as, root / "pg-A", db_ports["A"], archive,
+                                  spec.replication.mode == "sync", root / "pg-A.log")
+        pg.start(bins, run_as, primary, root / "pg-A.log")
+        track("postgres-A", primary.pid, "A")
+        pg.create_schema(primary.port)
+
+        pending = {
+            REPLICATION_LINK: processes.spawn_service(
+                "drillkit.sandbox.linkproxy",
+                ["--name", REPLICATION_LINK, "--listen-port", "0", "--upstream", f"127.0.0.1:{primary.port}",
+                 "--events", str(events)], root, REPLICATION_LINK),
+            "app-A": processes.spawn_service(
+                "drillkit.sandbox.app",
+                ["--region", "A", "--port", str(app_ports["A"]), "--dsn", pg.dsn(primary.port)], root, "app-A"),
+        }
+        for name, (proc, _) in pending.items():
+            track(name, proc.pid, "A" if name == "app-A" else None)
+        link_info = {REPLICATION_LINK: processes.wait_ready(*pending[REPLICATION_LINK], REPLICATION_LINK)}
+
+        standby = pg.init_standby(bins, run_as, root / "pg-B", db_ports["B"], link_info[REPLICATION_LINK]["port"],
+                                  archive, root / "pg-B.log")
+        pg.start(bins, run_as, standby, root / "pg-B.log")
+        track("postgres-B", standby.pid, "B")
+
+        proc, ready = processes.spawn_service(
+            "drillkit.sandbox.app", ["--region", "B", "--port", str(app_ports["B"]), "--dsn", pg.dsn(standby.port)],
+            root, "app-B")
+        track("app-B", proc.pid, "B")
+        pending["app-B"] = (proc, ready)
+        for region in REGIONS:
+            name = client_link(region)
+            proc, ready = processes.spawn_service(
+                "drillkit.sandbox.linkproxy",
+                ["--name", name, "--listen-port", "0", "--upstream", f"127.0.0.1:{app_ports[region]}",
+                 "--events", str(events)], root, name)
+            track(name, proc.pid)
+            pending[name] = (proc, ready)
+        for name in ("app-A", "app-B", client_link("A"), client_link("B")):
+            info = processes.wait_ready(*pending[name], name)
+            if name.startswith("client-"):
+                link_info[name] = info
+
+        routing = spec.routing
+        proc, ready = processes.spawn_service(
+            "drillkit.sandbox.router",
+            ["--port", "0", "--primary", "A", "--policy", routing.policy,
+             "--interval", str(routing.interval), "--failure-threshold", str(routing.failure_threshold),
+             "--ttl", str(routing.ttl), "--upstream-timeout", str(routing.upstream_timeout),
+             "--events", str(events),
+             *[a for r in REGIONS for a in ("--region", f"{r}=127.0.0.1:{link_info[client_link(r)]['port']}")]],
+            root, "router")
+        track("router", proc.pid)
+        router = processes.wait_ready(proc, ready, "router")
+
+        state = SandboxState(
+            root=str(root), events_file=str(events), pg_bin=str(bins.bindir), pg_version=bins.version,
+            pg_user=run_as.user, archive_dir=str(archive), strategy=spec.strategy,
+            replication_mode=spec.replication.mode, routing_policy=routing.policy, primary_region="A",
+            router_port=router["port"],
+            regions={r: RegionState(name=r, role="primary" if r == "A" else "standby", db_port=db_ports[r],
+                                    datadir=str(root / f"pg-{r}"), app_port=app_ports[r], link=client_link(r))
+                     for r in REGIONS},
+            links={name: LinkState(name=name, port=info["port"], control_port=info["control_port"],
+                                   upstream=info.get("upstream", "")) for name, info in link_info.items()},
+        )
+        state.save()
+        sandbox = cls(state)
+        sandbox.wait_streaming(timeout=15)
+        return sandbox
+
+    # -- tear down ------------------------------------------------------------------------
+
+    def down(self) -> None:
+        """Stop every process this sandbox started and delete its folder."""
+        processes.stop_all(self.state.processes)
+        _drop_pg_leftovers(Path(self.state.root))
+        shutil.rmtree(self.state.root, ignore_errors=True)
+
+    def __enter__(self) -> "Sandbox":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.down()
+
+    # -- the System operations ------------------------------------------------------------
+
+    def _processes_of(self, region: str) -> list[ProcessEntry]:
+        return [p for p in self.state.processes if p.region == region]
+
+    def _region(self, region: str) -> RegionState:
+        try:
+            return self.state.regions[region]
+        except KeyError:
+            raise FaultError(f"no region {region!r} (regions: {', '.join(self.state.regions)})") from None
+
+    def kill_region(self, region: str) -> list[str]:
+        """SIGKILL every process of the region: its database and its app die at once."""
+        self._region(region)
+        killed = [p.name for p in self._processes_of(region) if processes.kill_group(p)]
+        processes.wait_gone(self._processes_of(region), 5.0)
+        self.state.regions[region].role = "down"
+        self.state.save()
+        return killed
+
+    def promote_standby(self, region: str) -> float:
+        target = self._region(region)
+        if target.role != "standby":
+            raise FaultError(f"region {region} is {target.role}, not a standby")
+        took = pg.promote(target.db_port)
+        target.role = "primary"
+        self.state.primary_region = region
+        self.state.save()
+        return took
+
+    def switch_routing(self, to: str, reason: str = "runbook") -> dict:
+        self._region(to)
+        status, body = _http_json(f"{self.endpoint}/_drillkit/router/switch", "POST", {"to": to, "reason": reason})
+        if status != 200:
+            raise FaultError(f"router refused the switch to {to}: {body.get('error', status)}")
+        return body
+
+    def routing(self) -> dict:
+        status, body = _http_json(f"{self.endpoint}/_drillkit/router")
+        if status != 200:
+            raise FaultError(f"router answered {status}")
+        return body
+
+    def serving_region(self) -> str:
+        return self.routing()["answer"]
+
+    def region_health(self, region: str, timeout: float = 1.0) -> dict:
+        """The region's /health as a client sees it, through its client link."""
+        link = self.state.links[self._region(region).link]
+        try:
+            status, body = _http_json(f"http://127.0.0.1:{link.port}/health", timeout=timeout)
+        except (OSError, ValueError) as exc:
+            return {"region": region, "healthy": False, "error": str(exc) or type(exc).__name__}
+        return {"region": region, "healthy": status == 200, "status": status, **body}
+
+    def link(self, name: str) -> LinkControl:
+        try:
+            return LinkControl(self.state.links[name].control_port)
+        except KeyError:
+            raise FaultError(f"no link {name!r} (links: {', '.join(self.state.links)})") from None
+
+    def link_names(self) -> list[str]:
+        return list(self.state.links)
+
+    def replication_status(self) -> list[dict]:
+        """pg_stat_replication on the current primary."""
+        primary = self._region(self.state.primary_region)
+        query = ("SELECT application_name, state, sync_state, "
+                 "pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint AS lag_bytes, "
+                 "EXTRACT(epoch FROM replay_lag)::float AS replay_lag_s FROM pg_stat_replication")
+        with psycopg.connect(pg.dsn(primary.db_port, connect_timeout=1), autocommit=True) as conn:
+            cur = conn.execute(query)
+            names = [c.name for c in cur.description]
+            return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def wait_streaming(self, timeout: float = 15) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        rows: list[dict] = []
+        while time.monotonic() < deadline:
+            rows = self.replication_status()
+            if any(r["state"] == "streaming" for r in rows):
+                return rows
+            time.sleep(0.05)
+        raise SandboxError(f"the standby is not streaming after {timeout:.0f}s: {rows}")
+
+    def replication_lag(self) -> list[LagSample]:
+        """Lag of every standby, measured from the standby: time since the last replayed commit."""
+        now = time.time()
+        samples = []
+        lag_bytes = {}
+        try:
+            lag_bytes = {r["application_name"]: r["lag_bytes"] for r in self.replication_status()}
+        except psycopg.Error:
+            pass
+        for region in self.state.regions.values():
+            if region.role != "standby":
+                continue
+            try:
+                with psycopg.connect(pg.dsn(region.db_port, connect_timeout=1), autocommit=True) as conn:
+                    row = conn.execute(
+                        "SELECT CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
+                        "ELSE EXTRACT(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) END"
+                    ).fetchone()
+            except psycopg.Error:
+                continue
+            samples.append(LagSample(t=now, region=region.name, replay_lag_s=float(row[0] or 0.0),
+                                     lag_bytes=lag_bytes.get(pg.STANDBY_NAME)))
+        return samples
+
+    def final_state(self) -> Iterator[tuple[str, str]]:
+        """Every record of the serving region's database, checksummed from the payload as stored."""
+        region = self._region(self.serving_region())
+        with psycopg.connect(pg.dsn(region.db_port)) as conn:
+            with conn.cursor(name="audit") as cur:
+                cur.execute("SELECT key, payload FROM records ORDER BY key")
+                for key, payload in cur:
+                    yield key, hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _drop_pg_leftovers(root: Path) -> None:
+    for datadir in root.glob("pg-*"):
+        if datadir.is_dir():
+            pg.drop_shared_memory(datadir)
+
+
+def reap(state_file: str | os.PathLike[str]) -> int:
+    """Stop the processes of a sandbox whose harness died; only those it recorded and still ours."""
+    root = Path(state_file).parent if Path(state_file).is_file() else Path(state_file)
+    registry = root / "processes.json"
+    if not registry.exists():
+        return 0
+    entries = [ProcessEntry.model_validate(e) for e in json.loads(registry.read_text())]
+    ours = [e for e in entries if processes.is_ours(e)]
+    processes.stop_all(ours, grace=1.0)
+    _drop_pg_leftovers(root)
+    shutil.rmtree(root, ignore_errors=True)
+    return len(ours)

@@ -1,0 +1,53 @@
+"""The seam between drillkit and the system under test.
+
+Chaos actions and probes, the lag sampler and the audit talk only to this protocol, so the
+embedded sandbox (now) and a cloud account (later) are interchangeable, and tests use a fake.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class LagSample:
+    t: float
+    region: str
+    replay_lag_s: float
+    lag_bytes: int | None
+
+
+@runtime_checkable
+class System(Protocol):
+    kind: str
+
+    @property
+    def endpoint(self) -> str: ...
+
+    def event(self, kind: str, **fields) -> dict: ...
+
+    def kill_region(self, region: str) -> list[str]: ...
+
+    def promote_standby(self, region: str) -> float: ...
+
+    def switch_routing(self, to: str, reason: str = "runbook") -> dict: ...
+
+    def serving_region(self) -> str: ...
+
+    def region_health(self, region: str, timeout: float = 1.0) -> dict: ...
+
+    def replication_status(self) -> list[dict]: ...
+
+    def replication_lag(self) -> list[LagSample]: ...
+
+    def final_state(self) -> Iterator[tuple[str, str]]: ...
+
+    def down(self) -> None: ...
+
+
+def attach(state_file: str) -> System:
+    """The running system named by a state file (today always the sandbox)."""
+    from drillkit.sandbox.system import Sandbox
+
+    return Sandbox.attach(state_file)
