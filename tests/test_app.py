@@ -178,4 +178,4 @@ def test_sigterm_exits_zero_quickly(apps):
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=5) == 0
-        assert time.monotonic() - t0 < 1.0
+        assert time.monotonic() - t0 < 2.0

@@ -247,7 +247,7 @@ def test_sigterm_exits_zero_quickly_and_frees_the_port(regions, start_router):
     t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=5) == 0
-    assert time.monotonic() - t0 < 1.0
+    assert time.monotonic() - t0 < 2.0
     held.close()
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

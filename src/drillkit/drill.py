@@ -16,6 +16,7 @@ import subprocess
 import threading
 import _thread
 import time
+import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -204,6 +205,8 @@ class Drill:
             abort_reason = exc.reason
         except Exception as exc:
             abort_reason = f"harness error: {type(exc).__name__}: {exc}"
+            with open(self.out / "harness-error.txt", "w") as fh:
+                traceback.print_exc(file=fh)
         finally:
             if abort_reason is not None:
                 self.event("drill.aborted", reason=abort_reason)
@@ -233,7 +236,7 @@ class Drill:
         os.environ[ENV_KEY] = str(sandbox.state_file)
         settings = {"runtime": {"rollbacks": {"strategy": "always"}, "hypothesis": {"strategy": "default"}}}
         journal = run_experiment(self.experiment, settings=settings,
-                                 experiment_vars={"configuration": {CONFIG_KEY: str(sandbox.state_file)}})
+                                 experiment_vars=({CONFIG_KEY: str(sandbox.state_file)}, {}))
         (self.out / ev.JOURNAL).write_text(json.dumps(journal, indent=2, default=str))
         return journal
 

@@ -68,13 +68,18 @@ def wait_for_region_down(region: str, timeout: float = 30, configuration: Config
     raise ActivityFailed(f"region {region} still answers after {timeout}s")
 
 
-def inject_link_fault(link: str, kind: str, duration: float | None = None, configuration: Configuration = None,
-                      **params: Any) -> dict:
-    """Network fault on a link (`client-A`, `client-B`, `repl-A-B`); cleared after `duration` if given."""
+def inject_link_fault(link: str, kind: str, duration: float | None = None, precondition: bool = False,
+                      configuration: Configuration = None, **params: Any) -> dict:
+    """Network fault on a link (`client-A`, `client-B`, `repl-A-B`); cleared after `duration` if given.
+
+    `precondition: true` marks a fault that sets the stage for the disaster (a lagging replica
+    before a region loss): it is recorded, but the disaster's clock (t_fault) starts later.
+    """
     system = system_from(configuration)
     _guard(lambda: system.link(link).inject(kind, **params))
     t = time.time()
-    system.event("fault.injected", t=t, fault=f"link-{kind}", link=link, params=params)
+    system.event("fault.injected", t=t, fault=f"link-{kind}", link=link, params=params,
+                 **({"precondition": True} if precondition else {}))
     if duration is None:
         return {"link": link, "kind": kind}
     time.sleep(max(0.0, t + float(duration) - time.time()))

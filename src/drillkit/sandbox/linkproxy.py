@@ -30,6 +30,7 @@ FAULT_PARAMS: dict[str, dict[str, bool]] = {
     "reset": {},
 }
 CHUNK = 65536
+IN_FLIGHT_LIMIT = 16 * 2**20
 
 
 def parse_fault(body: Any) -> tuple[str, dict[str, float]]:
@@ -66,8 +67,33 @@ def reset_writer(writer: asyncio.StreamWriter | None) -> None:
     writer.transport.abort()
 
 
+class Lane:
+    """One direction's bytes in flight, bounded like a socket buffer so a slow or cut link
+    pushes back on its sender through TCP instead of growing the proxy's memory."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+        self.held = 0
+        self.room = asyncio.Event()
+        self.room.set()
+
+    async def put(self, t_read: float, data: bytes) -> None:
+        self.queue.put_nowait((t_read, data))
+        self.held += len(data)
+        if self.held > IN_FLIGHT_LIMIT:
+            self.room.clear()
+            await self.room.wait()
+
+    async def get(self) -> tuple[float, bytes]:
+        t_read, data = await self.queue.get()
+        self.held -= len(data)
+        if self.held <= IN_FLIGHT_LIMIT:
+            self.room.set()
+        return t_read, data
+
+
 class Pipe:
-    """One proxied connection: per direction a reader that never stops reading and a paced sender.
+    """One proxied connection: per direction a reader that keeps reading into a Lane and a paced sender.
 
     Splitting read from send is what lets latency delay bytes without slowing the
     read side, and a blackhole hold bytes without dropping them.
@@ -84,8 +110,7 @@ class Pipe:
         self.tasks: list[asyncio.Task[None]] = []
 
     async def run(self) -> None:
-        up: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
-        down: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+        up, down = Lane(), Lane()
         self.tasks = [
             asyncio.create_task(self._pump(self.client_reader, up)),
             asyncio.create_task(self._open_upstream(down)),
@@ -103,7 +128,7 @@ class Pipe:
         finally:
             self.kill_tasks()
 
-    async def _open_upstream(self, down: asyncio.Queue[tuple[float, bytes]]) -> None:
+    async def _open_upstream(self, down: Lane) -> None:
         await self.link.flowing.wait()
         host, port = self.link.upstream
         try:
@@ -115,18 +140,18 @@ class Pipe:
         self.upstream.set_result((reader, writer))
         await self._pump(reader, down)
 
-    async def _pump(self, reader: asyncio.StreamReader, queue: asyncio.Queue[tuple[float, bytes]]) -> None:
+    async def _pump(self, reader: asyncio.StreamReader, lane: Lane) -> None:
         loop = asyncio.get_running_loop()
         while True:
             data = await reader.read(CHUNK)
-            queue.put_nowait((loop.time(), data))
+            await lane.put(loop.time(), data)
             if not data:
                 return
 
-    async def _send(self, queue: asyncio.Queue[tuple[float, bytes]], writer: asyncio.StreamWriter | None, direction: str) -> None:
+    async def _send(self, lane: Lane, writer: asyncio.StreamWriter | None, direction: str) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            t_read, data = await queue.get()
+            t_read, data = await lane.get()
             latency = self.link.faults.get("latency")
             if latency:
                 jitter = latency.get("jitter_ms", 0)

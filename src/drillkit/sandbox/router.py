@@ -26,10 +26,8 @@ POLICIES = ("dns", "origin-group", "manual")
 CONTROL = "/_drillkit/router"
 FAILOVER_STATUSES = frozenset({500, 502, 503, 504})
 FAILOVER_METHODS = frozenset({"GET", "HEAD"})
-HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-    "trailers", "transfer-encoding", "upgrade",
-})
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+                        "trailers", "transfer-encoding", "upgrade"})
 
 
 class Routing:
@@ -157,6 +155,8 @@ def run_health_checker(routing: Routing, region: str, addr: tuple[str, int], int
 
 
 class Upstream(NamedTuple):
+    """A response to relay: the region's own, or the router's when the region could not answer."""
+
     status: int
     headers: list[tuple[str, str]]
     body: bytes
@@ -219,22 +219,13 @@ class RouterHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(up.body)
 
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
-            while size := int(self.rfile.readline().split(b";")[0], 16):
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                pass
-            return b"".join(chunks)
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
     def _handle(self) -> None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self.send_error(411, "send a Content-Length; chunked request bodies are not relayed")
         try:
-            body = self._read_body()
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         except ValueError:
-            return self.send_error(400, "bad request body")
+            return self.send_error(400, "bad Content-Length")
         path = self.path.split("?", 1)[0]
         if path == CONTROL or path.startswith(CONTROL + "/"):
             return self._control(path, body)
@@ -263,43 +254,36 @@ class RouterHandler(BaseHTTPRequestHandler):
         for attempt in (1, 2):
             conn = self.upstreams.get(region)
             if conn is None or _dropped(conn):
-                if conn is not None:
-                    conn.close()
+                self._lost(region)
                 conn = self.upstreams[region] = http.client.HTTPConnection(
                     *self.server.regions[region], timeout=self.server.upstream_timeout)
-                try:
+            stage = "connect"
+            try:
+                if conn.sock is None:
                     conn.connect()
-                except TimeoutError as exc:
-                    return self._lost(region, _failure(504, "timeout", str(exc) or "connect timed out"))
-                except OSError as exc:
-                    if attempt == 1:
-                        continue
-                    return self._lost(region, _failure(502, "connect", str(exc)))
-            try:
+                stage = "send"
                 conn.request(self.command, self.path, body=payload, headers=headers)
-            except OSError as exc:
-                conn.close()
-                if attempt == 1:
-                    continue
-                return self._lost(region, _failure(502, "reset", str(exc)))
-            try:
+                stage = "response"
                 resp = conn.getresponse()
                 data = resp.read()
             except TimeoutError as exc:
-                return self._lost(region, _failure(504, "timeout", str(exc) or "timed out"))
+                self._lost(region)
+                return _failure(504, "timeout", str(exc) or f"{stage} timed out")
             except (OSError, http.client.HTTPException) as exc:
-                return self._lost(region, _failure(502, "reset", repr(exc)))
+                self._lost(region)
+                if stage != "response" and attempt == 1:
+                    continue
+                return _failure(502, "connect" if stage == "connect" else "reset", repr(exc))
             if resp.will_close:
-                self._lost(region, None)
+                self._lost(region)
             kept = [(k, v) for k, v in resp.getheaders() if k.lower() not in HOP_BY_HOP]
             return Upstream(resp.status, kept, data)
         raise AssertionError("unreachable")
 
-    def _lost(self, region: str, result: Upstream | None) -> Upstream | None:
+    def _lost(self, region: str) -> None:
         conn = self.upstreams.pop(region, None)
         if conn is not None:
             conn.close()
-        return result
 
     def _control(self, path: str, body: bytes) -> None:
         routing = self.server.routing

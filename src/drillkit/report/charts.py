@@ -1,0 +1,178 @@
+"""Charts as inline SVG. Data are binned before plotting (at most a few hundred steps per series),
+so the SVG size depends on the drill's length in bins, never on its number of operations."""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from matplotlib import rc_context
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+
+from drillkit.report.ops import Timeline, bin_width
+
+OK_COLOURS = ("#2166ac", "#67a9cf", "#1b7837", "#7570b3", "#969696")
+FAIL_COLOURS = ("#d6604d", "#f4a582", "#c51b7d", "#8c510a", "#525252")
+LINE_COLOURS = ("#2166ac", "#1b7837", "#7570b3", "#e08214", "#525252")
+FAULT = "#b2182b"
+RECOVERED = "#1a9850"
+SWITCH = "#762a83"
+
+_RC = {
+    "svg.fonttype": "none",
+    "text.parse_math": False,
+    "font.family": "sans-serif",
+    "font.size": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.color": "#e0e0e0",
+    "grid.linewidth": 0.6,
+    "legend.frameon": False,
+}
+
+
+@dataclass
+class Marks:
+    """Moments drawn on every time chart, as seconds from the reference time."""
+
+    fault: float | None = None
+    phases: list[tuple[int, float, float]] = field(default_factory=list)
+    recovered: list[tuple[str, float]] = field(default_factory=list)
+    switches: list[tuple[str, float]] = field(default_factory=list)
+
+
+def _signed(x: float, _pos: object = None) -> str:
+    return f"{x:+g}" if x else "0"
+
+
+def _draw_marks(ax, marks: Marks, label_phases: bool) -> None:
+    for num, start, end in marks.phases:
+        ax.axvspan(start, max(end, start + 1e-3), color="#bdbdbd", alpha=0.25, lw=0)
+        if label_phases:
+            ax.text(start, 1.0, str(num), transform=ax.get_xaxis_transform(), fontsize=7,
+                    va="bottom", ha="left", color="#525252")
+    if marks.fault is not None:
+        ax.axvline(marks.fault, color=FAULT, lw=1.4)
+        if label_phases:
+            ax.text(marks.fault, 1.0, "fault", transform=ax.get_xaxis_transform(), fontsize=7,
+                    va="bottom", ha="right", color=FAULT)
+    for _, x in marks.switches:
+        ax.axvline(x, color=SWITCH, lw=1, ls=":")
+    for _, x in marks.recovered:
+        ax.axvline(x, color=RECOVERED, lw=1.2, ls="--")
+
+
+def timeline_svg(tl: Timeline, marks: Marks, ref_label: str) -> str:
+    """Successes up and failures down per class, stacked; latency p50/p99 per class below."""
+    edges = np.append(tl.x, tl.x[-1] + tl.width)
+    with rc_context(_RC | {"svg.hashsalt": "timeline"}):
+        fig = Figure(figsize=(10, 5.6))
+        top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
+        base = np.zeros(len(tl.x))
+        for i, cls in enumerate(tl.classes):
+            top.stairs(base + tl.ok[i], edges, baseline=base.copy(), fill=True,
+                       color=OK_COLOURS[i % 5], label=f"{cls} ok", lw=0)
+            base = base + tl.ok[i]
+        base = np.zeros(len(tl.x))
+        for i, cls in enumerate(tl.classes):
+            if not tl.failed[i].any():
+                continue
+            top.stairs(base - tl.failed[i], edges, baseline=base.copy(), fill=True,
+                       color=FAIL_COLOURS[i % 5], label=f"{cls} failed", lw=0)
+            base = base - tl.failed[i]
+        top.axhline(0, color="#404040", lw=0.6)
+        top.set_ylabel("ops/s  (failed below 0)")
+        top.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{abs(v):g}"))
+        _draw_marks(top, marks, label_phases=True)
+        top.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+
+        mid = tl.x + tl.width / 2
+        for i, cls in enumerate(tl.classes):
+            colour = LINE_COLOURS[i % 5]
+            bottom.plot(mid, tl.p50[i] * 1000, color=colour, lw=1, label=f"{cls} p50")
+            bottom.plot(mid, tl.p99[i] * 1000, color=colour, lw=1, ls="--", label=f"{cls} p99")
+        finite = np.concatenate([tl.p50.ravel(), tl.p99.ravel()]) * 1000
+        finite = finite[np.isfinite(finite) & (finite > 0)]
+        if finite.size and finite.max() / max(finite.min(), 1e-3) > 30:
+            bottom.set_yscale("log")
+        bottom.set_ylabel("latency (ms)")
+        bottom.set_xlabel(f"seconds from {ref_label}   (bins of {tl.width:g} s, by op end time)")
+        bottom.xaxis.set_major_formatter(FuncFormatter(_signed))
+        _draw_marks(bottom, marks, label_phases=False)
+        bottom.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+        bottom.set_xlim(edges[0], edges[-1])
+        fig.subplots_adjust(left=0.07, right=0.84, top=0.95, bottom=0.1, hspace=0.12)
+        return _inline(fig, "Timeline: successes, failures and latency over time")
+
+
+def lag_svg(lag: pd.DataFrame, t_ref: float, marks: Marks, ref_label: str,
+            rpo_target_s: float | None, max_points: int = 1200) -> str:
+    """Replay lag per region, each region reduced to at most `max_points` bins of its maximum, so
+    spikes survive the downsampling."""
+    with rc_context(_RC | {"svg.hashsalt": "lag"}):
+        fig = Figure(figsize=(10, 2.8))
+        ax = fig.subplots()
+        ax2 = None
+        span = float(lag["t"].max() - lag["t"].min()) or 1.0
+        width = bin_width(span, max_points) if len(lag) > max_points else 0.0
+        for i, (region, df) in enumerate(lag.groupby("region", sort=True)):
+            x = df["t"].to_numpy() - t_ref
+            y = df["replay_lag_s"].to_numpy(dtype=float)
+            b = df["lag_bytes"].to_numpy(dtype=float) if "lag_bytes" in df else None
+            if width:
+                key = np.floor(x / width)
+                g = pd.DataFrame({"k": key, "y": y, "b": b if b is not None else np.nan})
+                g = g.groupby("k", sort=True).max()
+                x, y = g.index.to_numpy() * width, g["y"].to_numpy()
+                b = g["b"].to_numpy() if b is not None else None
+            colour = LINE_COLOURS[i % 5]
+            ax.plot(x, y, color=colour, lw=1.1, label=f"{region} replay lag (s)")
+            if b is not None and np.isfinite(b).any():
+                ax2 = ax2 or ax.twinx()
+                ax2.plot(x, b / 1024, color=colour, lw=0.8, alpha=0.5, ls="-.",
+                         label=f"{region} lag (KiB)")
+        if rpo_target_s is not None:
+            ax.axhline(rpo_target_s, color=FAULT, lw=0.8, ls="--", label=f"RPO target {rpo_target_s:g} s")
+        _draw_marks(ax, marks, label_phases=True)
+        ax.set_ylabel("replay lag (s)")
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel(f"seconds from {ref_label}")
+        ax.xaxis.set_major_formatter(FuncFormatter(_signed))
+        handles, labels = ax.get_legend_handles_labels()
+        if ax2 is not None:
+            ax2.set_ylabel("KiB behind")
+            ax2.set_ylim(bottom=0)
+            ax2.grid(False)
+            ax2.spines["right"].set_visible(True)
+            h2, l2 = ax2.get_legend_handles_labels()
+            handles, labels = handles + h2, labels + l2
+        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.07, 1.0), fontsize=8)
+        fig.subplots_adjust(left=0.07, right=0.8, top=0.9, bottom=0.18)
+        return _inline(fig, "Replication lag over time")
+
+
+_STRIP = [
+    (re.compile(r"^.*?(?=<svg)", re.S), ""),
+    (re.compile(r"<metadata>.*?</metadata>\s*", re.S), ""),
+    (re.compile(r"<style[^>]*>.*?</style>\s*", re.S), ""),
+    (re.compile(r'\s+xmlns(?::\w+)?="[^"]*"'), ""),
+    (re.compile(r"xlink:href="), "href="),
+]
+
+
+def _inline(fig: Figure, title: str) -> str:
+    """SVG fit for pasting into HTML: no XML prologue, namespaces, metadata links or global
+    style rule; scales to its container through its viewBox."""
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    svg = buf.getvalue()
+    for pattern, repl in _STRIP:
+        svg = pattern.sub(repl, svg)
+    svg = re.sub(r'<svg\s+width="[^"]*"\s+height="[^"]*"',
+                 f'<svg class="chart" role="img" aria-label="{title}"', svg, count=1)
+    return svg.strip()

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).parent))
+
+from leftovers import Snapshot  # noqa: E402
+
+
+@pytest.fixture
+def no_leftovers():
+    """Fails the test if it left a process, a listening port or a sandbox folder behind."""
+    before = Snapshot()
+    yield before
+    leaks = before.leaks()
+    assert not leaks, f"left behind: {leaks}"
+
+
+@pytest.fixture
+def drillkit_cli():
+    """Run the drillkit CLI as a user would: a subprocess, from the repository root."""
+
+    def run(*args: str, timeout: float = 180, env: dict | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "drillkit.cli", *args], cwd=ROOT, capture_output=True,
+                              text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+    return run
