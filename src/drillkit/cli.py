@@ -82,6 +82,8 @@ def run(scenario: Path, out: Path | None, variables: tuple[str, ...], quiet: boo
         _fail(str(exc), EXIT_INPUT)
     except DrillkitError as exc:
         _fail(str(exc), EXIT_ABORTED)
+    except Exception as exc:  # a harness bug: say so in one line, keep the exit code honest
+        _fail(f"internal error after the drill: {type(exc).__name__}: {exc}", EXIT_ABORTED)
     _print_summary(outcome.summary, outcome.folder)
     if not quiet:
         click.echo("stages: " + ", ".join(f"{k} {v:.2f}s" for k, v in outcome.stages.items()), err=True)

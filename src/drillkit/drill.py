@@ -7,6 +7,7 @@ tears the system down and keeps the evidence gathered so far.
 from __future__ import annotations
 
 import getpass
+import logging
 import json
 import os
 import platform
@@ -31,6 +32,7 @@ from drillkit.audit import write_final_state
 from drillkit.chaos import CONFIG_KEY, ENV_KEY
 from drillkit.errors import DrillAborted, EnvironmentProblem, InputError
 from drillkit.load import LoadRun
+from drillkit.load.canary import Canary
 from drillkit.sampler import LagSampler
 from drillkit.scenario import LoadedScenario, apply_vars, load_experiment
 
@@ -122,7 +124,7 @@ def _git_commit(where: Path) -> str | None:
 
 
 def _resolved_scenario(loaded: LoadedScenario, variables: dict[str, str]) -> dict:
-    data = loaded.scenario.model_dump(mode="json")
+    data = loaded.scenario.model_dump(mode="json", exclude_none=True)
     data["experiment"] = str(loaded.experiment_path)
     data["load"]["locustfile"] = str(loaded.locustfile_path)
     data["source"] = str(loaded.path)
@@ -172,7 +174,7 @@ class Drill:
             "scenario_file": str(self.loaded.path),
         }
         self.event("drill.start", scenario=self.scenario.name)
-        sandbox = load = sampler = None
+        sandbox = load = sampler = canary = None
         abort_reason: str | None = None
         watchdog = _Watchdog(self.scenario.safeguards.max_duration)
         try:
@@ -185,6 +187,7 @@ class Drill:
                     self.event("replication.streaming", standbys=rows)
                     sampler = LagSampler(sandbox, self.out / ev.LAG).start()
                     load = self._start_load(sandbox.endpoint)
+                    canary = self._start_canary(sandbox.endpoint)
                     with self.stage("warmup"):
                         load.wait_first_ops()
                         time.sleep(self.scenario.load.warmup)
@@ -194,8 +197,7 @@ class Drill:
                         raise DrillAborted(f"experiment {journal.get('status')}")
                     with self.stage("cooldown"):
                         time.sleep(self._cooldown())
-                    load.stop()
-                    sampler.stop()
+                    self._stop_clients(load, canary, sampler)
                     with self.stage("audit"):
                         records = write_final_state(sandbox, self.out / ev.FINAL_STATE)
                     self.event("audit.done", records=records, region=sandbox.serving_region())
@@ -211,7 +213,7 @@ class Drill:
             if abort_reason is not None:
                 self.event("drill.aborted", reason=abort_reason)
                 self.progress(f"✗ aborted: {abort_reason}")
-            self._teardown(load, sampler, sandbox, rollback=abort_reason is not None)
+            self._teardown(load, canary, sampler, sandbox, rollback=abort_reason is not None)
             self.event("drill.end")
             provenance["ended_utc"] = datetime.now(timezone.utc).isoformat()
             (self.out / "provenance.json").write_text(json.dumps(provenance, indent=2))
@@ -226,6 +228,18 @@ class Drill:
         run.start()
         return run
 
+    def _start_canary(self, endpoint: str) -> Canary | None:
+        spec = self.scenario.load
+        if not spec.canary:
+            return None
+        return Canary(endpoint, self.out, interval=spec.canary, timeout=spec.request_timeout).start()
+
+    @staticmethod
+    def _stop_clients(load, canary, sampler) -> None:
+        for part in (load, canary, sampler):
+            if part is not None:
+                part.stop()
+
     def _cooldown(self) -> float:
         spec = self.scenario.load.cooldown
         return spec if spec is not None else self.scenario.stable + 1.0
@@ -233,6 +247,7 @@ class Drill:
     def _run_experiment(self, sandbox) -> dict:
         from chaoslib.experiment import run_experiment
 
+        logging.getLogger("chaostoolkit").setLevel(logging.ERROR)
         os.environ[ENV_KEY] = str(sandbox.state_file)
         settings = {"runtime": {"rollbacks": {"strategy": "always"}, "hypothesis": {"strategy": "default"}}}
         journal = run_experiment(self.experiment, settings=settings,
@@ -240,12 +255,9 @@ class Drill:
         (self.out / ev.JOURNAL).write_text(json.dumps(journal, indent=2, default=str))
         return journal
 
-    def _teardown(self, load, sampler, sandbox, rollback: bool) -> None:
+    def _teardown(self, load, canary, sampler, sandbox, rollback: bool) -> None:
         with self.stage("teardown"):
-            if load is not None:
-                load.stop()
-            if sampler is not None:
-                sampler.stop()
+            self._stop_clients(load, canary, sampler)
             if sandbox is not None:
                 if rollback:
                     self._emergency_rollbacks(sandbox)

@@ -57,6 +57,7 @@ class Load(Strict):
     duration: Duration = 30.0
     request_timeout: Duration = 1.0
     cooldown: Duration | None = None
+    canary: Duration | None = 0.02
 
 
 class Targets(Strict):

@@ -11,16 +11,19 @@ import numpy as np
 import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
 from drillkit.report.ops import Timeline, bin_width
 
-OK_COLOURS = ("#2166ac", "#67a9cf", "#1b7837", "#7570b3", "#969696")
-FAIL_COLOURS = ("#d6604d", "#f4a582", "#c51b7d", "#8c510a", "#525252")
+OK_COLOURS = ("#2166ac", "#5aae61", "#9970ab", "#80cdc1", "#969696")
+FAIL_COLOURS = ("#d6604d", "#fdb863", "#c51b7d", "#8c510a", "#525252")
 LINE_COLOURS = ("#2166ac", "#1b7837", "#7570b3", "#e08214", "#525252")
 FAULT = "#b2182b"
 RECOVERED = "#1a9850"
 SWITCH = "#762a83"
+RECOVERED_STYLES = ("--", "-.", (0, (1, 1)), (0, (5, 1, 1, 1)))
 
 _RC = {
     "svg.fonttype": "none",
@@ -50,21 +53,24 @@ def _signed(x: float, _pos: object = None) -> str:
     return f"{x:+g}" if x else "0"
 
 
-def _draw_marks(ax, marks: Marks, label_phases: bool) -> None:
+def _draw_marks(ax, marks: Marks, label_phases: bool) -> list[Line2D]:
+    """Draw the marks; return legend handles naming them."""
+    handles = []
     for num, start, end in marks.phases:
-        ax.axvspan(start, max(end, start + 1e-3), color="#bdbdbd", alpha=0.25, lw=0)
+        ax.axvspan(start, max(end, start + 1e-3), color="#bdbdbd", alpha=0.3, lw=0)
         if label_phases:
-            ax.text(start, 1.0, str(num), transform=ax.get_xaxis_transform(), fontsize=7,
-                    va="bottom", ha="left", color="#525252")
+            ax.text((start + end) / 2, 1.0, str(num), transform=ax.get_xaxis_transform(),
+                    fontsize=7, va="bottom", ha="center", color="#404040")
+    if marks.phases:
+        handles.append(Patch(color="#bdbdbd", alpha=0.3, label="runbook phase (numbered)"))
     if marks.fault is not None:
-        ax.axvline(marks.fault, color=FAULT, lw=1.4)
-        if label_phases:
-            ax.text(marks.fault, 1.0, "fault", transform=ax.get_xaxis_transform(), fontsize=7,
-                    va="bottom", ha="right", color=FAULT)
-    for _, x in marks.switches:
-        ax.axvline(x, color=SWITCH, lw=1, ls=":")
-    for _, x in marks.recovered:
-        ax.axvline(x, color=RECOVERED, lw=1.2, ls="--")
+        handles.append(ax.axvline(marks.fault, color=FAULT, lw=1.4, label="fault"))
+    for label, x in marks.switches:
+        handles.append(ax.axvline(x, color=SWITCH, lw=1, ls=":", label=label))
+    for i, (label, x) in enumerate(marks.recovered):
+        handles.append(ax.axvline(x, color=RECOVERED, lw=1.2, label=label,
+                                  ls=RECOVERED_STYLES[i % len(RECOVERED_STYLES)]))
+    return handles
 
 
 def timeline_svg(tl: Timeline, marks: Marks, ref_label: str) -> str:
@@ -88,8 +94,10 @@ def timeline_svg(tl: Timeline, marks: Marks, ref_label: str) -> str:
         top.axhline(0, color="#404040", lw=0.6)
         top.set_ylabel("ops/s  (failed below 0)")
         top.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{abs(v):g}"))
-        _draw_marks(top, marks, label_phases=True)
-        top.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+        mark_handles = _draw_marks(top, marks, label_phases=True)
+        handles, _ = top.get_legend_handles_labels()
+        top.legend(handles=[h for h in handles if h not in mark_handles] + mark_handles,
+                   loc="upper left", bbox_to_anchor=(1.0, 1.02), fontsize=7.5)
 
         mid = tl.x + tl.width / 2
         for i, cls in enumerate(tl.classes):
@@ -103,11 +111,12 @@ def timeline_svg(tl: Timeline, marks: Marks, ref_label: str) -> str:
         bottom.set_ylabel("latency (ms)")
         bottom.set_xlabel(f"seconds from {ref_label}   (bins of {tl.width:g} s, by op end time)")
         bottom.xaxis.set_major_formatter(FuncFormatter(_signed))
-        _draw_marks(bottom, marks, label_phases=False)
-        bottom.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+        drawn = _draw_marks(bottom, marks, label_phases=False)
+        bottom.legend(handles=[h for h in bottom.get_legend_handles_labels()[0] if h not in drawn],
+                      loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7.5)
         bottom.set_xlim(edges[0], edges[-1])
-        fig.subplots_adjust(left=0.07, right=0.84, top=0.95, bottom=0.1, hspace=0.12)
-        return _inline(fig, "Timeline: successes, failures and latency over time")
+        fig.subplots_adjust(left=0.07, right=0.78, top=0.95, bottom=0.1, hspace=0.12)
+        return _inline(fig, "Timeline: successes, failures and latency over time", "tl")
 
 
 def lag_svg(lag: pd.DataFrame, t_ref: float, marks: Marks, ref_label: str,
@@ -138,22 +147,22 @@ def lag_svg(lag: pd.DataFrame, t_ref: float, marks: Marks, ref_label: str,
                          label=f"{region} lag (KiB)")
         if rpo_target_s is not None:
             ax.axhline(rpo_target_s, color=FAULT, lw=0.8, ls="--", label=f"RPO target {rpo_target_s:g} s")
-        _draw_marks(ax, marks, label_phases=True)
+        mark_handles = _draw_marks(ax, marks, label_phases=True)
         ax.set_ylabel("replay lag (s)")
         ax.set_ylim(bottom=0)
         ax.set_xlabel(f"seconds from {ref_label}")
         ax.xaxis.set_major_formatter(FuncFormatter(_signed))
-        handles, labels = ax.get_legend_handles_labels()
+        handles = [h for h in ax.get_legend_handles_labels()[0] if h not in mark_handles]
         if ax2 is not None:
             ax2.set_ylabel("KiB behind")
             ax2.set_ylim(bottom=0)
             ax2.grid(False)
             ax2.spines["right"].set_visible(True)
-            h2, l2 = ax2.get_legend_handles_labels()
-            handles, labels = handles + h2, labels + l2
-        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.07, 1.0), fontsize=8)
-        fig.subplots_adjust(left=0.07, right=0.8, top=0.9, bottom=0.18)
-        return _inline(fig, "Replication lag over time")
+            handles += ax2.get_legend_handles_labels()[0]
+        ax.legend(handles=handles + [h for h in mark_handles if h.get_label() == "fault"],
+                  loc="upper left", bbox_to_anchor=(1.07, 1.0), fontsize=7.5)
+        fig.subplots_adjust(left=0.07, right=0.74, top=0.9, bottom=0.18)
+        return _inline(fig, "Replication lag over time", "lag")
 
 
 _STRIP = [
@@ -165,14 +174,17 @@ _STRIP = [
 ]
 
 
-def _inline(fig: Figure, title: str) -> str:
+def _inline(fig: Figure, title: str, prefix: str) -> str:
     """SVG fit for pasting into HTML: no XML prologue, namespaces, metadata links or global
-    style rule; scales to its container through its viewBox."""
+    style rule; ids prefixed so that two charts in one page never share one; scales to its
+    container through its viewBox."""
     buf = io.StringIO()
     fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     svg = buf.getvalue()
     for pattern, repl in _STRIP:
         svg = pattern.sub(repl, svg)
+    svg = svg.replace('id="', f'id="{prefix}-').replace('href="#', f'href="#{prefix}-')
+    svg = svg.replace("url(#", f"url(#{prefix}-")
     svg = re.sub(r'<svg\s+width="[^"]*"\s+height="[^"]*"',
                  f'<svg class="chart" role="img" aria-label="{title}"', svg, count=1)
     return svg.strip()

@@ -12,14 +12,14 @@ import argparse
 import hashlib
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote
 
 import psycopg
 from psycopg import errors
 
-from drillkit.sandbox.router import serve_until_signalled
+from drillkit.sandbox.router import LoopbackServer, serve_until_signalled
 
 UPSERT = """
 INSERT INTO records (key, payload, checksum, region) VALUES (%s, %s, %s, %s)
@@ -147,10 +147,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class AppServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256
-
+class AppServer(LoopbackServer):
     def __init__(self, port: int, region: str, dsn: str):
         self.region, self.db = region, Database(dsn)
         super().__init__(("127.0.0.1", port), AppHandler)

@@ -1,0 +1,116 @@
+"""The canary: one write and one read through the global endpoint every `interval`, on a fixed clock.
+
+Recovery resolution then depends on the canary's tick, not on how busy the Locust users are.
+A request that hangs (a blackholed link) never delays the next tick: each runs on a pool thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlparse
+
+from drillkit.evidence import REQUESTS_DIR
+
+
+class Canary:
+    def __init__(self, endpoint: str, evidence: Path, interval: float = 0.02, timeout: float = 1.0):
+        url = urlparse(endpoint)
+        self.host, self.port = url.hostname or "127.0.0.1", url.port or 80
+        self.interval = interval
+        self.timeout = timeout
+        self.path = evidence / REQUESTS_DIR / "canary.jsonl"
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._last_acked: str | None = None
+        self._seq = 0
+        self._prefix = f"canary-{os.getpid()}-{int(time.time())}"
+        workers = int(timeout / interval) * 2 + 4
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="canary")
+        self._clock = threading.Thread(target=self._tick, name="canary-clock", daemon=True)
+        self._fh = None
+
+    def start(self) -> "Canary":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "a", buffering=1)
+        self._clock.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._clock.is_alive():
+            self._clock.join(5)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def _tick(self) -> None:
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            self._pool.submit(self._write)
+            self._pool.submit(self._read)
+            next_at += self.interval
+            delay = next_at - time.monotonic()
+            if delay < 0:
+                next_at = time.monotonic()
+            elif self._stop.wait(delay):
+                break
+
+    def _conn(self) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        return conn
+
+    def _request(self, method: str, path: str, body: bytes | None) -> tuple[int | None, dict, str | None, str | None]:
+        conn = self._conn()
+        try:
+            conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            data = resp.read()
+            return resp.status, (json.loads(data) if data else {}), resp.getheader("X-Region"), None
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            conn.close()
+            self._local.conn = None
+            return None, {}, None, (str(exc) or type(exc).__name__)[:200]
+
+    def _record(self, t0: float, op: str, key: str, ok: bool, status, region, checksum, error, **extra) -> None:
+        line = json.dumps({"t0": t0, "t1": time.time(), "op": op, "key": key, "ok": ok, "status": status,
+                           "region": region, "checksum": checksum, "error": error, "client": "canary", **extra})
+        with self._lock:
+            if self._fh is not None:
+                self._fh.write(line + "\n")
+
+    def _write(self) -> None:
+        with self._lock:
+            self._seq += 1
+            key = f"{self._prefix}-{self._seq:08d}"
+        payload = os.urandom(16).hex()
+        checksum = hashlib.sha256(payload.encode()).hexdigest()
+        t0 = time.time()
+        status, _, region, error = self._request("POST", "/records",
+                                                 json.dumps({"key": key, "payload": payload}).encode())
+        ok = status == 201
+        if ok:
+            with self._lock:
+                self._last_acked = key
+        self._record(t0, "write", key, ok, status, region, checksum, error or (None if ok else f"{status}"))
+
+    def _read(self) -> None:
+        key = self._last_acked
+        if key is None:
+            return
+        t0 = time.time()
+        status, body, region, error = self._request("GET", f"/records/{key}", None)
+        ok = status in (200, 404)
+        checksum = hashlib.sha256(body["payload"].encode()).hexdigest() if status == 200 else None
+        self._record(t0, "read", key, ok, status, region, checksum, error or (None if ok else f"{status}"),
+                     found=status == 200)
