@@ -103,7 +103,7 @@ def test_lost_writes_follow_replication_mode(tmp_path, drillkit_cli, no_leftover
     """A lagging async replica loses the writes acknowledged during the lag; a sync one loses none."""
     scenario = variant(tmp_path, "replica-lag-then-region-loss.yaml", f"lag-{mode}",
                        system={"replication": {"mode": mode}}, targets={"rpo": "10s"})
-    code, summary, events = run_drill(drillkit_cli, scenario, tmp_path / mode, "--var", "lag_seconds=1.5")
+    code, summary, events = run_drill(drillkit_cli, scenario, tmp_path / mode, "--var", "replication_cut_seconds=1.5")
     m = summary["measures"]
     cut = first(events, "fault.injected", fault="link-blackhole")
     kill = first(events, "fault.injected", fault="region-loss")

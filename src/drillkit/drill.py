@@ -134,7 +134,8 @@ def _resolved_scenario(loaded: LoadedScenario, variables: dict[str, str]) -> dic
 
 class Drill:
     def __init__(self, loaded: LoadedScenario, out: Path, variables: dict[str, str] | None = None,
-                 progress: Progress | None = None):
+                 progress: Progress | None = None, judge_with_probes: bool = True):
+        self.judge_with_probes = judge_with_probes
         self.loaded = loaded
         self.scenario = loaded.scenario
         self.variables = variables or {}
@@ -279,12 +280,28 @@ class Drill:
             self.event("rollbacks.error", error=str(exc))
         self.event("rollbacks.end")
 
+    def _probe_verdict(self, summary: dict) -> dict:
+        """The verdict is the probes' verdict: the same tests a CI job runs on the evidence."""
+        from drillkit.probes_plugin import run_probes
+
+        code = run_probes(self.out)
+        summary["probes"] = {"exit_code": code, "junit": ev.JUNIT, "log": "probes.log"}
+        if summary["verdict"] != "aborted":
+            if code not in (0, 1):
+                raise DrillAborted(f"the probes could not run (pytest exit {code}); see probes.log")
+            summary["verdict"] = "pass" if code == 0 else "fail"
+        return summary
+
     def _judge(self) -> dict:
         from drillkit.measure import measure, write_summary
 
         with self.stage("measure"):
             summary = measure(self.out)
             write_summary(self.out, summary)
+        if self.judge_with_probes:
+            with self.stage("probes"):
+                summary = self._probe_verdict(summary)
+                write_summary(self.out, summary)
         with self.stage("report"):
             from drillkit.report import render_report
 

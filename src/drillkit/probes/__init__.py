@@ -1,0 +1,5 @@
+"""The drill probes: one test per target kind. `probes/` in the repository re-exports them."""
+
+from pathlib import Path
+
+PROBES_DIR = Path(__file__).parent

@@ -1,0 +1,272 @@
+"""What the report says, decided once for both report.html and summary.md: the targets-vs-measured
+rows, the findings in plain words, and the verdict sentence.
+
+summary.json's checks are the authority on pass/fail. Each check is attached to the row of the
+measure it judges (by its name); a check that fits no row gets a row of its own, so no check is
+ever left out. Only the per-class RTO rows are judged here, against the `rto` target, because
+DESIGN.md defines that target as holding for every class.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from drillkit.report import fmt
+
+CLASS_ORDER = ("write", "read")
+
+
+@dataclass
+class Row:
+    key: str
+    label: str
+    target: str = "—"
+    measured: str = "—"
+    detail: str = ""
+    status: str = "none"  # pass | fail | none (no target or no check)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    finding: str = ""
+    raw_target: str = "—"
+
+
+def _norm(name: Any) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", str(name).lower())
+
+
+def kind_of(check_name: Any) -> str | None:
+    n = _norm(check_name)
+    if "rto" in n:
+        for cls in CLASS_ORDER:
+            if cls in n:
+                return f"rto:{cls}"
+        return "rto"
+    if "rpo" in n:
+        return "rpo"
+    if "lost" in n:
+        return "lost_after" if "after" in n else "lost"
+    if any(w in n for w in ("corrupt", "integrity", "unexpected")):
+        return "integrity"
+    if "availab" in n:
+        return "availability"
+    if "lag" in n:
+        return "lag"
+    return None
+
+
+def _cap(cls: str) -> str:
+    return f"{cls}s".capitalize() if cls in CLASS_ORDER else f"{cls} operations"
+
+
+def _target_of(checks: list[dict], targets: dict, *keys: str) -> Any:
+    for c in checks:
+        if c.get("target") not in (None, ""):
+            return c["target"]
+    for k in keys:
+        if targets.get(k) is not None:
+            return targets[k]
+    return None
+
+
+def _status(checks: list[dict]) -> str:
+    if not checks:
+        return "none"
+    return "pass" if all(c.get("passed") is True for c in checks) else "fail"
+
+
+def _rto_classes(m: dict) -> dict[str, dict]:
+    by_op = m.get("rto_by_op")
+    if isinstance(by_op, dict) and by_op:
+        found = {str(k): (v if isinstance(v, dict) else {"rto_s": v}) for k, v in by_op.items()}
+    else:
+        found = {cls: {"rto_s": m[f"rto_{cls}_s"]} for cls in CLASS_ORDER if f"rto_{cls}_s" in m}
+    order = [c for c in CLASS_ORDER if c in found] + sorted(c for c in found if c not in CLASS_ORDER)
+    return {c: found[c] for c in order}
+
+
+def build_rows(summary: dict) -> list[Row]:
+    m = summary.get("measures") or {}
+    targets = summary.get("targets") or {}
+    by_kind: dict[str | None, list[dict]] = {}
+    for c in summary.get("checks") or []:
+        if isinstance(c, dict):
+            by_kind.setdefault(kind_of(c.get("name")), []).append(c)
+    rows: list[Row] = []
+
+    rto_checks = by_kind.get("rto", [])
+    rto_target = _target_of(rto_checks, targets, "rto")
+    class_results = []
+    for cls, info in _rto_classes(m).items():
+        own = by_kind.pop(f"rto:{cls}", [])
+        target = _target_of(own, targets, f"rto_{cls}") if own else rto_target
+        rto = fmt.num(info.get("rto_s"))
+        row = Row(f"rto:{cls}", f"RTO — {cls}s" if cls in CLASS_ORDER else f"RTO — {cls}",
+                  target=f"≤ {fmt.human_target(target)}" if target is not None else "—",
+                  measured=fmt.secs(rto, none="not recovered"), checks=own)
+        bits = []
+        if fmt.num(info.get("resolution_s")) is not None:
+            bits.append(f"resolution ±{fmt.secs(info['resolution_s'])}")
+        if fmt.num(info.get("failures")) is not None:
+            bits.append(fmt.plural(info["failures"], "failure", "failures"))
+        if fmt.num(info.get("t_recovered")) is not None:
+            bits.append(f"recovered {fmt.clock(info['t_recovered'])} UTC")
+        row.detail = " · ".join(bits)
+        limit = fmt.seconds_of(target) if target is not None else None
+        if own:
+            row.status = _status(own)
+        elif limit is not None:
+            row.status = "pass" if rto is not None and rto <= limit + 1e-9 else "fail"
+        if row.status == "fail":
+            row.finding = (
+                f"{_cap(cls)} were unavailable for {fmt.secs(rto)}; the target is "
+                f"{fmt.human_target(target)}." if rto is not None else
+                f"{_cap(cls)} never recovered: failures from "
+                f"{fmt.clock(info.get('t_first_failure'))} UTC lasted until the load ended; "
+                f"the target is {fmt.human_target(target)}.")
+        class_results.append(row.status)
+        rows.append(row)
+    if rto_checks:
+        agree = class_results and (_status(rto_checks) == "pass") == all(
+            s == "pass" for s in class_results)
+        if not agree:
+            row = Row("rto", "RTO — service (slowest class)", measured=fmt.secs(
+                m.get("rto_s"), none="not recovered"), checks=rto_checks)
+            row.target = f"≤ {fmt.human_target(rto_target)}"
+            row.status = _status(rto_checks)
+            if row.status == "fail":
+                row.finding = (f"The service was unavailable for {fmt.secs(m.get('rto_s'))}; the "
+                               f"target is {fmt.human_target(rto_target)}." if fmt.num(m.get("rto_s"))
+                               is not None else "The service never recovered before the load ended.")
+            rows.append(row)
+
+    rpo = fmt.num(m.get("rpo_s"))
+    t_fault = fmt.num(m.get("t_fault"))
+    row = _simple(by_kind, targets, "rpo", "RPO", "≤", fmt.secs(rpo), ("rpo",))
+    if rpo and t_fault is not None:
+        row.detail = f"recovery point {fmt.clock(t_fault - rpo)} UTC"
+    if row.status == "fail":
+        row.finding = (f"The recovery point was {fmt.secs(rpo)} before the fault: writes "
+                       f"acknowledged after {fmt.clock(t_fault - (rpo or 0)) if t_fault else '—'} "
+                       f"UTC were lost; the target is {fmt.human_target(row.raw_target)}.")
+    rows.append(row)
+
+    lost = m.get("writes_lost")
+    row = _simple(by_kind, targets, "lost", "Lost acknowledged writes", "≤", fmt.count(lost),
+                  ("max_lost_writes", "lost_writes"))
+    window = m.get("lost_window")
+    when = ""
+    if isinstance(window, (list, tuple)) and len(window) == 2:
+        when = f", acknowledged between {fmt.clock(window[0])} and {fmt.clock(window[1])} UTC"
+        row.detail = f"acknowledged {fmt.clock(window[0])} – {fmt.clock(window[1])} UTC"
+    if fmt.num(m.get("writes_acked")) is not None:
+        row.detail = " · ".join(filter(None, [f"of {fmt.count(m['writes_acked'])} acknowledged",
+                                              row.detail]))
+    if row.status == "fail":
+        row.finding = (f"{fmt.plural(lost, 'acknowledged write was', 'acknowledged writes were')}"
+                       f" lost{when}; the target allows {row.raw_target}.")
+    rows.append(row)
+
+    after = m.get("writes_lost_after_fault")
+    row = _simple(by_kind, targets, "lost_after", "Lost writes acknowledged after the fault", "≤",
+                  fmt.count(after), ("max_lost_after_fault", "max_lost_writes_after_fault"))
+    row.detail = "split brain: acknowledged by a region that was no longer authoritative"
+    if row.status == "fail":
+        row.finding = (f"{fmt.plural(after, 'write', 'writes')} acknowledged after the fault "
+                       f"{'was' if fmt.num(after) == 1 else 'were'} lost (split brain); the target "
+                       f"allows {row.raw_target}.")
+    rows.append(row)
+
+    corrupt, unexpected = m.get("records_corrupt"), m.get("records_unexpected")
+    row = _simple(by_kind, targets, "integrity", "Integrity — corrupt / unexpected records", "≤",
+                  f"{fmt.count(corrupt)} / {fmt.count(unexpected)}", ("max_corrupt",))
+    if row.status == "fail":
+        parts = []
+        if fmt.num(corrupt):
+            parts.append(f"{fmt.plural(corrupt, 'record differs', 'records differ')} from the "
+                         "last acknowledged write of its key")
+        if fmt.num(unexpected):
+            parts.append(f"{fmt.plural(unexpected, 'record was', 'records were')} present "
+                         "but never written")
+        text = "; ".join(parts) or "The integrity check failed"
+        row.finding = f"{text[0].upper()}{text[1:]}; the target allows {row.raw_target}."
+    rows.append(row)
+
+    avail = m.get("availability")
+    row = _simple(by_kind, targets, "availability", "Availability", "≥", fmt.pct(avail),
+                  ("min_availability", "availability"))
+    if fmt.num(m.get("ops_total")) is not None:
+        row.detail = f"of {fmt.count(m['ops_total'])} operations"
+    if row.status == "fail":
+        row.finding = f"Availability was {fmt.pct(avail)}; the target is {row.raw_target}."
+    rows.append(row)
+
+    lag = m.get("max_replication_lag_s")
+    row = _simple(by_kind, targets, "lag", "Max replication lag", "≤", fmt.secs(lag),
+                  ("max_replication_lag", "max_lag"))
+    if fmt.num(m.get("max_replication_lag_bytes")) is not None:
+        row.detail = f"{fmt.nbytes(m['max_replication_lag_bytes'])} behind at most"
+    if row.status == "fail":
+        row.finding = (f"Replication lag reached {fmt.secs(lag)}; the target is "
+                       f"{fmt.human_target(row.raw_target)}.")
+    rows.append(row)
+
+    for c in by_kind.pop(None, []):
+        row = Row(f"check:{c.get('name')}", str(c.get("name")), target=str(c.get("target", "—")),
+                  measured=_plain(c.get("measured")), detail=str(c.get("message") or ""),
+                  status=_status([c]), checks=[c])
+        if row.status == "fail":
+            row.finding = str(c.get("message") or f"{c.get('name')}: measured "
+                              f"{_plain(c.get('measured'))}; the target is {c.get('target')}.")
+        rows.append(row)
+    return rows
+
+
+def _plain(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    return "—" if v is None else str(v)
+
+
+def _simple(by_kind, targets, kind, label, op, measured, target_keys) -> Row:
+    checks = by_kind.pop(kind, [])
+    target = _target_of(checks, targets, *target_keys)
+    row = Row(kind, label, measured=measured, checks=checks, status=_status(checks))
+    row.raw_target = "—" if target is None else str(target)
+    if target is not None:
+        row.target = f"{op} {fmt.human_target(target)}"
+    return row
+
+
+def findings(summary: dict, rows: list[Row], abort_reason: str | None) -> list[str]:
+    out = [r.finding for r in rows if r.finding]
+    verdict = summary.get("verdict")
+    if verdict == "aborted":
+        out.insert(0, f"The drill was aborted ({abort_reason or 'no reason recorded'}); "
+                      "measurements cover only what ran before it stopped.")
+    if verdict != "pass" and not out:
+        out = [str(r) for r in summary.get("reasons") or []] or [
+            "summary.json gives no reason for this verdict."]
+    return out
+
+
+def sentence(summary: dict, rows: list[Row], abort_reason: str | None) -> str:
+    verdict = summary.get("verdict")
+    judged = [r for r in rows if r.status != "none"]
+    missed = [r for r in judged if r.status == "fail"]
+    if verdict == "aborted":
+        return f"The drill was stopped before its end: {abort_reason or 'no reason recorded'}."
+    if verdict == "fail":
+        if missed:
+            names = ", ".join(r.label for r in missed)
+            return f"{len(missed)} of {len(judged)} targets missed: {names}."
+        return "The drill failed: " + ("; ".join(map(str, summary.get("reasons") or [])) or
+                                       "no reason recorded") + "."
+    rto = [f"{r.label.removeprefix('RTO — ')} recovered in {r.measured}" for r in rows
+           if r.key.startswith("rto:")]
+    lost = fmt.num((summary.get("measures") or {}).get("writes_lost"))
+    tail = [", ".join(rto)] if rto else []
+    if lost is not None:
+        tail.append(fmt.plural(lost, "acknowledged write", "acknowledged writes") + " lost")
+    head = f"Every target held ({len(judged)} checked)"
+    return head + (": " + "; ".join(tail) if tail else "") + "."
