@@ -178,13 +178,34 @@ def _json_records(path: Path) -> list[Any]:
     return out
 
 
-def _bad_line(path: Path, check) -> EvidenceError:
-    """Locate the first record `check` rejects; only runs once the vectorised path has failed."""
-    n = 0
+OP_FIELDS = {"t0": "number", "t1": "number", "op": "string", "key": "string", "ok": "bool", "checksum": "string?"}
+FINAL_FIELDS = {"key": "string", "checksum": "string?"}
+_INFERRED = {"number": ("floating", "integer", "mixed-integer-float"), "string": ("string",), "bool": ("boolean",)}
+_SAYS = {"number": "a number", "string": "a string", "bool": "true or false"}
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+
+
+def _problem(rec: Any, fields: dict[str, str]) -> str | None:
+    if not isinstance(rec, dict):
+        return "not a JSON object"
+    for f, kind in fields.items():
+        v, base = rec.get(f), kind.rstrip("?")
+        if v is None and kind.endswith("?"):
+            continue
+        if not {"number": _is_num(v), "bool": isinstance(v, bool)}.get(base, isinstance(v, str)):
+            return f"{f}: must be {_SAYS[base]}" + (" or null" if kind.endswith("?") else "")
+    return None
+
+
+def _bad_line(path: Path, fields: dict[str, str]) -> EvidenceError:
+    """Locate the first bad record; runs only once the whole-array checks have failed."""
     for n, line in enumerate(path.read_bytes().splitlines(), 1):
         if line.strip():
             try:
-                problem = check(json.loads(line))
+                problem = _problem(json.loads(line), fields)
             except ValueError as exc:
                 problem = f"not JSON ({exc})"
             if problem:
@@ -192,73 +213,32 @@ def _bad_line(path: Path, check) -> EvidenceError:
     return EvidenceError(f"{path}: malformed records")
 
 
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _check_op(rec: Any) -> str | None:
-    if not isinstance(rec, dict):
-        return "not a JSON object"
-    for f in ("t0", "t1"):
-        if not _is_num(rec.get(f)):
-            return f"{f}: must be a number"
-    for f in ("op", "key"):
-        if not isinstance(rec.get(f), str):
-            return f"{f}: must be a string"
-    if not isinstance(rec.get("ok"), bool):
-        return "ok: must be true or false"
-    if not isinstance(rec.get("checksum"), (str, type(None))):
-        return "checksum: must be a string or null"
-    return None
-
-
-def _strings(values: list[Any], nullable: bool = False) -> np.ndarray:
-    arr = np.array(values, dtype=object)
-    kind = pd.api.types.infer_dtype(arr, skipna=nullable)
-    if kind not in ("string", "empty"):
-        raise TypeError("not strings")
-    return arr
-
-
-def _ops_file(path: Path) -> dict[str, np.ndarray]:
+def _columns(path: Path, fields: dict[str, str]) -> dict[str, np.ndarray]:
+    """Typed columns of a JSONL file, validated whole-array at a time rather than line by line."""
     recs = _json_records(path)
+    out = {}
     try:
-        ok = np.array([r["ok"] for r in recs], dtype=object)
-        if pd.api.types.infer_dtype(ok, skipna=False) not in ("boolean", "empty"):
-            raise TypeError("ok")
-        return {
-            "t0": np.array([r["t0"] for r in recs], dtype=np.float64),
-            "t1": np.array([r["t1"] for r in recs], dtype=np.float64),
-            "op": _strings([r["op"] for r in recs]),
-            "key": _strings([r["key"] for r in recs]),
-            "ok": ok.astype(bool),
-            "checksum": _strings([r.get("checksum") for r in recs], nullable=True),
-        }
+        for f, kind in fields.items():
+            base, nullable = kind.rstrip("?"), kind.endswith("?")
+            col = np.array([r.get(f) if nullable else r[f] for r in recs], dtype=object)
+            if pd.api.types.infer_dtype(col, skipna=nullable) not in _INFERRED[base] + ("empty",):
+                raise TypeError(f)
+            out[f] = col.astype({"number": np.float64, "bool": bool}[base]) if base != "string" else col
+            if base == "number" and np.isnan(out[f]).any():
+                raise ValueError(f)
     except (KeyError, TypeError, ValueError, AttributeError):
-        raise _bad_line(path, _check_op) from None
+        raise _bad_line(path, fields) from None
+    return out
 
 
 def _read_ops(folder: Path) -> pd.DataFrame:
     """Every client op from every worker's file, one row each."""
     files = sorted((folder / REQUESTS_DIR).glob("*.jsonl")) if (folder / REQUESTS_DIR).is_dir() else []
-    parts = [_ops_file(p) for p in files]
-    cols = ("t0", "t1", "op", "key", "ok", "checksum")
-    if not parts:
-        parts = [{"t0": np.empty(0), "t1": np.empty(0), "ok": np.empty(0, bool),
-                  **{c: np.empty(0, object) for c in ("op", "key", "checksum")}}]
-    data = {c: np.concatenate([p[c] for p in parts]) for c in cols}
+    parts = [_columns(p, OP_FIELDS) for p in files]
+    data = {f: np.concatenate([p[f] for p in parts]) if parts else np.empty(0, object) for f in OP_FIELDS}
     data["op"] = pd.Categorical(data["op"])
-    return pd.DataFrame(data)
-
-
-def _check_final(rec: Any) -> str | None:
-    if not isinstance(rec, dict):
-        return "not a JSON object"
-    if not isinstance(rec.get("key"), str):
-        return "key: must be a string"
-    if not isinstance(rec.get("checksum"), (str, type(None))):
-        return "checksum: must be a string or null"
-    return None
+    ops = pd.DataFrame(data)
+    return ops.astype({"t0": np.float64, "t1": np.float64, "ok": bool}) if not parts else ops
 
 
 def _read_final_state(folder: Path, required: bool) -> pd.DataFrame | None:
@@ -267,14 +247,7 @@ def _read_final_state(folder: Path, required: bool) -> pd.DataFrame | None:
         if required:
             raise EvidenceError(f"{path}: missing (the post-drill audit of the serving region)")
         return None
-    recs = _json_records(path)
-    try:
-        return pd.DataFrame({
-            "key": _strings([r["key"] for r in recs]),
-            "checksum": _strings([r.get("checksum") for r in recs], nullable=True),
-        })
-    except (KeyError, TypeError, ValueError, AttributeError):
-        raise _bad_line(path, _check_final) from None
+    return pd.DataFrame(_columns(path, FINAL_FIELDS))
 
 
 def _journal_reasons(folder: Path, notes: list[str]) -> list[str]:

@@ -34,17 +34,20 @@ def clock(t: Any) -> str:
     return datetime.fromtimestamp(v, tz=timezone.utc).strftime("%H:%M:%S.%f")[:-3]
 
 
-def iso_utc(text: Any) -> str:
-    """Chaos Toolkit writes naive ISO times in UTC; show them like every other time here."""
-    if not text:
-        return "—"
+def iso_seconds(text: Any) -> float | None:
+    """Chaos Toolkit writes naive ISO times, in UTC."""
     try:
         d = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
     except ValueError:
-        return str(text)
-    if d.tzinfo is None:
-        d = d.replace(tzinfo=timezone.utc)
-    return utc(d.timestamp())
+        return None
+    return (d if d.tzinfo else d.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def iso_utc(text: Any) -> str:
+    if not text:
+        return "—"
+    t = iso_seconds(text)
+    return str(text) if t is None else utc(t)
 
 
 def secs(x: Any, none: str = "—") -> str:

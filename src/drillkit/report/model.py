@@ -259,7 +259,7 @@ def sentence(summary: dict, rows: list[Row], abort_reason: str | None) -> str:
     if verdict == "fail":
         if missed:
             names = ", ".join(r.label for r in missed)
-            return f"{len(missed)} of {len(judged)} targets missed: {names}."
+            return f"{len(missed)} of {len(judged)} objectives missed: {names}."
         return "The drill failed: " + ("; ".join(map(str, summary.get("reasons") or [])) or
                                        "no reason recorded") + "."
     rto = [f"{r.label.removeprefix('RTO — ')} recovered in {r.measured}" for r in rows

@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import threading
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote
 
 import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
 from psycopg import errors
 
 from drillkit.sandbox.router import LoopbackServer, serve_until_signalled
@@ -36,35 +36,28 @@ def checksum(payload: str) -> str:
 
 
 class Database:
-    """One autocommit connection per handler thread, dropped on any connection-level failure."""
+    """A pool of autocommit connections shared by the handler threads.
 
-    def __init__(self, dsn: str):
-        self.dsn = dsn
-        self.local = threading.local()
+    A burst of new client connections (a healed partition releasing its backlog) must not
+    fork one PostgreSQL backend per connection; broken connections are dropped by the pool.
+    """
+
+    def __init__(self, dsn: str, size: int = 16):
+        self.pool = ConnectionPool(dsn, min_size=2, max_size=size, open=False, timeout=1.0,
+                                   kwargs={"autocommit": True, "connect_timeout": 1},
+                                   reconnect_timeout=0, name="app")
+        self.pool.open(wait=False)
 
     def execute(self, query: str, params: tuple = ()) -> list[tuple]:
-        conn = getattr(self.local, "conn", None)
-        if conn is None or conn.closed:
-            conn = self.local.conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=1)
         try:
-            cur = conn.execute(query, params)
-            return cur.fetchall() if cur.description else []
-        except psycopg.Error as exc:
-            if isinstance(exc, psycopg.OperationalError) or conn.broken or conn.closed:
-                self.close()
-            raise
-        except BaseException:
-            self.close()
-            raise
+            with self.pool.connection() as conn:
+                cur = conn.execute(query, params)
+                return cur.fetchall() if cur.description else []
+        except PoolTimeout as exc:
+            raise psycopg.OperationalError(f"no database connection: {exc}") from None
 
-    def close(self) -> None:
-        conn = getattr(self.local, "conn", None)
-        self.local.conn = None
-        if conn is not None:
-            try:
-                conn.close()
-            except psycopg.Error:
-                pass
+    def shutdown(self) -> None:
+        self.pool.close(timeout=0.5)
 
 
 class AppHandler(BaseHTTPRequestHandler):
@@ -74,11 +67,6 @@ class AppHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
-
-    def finish(self) -> None:
-        """The thread ends with its client connection: its database session must not outlive it."""
-        self.server.db.close()
-        super().finish()
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         self.close_connection = True

@@ -112,7 +112,7 @@ class Pipe:
     async def run(self) -> None:
         up, down = Lane(), Lane()
         self.tasks = [
-            asyncio.create_task(self._pump(self.client_reader, up)),
+            asyncio.create_task(self._pump(self.client_reader, up, abandon_when_cut=True)),
             asyncio.create_task(self._open_upstream(down)),
             asyncio.create_task(self._send(up, None, "up")),
             asyncio.create_task(self._send(down, self.client_writer, "down")),
@@ -140,10 +140,16 @@ class Pipe:
         self.upstream.set_result((reader, writer))
         await self._pump(reader, down)
 
-    async def _pump(self, reader: asyncio.StreamReader, lane: Lane) -> None:
+    async def _pump(self, reader: asyncio.StreamReader, lane: Lane, abandon_when_cut: bool = False) -> None:
+        """Read into the lane. A client that hangs up while the link is cut has given up on its
+        request: its held bytes die with the connection instead of reaching the server after the
+        heal (a server must not be flooded by requests nobody waits for any more)."""
         loop = asyncio.get_running_loop()
         while True:
             data = await reader.read(CHUNK)
+            if not data and abandon_when_cut and not self.link.flowing.is_set():
+                self.kill()
+                return
             await lane.put(loop.time(), data)
             if not data:
                 return

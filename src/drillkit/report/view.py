@@ -1,0 +1,240 @@
+"""The report's sections other than the verdict and targets: phases, activities, lost writes,
+scenario and topology, provenance and the evidence inventory, each built from whatever files the
+folder holds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from drillkit.report import fmt
+from drillkit.report.load import Evidence
+
+PROVENANCE_VERSIONS = ("drillkit", "chaostoolkit", "chaostoolkit-lib", "locust", "postgresql",
+                       "python")
+
+
+@dataclass
+class Phase:
+    name: str
+    kind: str
+    start: float | None
+    end: float | None
+    status: str = ""
+    num: int = 0
+
+    def cells(self, t_ref: float | None) -> dict[str, str]:
+        off = (lambda t: fmt.rel(t - t_ref)) if t_ref is not None else fmt.clock
+        return {
+            "num": str(self.num), "name": self.name, "kind": self.kind,
+            "start": "—" if self.start is None else off(self.start),
+            "start_utc": fmt.clock(self.start),
+            "duration": fmt.dur(self.end - self.start) if None not in (self.start, self.end)
+            else "no end recorded",
+            "end": "—" if self.end is None else off(self.end),
+            "status": self.status,
+        }
+
+
+def reference(e: Evidence) -> tuple[float | None, str]:
+    """Charts and phases count seconds from the fault; without one, from the drill's start."""
+    m = e.measures
+    t = fmt.num(m.get("t_fault"))
+    if t is None:
+        t = next((ev["t"] for ev in e.events if ev["kind"] == "fault.injected"), None)
+    if t is not None:
+        return t, f"the fault ({fmt.clock(t)} UTC)"
+    t = fmt.num(m.get("t_start"))
+    if t is None:
+        t = next((ev["t"] for ev in e.events if ev["kind"] == "drill.start"), None)
+    if t is None and e.history is not None:
+        t = float(e.history.t0.min())
+    if t is None:
+        return None, "—"
+    return t, f"the drill start ({fmt.clock(t)} UTC)"
+
+
+def phases(e: Evidence, t_fault: float | None) -> list[Phase]:
+    rows = _activity_phases(e)
+    if t_fault is not None:
+        rows += _derived_phases(e, t_fault)
+    rows.sort(key=_moment)
+    for i, p in enumerate(rows, 1):
+        p.num = i
+    return rows
+
+
+def _moment(p: Phase) -> tuple[bool, float]:
+    """Activities sort by when they began, derived rows by the moment they name, so the table
+    reads as the story of the drill."""
+    t = p.end if p.kind == "derived" else p.start
+    if t is None:
+        t = p.start if p.kind == "derived" else p.end
+    return t is None, t or 0.0
+
+
+def _activity_phases(e: Evidence) -> list[Phase]:
+    rows: list[Phase] = []
+    started: dict[str, list[dict]] = {}
+    for ev in e.events:
+        name = str(ev.get("name", "?"))
+        if ev["kind"] == "activity.start":
+            started.setdefault(name, []).append(ev)
+        elif ev["kind"] == "activity.end":
+            begin = started.get(name, [])
+            s = begin.pop(0) if begin else None
+            rows.append(Phase(name, str(ev.get("type") or (s or {}).get("type") or "activity"),
+                              s["t"] if s else None, ev["t"], str(ev.get("status") or "")))
+    for name, left in started.items():
+        rows += [Phase(name, str(s.get("type") or "activity"), s["t"], None, "no end recorded")
+                 for s in left]
+    if rows or not e.journal:
+        return rows
+    for item in e.journal.get("run") or []:
+        act = item.get("activity") or {}
+        start = fmt.iso_seconds(item.get("start"))
+        end = fmt.iso_seconds(item.get("end"))
+        rows.append(Phase(str(act.get("name", "?")), str(act.get("type", "activity")), start, end,
+                          str(item.get("status") or "")))
+    return rows
+
+
+def _derived_phases(e: Evidence, t_fault: float) -> list[Phase]:
+    rows = []
+    after = [ev for ev in e.events if ev["t"] >= t_fault]
+    for ev in after:
+        if ev["kind"] == "routing.published" or (
+                ev["kind"] == "health.change" and ev.get("healthy") is False):
+            what = ("routing published" if ev["kind"] == "routing.published"
+                    else f"region {ev.get('region', '?')} seen unhealthy")
+            rows.append(Phase(f"detection ({what})", "derived", t_fault, ev["t"]))
+            break
+    for ev in after:
+        if ev["kind"] == "routing.switch":
+            rows.append(Phase(f"traffic switched {ev.get('from', '?')} → {ev.get('to', '?')}",
+                              "derived", t_fault, ev["t"]))
+            break
+    for ev in after:
+        if ev["kind"] == "db.promoted":
+            rows.append(Phase(f"database promoted ({ev.get('region', '?')})", "derived", t_fault,
+                              ev["t"]))
+            break
+    m = e.measures
+    by_op = m.get("rto_by_op") if isinstance(m.get("rto_by_op"), dict) else {}
+    for cls in sorted(by_op, key=lambda c: (c not in ("write", "read"), c != "write", c)):
+        info = by_op[cls] if isinstance(by_op[cls], dict) else {}
+        t = fmt.num(info.get("t_recovered"))
+        rto = fmt.num(info.get("rto_s"))
+        if t is None and rto is not None:
+            t = t_fault + rto
+        label = f"{cls}s" if cls in ("write", "read") else cls
+        if t is not None:
+            rows.append(Phase(f"recovered ({label})", "derived", t_fault, t))
+        elif info.get("failures"):
+            rows.append(Phase(f"recovered ({label})", "derived", t_fault, None, "not recovered"))
+    return rows
+
+
+def activities(journal: dict | None) -> dict[str, Any] | None:
+    if not journal:
+        return None
+
+    def item(x: dict) -> dict[str, str]:
+        act = x.get("activity") or {}
+        exc = x.get("exception")
+        error = (exc[-1] if isinstance(exc, list) and exc else exc) or ""
+        return {"name": str(act.get("name", "?")), "type": str(act.get("type", "")),
+                "status": str(x.get("status", "")), "start": fmt.iso_utc(x.get("start")),
+                "duration": fmt.dur(x.get("duration")), "error": str(error).strip()[-300:]}
+
+    steady = journal.get("steady_states") or {}
+
+    def met(phase: str) -> str:
+        s = steady.get(phase)
+        if not isinstance(s, dict):
+            return "not run"
+        return {True: "met", False: "not met"}.get(s.get("steady_state_met"), "unknown")
+
+    return {
+        "status": str(journal.get("status", "unknown")),
+        "deviated": journal.get("deviated"),
+        "start": fmt.iso_utc(journal.get("start")), "end": fmt.iso_utc(journal.get("end")),
+        "duration": fmt.dur(journal.get("duration")),
+        "steady_before": met("before"), "steady_after": met("after"),
+        "run": [item(x) for x in journal.get("run") or [] if isinstance(x, dict)],
+        "rollbacks": [item(x) for x in journal.get("rollbacks") or [] if isinstance(x, dict)],
+    }
+
+
+def topology(e: Evidence) -> dict[str, Any]:
+    sc = e.scenario or {}
+    system = sc.get("system") if isinstance(sc.get("system"), dict) else {}
+    routing = system.get("routing") if isinstance(system.get("routing"), dict) else {}
+    repl = system.get("replication") if isinstance(system.get("replication"), dict) else {}
+    load = sc.get("load") if isinstance(sc.get("load"), dict) else {}
+    switch = next((ev for ev in e.events if ev["kind"] == "routing.switch"), None)
+    promoted = next((ev for ev in e.events if ev["kind"] == "db.promoted"), None)
+    regions = sorted({str(r) for r in e.lag["region"].unique()} if e.lag is not None else set())
+    primary = str(switch.get("from")) if switch else "primary"
+    standby = (str(switch.get("to")) if switch else
+               str(promoted.get("region")) if promoted else regions[0] if regions else "standby")
+    return {
+        "name": sc.get("name") or e.summary.get("scenario") or "—",
+        "description": sc.get("description") or "",
+        "kind": system.get("kind", "—"), "strategy": system.get("strategy", "—"),
+        "routing": routing, "replication": repl.get("mode", "—"),
+        "users": load.get("users", "—"), "warmup": load.get("warmup", "—"),
+        "duration": load.get("duration", "—"), "stable": sc.get("stable", "—"),
+        "experiment": sc.get("experiment", "—"),
+        "targets": sc.get("targets") if isinstance(sc.get("targets"), dict)
+        else e.summary.get("targets") or {},
+        "primary": primary, "standby": standby,
+        "switched": switch is not None, "promoted": promoted is not None,
+        "faults": [str(ev.get("fault", "?")) for ev in e.events if ev["kind"] == "fault.injected"],
+    }
+
+
+def provenance(p: dict | None) -> list[tuple[str, str]] | None:
+    if p is None:
+        return None
+    rows = [(label, str(p[key]) if p.get(key) not in (None, "") else "not recorded") for key, label
+            in (("operator", "Operator"), ("host", "Host"), ("started_utc", "Started (UTC)"),
+                ("ended_utc", "Ended (UTC)"), ("git_commit", "Workspace git commit"),
+                ("command", "Command"))]
+    versions = p.get("versions") if isinstance(p.get("versions"), dict) else {}
+    names = list(PROVENANCE_VERSIONS) + sorted(k for k in versions if k not in PROVENANCE_VERSIONS)
+    rows += [(f"Version — {n}", str(versions.get(n) or "not recorded")) for n in names]
+    return rows
+
+
+def lost_writes(m: dict) -> dict[str, Any]:
+    window = m.get("lost_window")
+    has_window = isinstance(window, (list, tuple)) and len(window) == 2
+    return {
+        "counts": [
+            ("Writes acknowledged", fmt.count(m.get("writes_acked"))),
+            ("Writes failed (not acknowledged)", fmt.count(m.get("writes_failed"))),
+            ("Lost — acknowledged, absent after recovery", fmt.count(m.get("writes_lost"))),
+            ("Lost — acknowledged after the fault (split brain)",
+             fmt.count(m.get("writes_lost_after_fault"))),
+            ("Recovered — not acknowledged, yet present", fmt.count(m.get("writes_recovered"))),
+            ("Unexpected — present, never written", fmt.count(m.get("records_unexpected"))),
+            ("Corrupt — differ from the last acknowledged write", fmt.count(m.get("records_corrupt"))),
+        ],
+        "window": (f"{fmt.utc(window[0])} – {fmt.clock(window[1])} UTC "
+                   f"({fmt.secs(fmt.num(window[1]) - fmt.num(window[0]))})"
+                   if has_window and None not in (fmt.num(window[0]), fmt.num(window[1]))
+                   else None),
+        "first_keys": [(label, [str(k) for k in m.get(key) or []]) for key, label in (
+            ("lost_keys_first", "First lost keys"),
+            ("lost_after_fault_keys_first", "First keys lost after the fault"),
+            ("corrupt_keys_first", "First corrupt keys"))],
+    }
+
+
+def abort_reason(e: Evidence) -> str | None:
+    ev = next((x for x in e.events if x["kind"] == "drill.aborted"), None)
+    if ev is not None:
+        return str(ev.get("reason") or "no reason recorded")
+    reasons = e.summary.get("reasons") or []
+    return str(reasons[0]) if reasons else None

@@ -1,0 +1,398 @@
+"""measure() against hand-built histories whose answers are known exactly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from drillkit.errors import EvidenceError
+from drillkit.measure import measure, write_summary
+
+approx = lambda x: pytest.approx(x, abs=1e-9)  # noqa: E731
+
+
+def op(t0, t1, kind="write", key=None, ok=True, ck=None, **extra):
+    key = key if key is not None else f"{kind}-{t0}"
+    if ck is None and kind == "write":
+        ck = f"c-{key}"
+    return {"t0": t0, "t1": t1, "op": kind, "key": key, "ok": ok, "status": 200 if ok else 503,
+            "region": "a", "checksum": ck, "error": None if ok else "503", **extra}
+
+
+def W(t0, t1, key=None, ok=True, ck=None):
+    return op(t0, t1, "write", key, ok, ck)
+
+
+def R(t0, t1, key=None, ok=True):
+    return op(t0, t1, "read", key or "r", ok, None)
+
+
+def drill(tmp_path: Path, ops, final=None, *, fault=10.0, stable="2s", targets=None, events=(),
+          journal=True, lag=None, files=1) -> Path:
+    """An evidence folder. `final=None` means: every acknowledged write is present, intact."""
+    folder = tmp_path / "drill"
+    (folder / "requests").mkdir(parents=True)
+    for i in range(files):
+        part = ops[i::files]
+        (folder / "requests" / f"w{i}.jsonl").write_text("".join(json.dumps(o) + "\n" for o in part))
+    if final is None:
+        final = {o["key"]: o["checksum"] for o in sorted(ops, key=lambda o: o["t1"]) if o["op"] == "write" and o["ok"]}
+    if final is not False:
+        items = final.items() if isinstance(final, dict) else [(k, f"c-{k}") for k in final]
+        (folder / "final_state.jsonl").write_text("".join(json.dumps({"key": k, "checksum": c}) + "\n" for k, c in items))
+    evs = [{"t": 0.0, "kind": "drill.start"}]
+    if fault is not None:
+        evs.append({"t": fault, "kind": "fault.injected", "fault": "region-loss"})
+    evs += list(events)
+    (folder / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evs))
+    scenario = {"name": "t", "stable": stable, "targets": targets or {}}
+    (folder / "scenario.yaml").write_text(json.dumps(scenario))
+    if journal:
+        (folder / "journal.json").write_text(json.dumps({"status": "completed", "deviated": False}))
+    if lag is not None:
+        (folder / "lag.csv").write_text(lag)
+    return folder
+
+
+def m_of(folder):
+    return measure(folder)["measures"]
+
+
+# ---------------------------------------------------------------- RTO
+
+
+def test_no_outage(tmp_path):
+    s = measure(drill(tmp_path, [W(9, 9.1), R(9.2, 9.3), W(11, 11.1), R(12, 12.1)]))
+    m = s["measures"]
+    assert m["rto_s"] == 0 and m["rto_write_s"] == 0 and m["rto_read_s"] == 0
+    assert m["rto_by_op"]["write"]["failures"] == 0 and m["rto_by_op"]["write"]["recovered"]
+    assert m["rpo_s"] == 0 and m["writes_lost"] == 0 and m["t_fault"] == 10.0
+    assert s["verdict"] == "pass" and s["reasons"] == []
+
+
+def concurrent_outage():
+    a = [W(9.0, 9.1), W(10.0, 10.5, ok=False), W(10.5, 11.0, ok=False), W(11.0, 11.5, ok=False),
+         W(11.5, 11.6), W(11.6, 11.7), W(14.0, 14.1)]
+    b = [W(9.5, 9.6), W(10.2, 11.2, ok=False), W(11.2, 11.55), W(14.0, 14.2)]
+    return a + b
+
+
+def test_clean_outage_concurrent_clients(tmp_path):
+    m = m_of(drill(tmp_path, concurrent_outage()))
+    w = m["rto_by_op"]["write"]
+    assert m["rto_write_s"] == approx(1.55) and m["rto_s"] == approx(1.55)
+    assert w["t_recovered"] == approx(11.55)
+    assert w["resolution_s"] == approx(0.05) and m["rto_resolution_s"] == approx(0.05)
+    assert w["failures"] == 4
+    assert w["t_first_failure"] == approx(10.5)
+    assert w["t_last_failure"] == approx(11.0)
+
+
+def test_flapping_recovery_takes_the_later_success(tmp_path):
+    ops = [W(9, 9.1), W(10.0, 10.5, ok=False), W(10.5, 10.6), W(11.0, 11.5, ok=False),
+           W(11.5, 11.6), W(12.0, 12.1), W(13.6, 13.7)]
+    w = m_of(drill(tmp_path, ops))["rto_by_op"]["write"]
+    assert w["rto_s"] == approx(1.6)
+    assert w["resolution_s"] == approx(0.1)
+    assert w["failures"] == 2
+
+
+def test_failure_just_outside_stable_starts_a_new_outage(tmp_path):
+    ops = [W(10.0, 10.5, ok=False), W(10.6, 10.7), W(12.1, 12.2, ok=False), W(12.3, 12.4), W(15, 15.1)]
+    w = m_of(drill(tmp_path, ops))["rto_by_op"]["write"]
+    assert w["rto_s"] == approx(0.7)
+    ops[2] = W(12.0, 12.2, ok=False)
+    w = m_of(drill(tmp_path / "b", ops))["rto_by_op"]["write"]
+    assert w["rto_s"] == approx(2.4)
+
+
+def test_never_recovered(tmp_path):
+    ops = [W(9, 9.1)] + [W(10 + i / 2, 10.5 + i / 2, ok=False) for i in range(10)] + [R(9, 9.1), R(14, 14.1)]
+    s = measure(drill(tmp_path, ops, targets={"rto": "10s"}))
+    m = s["measures"]
+    assert m["rto_write_s"] is None and m["rto_s"] is None and m["rto_read_s"] == 0
+    assert m["rto_by_op"]["write"]["recovered"] is False and m["not_recovered"] == ["write"]
+    assert s["verdict"] == "fail"
+    checks = {c["name"]: c for c in s["checks"]}
+    assert checks["recovered"]["passed"] is False
+    assert checks["rto"]["passed"] is False and checks["rto"]["measured"] is None
+    assert checks["rto"]["message"] == "RTO not recovered; target 10 s"
+    assert any("not recovered" in r for r in s["reasons"])
+
+
+def test_success_without_later_load_is_not_recovered(tmp_path):
+    ops = [W(10.0, 10.5, ok=False), W(10.5, 10.6), W(11.0, 11.1)]
+    assert m_of(drill(tmp_path, ops))["rto_write_s"] is None
+    ops.append(W(12.0, 12.1))
+    assert m_of(drill(tmp_path / "b", ops))["rto_write_s"] == approx(0.6)
+
+
+def test_stable_comes_from_the_scenario(tmp_path):
+    ops = [W(10.0, 10.5, ok=False), W(10.5, 10.6), W(11.0, 11.5, ok=False), W(11.5, 11.6), W(20, 20.1)]
+    assert m_of(drill(tmp_path, ops, stable="500ms"))["rto_write_s"] == approx(0.6)
+    assert m_of(drill(tmp_path / "b", ops, stable="2s"))["rto_write_s"] == approx(1.6)
+
+
+def test_failures_before_the_fault_are_ignored(tmp_path):
+    ops = [W(5, 5.5, ok=False), W(9.0, 10.0, ok=False), W(9.5, 9.6), W(11, 11.1), W(13, 13.1)]
+    m = m_of(drill(tmp_path, ops))
+    assert m["rto_write_s"] == 0 and m["rto_by_op"]["write"]["failures"] == 0
+    assert m["writes_failed"] == 2
+
+
+def test_failure_started_before_fault_and_ended_after_counts(tmp_path):
+    ops = [W(9.0, 11.0, ok=False), W(11.0, 11.2), W(13.5, 13.6)]
+    w = m_of(drill(tmp_path, ops))["rto_by_op"]["write"]
+    assert w["rto_s"] == approx(1.2) and w["failures"] == 1
+
+
+def test_a_class_with_no_ops_and_other_classes(tmp_path):
+    ops = [W(9, 9.1), W(10, 10.5, ok=False), W(10.5, 10.7), W(13, 13.1),
+           op(9, 9.1, "object_put", "o1"), op(10, 12, "object_put", "o2", ok=False), op(12, 13, "object_put", "o3"),
+           op(15, 15.1, "object_put", "o4")]
+    m = m_of(drill(tmp_path, ops, final=False, events=[{"t": 30, "kind": "drill.aborted"}]))
+    assert m["rto_read_s"] == 0 and m["rto_by_op"]["read"]["failures"] == 0
+    assert m["rto_write_s"] == approx(0.7)
+    assert m["rto_by_op"]["object_put"]["rto_s"] == approx(3.0)
+    assert m["rto_s"] == approx(3.0) and m["rto_resolution_s"] == approx(1.0)
+
+
+def test_no_fault_event(tmp_path):
+    ops = [W(9, 9.5, ok=False), W(10, 10.1), W(13, 13.1)]
+    s = measure(drill(tmp_path, ops, fault=None))
+    m = s["measures"]
+    assert m["t_fault"] is None and m["rto_s"] == 0 and m["rpo_s"] == 0
+    assert any("no fault.injected" in n for n in s["notes"])
+
+
+# ---------------------------------------------------------------- data audit and RPO
+
+
+def test_split_brain_writes_lost_after_fault(tmp_path):
+    ops = [W(8.9, 9.0, "k1"), W(10.1, 10.2, "k2"), W(10.2, 10.3, "k3"), W(13, 13.1, "k4")]
+    m = m_of(drill(tmp_path, ops, final=["k3", "k4"]))
+    assert m["writes_lost"] == 2 and m["lost_keys_first"] == ["k1", "k2"]
+    assert m["writes_lost_after_fault"] == 1 and m["lost_after_fault_keys_first"] == ["k2"]
+    assert m["rpo_s"] == approx(1.0)
+    assert m["lost_window"] == [approx(9.0), approx(10.2)]
+
+
+def test_only_split_brain_losses_leave_rpo_zero(tmp_path):
+    ops = [W(9, 9.1, "k1"), W(10.1, 10.2, "k2"), W(10.2, 10.3, "k3")]
+    m = m_of(drill(tmp_path, ops, final=["k1"]))
+    assert m["rpo_s"] == 0 and m["writes_lost"] == 2 and m["writes_lost_after_fault"] == 2
+
+
+def test_rpo_from_lost_writes_acknowledged_before_the_fault(tmp_path):
+    ops = [W(8.4, 9.25, "k2"), W(8.0, 8.5, "k1"), W(9.4, 9.5, "k3"), W(9.9, 10.0, "k4"), W(11, 11.1, "k5")]
+    m = m_of(drill(tmp_path, ops, final=["k3", "k5"]))
+    assert m["rpo_s"] == approx(1.5)
+    assert m["lost_keys_first"] == ["k1", "k2", "k4"]
+    assert m["writes_lost_after_fault"] == 0
+    assert m["lost_window"] == [approx(8.5), approx(10.0)]
+
+
+def test_duplicate_keys_last_acknowledged_write_decides(tmp_path):
+    ops = [
+        W(1.0, 1.1, "a", ck="a1"), W(2.0, 2.1, "a", ck="a2"),                 # earlier value present: corrupt
+        W(1.0, 1.1, "b", ck="b1"), W(2.0, 2.1, "b", ck="b2"),                 # last value present: fine
+        W(1.0, 1.1, "c", ck="c1"), W(2.0, 3.0, "c", ok=False, ck="c2"),       # a later unacked write landed
+        W(0.1, 0.5, "d", ok=False, ck="d0"), W(1.0, 1.1, "d", ck="d1"),       # unacked, finished before: corrupt
+        W(1.0, 1.2, "e", ck="e1"),                                            # foreign checksum: corrupt
+        W(3.0, 3.1, "f", ck="f1"), W(4.0, 4.1, "f", ck="f2"),                 # lost, counted once
+    ]
+    final = {"a": "a1", "b": "b2", "c": "c2", "d": "d0", "e": "zz"}
+    m = m_of(drill(tmp_path, ops, final=final))
+    assert m["records_corrupt"] == 3
+    assert m["corrupt_keys_first"] == ["d", "e", "a"]
+    assert m["writes_lost"] == 1 and m["lost_keys_first"] == ["f"]
+    assert m["writes_acked"] == 9 and m["writes_failed"] == 2
+    assert m["writes_recovered"] == 0 and m["records_unexpected"] == 0
+
+
+def test_unacknowledged_writes_present_are_recovered(tmp_path):
+    ops = [W(9, 9.1, "k1"), W(10, 10.5, "u1", ok=False), W(10.5, 11, "u2", ok=False), W(11, 11.1, "k2"), W(14, 14.1, "k3")]
+    m = m_of(drill(tmp_path, ops, final=["k1", "u1", "k2", "k3"]))
+    assert m["writes_recovered"] == 1 and m["recovered_keys_first"] == ["u1"]
+    assert m["writes_lost"] == 0 and m["records_corrupt"] == 0
+
+
+def test_unexpected_keys(tmp_path):
+    ops = [W(9, 9.1, "k1"), R(9.2, 9.3, "ghost")]
+    m = m_of(drill(tmp_path, ops, final=["zz", "k1", "ghost"]))
+    assert m["records_unexpected"] == 2 and m["unexpected_keys_first"] == ["zz", "ghost"]
+
+
+def test_empty_final_state_loses_every_acknowledged_write(tmp_path):
+    ops = [W(i, i + 0.1, f"k{i}") for i in range(1, 9)] + [W(9, 9.1, "x", ok=False)]
+    m = m_of(drill(tmp_path, ops, final={}))
+    assert m["writes_lost"] == 8 and m["writes_acked"] == 8
+    assert m["lost_keys_first"] == [f"k{i}" for i in range(1, 9)]
+    assert m["rpo_s"] == approx(8.9)
+    assert m["writes_recovered"] == 0
+
+
+def test_key_lists_are_capped_in_summary_and_complete_in_audit(tmp_path):
+    ops = [W(1 + i / 100, 1.005 + i / 100, f"k{i:02d}") for i in range(25)]
+    folder = drill(tmp_path, ops, final={})
+    s = measure(folder)
+    assert len(s["measures"]["lost_keys_first"]) == 10
+    write_summary(folder, s)
+    audit = json.loads((folder / "audit.json").read_text())
+    assert audit["lost_keys"] == [f"k{i:02d}" for i in range(25)]
+    on_disk = json.loads((folder / "summary.json").read_text())
+    assert on_disk["measures"]["writes_lost"] == 25 and "availability_per_second" not in json.dumps(on_disk)
+
+
+# ---------------------------------------------------------------- counts, availability, lag
+
+
+def test_counts_and_availability(tmp_path):
+    ops = [W(100.2, 100.3), R(100.5, 100.6), W(101.1, 101.2, ok=False), R(101.5, 101.6, ok=False),
+           R(101.7, 101.8), W(103.9, 104.0)]
+    folder = drill(tmp_path, ops, fault=None)
+    s = measure(folder)
+    m = s["measures"]
+    assert (m["writes_acked"], m["writes_failed"], m["reads_ok"], m["reads_failed"], m["ops_total"]) == (2, 1, 2, 1, 6)
+    assert m["availability"] == approx(4 / 6)
+    assert m["t_start"] == 0.0 and m["t_end"] == approx(104.0)
+    write_summary(folder, s)
+    series = json.loads((folder / "audit.json").read_text())["availability_per_second"]
+    assert series == {"origin": 100, "ok": [2, 1, 0, 1], "failed": [0, 2, 0, 0]}
+
+
+def test_replication_lag(tmp_path):
+    lag = "t,region,replay_lag_s,lag_bytes\n1,b,0.25,100\n2,b,1.5,4096\n3,b,,\n"
+    m = m_of(drill(tmp_path, [W(1, 1.1)], lag=lag))
+    assert m["max_replication_lag_s"] == approx(1.5) and m["max_replication_lag_bytes"] == 4096
+    assert m_of(drill(tmp_path / "b", [W(1, 1.1)], lag=""))["max_replication_lag_s"] is None
+    assert m_of(drill(tmp_path / "c", [W(1, 1.1)]))["max_replication_lag_s"] is None
+
+
+# ---------------------------------------------------------------- checks and verdict
+
+
+def test_targets_become_checks(tmp_path):
+    targets = {"rto": "10s", "rto_write": "1s", "rpo": "500ms", "max_lost_writes": 0, "max_corrupt": 0,
+               "max_unexpected": 0, "min_availability": 0.5, "max_replication_lag": "1s"}
+    ops = concurrent_outage() + [W(9.7, 9.8, "lost")]
+    final = {o["key"]: o["checksum"] for o in ops if o["ok"] and o["key"] != "lost"}
+    s = measure(drill(tmp_path, ops, final=final, targets=targets, lag="t,region,replay_lag_s,lag_bytes\n1,b,0.2,1\n"))
+    checks = {c["name"]: c for c in s["checks"]}
+    assert list(checks) == ["rto", "rto_write", "rpo", "max_lost_writes", "max_corrupt", "max_unexpected",
+                            "min_availability", "max_replication_lag", "recovered"]
+    assert checks["rto"] == {"name": "rto", "target": 10.0, "measured": approx(1.55), "passed": True,
+                             "message": "RTO 1.550 s within target 10 s"}
+    assert checks["rto_write"]["message"] == "write RTO 1.550 s exceeds target 1 s" and not checks["rto_write"]["passed"]
+    assert checks["rpo"]["measured"] == approx(0.2) and checks["rpo"]["passed"] is True
+    assert checks["rpo"]["message"] == "RPO 0.200 s within target 0.5 s"
+    assert checks["max_lost_writes"]["message"] == "lost writes: 1 exceeds limit 0"
+    assert checks["max_corrupt"]["passed"] and checks["max_unexpected"]["passed"]
+    assert checks["min_availability"]["passed"] and checks["min_availability"]["target"] == 0.5
+    assert checks["min_availability"]["message"] == "availability 66.667% meets target 50%"
+    assert checks["max_replication_lag"]["message"] == "max replication lag 0.200 s within target 1 s"
+    assert checks["recovered"]["passed"]
+    assert s["verdict"] == "fail"
+    assert s["reasons"] == ["write RTO 1.550 s exceeds target 1 s", "lost writes: 1 exceeds limit 0"]
+
+
+def test_lag_target_without_samples_fails(tmp_path):
+    s = measure(drill(tmp_path, [W(1, 1.1)], targets={"max_replication_lag": "1s"}))
+    assert s["checks"][0]["passed"] is False and s["checks"][0]["message"] == "max replication lag not measured; target 1 s"
+
+
+def test_bad_target_names_the_field(tmp_path):
+    with pytest.raises(EvidenceError, match=r"scenario.yaml: targets.rto: "):
+        measure(drill(tmp_path, [W(1, 1.1)], targets={"rto": "soon"}))
+
+
+def test_verdict_aborted(tmp_path):
+    ops = [W(9, 9.1)]
+    s = measure(drill(tmp_path, ops, events=[{"t": 12, "kind": "drill.aborted", "reason": "SIGINT"}]))
+    assert s["verdict"] == "aborted" and s["reasons"] == ["drill aborted: SIGINT"]
+
+
+def test_aborted_before_the_audit_has_no_final_state(tmp_path):
+    s = measure(drill(tmp_path, [W(9, 9.1)], final=False, events=[{"t": 12, "kind": "drill.aborted"}]))
+    assert s["verdict"] == "aborted" and s["measures"]["writes_lost"] is None
+
+
+def test_journal_decides_completion(tmp_path):
+    folder = drill(tmp_path, [W(9, 9.1)])
+    (folder / "journal.json").write_text(json.dumps({"status": "completed", "deviated": True}))
+    s = measure(folder)
+    assert s["verdict"] == "fail" and "deviated" in s["reasons"][0]
+    (folder / "journal.json").unlink()
+    s = measure(folder)
+    assert s["verdict"] == "pass" and any("journal.json" in n for n in s["notes"])
+
+
+# ---------------------------------------------------------------- the folder itself
+
+
+def test_not_a_drill_folder(tmp_path):
+    (tmp_path / "x").mkdir()
+    with pytest.raises(EvidenceError, match=r"x: not a drill evidence folder \(no requests/ or events.jsonl\)"):
+        measure(tmp_path / "x")
+
+
+def test_missing_final_state_is_an_error(tmp_path):
+    with pytest.raises(EvidenceError, match="final_state.jsonl: missing"):
+        measure(drill(tmp_path, [W(1, 1.1)], final=False))
+
+
+def test_malformed_request_names_file_and_line(tmp_path):
+    folder = drill(tmp_path, [W(1, 1.1), W(2, 2.1)])
+    with open(folder / "requests" / "w0.jsonl", "a") as fh:
+        fh.write('{"t0": 3, "t1": 3.1, "op": "write", "key": 7, "ok": true}\n')
+    with pytest.raises(EvidenceError, match=r"w0.jsonl: line 3: key: must be a string"):
+        measure(folder)
+    (folder / "requests" / "w0.jsonl").write_text('{"t0": 1, "t1": 1.1, "op": "write", "key": "k", "ok": tru\n')
+    with pytest.raises(EvidenceError, match=r"w0.jsonl: line 1: not JSON"):
+        measure(folder)
+
+
+def test_several_files_blank_lines_and_extra_fields(tmp_path):
+    ops = [op(9, 9.1, "write", "k1", user=3), W(10, 10.5, ok=False), W(10.5, 10.6), W(12.6, 12.7)]
+    folder = drill(tmp_path, ops, files=3)
+    with open(folder / "requests" / "w0.jsonl", "a") as fh:
+        fh.write("\n\n")
+    m = m_of(folder)
+    assert m["ops_total"] == 4 and m["rto_write_s"] == approx(0.6)
+
+
+def test_summary_is_plain_json(tmp_path):
+    folder = drill(tmp_path, concurrent_outage(), targets={"rto": "10s"})
+    path = write_summary(folder, measure(folder))
+    data = json.loads(path.read_text())
+    assert data["evidence_format"] == 1 and data["scenario"] == "t" and data["verdict"] == "pass"
+    for key in ("rto_s", "rto_write_s", "rto_read_s", "rpo_s", "writes_acked", "writes_lost", "writes_lost_after_fault",
+                "writes_recovered", "records_unexpected", "records_corrupt", "max_replication_lag_s", "t_fault"):
+        assert key in data["measures"]
+    assert write_summary(folder, dict(data)) == path and (folder / "audit.json").exists()
+
+
+@pytest.mark.parametrize("line, says", [
+    ('{"t0": null, "t1": 1.1, "op": "write", "key": "k", "ok": true}', "t0: must be a number"),
+    ('{"t0": "1", "t1": 1.1, "op": "write", "key": "k", "ok": true}', "t0: must be a number"),
+    ('{"t0": 1, "t1": 1.1, "op": "write", "key": "k", "ok": 1}', "ok: must be true or false"),
+    ('{"t0": 1, "t1": 1.1, "op": "write", "key": "k", "ok": true, "checksum": 5}', "checksum: must be a string or null"),
+    ('[1, 2]', "not a JSON object"),
+])
+def test_request_fields_are_typed(tmp_path, line, says):
+    folder = drill(tmp_path, [W(1, 1.1)])
+    (folder / "requests" / "w0.jsonl").write_text(line + "\n")
+    with pytest.raises(EvidenceError, match=f"w0.jsonl: line 1: {says}"):
+        measure(folder)
+
+
+def test_no_load_at_all(tmp_path):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "events.jsonl").write_text(json.dumps({"t": 1, "kind": "drill.aborted", "reason": "port in use"}) + "\n")
+    s = measure(folder)
+    m = s["measures"]
+    assert s["verdict"] == "aborted" and m["ops_total"] == 0 and m["availability"] is None and m["rto_s"] == 0
+    assert s["scenario"] is None and m["t_start"] is None

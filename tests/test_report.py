@@ -1,0 +1,257 @@
+"""The report stage: report.html and summary.md from synthetic evidence folders with known figures."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from drillkit.errors import EvidenceError
+from drillkit.report import render_report
+from drillkit.report.ops import bin_width, read_history
+from drillkit.report.sample import make_drill
+
+
+class _Tables(HTMLParser):
+    """Cells of the tables inside one section, as text, row by row."""
+
+    def __init__(self, section: str):
+        super().__init__()
+        self.section, self.inside, self.rows, self.cell = section, False, [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "section":
+            self.inside = dict(attrs).get("id") == self.section
+        elif self.inside and tag == "tr":
+            self.rows.append([])
+        elif self.inside and tag in ("td", "th"):
+            self.cell = []
+
+    def handle_endtag(self, tag):
+        if self.inside and tag in ("td", "th") and self.cell is not None:
+            self.rows[-1].append(" ".join("".join(self.cell).split()))
+            self.cell = None
+        elif tag == "section":
+            self.inside = False
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell.append(data + " ")
+
+
+def table(html: str, section: str) -> dict[str, list[str]]:
+    p = _Tables(section)
+    p.feed(html)
+    return {r[0]: r[1:] for r in p.rows if r}
+
+
+def section_text(html: str, section: str) -> str:
+    m = re.search(rf'<section id="{section}">(.*?)</section>', html, re.S)
+    assert m, f"no section {section}"
+    return " ".join(re.sub(r"<[^>]+>", " ", m.group(1)).split())
+
+
+@pytest.fixture(scope="module")
+def passing(tmp_path_factory) -> Path:
+    folder = make_drill(tmp_path_factory.mktemp("pass") / "drill")
+    render_report(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def failing(tmp_path_factory) -> Path:
+    folder = make_drill(tmp_path_factory.mktemp("fail") / "drill", failing=True)
+    render_report(folder)
+    return folder
+
+
+def html_of(folder: Path) -> str:
+    return (folder / "report.html").read_text(encoding="utf-8")
+
+
+def assert_self_contained(html: str) -> None:
+    assert not re.search(r"https?://", html), "an external URL in the report"
+    assert not re.search(r"""(?:src|href)\s*=\s*(?!["']?#)""", html), "a link to another file"
+    assert "<script" not in html and "<link" not in html and "@import" not in html
+    assert not re.search(r"url\((?!#)", html)
+
+
+def test_passing_report_shows_verdict_and_every_measured_value_first(passing):
+    html = html_of(passing)
+    assert re.search(r'class="banner pass".*?<div class="verdict">PASS</div>', html, re.S)
+    assert "region-loss" in section_text(html, "targets") or "region-loss" in html[:html.index('id="targets"')]
+    assert html.index('id="verdict"') < html.index('id="targets"') < html.index('id="timeline"')
+    rows = table(html, "targets")
+    assert rows["RTO — writes"][0] == "≤ 10 s"
+    assert rows["RTO — writes"][1].startswith("3.200 s resolution ±0.021 s")
+    assert rows["RTO — writes"][2] == "PASS"
+    assert rows["RTO — reads"][1].startswith("1.100 s resolution ±0.017 s")
+    assert rows["RPO"][:3] == ["≤ 2 s", "0.000 s", "PASS"]
+    assert rows["Lost acknowledged writes"][1].startswith("0 of 4,877 acknowledged")
+    assert rows["Lost writes acknowledged after the fault"][1].startswith("0")
+    assert rows["Integrity — corrupt / unexpected records"][1:] == ["0 / 0", "PASS"]
+    assert rows["Availability"][1].startswith("97.340 %")
+    assert rows["Max replication lag"][1].startswith("0.412 s 18.0 KiB")
+    assert 'id="findings"' not in html
+
+
+def test_failing_report_names_each_missed_target_in_plain_words(failing):
+    html = html_of(failing)
+    assert '<div class="verdict">FAIL</div>' in html
+    rows = table(html, "targets")
+    assert rows["RTO — writes"][1].startswith("12.400 s") and rows["RTO — writes"][2] == "FAIL"
+    assert rows["RTO — reads"][2] == "PASS"
+    assert rows["RPO"][1:3] == ["1.880 s recovery point 12:00:08.120 UTC", "PASS"]
+    assert rows["Lost acknowledged writes"][1].startswith("37 ") and rows["Lost acknowledged writes"][2] == "FAIL"
+    findings = section_text(html, "findings")
+    assert "Writes were unavailable for 12.400 s; the target is 10 s." in findings
+    assert ("37 acknowledged writes were lost, acknowledged between 12:00:08.120 and "
+            "12:00:09.870 UTC; the target allows 0.") in findings
+    assert "Reads" not in findings and "RPO" not in findings
+    lost = section_text(html, "lost")
+    assert "w-0000000" in lost and "2024-11-21 12:00:08.120 UTC – 12:00:09.870 UTC" in lost
+
+
+@pytest.mark.parametrize("which", ["passing", "failing"])
+def test_report_is_one_self_contained_file_with_inline_charts(which, request):
+    html = html_of(request.getfixturevalue(which))
+    assert_self_contained(html)
+    assert html.count('<svg class="chart"') == 2
+    assert '<svg class="topology"' in html
+    ids = re.findall(r'\sid="([^"]+)"', html)
+    assert len(ids) == len(set(ids)), "duplicate ids between inline SVGs"
+    assert "@media print" in html and "Content-Security-Policy" in html
+
+
+def test_phases_timeline_marks_provenance_and_activities(failing):
+    html = html_of(failing)
+    phases = {k: v for k, v in table(html, "phases").items() if k != "#"}
+    names = [v[0] for v in phases.values()]
+    assert names[:3] == ["lose-region-a", "detection (region a seen unhealthy)", "promote-standby"]
+    promote = next(v for v in phases.values() if v[0] == "promote-standby")
+    assert promote[2:4] == ["+1.600 s", "1.110 s"]
+    assert next(v for v in phases.values() if v[0] == "recovered (writes)")[3] == "12.400 s"
+    assert "writes recovered +12.400 s" in html and "traffic switched a → b" in html
+    prov = table(html, "provenance")
+    assert prov["Operator"] == ["sre-oncall"] and prov["Version — postgresql"] == ["16.4"]
+    assert prov["Workspace git commit"] == ["3f2c9a1e0b7d4c6a8e9f1b2c3d4e5f6a7b8c9d0e"]
+    acts = table(html, "activities")
+    assert acts["promote-standby"][:2] == ["action", "succeeded"]
+    assert "warm-standby" in section_text(html, "scenario")
+    assert "20,000 operations in bins of 0.1 s" in html
+
+
+def test_summary_md_has_verdict_table_and_findings(passing, failing):
+    ok = (passing / "summary.md").read_text()
+    assert ok.startswith("## ✅ PASS — region-loss")
+    assert "| Objective | Target | Measured | Result |" in ok and "| --- | --- | --- | --- |" in ok
+    assert "| RTO — writes | ≤ 10 s | 3.200 s" in ok
+    bad = (failing / "summary.md").read_text()
+    assert bad.startswith("## ❌ FAIL — region-loss")
+    assert "- Writes were unavailable for 12.400 s; the target is 10 s." in bad
+
+
+def test_only_summary_renders_and_says_what_is_missing(tmp_path):
+    folder = make_drill(tmp_path / "bare", failing=True, only_summary=True)
+    html = html_of(Path(render_report(folder)).parent)
+    assert '<div class="verdict">FAIL</div>' in html
+    assert_self_contained(html)
+    assert '<svg class="chart"' not in html
+    evidence = section_text(html, "evidence")
+    for name in ("requests/*.jsonl", "events.jsonl", "lag.csv", "journal.json", "scenario.yaml",
+                 "provenance.json"):
+        assert name in evidence
+    assert "No provenance.json" in html and "No journal.json" in html
+    assert table(html, "targets")["RTO — writes"][1].startswith("12.400 s")
+    assert "Writes were unavailable for 12.400 s" in (folder / "summary.md").read_text()
+
+
+def test_no_summary_is_a_clear_error(tmp_path):
+    with pytest.raises(EvidenceError, match="summary.json"):
+        render_report(tmp_path)
+
+
+def _edit_summary(folder: Path, **changes) -> None:
+    path = folder / "summary.json"
+    s = json.loads(path.read_text())
+    for key, value in changes.items():
+        if key in s["measures"]:
+            s["measures"][key] = value
+        else:
+            s[key] = value
+    path.write_text(json.dumps(s))
+
+
+def test_everything_is_escaped(tmp_path):
+    folder = make_drill(tmp_path / "x", n_ops=2000)
+    _edit_summary(folder, scenario="<script>alert(1)</script>", reasons=["<b>bold</b>"],
+                  verdict="fail", lost_keys_first=['k"><img src=x>'])
+    with open(folder / "events.jsonl", "a") as fh:
+        fh.write(json.dumps({"t": 1732190411.0, "kind": "activity.start", "name": "<i>x</i>",
+                             "type": "action"}) + "\n")
+    html = html_of(render_report(folder).parent)
+    assert "<script>" not in html and "<img" not in html and "<i>x</i>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&lt;i&gt;x&lt;/i&gt;" in html
+    md = (folder / "summary.md").read_text()
+    assert "<script>" not in md
+
+
+def test_aborted_drill_and_unrecovered_class_and_unknown_check(tmp_path):
+    folder = make_drill(tmp_path / "a", n_ops=2000)
+    s = json.loads((folder / "summary.json").read_text())
+    s["verdict"] = "aborted"
+    s["measures"]["rto_by_op"]["write"].update(rto_s=None, t_recovered=None)
+    s["checks"].append({"name": "object_replication_sla", "target": "15m", "measured": 1234.5,
+                        "passed": False, "message": "Objects replicated in 1234.500 s; the SLA is 15 min."})
+    (folder / "summary.json").write_text(json.dumps(s))
+    with open(folder / "events.jsonl", "a") as fh:
+        fh.write(json.dumps({"t": 1732190420.0, "kind": "drill.aborted", "reason": "SIGINT"}) + "\n")
+    html = html_of(render_report(folder).parent)
+    assert 'class="banner aborted"' in html and '<div class="verdict">ABORTED</div>' in html
+    findings = section_text(html, "findings")
+    assert "The drill was aborted (SIGINT)" in findings
+    assert "Writes never recovered: failures from 12:00:10.004 UTC lasted until the load ended" in findings
+    assert "Objects replicated in 1234.500 s; the SLA is 15 min." in findings
+    rows = table(html, "targets")
+    assert rows["RTO — writes"][1:3] == ["not recovered resolution ±0.021 s · 5,123 failures", "FAIL"]
+    assert rows["object_replication_sla"] == ["15m", "1234.500 Objects replicated in 1234.500 s; "
+                                              "the SLA is 15 min.", "FAIL"]
+
+
+def test_history_reader_agrees_with_json_on_odd_lines(tmp_path):
+    req = tmp_path / "r.jsonl"
+    recs = [{"t0": 1.0 + i, "t1": 1.5 + i, "op": "write" if i % 2 else "read", "key": f"k{i}",
+             "ok": i % 3 != 0, "status": 200, "region": "a", "checksum": None, "error": None}
+            for i in range(50)]
+    recs[7]["extra"] = {"t0": 99, "ok": True}
+    recs[9]["op"] = 'we"ird'
+    lines = [json.dumps(r) for r in recs] + [""] + [json.dumps(recs[0], separators=(",", ":"))]
+    req.write_text("\n".join(lines) + '\n{"t0": 3, "t1": ')
+    h = read_history([req])
+    expect = recs + [recs[0]]
+    assert h.unreadable == 1
+    assert len(h) == len(expect)
+    order = np.argsort(h.t0, kind="stable")
+    exp_order = np.argsort([r["t0"] for r in expect], kind="stable")
+    assert np.allclose(h.t0[order], [expect[i]["t0"] for i in exp_order])
+    assert sorted(map(str, h.op)) == sorted(r["op"] for r in expect)
+    assert h.ok.sum() == sum(r["ok"] for r in expect)
+
+
+def test_bins_stay_bounded_for_any_length():
+    for span in (0.5, 20, 600, 86_400, 30 * 86_400):
+        assert span / bin_width(span) <= 400
+
+
+def test_million_op_report_stays_under_3_mb(tmp_path):
+    folder = make_drill(tmp_path / "big", n_ops=1_000_000, duration=120.0, fault_at=40.0)
+    report = render_report(folder)
+    size = report.stat().st_size
+    assert size <= 3 * 1024 * 1024, size
+    html = report.read_text(encoding="utf-8")
+    assert "1,000,000 operations" in html and html.count('<svg class="chart"') == 2
+    assert_self_contained(html)
