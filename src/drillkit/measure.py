@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from operator import itemgetter, methodcaller
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,8 @@ def measure(folder: Path | str) -> Summary:
     except (ValueError, KeyError, TypeError) as exc:
         raise EvidenceError(f"{folder / EVENTS}: malformed event log ({exc})") from exc
     aborted = [e for e in events if e.get("kind") == "drill.aborted"]
-    t_fault = next((float(e["t"]) for e in events if e.get("kind") == "fault.injected"), None)
+    t_fault = next((float(e["t"]) for e in events
+                    if e.get("kind") == "fault.injected" and not e.get("precondition")), None)
     if t_fault is None:
         notes.append("no fault.injected event: RTO and RPO are 0")
 
@@ -84,8 +86,8 @@ def measure(folder: Path | str) -> Summary:
     m["t_fault"] = _r(t_fault)
     t_start = next((e["t"] for e in events if e.get("kind") == "drill.start"), None)
     t_end = next((e["t"] for e in reversed(events) if e.get("kind") == "drill.end"), None)
-    m["t_start"] = _r(t_start if t_start is not None else (ops["t0"].min() if len(ops) else None))
-    m["t_end"] = _r(t_end if t_end is not None else (ops["t1"].max() if len(ops) else None))
+    m["t_start"] = _r(t_start if t_start is not None else (ops["t0"].min() if ops["t0"].size else None))
+    m["t_end"] = _r(t_end if t_end is not None else (ops["t1"].max() if ops["t1"].size else None))
 
     checks = _checks(m, targets, folder)
     reasons: list[str] = []
@@ -220,7 +222,7 @@ def _columns(path: Path, fields: dict[str, str]) -> dict[str, np.ndarray]:
     try:
         for f, kind in fields.items():
             base, nullable = kind.rstrip("?"), kind.endswith("?")
-            col = np.array([r.get(f) if nullable else r[f] for r in recs], dtype=object)
+            col = np.array(list(map(methodcaller("get", f) if nullable else itemgetter(f), recs)), dtype=object)
             if pd.api.types.infer_dtype(col, skipna=nullable) not in _INFERRED[base] + ("empty",):
                 raise TypeError(f)
             out[f] = col.astype({"number": np.float64, "bool": bool}[base]) if base != "string" else col
@@ -231,23 +233,32 @@ def _columns(path: Path, fields: dict[str, str]) -> dict[str, np.ndarray]:
     return out
 
 
-def _read_ops(folder: Path) -> pd.DataFrame:
-    """Every client op from every worker's file, one row each."""
+def _read_ops(folder: Path) -> dict[str, Any]:
+    """Every client op from every worker's file as numpy columns; `op` becomes codes into `classes`.
+
+    Plain arrays rather than a DataFrame: pandas 3 would copy every string column into its own
+    string dtype, which costs more than all the measuring.
+    """
     files = sorted((folder / REQUESTS_DIR).glob("*.jsonl")) if (folder / REQUESTS_DIR).is_dir() else []
     parts = [_columns(p, OP_FIELDS) for p in files]
-    data = {f: np.concatenate([p[f] for p in parts]) if parts else np.empty(0, object) for f in OP_FIELDS}
-    data["op"] = pd.Categorical(data["op"])
-    ops = pd.DataFrame(data)
-    return ops.astype({"t0": np.float64, "t1": np.float64, "ok": bool}) if not parts else ops
+    empty = {"t0": np.empty(0), "t1": np.empty(0), "ok": np.empty(0, bool)}
+    ops = {f: np.concatenate([p[f] for p in parts]) if parts else empty.get(f, np.empty(0, object)) for f in OP_FIELDS}
+    codes, classes = pd.factorize(ops["op"])
+    ops["op"], ops["classes"] = codes, [str(c) for c in classes]
+    return ops
 
 
-def _read_final_state(folder: Path, required: bool) -> pd.DataFrame | None:
+def _is_op(ops: dict[str, Any], cls: str) -> np.ndarray:
+    return ops["op"] == ops["classes"].index(cls) if cls in ops["classes"] else np.zeros(len(ops["op"]), bool)
+
+
+def _read_final_state(folder: Path, required: bool) -> dict[str, np.ndarray] | None:
     path = folder / FINAL_STATE
     if not path.exists():
         if required:
             raise EvidenceError(f"{path}: missing (the post-drill audit of the serving region)")
         return None
-    return pd.DataFrame(_columns(path, FINAL_FIELDS))
+    return _columns(path, FINAL_FIELDS)
 
 
 def _journal_reasons(folder: Path, notes: list[str]) -> list[str]:
@@ -323,14 +334,12 @@ def _rto_class(t0: np.ndarray, t1: np.ndarray, ok: np.ndarray, t_fault: float | 
     return out
 
 
-def _rto(ops: pd.DataFrame, t_fault: float | None, stable: float) -> dict[str, Any]:
-    t0, t1, ok = ops["t0"].to_numpy(), ops["t1"].to_numpy(), ops["ok"].to_numpy()
-    codes = ops["op"].cat.codes.to_numpy()
-    cats = list(ops["op"].cat.categories)
-    classes = list(BASE_CLASSES) + sorted(c for c in cats if c not in BASE_CLASSES)
+def _rto(ops: dict[str, Any], t_fault: float | None, stable: float) -> dict[str, Any]:
+    t0, t1, ok = ops["t0"], ops["t1"], ops["ok"]
+    classes = list(BASE_CLASSES) + sorted(c for c in ops["classes"] if c not in BASE_CLASSES)
     by_op = {}
     for cls in classes:
-        sel = codes == cats.index(cls) if cls in cats else np.zeros(len(ops), bool)
+        sel = _is_op(ops, cls)
         by_op[cls] = _rto_class(t0[sel], t1[sel], ok[sel], t_fault, stable)
     worst = None if any(v["rto_s"] is None for v in by_op.values()) else max(by_op, key=lambda c: by_op[c]["rto_s"])
     return {
@@ -343,7 +352,7 @@ def _rto(ops: pd.DataFrame, t_fault: float | None, stable: float) -> dict[str, A
     }
 
 
-def _audit(ops: pd.DataFrame, final: pd.DataFrame | None, t_fault: float | None) -> tuple[dict, dict]:
+def _audit(ops: dict[str, Any], final: dict[str, np.ndarray] | None, t_fault: float | None) -> tuple[dict, dict]:
     """Jepsen's per-key verdicts: lost, recovered, unexpected, corrupt."""
     names = ("lost", "lost_after_fault", "corrupt", "unexpected", "recovered")
     if final is None:
@@ -352,12 +361,12 @@ def _audit(ops: pd.DataFrame, final: pd.DataFrame | None, t_fault: float | None)
         m.update({f"{n}_keys_first": [] for n in names})
         return m, {f"{n}_keys": None for n in names}
 
-    w = ops[(ops["op"] == "write").to_numpy()]
-    nw = len(w)
-    keys, key_names = pd.factorize(np.concatenate([w["key"].to_numpy(), final["key"].to_numpy()]))
+    w = _is_op(ops, "write")
+    nw = int(w.sum())
+    keys, key_names = pd.factorize(np.concatenate([ops["key"][w], final["key"]]))
     wk, fk = keys[:nw], keys[nw:]
-    wck, fck = w["checksum"].to_numpy(), final["checksum"].to_numpy()
-    wt0, wt1, wok = w["t0"].to_numpy(), w["t1"].to_numpy(), w["ok"].to_numpy()
+    wck, fck = ops["checksum"][w], final["checksum"]
+    wt0, wt1, wok = ops["t0"][w], ops["t1"][w], ops["ok"][w]
     n = len(key_names)
 
     present = np.zeros(n, bool)
@@ -415,23 +424,23 @@ def _audit(ops: pd.DataFrame, final: pd.DataFrame | None, t_fault: float | None)
     return m, {f"{k}_keys": v for k, v in lists.items()}
 
 
-def _counts(ops: pd.DataFrame) -> dict[str, int]:
-    ok = ops["ok"].to_numpy()
-    is_w, is_r = (ops["op"] == "write").to_numpy(), (ops["op"] == "read").to_numpy()
+def _counts(ops: dict[str, Any]) -> dict[str, int]:
+    ok = ops["ok"]
+    is_w, is_r = _is_op(ops, "write"), _is_op(ops, "read")
     return {
         "writes_acked": int((is_w & ok).sum()),
         "writes_failed": int((is_w & ~ok).sum()),
         "reads_ok": int((is_r & ok).sum()),
         "reads_failed": int((is_r & ~ok).sum()),
-        "ops_total": len(ops),
+        "ops_total": int(ok.size),
     }
 
 
-def _availability(ops: pd.DataFrame) -> tuple[float | None, dict[str, Any]]:
+def _availability(ops: dict[str, Any]) -> tuple[float | None, dict[str, Any]]:
     """Share of ops that succeeded, overall and per second of start time."""
-    if not len(ops):
+    t0, ok = ops["t0"], ops["ok"]
+    if not t0.size:
         return None, {"origin": None, "ok": [], "failed": []}
-    t0, ok = ops["t0"].to_numpy(), ops["ok"].to_numpy()
     origin = math.floor(t0.min())
     sec = np.floor(t0 - origin).astype(np.int64)
     n_ok = np.bincount(sec[ok], minlength=sec.max() + 1)

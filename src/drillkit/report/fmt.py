@@ -24,14 +24,14 @@ def utc(t: Any) -> str:
     v = num(t)
     if v is None:
         return "—"
-    return datetime.fromtimestamp(v, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+    return datetime.fromtimestamp(round(v, 3), tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
 
 
 def clock(t: Any) -> str:
     v = num(t)
     if v is None:
         return "—"
-    return datetime.fromtimestamp(v, tz=timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+    return datetime.fromtimestamp(round(v, 3), tz=timezone.utc).strftime("%H:%M:%S.%f")[:-3]
 
 
 def iso_seconds(text: Any) -> float | None:

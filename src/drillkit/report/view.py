@@ -197,10 +197,15 @@ def topology(e: Evidence) -> dict[str, Any]:
 def provenance(p: dict | None) -> list[tuple[str, str]] | None:
     if p is None:
         return None
-    rows = [(label, str(p[key]) if p.get(key) not in (None, "") else "not recorded") for key, label
-            in (("operator", "Operator"), ("host", "Host"), ("started_utc", "Started (UTC)"),
-                ("ended_utc", "Ended (UTC)"), ("git_commit", "Workspace git commit"),
-                ("command", "Command"))]
+    def value(key: str) -> str:
+        v = p.get(key)
+        if v in (None, ""):
+            return "not recorded"
+        return fmt.iso_utc(v) if key.endswith("_utc") else str(v)
+
+    rows = [(label, value(key)) for key, label in (
+        ("operator", "Operator"), ("host", "Host"), ("started_utc", "Started"),
+        ("ended_utc", "Ended"), ("git_commit", "Workspace git commit"), ("command", "Command"))]
     versions = p.get("versions") if isinstance(p.get("versions"), dict) else {}
     names = list(PROVENANCE_VERSIONS) + sorted(k for k in versions if k not in PROVENANCE_VERSIONS)
     rows += [(f"Version — {n}", str(versions.get(n) or "not recorded")) for n in names]
