@@ -136,6 +136,7 @@ def test_phases_timeline_marks_provenance_and_activities(failing):
     assert promote[2:4] == ["+1.600 s", "1.110 s"]
     assert next(v for v in phases.values() if v[0] == "recovered (writes)")[3] == "12.400 s"
     assert "writes recovered +12.400 s" in html and "traffic switched a → b" in html
+    assert "recovery point -1.880 s (RPO)" in html
     prov = table(html, "provenance")
     assert prov["Operator"] == ["sre-oncall"] and prov["Version — postgresql"] == ["16.4"]
     assert prov["Workspace git commit"] == ["3f2c9a1e0b7d4c6a8e9f1b2c3d4e5f6a7b8c9d0e"]
@@ -165,9 +166,20 @@ def test_only_summary_renders_and_says_what_is_missing(tmp_path):
     for name in ("requests/*.jsonl", "events.jsonl", "lag.csv", "journal.json", "scenario.yaml",
                  "provenance.json"):
         assert name in evidence
-    assert "No provenance.json" in html and "No journal.json" in html
+    assert "No provenance.json" in html and "No journal.json" in html and "No scenario.yaml" in html
+    assert "No lag.csv" in html
     assert table(html, "targets")["RTO — writes"][1].startswith("12.400 s")
     assert "Writes were unavailable for 12.400 s" in (folder / "summary.md").read_text()
+
+
+def test_target_without_check_is_not_checked_rather_than_passed(tmp_path):
+    folder = make_drill(tmp_path / "n", only_summary=True)
+    _edit_summary(folder, checks=[], targets={"rto": "10s", "min_availability": 0.99})
+    render_report(folder)
+    rows = table(html_of(folder), "targets")
+    assert rows["RTO — writes"][2] == "PASS"
+    assert rows["Availability"] == ["≥ 99.000 %", "97.340 % of 20,000 operations", "not checked"]
+    assert rows["RPO"][2] == "no target"
 
 
 def test_no_summary_is_a_clear_error(tmp_path):
@@ -230,10 +242,11 @@ def test_history_reader_agrees_with_json_on_odd_lines(tmp_path):
     recs[7]["extra"] = {"t0": 99, "ok": True}
     recs[9]["op"] = 'we"ird'
     lines = [json.dumps(r) for r in recs] + [""] + [json.dumps(recs[0], separators=(",", ":"))]
+    lines.append(json.dumps({**recs[1], "t1": float("nan")}))
     req.write_text("\n".join(lines) + '\n{"t0": 3, "t1": ')
     h = read_history([req])
     expect = recs + [recs[0]]
-    assert h.unreadable == 1
+    assert h.unreadable == 2
     assert len(h) == len(expect)
     order = np.argsort(h.t0, kind="stable")
     exp_order = np.argsort([r["t0"] for r in expect], kind="stable")

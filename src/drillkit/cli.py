@@ -150,7 +150,7 @@ def sandbox_up(scenario: Path | None, pointer: Path) -> None:
         spec = load_scenario(scenario).scenario.system if scenario else System()
         if pointer.exists():
             raise InputError("a sandbox is already up; run `drillkit sandbox down` first", file=str(pointer))
-        box = Sandbox.up(spec)
+        box = Sandbox.up(spec, owned=False)
     except InputError as exc:
         _fail(str(exc), EXIT_INPUT)
     except DrillkitError as exc:
@@ -174,11 +174,16 @@ def _pointed_state(pointer: Path) -> str:
 @click.option("--pointer", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_SANDBOX_STATE,
               show_default=True)
 def sandbox_down(pointer: Path) -> None:
-    from drillkit.sandbox.system import reap
+    from drillkit.sandbox.system import reap, reap_stale
 
+    stale = reap_stale()
+    for root in stale:
+        click.echo(f"reaped the sandbox of a killed drill: {root}")
     try:
         state = _pointed_state(pointer)
     except InputError as exc:
+        if stale:
+            return
         _fail(str(exc), EXIT_INPUT)
     stopped = reap(state)
     pointer.unlink(missing_ok=True)

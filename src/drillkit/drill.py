@@ -34,6 +34,8 @@ from drillkit.errors import DrillAborted, EnvironmentProblem, InputError
 from drillkit.load import LoadRun
 from drillkit.load.canary import Canary
 from drillkit.sampler import LagSampler
+from drillkit.sandbox.processes import shielded
+from drillkit.sandbox.system import Sandbox, reap_stale
 from drillkit.scenario import LoadedScenario, apply_vars, load_experiment
 
 Progress = Callable[[str], None]
@@ -162,8 +164,6 @@ class Drill:
             self.progress(f"  {name} {took:.2f} s")
 
     def run(self) -> DrillOutcome:
-        from drillkit.sandbox.system import Sandbox
-
         prepare_out(self.out)
         self.events.touch()
         (self.out / ev.SCENARIO).write_text(yaml.safe_dump(_resolved_scenario(self.loaded, self.variables),
@@ -175,6 +175,10 @@ class Drill:
             "scenario_file": str(self.loaded.path),
         }
         self.event("drill.start", scenario=self.scenario.name)
+        reaped = reap_stale()
+        if reaped:
+            self.event("sandbox.reaped", folders=reaped)
+            self.progress(f"reaped {len(reaped)} sandbox(es) left by a killed drill")
         sandbox = load = sampler = canary = None
         abort_reason: str | None = None
         watchdog = _Watchdog(self.scenario.safeguards.max_duration)
@@ -211,14 +215,16 @@ class Drill:
             with open(self.out / "harness-error.txt", "w") as fh:
                 traceback.print_exc(file=fh)
         finally:
-            if abort_reason is not None:
-                self.event("drill.aborted", reason=abort_reason)
-                self.progress(f"✗ aborted: {abort_reason}")
-            self._teardown(load, canary, sampler, sandbox, rollback=abort_reason is not None)
-            self.event("drill.end")
-            provenance["ended_utc"] = datetime.now(timezone.utc).isoformat()
-            (self.out / "provenance.json").write_text(json.dumps(provenance, indent=2))
-        summary = self._judge()
+            with shielded():
+                if abort_reason is not None:
+                    self.event("drill.aborted", reason=abort_reason)
+                    self.progress(f"✗ aborted: {abort_reason}")
+                self._teardown(load, canary, sampler, sandbox, rollback=abort_reason is not None)
+                self.event("drill.end")
+                provenance["ended_utc"] = datetime.now(timezone.utc).isoformat()
+                (self.out / "provenance.json").write_text(json.dumps(provenance, indent=2))
+        with shielded():
+            summary = self._judge()
         return DrillOutcome(self.out, summary, self.stages)
 
     def _start_load(self, endpoint: str) -> LoadRun:
@@ -259,9 +265,12 @@ class Drill:
     def _teardown(self, load, canary, sampler, sandbox, rollback: bool) -> None:
         with self.stage("teardown"):
             self._stop_clients(load, canary, sampler)
-            if sandbox is not None:
-                if rollback:
+            if rollback:
+                if sandbox is not None:
                     self._emergency_rollbacks(sandbox)
+                else:
+                    self.event("rollbacks.skipped", reason="the system never came up: nothing to roll back")
+            if sandbox is not None:
                 sandbox.down()
 
     def _emergency_rollbacks(self, sandbox) -> None:

@@ -23,6 +23,7 @@ LINE_COLOURS = ("#2166ac", "#1b7837", "#7570b3", "#e08214", "#525252")
 FAULT = "#b2182b"
 RECOVERED = "#1a9850"
 SWITCH = "#762a83"
+RECOVERY_POINT = "#e08214"
 RECOVERED_STYLES = ("--", "-.", (0, (1, 1)), (0, (5, 1, 1, 1)))
 
 _RC = {
@@ -47,6 +48,7 @@ class Marks:
     phases: list[tuple[int, float, float]] = field(default_factory=list)
     recovered: list[tuple[str, float]] = field(default_factory=list)
     switches: list[tuple[str, float]] = field(default_factory=list)
+    recovery_point: tuple[str, float] | None = None
 
 
 def _signed(x: float, _pos: object = None) -> str:
@@ -65,6 +67,9 @@ def _draw_marks(ax, marks: Marks, label_phases: bool) -> list[Line2D]:
         handles.append(Patch(color="#bdbdbd", alpha=0.3, label="runbook phase (numbered)"))
     if marks.fault is not None:
         handles.append(ax.axvline(marks.fault, color=FAULT, lw=1.4, label="fault"))
+    if marks.recovery_point is not None:
+        label, x = marks.recovery_point
+        handles.append(ax.axvline(x, color=RECOVERY_POINT, lw=1.2, ls="-.", label=label))
     for label, x in marks.switches:
         handles.append(ax.axvline(x, color=SWITCH, lw=1, ls=":", label=label))
     for i, (label, x) in enumerate(marks.recovered):
@@ -159,7 +164,8 @@ def lag_svg(lag: pd.DataFrame, t_ref: float, marks: Marks, ref_label: str,
             ax2.grid(False)
             ax2.spines["right"].set_visible(True)
             handles += ax2.get_legend_handles_labels()[0]
-        ax.legend(handles=handles + [h for h in mark_handles if h.get_label() == "fault"],
+        ax.legend(handles=handles + [h for h in mark_handles if h.get_label() == "fault"
+                                     or h.get_label().startswith("recovery point")],
                   loc="upper left", bbox_to_anchor=(1.07, 1.0), fontsize=7.5)
         fig.subplots_adjust(left=0.07, right=0.74, top=0.9, bottom=0.18)
         return _inline(fig, "Replication lag over time", "lag")

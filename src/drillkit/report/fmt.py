@@ -98,15 +98,17 @@ def seconds_of(target: Any) -> float | None:
         return None
 
 
-def human_target(target: Any) -> str:
-    """'10s' reads as '10 s', '1m30s' as '1 min 30.0 s'; anything else as written."""
+def human_target(target: Any, seconds: bool = False) -> str:
+    """'10s' reads as '10 s', '1m30s' as '1 min 30.0 s'; a bare number is seconds only where
+    `seconds` says the target is a time; anything else reads as written."""
     if target is None:
         return "—"
-    if isinstance(target, str):
-        v = seconds_of(target)
-        if v is not None:
-            return format_duration(v) if v >= 120 or v < 1 else f"{v:g} s"
-    return str(target)
+    v = seconds_of(target) if isinstance(target, str) else None
+    if v is None and seconds:
+        v = num(target)
+    if v is None:
+        return str(target)
+    return format_duration(v) if v >= 120 or v < 1 else f"{v:g} s"
 
 
 def plural(n: Any, one: str, many: str) -> str:

@@ -52,10 +52,11 @@ def load(folder: str | Path) -> Evidence:
     e.files = sorted(
         (p.relative_to(folder).as_posix(), p.stat().st_size)
         for p in folder.rglob("*") if p.is_file() and p.name not in (ev.REPORT, "summary.md")
+        and not (p.name.startswith(".") and p.name.endswith(".tmp"))
     )
     e.events = _events(folder / ev.EVENTS, e)
-    e.journal = _json(folder / ev.JOURNAL, e, "the Chaos Toolkit activities")
-    e.provenance = _json(folder / PROVENANCE, e, "the provenance")
+    e.journal = _json(folder / ev.JOURNAL, e, "Chaos Toolkit activities")
+    e.provenance = _json(folder / PROVENANCE, e, "operator, host or versions")
     e.scenario = _scenario(folder / ev.SCENARIO, e)
     e.lag = _lag(folder / ev.LAG, e)
     files = sorted((folder / ev.REQUESTS_DIR).glob("*.jsonl"))
@@ -64,17 +65,21 @@ def load(folder: str | Path) -> Evidence:
     else:
         e.history = read_history(files)
         if e.history.unreadable:
-            e.problems.append(f"{ev.REQUESTS_DIR}/: {e.history.unreadable} lines could not be read "
-                              "and are left out of the timeline chart")
+            e.problems.append(f"{ev.REQUESTS_DIR}/: {_lines(e.history.unreadable)} could not be "
+                              "read and are left out of the timeline chart")
         if not len(e.history):
             e.history = None
     return e
 
 
+def _lines(n: int) -> str:
+    return "1 line" if n == 1 else f"{n:,} lines"
+
+
 def _missing(path: Path, e: Evidence, what: str) -> bool:
     if path.is_file():
         return False
-    e.missing.append(f"{path.name} (so no {what})" if what else path.name)
+    e.missing.append(f"{path.name} (so no {what})")
     return True
 
 
@@ -109,7 +114,7 @@ def _events(path: Path, e: Evidence) -> list[dict[str, Any]]:
                 continue
             out.append(rec)
     if bad:
-        e.problems.append(f"{path.name}: {bad} lines could not be read and are left out")
+        e.problems.append(f"{path.name}: {_lines(bad)} could not be read and are left out")
     return sorted(out, key=lambda r: r["t"])
 
 
@@ -137,7 +142,7 @@ def _lag(path: Path, e: Evidence) -> pd.DataFrame | None:
         return None
     need = {"t", "region", "replay_lag_s"}
     if not need <= set(df.columns):
-        e.problems.append(f"{path.name}: missing columns {sorted(need - set(df.columns))}")
+        e.problems.append(f"{path.name}: no column {', '.join(sorted(need - set(df.columns)))}")
         return None
     for col in ("t", "replay_lag_s", "lag_bytes"):
         if col in df:

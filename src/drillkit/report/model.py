@@ -30,6 +30,12 @@ class Row:
     finding: str = ""
     raw_target: str = "—"
 
+    @property
+    def badge(self) -> str:
+        """What an unjudged row says: a target with no check is not the same as no target."""
+        return {"pass": "PASS", "fail": "FAIL"}.get(
+            self.status, "no target" if self.target == "—" else "not checked")
+
 
 def _norm(name: Any) -> str:
     return re.sub(r"[^a-z0-9]+", "_", str(name).lower())
@@ -102,7 +108,7 @@ def build_rows(summary: dict) -> list[Row]:
         target = _target_of(own, targets, f"rto_{cls}") if own else rto_target
         rto = fmt.num(info.get("rto_s"))
         row = Row(f"rto:{cls}", f"RTO — {cls}s" if cls in CLASS_ORDER else f"RTO — {cls}",
-                  target=f"≤ {fmt.human_target(target)}" if target is not None else "—",
+                  target=f"≤ {fmt.human_target(target, True)}" if target is not None else "—",
                   measured=fmt.secs(rto, none="not recovered"), checks=own)
         bits = []
         if fmt.num(info.get("resolution_s")) is not None:
@@ -120,35 +126,40 @@ def build_rows(summary: dict) -> list[Row]:
         if row.status == "fail":
             row.finding = (
                 f"{_cap(cls)} were unavailable for {fmt.secs(rto)}; the target is "
-                f"{fmt.human_target(target)}." if rto is not None else
-                f"{_cap(cls)} never recovered: failures from "
-                f"{fmt.clock(info.get('t_first_failure'))} UTC lasted until the load ended; "
-                f"the target is {fmt.human_target(target)}.")
+                f"{fmt.human_target(target, True)}." if rto is not None else
+                f"{_cap(cls)} never recovered: failures"
+                + (f" from {fmt.clock(info['t_first_failure'])} UTC"
+                   if fmt.num(info.get("t_first_failure")) is not None else "")
+                + f" lasted until the load ended; the target is {fmt.human_target(target, True)}.")
         class_results.append(row.status)
         rows.append(row)
+    if not class_results and not rto_checks and fmt.num(m.get("rto_s")) is not None:
+        rows.append(Row("rto", "RTO — service", measured=fmt.secs(m["rto_s"]),
+                        target=f"≤ {fmt.human_target(rto_target, True)}" if rto_target else "—"))
     if rto_checks:
         agree = class_results and (_status(rto_checks) == "pass") == all(
             s == "pass" for s in class_results)
         if not agree:
             row = Row("rto", "RTO — service (slowest class)", measured=fmt.secs(
                 m.get("rto_s"), none="not recovered"), checks=rto_checks)
-            row.target = f"≤ {fmt.human_target(rto_target)}"
+            row.target = f"≤ {fmt.human_target(rto_target, True)}"
             row.status = _status(rto_checks)
             if row.status == "fail":
                 row.finding = (f"The service was unavailable for {fmt.secs(m.get('rto_s'))}; the "
-                               f"target is {fmt.human_target(rto_target)}." if fmt.num(m.get("rto_s"))
+                               f"target is {fmt.human_target(rto_target, True)}." if fmt.num(m.get("rto_s"))
                                is not None else "The service never recovered before the load ended.")
             rows.append(row)
 
     rpo = fmt.num(m.get("rpo_s"))
     t_fault = fmt.num(m.get("t_fault"))
-    row = _simple(by_kind, targets, "rpo", "RPO", "≤", fmt.secs(rpo), ("rpo",))
+    row = _simple(by_kind, targets, "rpo", "RPO", "≤", fmt.secs(rpo), ("rpo",), show=_seconds)
     if rpo and t_fault is not None:
         row.detail = f"recovery point {fmt.clock(t_fault - rpo)} UTC"
     if row.status == "fail":
-        row.finding = (f"The recovery point was {fmt.secs(rpo)} before the fault: writes "
-                       f"acknowledged after {fmt.clock(t_fault - (rpo or 0)) if t_fault else '—'} "
-                       f"UTC were lost; the target is {fmt.human_target(row.raw_target)}.")
+        row.finding = (f"The recovery point was {fmt.secs(rpo)} before the fault: the earliest "
+                       f"lost write was acknowledged at "
+                       f"{fmt.clock(t_fault - (rpo or 0)) if t_fault else '—'} UTC; the target is "
+                       f"{fmt.human_target(row.raw_target, True)}.")
     rows.append(row)
 
     lost = m.get("writes_lost")
@@ -194,21 +205,21 @@ def build_rows(summary: dict) -> list[Row]:
 
     avail = m.get("availability")
     row = _simple(by_kind, targets, "availability", "Availability", "≥", fmt.pct(avail),
-                  ("min_availability", "availability"))
+                  ("min_availability", "availability"), show=fmt.pct)
     if fmt.num(m.get("ops_total")) is not None:
         row.detail = f"of {fmt.count(m['ops_total'])} operations"
     if row.status == "fail":
-        row.finding = f"Availability was {fmt.pct(avail)}; the target is {row.raw_target}."
+        row.finding = f"Availability was {fmt.pct(avail)}; the target is {fmt.pct(row.raw_target)}."
     rows.append(row)
 
     lag = m.get("max_replication_lag_s")
     row = _simple(by_kind, targets, "lag", "Max replication lag", "≤", fmt.secs(lag),
-                  ("max_replication_lag", "max_lag"))
+                  ("max_replication_lag", "max_lag"), show=_seconds)
     if fmt.num(m.get("max_replication_lag_bytes")) is not None:
         row.detail = f"{fmt.nbytes(m['max_replication_lag_bytes'])} behind at most"
     if row.status == "fail":
         row.finding = (f"Replication lag reached {fmt.secs(lag)}; the target is "
-                       f"{fmt.human_target(row.raw_target)}.")
+                       f"{fmt.human_target(row.raw_target, True)}.")
     rows.append(row)
 
     for c in by_kind.pop(None, []):
@@ -222,25 +233,29 @@ def build_rows(summary: dict) -> list[Row]:
     return rows
 
 
+def _seconds(target: Any) -> str:
+    return fmt.human_target(target, True)
+
+
 def _plain(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.3f}"
     return "—" if v is None else str(v)
 
 
-def _simple(by_kind, targets, kind, label, op, measured, target_keys) -> Row:
+def _simple(by_kind, targets, kind, label, op, measured, target_keys, show=fmt.human_target) -> Row:
     checks = by_kind.pop(kind, [])
     target = _target_of(checks, targets, *target_keys)
     row = Row(kind, label, measured=measured, checks=checks, status=_status(checks))
     row.raw_target = "—" if target is None else str(target)
     if target is not None:
-        row.target = f"{op} {fmt.human_target(target)}"
+        row.target = f"{op} {show(target)}"
     return row
 
 
 def findings(summary: dict, rows: list[Row], abort_reason: str | None) -> list[str]:
     out = [r.finding for r in rows if r.finding]
-    verdict = summary.get("verdict")
+    verdict = str(summary.get("verdict") or "").lower()
     if verdict == "aborted":
         out.insert(0, f"The drill was aborted ({abort_reason or 'no reason recorded'}); "
                       "measurements cover only what ran before it stopped.")
@@ -251,7 +266,7 @@ def findings(summary: dict, rows: list[Row], abort_reason: str | None) -> list[s
 
 
 def sentence(summary: dict, rows: list[Row], abort_reason: str | None) -> str:
-    verdict = summary.get("verdict")
+    verdict = str(summary.get("verdict") or "").lower()
     judged = [r for r in rows if r.status != "none"]
     missed = [r for r in judged if r.status == "fail"]
     if verdict == "aborted":
@@ -262,6 +277,12 @@ def sentence(summary: dict, rows: list[Row], abort_reason: str | None) -> str:
             return f"{len(missed)} of {len(judged)} objectives missed: {names}."
         return "The drill failed: " + ("; ".join(map(str, summary.get("reasons") or [])) or
                                        "no reason recorded") + "."
+    if not verdict:
+        return "summary.json gives no verdict."
+    if verdict != "pass":
+        return f"summary.json gives the verdict {verdict!r}, which is none of pass, fail, aborted."
+    if not judged:
+        return "The drill passed; summary.json holds no check against a target."
     rto = [f"{r.label.removeprefix('RTO — ')} recovered in {r.measured}" for r in rows
            if r.key.startswith("rto:")]
     lost = fmt.num((summary.get("measures") or {}).get("writes_lost"))

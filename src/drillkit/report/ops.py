@@ -37,7 +37,7 @@ class History:
     t1: np.ndarray
     ok: np.ndarray
     op: pd.Categorical
-    unreadable: int = 0
+    unreadable: int = 0  # lines without a readable t0, t1 pair, left out of the chart
 
     def __len__(self) -> int:
         return len(self.t0)
@@ -71,6 +71,11 @@ def read_history(files: list[Path]) -> History:
                     unreadable += _parse_block(block, parts)
             if rest.strip():
                 unreadable += _parse_block(rest + b"\n", parts)
+    for i, (t0, t1, ok, cats, codes) in enumerate(parts):
+        good = np.isfinite(t0) & np.isfinite(t1)
+        if not good.all():
+            unreadable += int((~good).sum())
+            parts[i] = (t0[good], t1[good], ok[good], cats, np.asarray(codes)[good])
     names = sorted({n for p in parts for n in p[3]})
     where = {n: i for i, n in enumerate(names)}
     codes = [np.asarray([where[n] for n in p[3]], dtype=np.int64)[p[4]] for p in parts]

@@ -107,6 +107,10 @@ def _marks(e: Evidence, phases: list[view.Phase], t_ref: float, t_fault: float |
         elif p.kind == "derived" and p.name.startswith("recovered") and p.end is not None:
             marks.recovered.append((f"{p.name.removeprefix('recovered ').strip('()')} recovered "
                                     f"{fmt.rel(p.end - t_ref)}", p.end - t_ref))
+    rpo = fmt.num(e.measures.get("rpo_s"))
+    if rpo and t_fault is not None:
+        marks.recovery_point = (f"recovery point {fmt.rel(t_fault - rpo - t_ref)} (RPO)",
+                                t_fault - rpo - t_ref)
     for x in e.events:
         if x["kind"] == "routing.switch":
             marks.switches.append((f"traffic switched {x.get('from', '?')} → {x.get('to', '?')}",
@@ -119,11 +123,13 @@ def _charts(e: Evidence, phases, t_ref, ref_label, t_fault) -> dict[str, Any]:
     out: dict[str, Any] = {"timeline_svg": None, "lag_svg": None, "timeline_note": "",
                            "lag_note": "", "timeline_missing": "", "lag_missing": ""}
     m = e.measures
-    if e.history is None or t_ref is None:
-        out["timeline_missing"] = ("No client operations in requests/*.jsonl: no timeline chart."
-                                   if e.history is None else "No time reference: no timeline chart.")
+    if t_ref is None:
+        out["timeline_missing"] = out["lag_missing"] = "No time reference in the evidence: no chart."
+        return out
+    marks = _marks(e, phases, t_ref, t_fault)
+    if e.history is None:
+        out["timeline_missing"] = "No client operations in requests/*.jsonl: no timeline chart."
     else:
-        marks = _marks(e, phases, t_ref, t_fault)
         try:
             h = e.history
             lo = min(float(h.t1.min()), fmt.num(m.get("t_start")) or np.inf)
@@ -136,22 +142,20 @@ def _charts(e: Evidence, phases, t_ref, ref_label, t_fault) -> dict[str, Any]:
                                     f"({totals}).")
         except Exception as exc:  # noqa: BLE001 - the rest of the report must still render
             out["timeline_missing"] = f"The timeline chart could not be drawn: {exc!r}"
-        lag = e.lag
-        if lag is None or lag.empty:
-            out["lag_missing"] = ("No lag.csv in the evidence folder: no replication-lag chart."
-                                  if lag is None else "lag.csv holds no samples.")
-        else:
-            try:
-                rpo = fmt.seconds_of((e.summary.get("targets") or {}).get("rpo"))
-                out["lag_svg"] = Markup(charts.lag_svg(lag, t_ref, replace(marks, recovered=[]),
-                                                       ref_label, rpo))
-                out["lag_note"] = (f"{fmt.count(len(lag))} samples from "
-                                   f"{', '.join(sorted(lag['region'].unique()))}"
-                                   f"{'; the dashed red line is the RPO target' if rpo else ''}.")
-            except Exception as exc:  # noqa: BLE001
-                out["lag_missing"] = f"The replication-lag chart could not be drawn: {exc!r}"
-    if t_ref is None and not out["lag_missing"]:
-        out["lag_missing"] = "No time reference: no replication-lag chart."
+    lag = e.lag
+    if lag is None or lag.empty:
+        out["lag_missing"] = ("No lag.csv in the evidence folder: no replication-lag chart."
+                              if lag is None else "lag.csv holds no samples.")
+        return out
+    try:
+        rpo = fmt.seconds_of((e.summary.get("targets") or {}).get("rpo"))
+        out["lag_svg"] = Markup(charts.lag_svg(lag, t_ref, replace(marks, recovered=[]),
+                                               ref_label, rpo))
+        out["lag_note"] = (f"{fmt.count(len(lag))} samples from "
+                           f"{', '.join(sorted(lag['region'].unique()))}"
+                           f"{'; the dashed red line is the RPO target' if rpo else ''}.")
+    except Exception as exc:  # noqa: BLE001
+        out["lag_missing"] = f"The replication-lag chart could not be drawn: {exc!r}"
     return out
 
 
@@ -167,7 +171,7 @@ def markdown(ctx: dict[str, Any]) -> str:
              "", "| Objective | Target | Measured | Result |", "| --- | --- | --- | --- |"]
     for r in ctx["rows"]:
         measured = f"{r.measured} ({r.detail})" if r.detail else r.measured
-        result = {"pass": "pass", "fail": "**FAIL**"}.get(r.status, "no target")
+        result = {"pass": "pass", "fail": "**FAIL**"}.get(r.status, r.badge)
         lines.append(f"| {_md(r.label)} | {_md(r.target)} | {_md(measured)} | "
                      f"{MD_ICONS.get(r.status, '')} {result} |")
     if ctx["findings"]:

@@ -179,6 +179,7 @@ def topology(e: Evidence) -> dict[str, Any]:
     standby = (str(switch.get("to")) if switch else
                str(promoted.get("region")) if promoted else regions[0] if regions else "standby")
     return {
+        "present": e.scenario is not None,
         "name": sc.get("name") or e.summary.get("scenario") or "—",
         "description": sc.get("description") or "",
         "kind": system.get("kind", "—"), "strategy": system.get("strategy", "—"),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
+from contextlib import contextmanager
 import subprocess
 import sys
 import time
@@ -12,6 +14,20 @@ from pathlib import Path
 
 from drillkit.errors import SandboxError
 from drillkit.sandbox.state import ProcessEntry
+
+
+@contextmanager
+def shielded():
+    """Cleanup must finish: a second Ctrl-C or SIGTERM must not orphan processes half-way."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def start_ticks(pid: int) -> int | None:

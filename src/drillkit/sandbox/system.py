@@ -31,6 +31,8 @@ from drillkit.system import LagSample
 
 REGIONS = ("A", "B")
 REPLICATION_LINK = "repl-A-B"
+OWNER_FILE = "owner.json"
+SANDBOX_PREFIX = "drillkit-sandbox-"
 
 
 def client_link(region: str) -> str:
@@ -87,13 +89,17 @@ class Sandbox:
 
     @classmethod
     def up(cls, spec: SystemSpec, events_file: str | os.PathLike[str] | None = None,
-           base_dir: str | os.PathLike[str] | None = None) -> "Sandbox":
-        """Start every process; on any failure, stop what was started and re-raise."""
+           base_dir: str | os.PathLike[str] | None = None, owned: bool = True) -> "Sandbox":
+        """Start every process; on any failure, stop what was started and re-raise.
+
+        An `owned` sandbox dies with the process that started it: if that process is killed
+        outright, the next drill reaps it. `drillkit sandbox up` makes an unowned one.
+        """
         bins = pg.find_binaries()
         run_as = pg.RunAs.for_postgres()
         base = Path(base_dir or tempfile.gettempdir())
         try:
-            root = Path(tempfile.mkdtemp(prefix="drillkit-sandbox-", dir=base))
+            root = Path(tempfile.mkdtemp(prefix=SANDBOX_PREFIX, dir=base))
         except OSError as exc:
             raise EnvironmentProblem(f"cannot create the sandbox folder in {base}: {exc.strerror}") from None
         root.chmod(0o755)
@@ -105,12 +111,15 @@ class Sandbox:
             started.append(processes.entry_for(name, pid, region))
             registry.write_text(json.dumps([e.model_dump() for e in started]))
 
+        owner = {"pid": os.getpid(), "start_ticks": processes.start_ticks(os.getpid())} if owned else None
+        (root / OWNER_FILE).write_text(json.dumps(owner))
         try:
             sandbox = cls._start(spec, bins, run_as, root, events, track)
         except BaseException:
-            processes.stop_all(started)
-            _drop_pg_leftovers(root)
-            shutil.rmtree(root, ignore_errors=True)
+            with processes.shielded():
+                processes.stop_all(started)
+                _drop_pg_leftovers(root)
+                shutil.rmtree(root, ignore_errors=True)
             raise
         sandbox.state.processes = started
         sandbox.state.save()
@@ -197,9 +206,10 @@ class Sandbox:
 
     def down(self) -> None:
         """Stop every process this sandbox started and delete its folder."""
-        processes.stop_all(self.state.processes)
-        _drop_pg_leftovers(Path(self.state.root))
-        shutil.rmtree(self.state.root, ignore_errors=True)
+        with processes.shielded():
+            processes.stop_all(self.state.processes)
+            _drop_pg_leftovers(Path(self.state.root))
+            shutil.rmtree(self.state.root, ignore_errors=True)
 
     def __enter__(self) -> "Sandbox":
         return self
@@ -344,3 +354,19 @@ def reap(state_file: str | os.PathLike[str]) -> int:
     _drop_pg_leftovers(root)
     shutil.rmtree(root, ignore_errors=True)
     return len(ours)
+
+
+def reap_stale(base_dir: str | os.PathLike[str] | None = None) -> list[str]:
+    """Reap the sandboxes whose owning harness is dead (SIGKILLed); never a live drill's."""
+    base = Path(base_dir or tempfile.gettempdir())
+    reaped = []
+    for root in base.glob(f"{SANDBOX_PREFIX}*"):
+        try:
+            owner = json.loads((root / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if owner is None or processes.start_ticks(owner["pid"]) == owner["start_ticks"]:
+            continue
+        reap(root)
+        reaped.append(str(root))
+    return reaped
