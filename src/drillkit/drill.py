@@ -192,6 +192,7 @@ class Drill:
                     self.event("replication.streaming", standbys=rows)
                     sampler = LagSampler(sandbox, self.out / ev.LAG).start()
                     load = self._start_load(sandbox.endpoint)
+                    sandbox.adopt("locust", load.process.pid)
                     canary = self._start_canary(sandbox.endpoint)
                     with self.stage("warmup"):
                         load.wait_first_ops()

@@ -202,6 +202,13 @@ class Sandbox:
         sandbox.wait_streaming(timeout=15)
         return sandbox
 
+    def adopt(self, name: str, pid: int) -> None:
+        """Take a drill process (the load) into the sandbox's registry, so a reaper finds it too."""
+        self.state.processes.append(processes.entry_for(name, pid))
+        (Path(self.state.root) / "processes.json").write_text(
+            json.dumps([e.model_dump() for e in self.state.processes]))
+        self.state.save()
+
     # -- tear down ------------------------------------------------------------------------
 
     def down(self) -> None:

@@ -1,0 +1,92 @@
+"""Every ending of a real drill tears everything down: signals at each stage, and a SIGKILLed harness."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+POINTS = {
+    "sandbox-start": ("stage.start", {"stage": "sandbox_up"}, 0.4),
+    "load": ("stage.start", {"stage": "warmup"}, 0.5),
+    "fault": ("fault.injected", {}, 0.0),
+    "promotion": ("activity.start", {"name": "promote-standby"}, 0.0),
+    "after-recovery": ("experiment.end", {}, 0.2),
+}
+
+
+def start_drill(out: Path, scenario: str = "scenarios/region-loss.yaml") -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "drillkit.cli", "run", scenario, "--out", str(out), "--quiet"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def events(out: Path) -> list[dict]:
+    path = out / "events.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_for_event(proc: subprocess.Popen, out: Path, kind: str, match: dict, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(e["kind"] == kind and all(e.get(k) == v for k, v in match.items()) for e in events(out)):
+            return
+        assert proc.poll() is None, f"drill ended before {kind} {match}: {proc.stderr.read()}"
+        time.sleep(0.01)
+    raise AssertionError(f"no {kind} {match} within {timeout}s")
+
+
+@pytest.mark.parametrize("point", list(POINTS))
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_aborts_cleanly(tmp_path, no_leftovers, sig, point):
+    out = tmp_path / "evidence"
+    proc = start_drill(out)
+    kind, match, delay = POINTS[point]
+    try:
+        wait_for_event(proc, out, kind, match)
+        time.sleep(delay)
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 3, stderr
+    assert "Traceback" not in stderr
+    kinds = [e["kind"] for e in events(out)]
+    aborted = next(e for e in events(out) if e["kind"] == "drill.aborted")
+    assert sig.name in aborted["reason"]
+    assert "rollbacks.end" in kinds or "rollbacks.skipped" in kinds
+    assert kinds[-1] in ("drill.end", "stage.end") and "drill.end" in kinds
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["verdict"] == "aborted"
+
+
+def test_sigkilled_harness_is_reaped_by_the_next_drill(tmp_path, drillkit_cli, no_leftovers):
+    out = tmp_path / "killed"
+    proc = start_drill(out)
+    try:
+        wait_for_event(proc, out, "stage.start", {"stage": "warmup"})
+        time.sleep(0.5)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    orphans = [p for p in no_leftovers.leaks(settle=0).get("processes", {})]
+    assert orphans, "a SIGKILLed harness should have left its sandbox running (else this test proves nothing)"
+
+    nxt = drillkit_cli("run", "scenarios/ground-truth-outage.yaml", "--out", str(tmp_path / "next"), "--quiet")
+    assert nxt.returncode == 0, nxt.stdout + nxt.stderr
+    reaped = [e for e in events(tmp_path / "next") if e["kind"] == "sandbox.reaped"]
+    assert reaped and len(reaped[0]["folders"]) == 1
+    for pid in orphans:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
