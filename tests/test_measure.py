@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -396,3 +397,37 @@ def test_no_load_at_all(tmp_path):
     m = s["measures"]
     assert s["verdict"] == "aborted" and m["ops_total"] == 0 and m["availability"] is None and m["rto_s"] == 0
     assert s["scenario"] is None and m["t_start"] is None
+
+
+def test_parallel_parse_gives_the_same_answers(tmp_path, monkeypatch):
+    import drillkit.measure as measure_module
+
+    ops = concurrent_outage() + [R(9 + i / 10, 9.05 + i / 10, f"k{i}") for i in range(50)] + [op(12, 12.5, "object_put", "o")]
+    folder = drill(tmp_path, ops, final=["nope"])
+    serial = measure(folder)
+    monkeypatch.setattr(measure_module, "PARALLEL_MIN_BYTES", 0)
+    parallel = measure(folder)
+    if len(os.sched_getaffinity(0)) > 1:
+        parts = measure_module._parallel_parts(sorted((folder / "requests").glob("*.jsonl")))
+        assert parts is not None and len(parts) == 2  # one file, split at a line boundary
+    for s in (serial, parallel):
+        s.pop("measured_at")
+    assert parallel == serial and parallel.audit == serial.audit
+    with open(folder / "requests" / "w0.jsonl", "a") as fh:
+        fh.write('{"t0": 3, "t1": 3.1, "op": "write", "key": "k", "ok": "yes"}\n')
+    with pytest.raises(EvidenceError, match=r"w0.jsonl: line 63: ok: must be true or false"):
+        measure(folder)
+
+
+def test_a_record_split_across_lines_is_rejected(tmp_path):
+    folder = drill(tmp_path, [W(1, 1.1)])
+    (folder / "requests" / "w0.jsonl").write_text('{"t0": 1, "t1": 1.1, "op": "write", "key": "a\nb", "ok": true}\n')
+    with pytest.raises(EvidenceError, match=r"w0.jsonl: line 1: not JSON"):
+        measure(folder)
+
+
+def test_a_precondition_fault_does_not_start_the_clock(tmp_path):
+    ops = [W(9, 9.1, "k1"), W(10, 10.5, ok=False), W(10.5, 10.6), W(13, 13.1)]
+    pre = [{"t": 5.0, "kind": "fault.injected", "fault": "link-cut", "precondition": True}]
+    m = m_of(drill(tmp_path, ops, events=pre, final=[]))
+    assert m["t_fault"] == 10.0 and m["rto_write_s"] == approx(0.6) and m["rpo_s"] == approx(0.9)

@@ -39,6 +39,7 @@ from drillkit.sandbox.system import Sandbox, reap_stale
 from drillkit.scenario import LoadedScenario, apply_vars, load_experiment
 
 Progress = Callable[[str], None]
+CHAOS_LOG = "chaostoolkit.log"
 
 
 @dataclass
@@ -71,17 +72,31 @@ def prepare_out(out: Path) -> Path:
 
 
 class _Signals:
-    """SIGTERM becomes DrillAborted in the main thread; SIGINT stays KeyboardInterrupt."""
+    """SIGTERM becomes DrillAborted in the main thread; SIGINT stays KeyboardInterrupt.
+
+    Inside the experiment chaoslib handles both and reports only "interrupted", so the
+    name of the last signal is kept here for the abort reason.
+    """
+
+    def __init__(self):
+        self.received: str | None = None
 
     def __enter__(self):
-        self.previous = signal.signal(signal.SIGTERM, self._on_term)
+        self.previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, self._on_term),
+                         signal.SIGINT: signal.signal(signal.SIGINT, self._on_int)}
         return self
 
     def _on_term(self, signum, frame):
+        self.received = "SIGTERM"
         raise DrillAborted("SIGTERM received")
 
+    def _on_int(self, signum, frame):
+        self.received = "SIGINT"
+        raise KeyboardInterrupt
+
     def __exit__(self, *exc):
-        signal.signal(signal.SIGTERM, self.previous)
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 class _Watchdog:
@@ -182,8 +197,9 @@ class Drill:
         sandbox = load = sampler = canary = None
         abort_reason: str | None = None
         watchdog = _Watchdog(self.scenario.safeguards.max_duration)
+        signals = _Signals()
         try:
-            with _Signals(), watchdog:
+            with signals, watchdog:
                 try:
                     with self.stage("sandbox_up"):
                         sandbox = Sandbox.up(self.scenario.system, events_file=self.events)
@@ -199,8 +215,8 @@ class Drill:
                         time.sleep(self.scenario.load.warmup)
                     with self.stage("experiment"):
                         journal = self._run_experiment(sandbox)
-                    if journal.get("status") in ("interrupted", "aborted"):
-                        raise DrillAborted(f"experiment {journal.get('status')}")
+                    if journal.get("status") in ("interrupted", "aborted") or self._sigterm_logged():
+                        raise DrillAborted(self._interruption(journal, signals, watchdog))
                     with self.stage("cooldown"):
                         time.sleep(self._cooldown())
                     self._stop_clients(load, canary, sampler)
@@ -208,7 +224,8 @@ class Drill:
                         records = write_final_state(sandbox, self.out / ev.FINAL_STATE)
                     self.event("audit.done", records=records, region=sandbox.serving_region())
                 except KeyboardInterrupt:
-                    raise DrillAborted("safeguard max_duration exceeded" if watchdog.tripped else "SIGINT received")
+                    raise DrillAborted("safeguard max_duration exceeded" if watchdog.tripped
+                                       else f"{signals.received or 'SIGINT'} received")
         except DrillAborted as exc:
             abort_reason = exc.reason
         except Exception as exc:
@@ -227,6 +244,24 @@ class Drill:
         with shielded():
             summary = self._judge()
         return DrillOutcome(self.out, summary, self.stages)
+
+    def _sigterm_logged(self) -> bool:
+        """chaoslib turns SIGTERM into an exception that an activity running at that moment
+        reports as its own failure, and the run goes on as `completed`; only its log tells."""
+        log = self.out / CHAOS_LOG
+        return log.exists() and "Caught SIGTERM" in log.read_text(errors="replace")
+
+    def _interruption(self, journal: dict, signals: _Signals, watchdog: _Watchdog) -> str:
+        """Why chaoslib stopped: its SIGTERM handler logs it; SIGINT and the watchdog are ours."""
+        if self._sigterm_logged():
+            cause = "SIGTERM received"
+        elif watchdog.tripped:
+            cause = "safeguard max_duration exceeded"
+        elif signals.received:
+            cause = f"{signals.received} received"
+        else:
+            cause = "interrupted"
+        return f"{cause} (experiment {journal.get('status')})"
 
     def _start_load(self, endpoint: str) -> LoadRun:
         load_spec = self.scenario.load
@@ -255,7 +290,19 @@ class Drill:
     def _run_experiment(self, sandbox) -> dict:
         from chaoslib.experiment import run_experiment
 
-        logging.getLogger("chaostoolkit").setLevel(logging.ERROR)
+        chaos_logger = logging.getLogger("chaostoolkit")
+        chaos_logger.setLevel(logging.INFO)
+        chaos_logger.propagate = False
+        handler = logging.FileHandler(self.out / CHAOS_LOG)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        chaos_logger.addHandler(handler)
+        try:
+            return self._run_chaoslib(run_experiment, sandbox)
+        finally:
+            chaos_logger.removeHandler(handler)
+            handler.close()
+
+    def _run_chaoslib(self, run_experiment, sandbox) -> dict:
         os.environ[ENV_KEY] = str(sandbox.state_file)
         settings = {"runtime": {"rollbacks": {"strategy": "always"}, "hypothesis": {"strategy": "default"}}}
         journal = run_experiment(self.experiment, settings=settings,

@@ -48,6 +48,8 @@ def kind_of(check_name: Any) -> str | None:
             if cls in n:
                 return f"rto:{cls}"
         return "rto"
+    if n == "recovered":
+        return "recovered"
     if "rpo" in n:
         return "rpo"
     if "lost" in n:
@@ -149,6 +151,16 @@ def build_rows(summary: dict) -> list[Row]:
                                f"target is {fmt.human_target(rto_target, True)}." if fmt.num(m.get("rto_s"))
                                is not None else "The service never recovered before the load ended.")
             rows.append(row)
+
+    held = by_kind.pop("recovered", [])
+    if held:
+        stuck = m.get("not_recovered") or []
+        row = Row("recovered", "Recovery held for the stable window", target="every op class",
+                  measured="yes" if not stuck else "no: " + ", ".join(map(str, stuck)),
+                  status=_status(held), checks=held)
+        if row.status == "fail" and not any("never recovered" in r.finding for r in rows):
+            row.finding = str(held[0].get("message") or "Some operation class never recovered.")
+        rows.append(row)
 
     rpo = fmt.num(m.get("rpo_s"))
     t_fault = fmt.num(m.get("t_fault"))
@@ -259,9 +271,12 @@ def findings(summary: dict, rows: list[Row], abort_reason: str | None) -> list[s
     if verdict == "aborted":
         out.insert(0, f"The drill was aborted ({abort_reason or 'no reason recorded'}); "
                       "measurements cover only what ran before it stopped.")
+    if verdict != "pass":
+        told = {str(c.get("message")) for c in summary.get("checks") or [] if isinstance(c, dict)}
+        out += [str(r) for r in summary.get("reasons") or []
+                if str(r) not in told and not (abort_reason and abort_reason in str(r))]
     if verdict != "pass" and not out:
-        out = [str(r) for r in summary.get("reasons") or []] or [
-            "summary.json gives no reason for this verdict."]
+        out = ["summary.json gives no reason for this verdict."]
     return out
 
 

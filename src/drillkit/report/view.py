@@ -128,6 +128,8 @@ def _derived_phases(e: Evidence, t_fault: float) -> list[Phase]:
         if t is None and rto is not None:
             t = t_fault + rto
         label = f"{cls}s" if cls in ("write", "read") else cls
+        if not info.get("failures") and info.get("t_recovered") is None:
+            continue
         if t is not None:
             rows.append(Phase(f"recovered ({label})", "derived", t_fault, t))
         elif info.get("failures"):
