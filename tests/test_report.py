@@ -217,6 +217,10 @@ def test_aborted_drill_and_unrecovered_class_and_unknown_check(tmp_path):
     s = json.loads((folder / "summary.json").read_text())
     s["verdict"] = "aborted"
     s["measures"]["rto_by_op"]["write"].update(rto_s=None, t_recovered=None)
+    s["measures"].update(rpo_s=None, writes_lost=None)
+    for c in s["checks"]:
+        if c["name"] in ("rpo", "max_lost_writes"):
+            c.update(measured=None, passed=False, message=f"{c['name']} not measured")
     s["checks"].append({"name": "object_replication_sla", "target": "15m", "measured": 1234.5,
                         "passed": False, "message": "Objects replicated in 1234.500 s; the SLA is 15 min."})
     (folder / "summary.json").write_text(json.dumps(s))
@@ -228,6 +232,8 @@ def test_aborted_drill_and_unrecovered_class_and_unknown_check(tmp_path):
     assert "The drill was aborted (SIGINT)" in findings
     assert "Writes never recovered: failures from 12:00:10.004 UTC lasted until the load ended" in findings
     assert "Objects replicated in 1234.500 s; the SLA is 15 min." in findings
+    assert "RPO was not measured (the evidence holds no result for it); the target is 2 s." in findings
+    assert "Lost acknowledged writes was not measured" in findings and "—" not in findings
     rows = table(html, "targets")
     assert rows["RTO — writes"][1:3] == ["not recovered resolution ±0.021 s · 5,123 failures", "FAIL"]
     assert rows["object_replication_sla"] == ["15m", "1234.500 Objects replicated in 1234.500 s; "

@@ -24,10 +24,9 @@ def _guard(call):
 def kill_region(region: str, configuration: Configuration = None) -> list[str]:
     """Region loss: SIGKILL every process of the region (database and app) at once."""
     system = system_from(configuration)
-    t = time.time()
-    killed = _guard(lambda: system.kill_region(region))
-    system.event("fault.injected", t=t, fault="region-loss", region=region, killed=killed)
-    return killed
+    result = _guard(lambda: system.kill_region(region))
+    system.event("fault.injected", t=result["t"], fault="region-loss", region=region, killed=result["killed"])
+    return result["killed"]
 
 
 def promote_standby(region: str, configuration: Configuration = None) -> dict:

@@ -55,14 +55,27 @@ def _signed(x: float, _pos: object = None) -> str:
     return f"{x:+g}" if x else "0"
 
 
-def _draw_marks(ax, marks: Marks, label_phases: bool) -> list[Line2D]:
+def _phase_labels(phases: list[tuple[int, float, float]], span: float) -> list[tuple[str, float]]:
+    """Numbers of phases that would print on top of each other share one label, "3,4,5"."""
+    out: list[tuple[list[int], float]] = []
+    for num, start, end in sorted(phases, key=lambda p: (p[1] + p[2]) / 2):
+        x = (start + end) / 2
+        if out and x - out[-1][1] < span * 0.025:
+            out[-1][0].append(num)
+        else:
+            out.append(([num], x))
+    return [(",".join(map(str, nums)), x) for nums, x in out]
+
+
+def _draw_marks(ax, marks: Marks, label_phases: bool, span: float) -> list[Line2D]:
     """Draw the marks; return legend handles naming them."""
     handles = []
     for num, start, end in marks.phases:
         ax.axvspan(start, max(end, start + 1e-3), color="#bdbdbd", alpha=0.3, lw=0)
-        if label_phases:
-            ax.text((start + end) / 2, 1.0, str(num), transform=ax.get_xaxis_transform(),
-                    fontsize=7, va="bottom", ha="center", color="#404040")
+    if label_phases:
+        for text, x in _phase_labels(marks.phases, span):
+            ax.text(x, 1.0, text, transform=ax.get_xaxis_transform(), fontsize=7, va="bottom",
+                    ha="center", color="#404040")
     if marks.phases:
         handles.append(Patch(color="#bdbdbd", alpha=0.3, label="runbook phase (numbered)"))
     if marks.fault is not None:
@@ -99,7 +112,7 @@ def timeline_svg(tl: Timeline, marks: Marks, ref_label: str) -> str:
         top.axhline(0, color="#404040", lw=0.6)
         top.set_ylabel("ops/s  (failed below 0)")
         top.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{abs(v):g}"))
-        mark_handles = _draw_marks(top, marks, label_phases=True)
+        mark_handles = _draw_marks(top, marks, label_phases=True, span=edges[-1] - edges[0])
         handles, _ = top.get_legend_handles_labels()
         top.legend(handles=[h for h in handles if h not in mark_handles] + mark_handles,
                    loc="upper left", bbox_to_anchor=(1.0, 1.02), fontsize=7.5)
@@ -116,7 +129,7 @@ def timeline_svg(tl: Timeline, marks: Marks, ref_label: str) -> str:
         bottom.set_ylabel("latency (ms)")
         bottom.set_xlabel(f"seconds from {ref_label}   (bins of {tl.width:g} s, by op end time)")
         bottom.xaxis.set_major_formatter(FuncFormatter(_signed))
-        drawn = _draw_marks(bottom, marks, label_phases=False)
+        drawn = _draw_marks(bottom, marks, label_phases=False, span=edges[-1] - edges[0])
         bottom.legend(handles=[h for h in bottom.get_legend_handles_labels()[0] if h not in drawn],
                       loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7.5)
         bottom.set_xlim(edges[0], edges[-1])
@@ -152,7 +165,7 @@ def lag_svg(lag: pd.DataFrame, t_ref: float, marks: Marks, ref_label: str,
                          label=f"{region} lag (KiB)")
         if rpo_target_s is not None:
             ax.axhline(rpo_target_s, color=FAULT, lw=0.8, ls="--", label=f"RPO target {rpo_target_s:g} s")
-        mark_handles = _draw_marks(ax, marks, label_phases=True)
+        mark_handles = _draw_marks(ax, marks, label_phases=True, span=span)
         ax.set_ylabel("replay lag (s)")
         ax.set_ylim(bottom=0)
         ax.set_xlabel(f"seconds from {ref_label}")

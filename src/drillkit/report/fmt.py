@@ -57,7 +57,7 @@ def secs(x: Any, none: str = "—") -> str:
 
 def rel(x: Any) -> str:
     v = num(x)
-    return "—" if v is None else f"{v:+.3f} s"
+    return "—" if v is None else f"{round(v, 3) + 0.0:+.3f} s"
 
 
 def dur(x: Any) -> str:

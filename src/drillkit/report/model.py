@@ -234,6 +234,15 @@ def build_rows(summary: dict) -> list[Row]:
                        f"{fmt.human_target(row.raw_target, True)}.")
     rows.append(row)
 
+    raw = {"rpo": m.get("rpo_s"), "lost": lost, "lost_after": after, "availability": avail,
+           "lag": lag, "integrity": None if corrupt is None and unexpected is None else 0}
+    for row in rows:
+        if row.key in raw and fmt.num(raw[row.key]) is None:
+            row.measured = "not measured"
+            if row.status == "fail":
+                row.finding = (f"{row.label} was not measured (the evidence holds no result for "
+                               f"it); the target is {row.target.lstrip('≤≥ ')}.")
+
     for c in by_kind.pop(None, []):
         row = Row(f"check:{c.get('name')}", str(c.get("name")), target=str(c.get("target", "—")),
                   measured=_plain(c.get("measured")), detail=str(c.get("message") or ""),

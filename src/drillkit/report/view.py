@@ -157,7 +157,9 @@ def activities(journal: dict | None) -> dict[str, Any] | None:
             return "not run"
         return {True: "met", False: "not met"}.get(s.get("steady_state_met"), "unknown")
 
+    experiment = journal.get("experiment") if isinstance(journal.get("experiment"), dict) else {}
     return {
+        "title": str(experiment.get("title") or ""),
         "status": str(journal.get("status", "unknown")),
         "deviated": journal.get("deviated"),
         "start": fmt.iso_utc(journal.get("start")), "end": fmt.iso_utc(journal.get("end")),

@@ -235,14 +235,18 @@ class Sandbox:
         except KeyError:
             raise FaultError(f"no region {region!r} (regions: {', '.join(self.state.regions)})") from None
 
-    def kill_region(self, region: str) -> list[str]:
-        """SIGKILL every process of the region: its database and its app die at once."""
+    def kill_region(self, region: str) -> dict:
+        """SIGKILL every process of the region: its database and its app die at once.
+
+        Returns the killed processes and `t`, the moment the signals went out: the fault's time.
+        """
         self._region(region)
         killed = [p.name for p in self._processes_of(region) if processes.kill_group(p)]
+        t = time.time()
         processes.wait_gone(self._processes_of(region), 5.0)
         self.state.regions[region].role = "down"
         self.state.save()
-        return killed
+        return {"killed": killed, "t": t}
 
     def promote_standby(self, region: str) -> float:
         target = self._region(region)
