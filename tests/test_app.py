@@ -30,7 +30,7 @@ def cluster():
     root.chmod(0o755)
     servers: list[pg.PgServer] = []
     try:
-        primary = pg.init_primary(bins, run_as, root / "pg-A", free_port(), root / "archive", False, root / "A.log")
+        primary = pg.init_primary(bins, run_as, root / "pg-A", free_port(), root / "archive", root / "A.log")
         servers.append(pg.start(bins, run_as, primary, root / "A.log"))
         pg.create_schema(primary.port)
         standby = pg.init_standby(bins, run_as, root / "pg-B", free_port(), primary.port, root / "archive",

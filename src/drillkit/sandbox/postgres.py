@@ -173,15 +173,12 @@ def base_settings(port: int, archive_dir: Path) -> dict[str, object]:
 
 
 def init_primary(bins: PgBinaries, run_as: RunAs, datadir: Path, port: int, archive_dir: Path,
-                 synchronous: bool, log: Path) -> PgServer:
+                 log: Path) -> PgServer:
     run_as.own(datadir)
     run_as.own(archive_dir)
     _run([bins.tool("initdb"), "-D", str(datadir), "-U", DB_USER, "--auth=trust", "-E", "UTF8",
           "--no-sync", "--no-instructions"], run_as, log, "initdb")
-    settings = base_settings(port, archive_dir)
-    if synchronous:
-        settings["synchronous_standby_names"] = STANDBY_NAME
-    _write_conf(datadir, settings)
+    _write_conf(datadir, base_settings(port, archive_dir))
     return PgServer("primary", datadir, port)
 
 
@@ -234,6 +231,22 @@ def create_schema(port: int) -> None:
         conn.execute(f"CREATE DATABASE {DB_NAME}")
     with psycopg.connect(dsn(port), autocommit=True) as conn:
         conn.execute(RECORDS_DDL)
+
+
+def require_synchronous_standby(port: int) -> None:
+    """Make every commit on the primary wait for the standby. Only once it streams: before, the
+    primary's own setup (CREATE DATABASE) would wait for a standby that does not exist yet."""
+    with psycopg.connect(dsn(port), autocommit=True) as conn:
+        conn.execute(f"ALTER SYSTEM SET synchronous_standby_names = '{STANDBY_NAME}'")
+        conn.execute("SELECT pg_reload_conf()")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            row = conn.execute("SELECT sync_state FROM pg_stat_replication WHERE application_name = %s",
+                               (STANDBY_NAME,)).fetchone()
+            if row and row[0] == "sync":
+                return
+            time.sleep(0.02)
+    raise SandboxError(f"the standby did not become synchronous on port {port}")
 
 
 def promote(port: int, wait_seconds: int = 30) -> float:

@@ -132,8 +132,7 @@ class Sandbox:
         db_ports = {r: free_port() for r in REGIONS}
         app_ports = {r: free_port() for r in REGIONS}
 
-        primary = pg.init_primary(bins, run_as, root / "pg-A", db_ports["A"], archive,
-                                  spec.replication.mode == "sync", root / "pg-A.log")
+        primary = pg.init_primary(bins, run_as, root / "pg-A", db_ports["A"], archive, root / "pg-A.log")
         pg.start(bins, run_as, primary, root / "pg-A.log")
         track("postgres-A", primary.pid, "A")
         pg.create_schema(primary.port)
@@ -200,6 +199,8 @@ class Sandbox:
         state.save()
         sandbox = cls(state)
         sandbox.wait_streaming(timeout=15)
+        if spec.replication.mode == "sync":
+            pg.require_synchronous_standby(primary.port)
         return sandbox
 
     def adopt(self, name: str, pid: int) -> None:
