@@ -18,14 +18,15 @@ MEASURES = ("rto_s", "rto_write_s", "rto_read_s", "rpo_s", "writes_acked", "writ
 
 
 def variant(tmp_path: Path, base: str, name: str, system: dict | None = None, load: dict | None = None,
-            targets: dict | None = None) -> Path:
+            targets: dict | None = None, safeguards: dict | None = None) -> Path:
     """A copy of a library scenario with some settings changed, written into tmp_path."""
     src = ROOT / "scenarios" / base
     data = yaml.safe_load(src.read_text())
     data["name"] = name
     data["experiment"] = str((src.parent / data["experiment"]).resolve())
     data["load"]["locustfile"] = str((src.parent / data["load"]["locustfile"]).resolve())
-    for key, change in (("system", system), ("load", load), ("targets", targets)):
+    for key, change in (("system", system), ("load", load), ("targets", targets), ("safeguards", safeguards)):
+        data.setdefault(key, {})
         for k, v in (change or {}).items():
             if isinstance(v, dict):
                 data[key].setdefault(k, {}).update(v)

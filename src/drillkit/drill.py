@@ -14,8 +14,6 @@ import platform
 import signal
 import socket
 import subprocess
-import threading
-import _thread
 import time
 import traceback
 from contextlib import contextmanager
@@ -33,6 +31,7 @@ from drillkit.chaos import CONFIG_KEY, ENV_KEY
 from drillkit.errors import DrillAborted, EnvironmentProblem, InputError
 from drillkit.load import LoadRun
 from drillkit.load.canary import Canary
+from drillkit.safeguards import Limits, SafeguardMonitor
 from drillkit.sampler import LagSampler
 from drillkit.sandbox.processes import shielded
 from drillkit.sandbox.system import Sandbox, reap_stale
@@ -97,27 +96,6 @@ class _Signals:
     def __exit__(self, *exc):
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
-
-
-class _Watchdog:
-    """Safeguard `max_duration`: interrupts the main thread when the drill runs too long."""
-
-    def __init__(self, seconds: float):
-        self.seconds = seconds
-        self.tripped = False
-        self._timer = threading.Timer(seconds, self._trip)
-        self._timer.daemon = True
-
-    def _trip(self) -> None:
-        self.tripped = True
-        _thread.interrupt_main()
-
-    def __enter__(self):
-        self._timer.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._timer.cancel()
 
 
 def _versions() -> dict[str, str]:
@@ -196,7 +174,7 @@ class Drill:
             self.progress(f"reaped {len(reaped)} sandbox(es) left by a killed drill")
         sandbox = load = sampler = canary = None
         abort_reason: str | None = None
-        watchdog = _Watchdog(self.scenario.safeguards.max_duration)
+        watchdog = SafeguardMonitor(self.out, self._limits())
         signals = _Signals()
         try:
             with signals, watchdog:
@@ -224,8 +202,7 @@ class Drill:
                         records = write_final_state(sandbox, self.out / ev.FINAL_STATE)
                     self.event("audit.done", records=records, region=sandbox.serving_region())
                 except KeyboardInterrupt:
-                    raise DrillAborted("safeguard max_duration exceeded" if watchdog.tripped
-                                       else f"{signals.received or 'SIGINT'} received")
+                    raise DrillAborted(watchdog.tripped or f"{signals.received or 'SIGINT'} received")
         except DrillAborted as exc:
             abort_reason = exc.reason
         except Exception as exc:
@@ -245,18 +222,28 @@ class Drill:
             summary = self._judge()
         return DrillOutcome(self.out, summary, self.stages)
 
+    def _limits(self) -> Limits:
+        guards = self.scenario.safeguards
+        expected = guards.expected_outage
+        if expected is None:
+            expected = self.scenario.targets.rto or 30.0
+        rate = guards.max_error_rate
+        return Limits(max_duration=guards.max_duration, error_rate=rate.above if rate else None,
+                      error_rate_sustained=rate.sustained if rate else 0.0, expected_outage=expected,
+                      max_lost_writes=guards.max_lost_writes)
+
     def _sigterm_logged(self) -> bool:
         """chaoslib turns SIGTERM into an exception that an activity running at that moment
         reports as its own failure, and the run goes on as `completed`; only its log tells."""
         log = self.out / CHAOS_LOG
         return log.exists() and "Caught SIGTERM" in log.read_text(errors="replace")
 
-    def _interruption(self, journal: dict, signals: _Signals, watchdog: _Watchdog) -> str:
+    def _interruption(self, journal: dict, signals: _Signals, watchdog: SafeguardMonitor) -> str:
         """Why chaoslib stopped: its SIGTERM handler logs it; SIGINT and the watchdog are ours."""
         if self._sigterm_logged():
             cause = "SIGTERM received"
         elif watchdog.tripped:
-            cause = "safeguard max_duration exceeded"
+            cause = watchdog.tripped
         elif signals.received:
             cause = f"{signals.received} received"
         else:

@@ -72,8 +72,16 @@ class Targets(Strict):
     max_replication_lag: Duration | None = None
 
 
+class ErrorRateGuard(Strict):
+    above: float = Field(gt=0, lt=1)
+    sustained: Duration = 3.0
+
+
 class Safeguards(Strict):
     max_duration: Duration = 120.0
+    max_error_rate: ErrorRateGuard | None = None
+    expected_outage: Duration | None = None
+    max_lost_writes: int | None = Field(None, ge=0)
 
 
 class Scenario(Strict):

@@ -1,0 +1,146 @@
+"""Safeguards: stop a drill before it does harm, judged live from the evidence being written.
+
+The monitor tails requests/*.jsonl and events.jsonl; when a limit trips it records a
+`safeguard.tripped` event and interrupts the main thread, which aborts the drill the same
+way Ctrl-C does (rollbacks, teardown, exit 3).
+"""
+
+from __future__ import annotations
+
+import _thread
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from drillkit.evidence import EVENTS, REQUESTS_DIR, append_event
+
+SLICE = 0.5
+
+
+@dataclass
+class Limits:
+    max_duration: float
+    error_rate: float | None = None
+    error_rate_sustained: float = 0.0
+    expected_outage: float = 0.0
+    max_lost_writes: int | None = None
+
+
+@dataclass
+class _Tail:
+    """Reads only the lines appended since the last look; a partial last line waits for its end."""
+
+    path: Path
+    offset: int = 0
+    rest: bytes = b""
+
+    def new_lines(self) -> list[dict]:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+        except OSError:
+            return []
+        self.offset += len(data)
+        lines = (self.rest + data).split(b"\n")
+        self.rest = lines.pop()
+        out = []
+        for line in lines:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
+
+@dataclass
+class _Slices:
+    ok: dict[int, int] = field(default_factory=dict)
+    failed: dict[int, int] = field(default_factory=dict)
+
+    def add(self, t1: float, ok: bool) -> None:
+        bucket = self.ok if ok else self.failed
+        key = int(t1 // SLICE)
+        bucket[key] = bucket.get(key, 0) + 1
+
+    def rate(self, key: int) -> float | None:
+        ok, failed = self.ok.get(key, 0), self.failed.get(key, 0)
+        return failed / (ok + failed) if ok + failed else None
+
+
+class SafeguardMonitor:
+    def __init__(self, folder: Path, limits: Limits, interval: float = 0.1):
+        self.folder = folder
+        self.limits = limits
+        self.interval = interval
+        self.started = time.time()
+        self.tripped: str | None = None
+        self.t_fault: float | None = None
+        self.lost_keys: set[str] = set()
+        self._tails: dict[Path, _Tail] = {}
+        self._events = _Tail(folder / EVENTS)
+        self._slices = _Slices()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="safeguards", daemon=True)
+
+    def __enter__(self) -> "SafeguardMonitor":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(2)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            reason = self.check(time.time())
+            if reason and not self._stop.is_set():
+                self.tripped = reason
+                append_event(self.folder / EVENTS, "safeguard.tripped", reason=reason)
+                _thread.interrupt_main()
+                return
+
+    def check(self, now: float) -> str | None:
+        """The first limit broken at `now`, in words, or None."""
+        limits = self.limits
+        if now - self.started > limits.max_duration:
+            return f"safeguard max_duration exceeded ({limits.max_duration:g} s)"
+        self._read()
+        if limits.max_lost_writes is not None and len(self.lost_keys) > limits.max_lost_writes:
+            return (f"safeguard max_lost_writes exceeded: {len(self.lost_keys)} acknowledged writes read back "
+                    f"as missing (limit {limits.max_lost_writes})")
+        if limits.error_rate is not None:
+            return self._error_rate_tripped(now)
+        return None
+
+    def _read(self) -> None:
+        if self.t_fault is None:
+            for e in self._events.new_lines():
+                if e.get("kind") == "fault.injected" and not e.get("precondition"):
+                    self.t_fault = float(e["t"])
+                    break
+        for path in (self.folder / REQUESTS_DIR).glob("*.jsonl"):
+            tail = self._tails.setdefault(path, _Tail(path))
+            for op in tail.new_lines():
+                self._slices.add(float(op["t1"]), bool(op["ok"]))
+                if op.get("op") == "read" and op.get("found") is False:
+                    self.lost_keys.add(op["key"])
+
+    def _error_rate_tripped(self, now: float) -> str | None:
+        """Trips when every completed slice of the last `sustained` seconds, none inside the
+        expected outage, failed more than the limit."""
+        limits = self.limits
+        needed = max(1, round(limits.error_rate_sustained / SLICE))
+        last_complete = int(now // SLICE) - 1
+        keys = range(last_complete - needed + 1, last_complete + 1)
+        for key in keys:
+            start = key * SLICE
+            if self.t_fault is not None and self.t_fault - SLICE < start < self.t_fault + limits.expected_outage:
+                return None
+            rate = self._slices.rate(key)
+            if rate is None or rate <= limits.error_rate:
+                return None
+        return (f"safeguard max_error_rate exceeded: above {limits.error_rate:.0%} for "
+                f"{limits.error_rate_sustained:g} s outside the expected outage")
