@@ -56,15 +56,34 @@ def _print_summary(summary: dict, folder: Path) -> None:
     click.echo(f"evidence: {folder}")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineUsage(click.Group):
+    """Usage mistakes get the same single `drillkit: ...` line as every other bad input."""
+
+    def main(self, *args, **kwargs):
+        if not kwargs.pop("standalone_mode", True):
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            path = exc.ctx.command_path if exc.ctx else "drillkit"
+            sub = path.partition(" ")[2]
+            _fail(f"{sub + ': ' if sub else ''}{exc.format_message()} (see {path} --help)", EXIT_INPUT)
+        except click.ClickException as exc:
+            _fail(exc.format_message(), exc.exit_code)
+        except click.Abort:
+            _fail("aborted", EXIT_ABORTED)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=_OneLineUsage, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="drillkit")
 def main() -> None:
     """Run disaster-recovery drills and prove their outcome."""
 
 
 @main.command()
-@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="evidence folder to create")
+@click.argument("scenario", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), help="evidence folder to create (absent or empty)")
 @click.option("--var", "variables", multiple=True, metavar="KEY=VALUE",
               help="override an experiment configuration key (repeatable)")
 @click.option("--quiet", is_flag=True, help="no progress lines")
@@ -77,6 +96,11 @@ def run(scenario: Path, out: Path | None, variables: tuple[str, ...], quiet: boo
         loaded = load_scenario(scenario)
         drill = Drill(loaded, out or default_out(loaded.name), _parse_vars(variables),
                       progress=None if quiet else (lambda msg: click.echo(msg, err=True)))
+    except InputError as exc:
+        _fail(str(exc), EXIT_INPUT)
+    except Exception as exc:  # a harness bug before anything started: one line, not a traceback
+        _fail(f"internal error before the drill: {type(exc).__name__}: {exc}", EXIT_ABORTED)
+    try:
         outcome = drill.run()
     except InputError as exc:
         _fail(str(exc), EXIT_INPUT)
@@ -91,7 +115,7 @@ def run(scenario: Path, out: Path | None, variables: tuple[str, ...], quiet: boo
 
 
 @main.command()
-@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("scenario", type=click.Path(path_type=Path))
 def validate(scenario: Path) -> None:
     """Check a scenario and its experiment without starting anything."""
     from drillkit.scenario import load_experiment, load_scenario
@@ -101,6 +125,8 @@ def validate(scenario: Path) -> None:
         load_experiment(loaded.experiment_path)
     except InputError as exc:
         _fail(str(exc), EXIT_INPUT)
+    except Exception as exc:  # a validator bug: one line, and not the exit code of a user's mistake
+        _fail(f"{scenario}: internal error while validating: {type(exc).__name__}: {exc}", EXIT_ABORTED)
     click.echo(f"{scenario}: valid")
 
 
@@ -121,12 +147,20 @@ def measure_cmd(folder: Path) -> None:
 
 @main.command("report")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
-def report_cmd(folder: Path) -> None:
-    """Re-render report.html from an evidence folder."""
+@click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="key to re-sign a signed manifest.json (else DRILLKIT_SIGNING_KEY[_FILE])")
+def report_cmd(folder: Path, key_file: Path | None) -> None:
+    """Re-render report.html from an evidence folder; a sealed folder is re-sealed only if it
+    verified before (exit 1, naming the files, if it did not)."""
+    from drillkit.manifest import ManifestMismatch, refresh_manifest
     from drillkit.report import render_report
 
     try:
-        path = render_report(folder)
+        path = refresh_manifest(folder, lambda: render_report(folder), key_file)
+    except ManifestMismatch as exc:
+        for line in exc.result.lines():
+            click.echo(line)
+        _fail(f"{exc}; not re-rendered", EXIT_FAIL)
     except (EvidenceError, InputError) as exc:
         _fail(str(exc), EXIT_INPUT)
     click.echo(str(path))
@@ -212,6 +246,44 @@ def sandbox_status(pointer: Path) -> None:
     except Exception as exc:  # status must report a broken sandbox, not crash on it
         info["error"] = str(exc)
     click.echo(json.dumps(info, indent=2, default=str))
+
+
+@main.command("verify")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="HMAC key the manifest was signed with (else DRILLKIT_SIGNING_KEY[_FILE])")
+def verify_cmd(folder: Path, key_file: Path | None) -> None:
+    """Check an evidence folder against its manifest.json: 0 intact, 1 altered, 2 no manifest."""
+    from drillkit.manifest import signing_key, verify_manifest
+
+    try:
+        result = verify_manifest(folder, signing_key(key_file))
+    except (EvidenceError, InputError) as exc:
+        _fail(str(exc), EXIT_INPUT)
+    if not result.ok:
+        for line in result.lines():
+            click.echo(line)
+        _fail(f"{folder}: evidence does not match manifest.json ({result.counts()})", EXIT_FAIL)
+    click.echo(result.status())
+
+
+@main.command("history")
+@click.argument("folder", required=False, default=Path("reports"),
+                type=click.Path(file_okay=False, path_type=Path))
+def history_cmd(folder: Path) -> None:
+    """Trend of verdict, RTO, RPO and lost writes per scenario across the drills under FOLDER
+    (default reports/); also writes FOLDER/history.html."""
+    from drillkit.history import print_table, scan, write_html
+
+    try:
+        found = scan(folder)
+        page = write_html(found)
+    except (EvidenceError, InputError) as exc:
+        _fail(str(exc), EXIT_INPUT)
+    print_table(found)
+    for line in found.skipped:
+        click.echo(f"skipped {line}", err=True)
+    click.echo(f"trend page: {page}")
 
 
 if __name__ == "__main__":

@@ -136,6 +136,7 @@ class Drill:
         self.variables = variables or {}
         self.progress = progress or (lambda _msg: None)
         self.experiment = apply_vars(load_experiment(loaded.experiment_path), self.variables, str(loaded.path))
+        from drillkit.preflight import check_environment; check_environment(self.scenario, out)  # noqa: E702
         self.out = out
         self.events = out / ev.EVENTS
         self.stages: dict[str, float] = {}
@@ -219,6 +220,7 @@ class Drill:
                 provenance["ended_utc"] = datetime.now(timezone.utc).isoformat()
                 (self.out / "provenance.json").write_text(json.dumps(provenance, indent=2))
         with shielded():
+            from drillkit.redact import redact_evidence; redact_evidence(self.out, self.experiment)  # noqa: E702
             summary = self._judge()
         return DrillOutcome(self.out, summary, self.stages)
 

@@ -1,7 +1,8 @@
 """The drill folder: its file names, its record types and the event log.
 
 Every stage talks to the next through these files; the records here are the
-evidence format v1 of DESIGN.md. Fields may be added, never renamed.
+evidence format v1 of DESIGN.md. Fields may be added, never renamed. Standard library only:
+the sandbox's processes write events, and must not stall on heavy imports while they do.
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
 
 REQUESTS_DIR = "requests"
 EVENTS = "events.jsonl"
@@ -28,10 +29,9 @@ MANIFEST = "manifest.json"
 LAG_COLUMNS = ("t", "region", "replay_lag_s", "lag_bytes")
 
 
-class OpRecord(BaseModel):
-    """One client operation as the client saw it."""
-
-    model_config = ConfigDict(extra="allow")
+@dataclass(frozen=True)
+class OpRecord:
+    """One client operation as the client saw it (a line of requests/*.jsonl)."""
 
     t0: float
     t1: float
@@ -44,14 +44,10 @@ class OpRecord(BaseModel):
     error: str | None = None
 
 
-class Event(BaseModel):
-    model_config = ConfigDict(extra="allow")
+@dataclass(frozen=True)
+class FinalRecord:
+    """A record present in the serving region after recovery (a line of final_state.jsonl)."""
 
-    t: float
-    kind: str
-
-
-class FinalRecord(BaseModel):
     key: str
     checksum: str
 

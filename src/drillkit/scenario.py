@@ -5,7 +5,10 @@ Loading validates everything before anything starts; every error names the file 
 
 from __future__ import annotations
 
+import importlib.util
+import inspect
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -15,27 +18,45 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from drillkit.durations import parse_duration
 from drillkit.errors import InputError
 
+MAX_FILE_BYTES = 1 << 20
+"""Scenarios and experiments are hand-written; anything bigger is the wrong file (or /dev/zero)."""
+
+MAX_DURATION_S = 86_400.0
+"""A drill on the sandbox lasts minutes; a day bounds every duration so no typo runs forever."""
+
+MAX_COUNT = 2**53
+"""Counts stay exact in JSON readers that use doubles (the report's JavaScript, jq)."""
+
 
 def _duration(value: Any) -> float:
     try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise ValueError(str(exc)) from None
+        seconds = parse_duration(value)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ValueError(str(exc) if isinstance(exc, ValueError) else f"{value!r} is not a duration") from None
+    if not math.isfinite(seconds):
+        raise ValueError(f"{value!r} is not a finite duration")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"{value!r} is longer than the {MAX_DURATION_S / 3600:g} h limit")
+    return seconds
 
 
 Duration = Annotated[float, BeforeValidator(_duration)]
+PositiveDuration = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Strict so that `users: true` or `rto: [5s]` is an error, not a silent coercion."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class Routing(Strict):
     policy: Literal["dns", "origin-group", "manual"] = "dns"
-    interval: Duration = 0.5
+    interval: PositiveDuration = 0.5
     failure_threshold: int = Field(3, ge=1, le=100)
     ttl: Duration = 1.0
-    upstream_timeout: Duration = 2.0
+    upstream_timeout: PositiveDuration = 2.0
 
 
 class Replication(Strict):
@@ -50,12 +71,12 @@ class System(Strict):
 
 
 class Load(Strict):
-    locustfile: str
+    locustfile: str = Field(min_length=1)
     users: int = Field(10, ge=1, le=500)
-    spawn_rate: float | None = Field(None, gt=0)
+    spawn_rate: float | None = Field(None, gt=0, le=10_000)
     warmup: Duration = 3.0
-    duration: Duration = 30.0
-    request_timeout: Duration = 1.0
+    duration: PositiveDuration = 30.0
+    request_timeout: PositiveDuration = 1.0
     cooldown: Duration | None = None
     canary: Duration | None = 0.02
 
@@ -65,9 +86,9 @@ class Targets(Strict):
     rto_write: Duration | None = None
     rto_read: Duration | None = None
     rpo: Duration | None = None
-    max_lost_writes: int | None = Field(None, ge=0)
-    max_corrupt: int | None = Field(None, ge=0)
-    max_unexpected: int | None = Field(None, ge=0)
+    max_lost_writes: Count | None = None
+    max_corrupt: Count | None = None
+    max_unexpected: Count | None = None
     min_availability: float | None = Field(None, ge=0, le=1)
     max_replication_lag: Duration | None = None
 
@@ -78,16 +99,16 @@ class ErrorRateGuard(Strict):
 
 
 class Safeguards(Strict):
-    max_duration: Duration = 120.0
+    max_duration: PositiveDuration = 120.0
     max_error_rate: ErrorRateGuard | None = None
     expected_outage: Duration | None = None
     max_lost_writes: int | None = Field(None, ge=0)
 
 
 class Scenario(Strict):
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     description: str = ""
-    experiment: str
+    experiment: str = Field(min_length=1)
     system: System = System()
     load: Load
     targets: Targets = Targets()
@@ -117,6 +138,51 @@ class LoadedScenario(BaseModel):
         return self.scenario.name
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice: PyYAML keeps the last silently, hiding typos."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    loader.flatten_mapping(node)
+    seen: dict[Any, yaml.Node] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            first = seen.get(key)
+        except TypeError:
+            continue
+        if first is not None:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark,
+                f"key {key!r} is given twice (first on line {first.start_mark.line + 1})", key_node.start_mark)
+        seen[key] = key_node
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def _read_text(path: Path, what: str) -> str:
+    """The file's text, or an InputError that says why it cannot be read."""
+    shown = str(path)
+    try:
+        if path.is_dir():
+            raise InputError(f"is a folder, not a {what} file", file=shown)
+        with path.open("rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise InputError(f"no such {what} file", file=shown) from None
+    except OSError as exc:
+        raise InputError(f"cannot read {what}: {exc.strerror or exc}", file=shown) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise InputError(f"larger than {MAX_FILE_BYTES >> 20} MiB: not a {what}", file=shown)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise InputError(f"not UTF-8 text (byte 0x{data[exc.start]:02x})", file=shown, field=f"line {line}") from None
+
+
 def _field_of(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc) or "(top level)"
 
@@ -124,8 +190,8 @@ def _field_of(loc: tuple[Any, ...]) -> str:
 def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
     """Best-effort line number of a (possibly nested) key in the YAML text."""
     try:
-        node = yaml.compose(text)
-    except yaml.YAMLError:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except (yaml.YAMLError, RecursionError):
         return None
     for part in loc:
         if isinstance(node, yaml.MappingNode):
@@ -141,24 +207,55 @@ def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
     return node.start_mark.line + 1 if node is not None else None
 
 
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = Scenario
+    for part in loc:
+        field = model.model_fields.get(str(part)) if model else None
+        annotation = field.annotation if field else None
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return model
+
+
+def _message(err: dict[str, Any]) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        parent = _model_at(tuple(err["loc"][:-1]))
+        known = ", ".join(parent.model_fields) if parent else ""
+        return f"unknown key (known: {known})" if known else "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    if kind in ("model_type", "dict_type"):
+        return f"must be a mapping, not a {_yaml_kind(err.get('input'))}"
+    msg = err["msg"].removeprefix("Value error, ")
+    if kind.endswith("_type") and "input" in err:
+        msg += f", not a {_yaml_kind(err['input'])}"
+    return msg
+
+
+def _parse_yaml(text: str, shown: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"not valid YAML: {problem}", file=shown, field=where) from None
+    except RecursionError:
+        raise InputError("not valid YAML: nested too deeply", file=shown) from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InputError(f"not valid YAML: {exc}", file=shown) from None
+
+
 def load_scenario(path: str | Path) -> LoadedScenario:
     """Read, validate and resolve a scenario; raise InputError naming file, field and line."""
     path = Path(path)
     shown = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("no such scenario file", file=shown) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read scenario: {exc}", file=shown) from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else None
-        raise InputError(f"not valid YAML: {getattr(exc, 'problem', exc)}", file=shown, field=where) from None
+    text = _read_text(path, "scenario")
+    raw = _parse_yaml(text, shown)
+    if raw is None:
+        raise InputError("the scenario is empty", file=shown)
     if not isinstance(raw, dict):
-        raise InputError("a scenario must be a YAML mapping", file=shown)
+        raise InputError(f"a scenario must be a YAML mapping, not a {_yaml_kind(raw)}", file=shown)
     try:
         scenario = Scenario.model_validate(raw)
     except ValidationError as exc:
@@ -166,10 +263,9 @@ def load_scenario(path: str | Path) -> LoadedScenario:
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         line = _line_of(text, loc)
         field = _field_of(loc) + (f" (line {line})" if line else "")
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        raise InputError(msg, file=shown, field=field) from None
+        raise InputError(_message(err), file=shown, field=field) from None
+    except RecursionError:
+        raise InputError("a value refers to itself (YAML alias loop)", file=shown) from None
     base = path.resolve().parent
     experiment = (base / scenario.experiment).resolve()
     locustfile = (base / scenario.load.locustfile).resolve()
@@ -177,52 +273,179 @@ def load_scenario(path: str | Path) -> LoadedScenario:
         raise InputError(f"no such file {experiment}", file=shown, field="experiment")
     if not locustfile.is_file():
         raise InputError(f"no such file {locustfile}", file=shown, field="load.locustfile")
+    _check_locustfile(locustfile, shown)
     return LoadedScenario(path=path.resolve(), scenario=scenario, experiment_path=experiment,
                           locustfile_path=locustfile, raw=raw)
 
 
+def _yaml_kind(value: Any) -> str:
+    kinds = {list: "list", dict: "mapping", str: "string", int: "number", float: "number", bool: "boolean",
+             type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _check_locustfile(locustfile: Path, scenario_file: str) -> None:
+    """Locust would only fail on a broken locustfile once the system is up: compile it now."""
+    field = "load.locustfile"
+    if locustfile.suffix != ".py":
+        raise InputError(f"{locustfile} is not a Python file (.py)", file=scenario_file, field=field)
+    try:
+        source = _read_text(locustfile, "locustfile")
+        compile(source, str(locustfile), "exec")
+    except InputError as exc:
+        raise InputError(str(exc), file=scenario_file, field=field) from None
+    except (SyntaxError, ValueError) as exc:
+        where = f" line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+        raise InputError(f"{locustfile}{where}: {getattr(exc, 'msg', exc)}", file=scenario_file,
+                         field=field) from None
+
+
+_EXPERIMENT_SHAPE: dict[str, type | tuple[type, ...]] = {
+    "title": str, "description": str, "tags": list, "configuration": dict, "secrets": dict,
+    "controls": list, "steady-state-hypothesis": dict, "method": list, "rollbacks": list,
+}
+
+
 def load_experiment(path: Path, scenario_file: str | None = None) -> dict[str, Any]:
-    """Read a Chaos Toolkit experiment and validate it with chaoslib."""
+    """Read a Chaos Toolkit experiment and validate it with chaoslib, plus what chaoslib lets pass."""
+    shown = str(path)
+    text = _read_text(path, "experiment")
+    try:
+        experiment = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON: {exc.msg}", file=shown, field=f"line {exc.lineno}") from None
+    except RecursionError:
+        raise InputError("not valid JSON: nested too deeply", file=shown) from None
+    if not isinstance(experiment, dict):
+        raise InputError(f"an experiment must be a JSON object, not {type(experiment).__name__}", file=shown)
+    for key, kind in _EXPERIMENT_SHAPE.items():
+        if key in experiment and not isinstance(experiment[key], kind):
+            raise InputError(f"must be a JSON {'object' if kind is dict else 'array' if kind is list else 'string'}",
+                             file=shown, field=key)
+    _validate_with_chaoslib(experiment, shown)
+    _check_controls(experiment, shown)
+    _check_arguments(experiment, shown)
+    return experiment
+
+
+def _validate_with_chaoslib(experiment: dict[str, Any], shown: str) -> None:
+    """chaoslib logs its findings and raises on the first; keep its log off the user's terminal."""
+    import logging
+
     from chaoslib.exceptions import ChaosException
     from chaoslib.experiment import ensure_experiment_is_valid
 
-    shown = str(path)
-    try:
-        experiment = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not valid JSON: {exc.msg} (line {exc.lineno})", file=shown) from None
-    except OSError as exc:
-        raise InputError(f"cannot read experiment: {exc}", file=shown) from None
-    if not isinstance(experiment, dict):
-        raise InputError("an experiment must be a JSON object", file=shown)
+    logger = logging.getLogger("chaostoolkit")
+    quiet = logging.NullHandler()
+    saved = logger.propagate
+    logger.addHandler(quiet)
+    logger.propagate = False
     try:
         ensure_experiment_is_valid(experiment)
     except ChaosException as exc:
-        raise InputError(f"invalid experiment: {str(exc).splitlines()[0]}", file=shown) from None
-    return experiment
+        raise InputError(f"invalid experiment: {str(exc).strip().splitlines()[0]}", file=shown) from None
+    except Exception as exc:  # chaoslib assumes a well-formed document and can crash on others
+        raise InputError(f"invalid experiment: {type(exc).__name__}: {exc}", file=shown) from None
+    finally:
+        logger.removeHandler(quiet)
+        logger.propagate = saved
+
+
+def _python_providers(experiment: dict[str, Any]):
+    """(field, name, provider) of every Python provider in the hypothesis, method and rollbacks."""
+    hypothesis = experiment.get("steady-state-hypothesis") or {}
+    groups = [("steady-state-hypothesis.probes", hypothesis.get("probes") or []),
+              ("method", experiment.get("method") or []), ("rollbacks", experiment.get("rollbacks") or [])]
+    for field, activities in groups:
+        for i, activity in enumerate(activities):
+            provider = activity.get("provider") if isinstance(activity, dict) else None
+            if isinstance(provider, dict) and provider.get("type") == "python":
+                yield f"{field}[{i}]", activity.get("name"), provider
+
+
+def _check_controls(experiment: dict[str, Any], shown: str) -> None:
+    """chaoslib only warns about a control it cannot import and runs on without it; drillkit's
+    event log comes from a control, so a missing one would silently empty the evidence."""
+    for i, control in enumerate(experiment.get("controls") or []):
+        provider = control.get("provider") if isinstance(control, dict) else None
+        if not isinstance(provider, dict) or provider.get("type") != "python":
+            continue
+        module = provider.get("module")
+        try:
+            found = isinstance(module, str) and importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise InputError(f"cannot import control module {module!r}", file=shown,
+                             field=f"controls[{i}].provider.module")
+
+
+def _check_arguments(experiment: dict[str, Any], shown: str) -> None:
+    """chaoslib accepts arguments the function does not take; the call would fail mid-drill."""
+    import importlib
+
+    for field, name, provider in _python_providers(experiment):
+        arguments = provider.get("arguments") or {}
+        if not isinstance(arguments, dict):
+            raise InputError(f"activity {name!r}: arguments must be a JSON object", file=shown,
+                             field=f"{field}.provider.arguments")
+        try:
+            func = getattr(importlib.import_module(provider["module"]), provider["func"])
+            signature = inspect.signature(func)
+        except Exception:  # chaoslib has already judged importability; nothing more to check here
+            continue
+        if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+            continue
+        unknown = sorted(set(arguments) - set(signature.parameters))
+        if unknown:
+            raise InputError(f"activity {name!r}: {provider['func']}() takes no argument {unknown[0]!r}",
+                             file=shown, field=f"{field}.provider.arguments")
+
+
+RESERVED_VARS = ("drillkit_sandbox",)
 
 
 def apply_vars(experiment: dict[str, Any], variables: dict[str, str], scenario_file: str) -> dict[str, Any]:
     """Override experiment configuration keys, as `chaos run --var KEY=VALUE` does."""
     config = experiment.setdefault("configuration", {})
     for key, value in variables.items():
+        field = f"--var {key}"
+        if key in RESERVED_VARS:
+            raise InputError("set by drillkit itself; it cannot be overridden", file=scenario_file, field=field)
         if key not in config:
-            known = ", ".join(sorted(config)) or "none"
-            raise InputError(f"unknown experiment configuration key {key!r} (known: {known})",
-                             file=scenario_file, field="--var")
-        current = config[key]
-        config[key] = _coerce_like(current, value)
+            known = ", ".join(k for k in sorted(config) if k not in RESERVED_VARS) or "none"
+            raise InputError(f"unknown experiment configuration key (known: {known})",
+                             file=scenario_file, field=field)
+        try:
+            config[key] = _coerce_like(config[key], value)
+        except ValueError as exc:
+            raise InputError(str(exc), file=scenario_file, field=field) from None
     return experiment
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
 def _coerce_like(current: Any, value: str) -> Any:
+    """`value` as the type of the key's current value; ValueError says what was expected."""
     if isinstance(current, bool):
-        return value.lower() in ("1", "true", "yes", "on")
-    if isinstance(current, int):
+        if value.strip().lower() in _TRUE + _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ValueError(f"{value!r} is not a boolean (true or false)")
+    if isinstance(current, (int, float)):
         try:
-            return int(value)
-        except ValueError:
-            return float(value)
-    if isinstance(current, float):
-        return float(value)
+            number = int(value) if isinstance(current, int) and value.strip().lstrip("+-").isdigit() else float(value)
+        except (ValueError, OverflowError):
+            raise ValueError(f"{value!r} is not a number") from None
+        if isinstance(number, float) and not math.isfinite(number):
+            raise ValueError(f"{value!r} is not a finite number")
+        return number
+    if isinstance(current, (list, dict)) and not _is_reference(current):
+        raise ValueError(f"the key holds a {type(current).__name__}; --var sets only single values")
     return value
+
+
+def _is_reference(value: Any) -> bool:
+    """A Chaos Toolkit configuration reference (`{"type": "env", "key": ...}`) that --var replaces."""
+    return isinstance(value, dict) and value.get("type") in ("env", "vault")

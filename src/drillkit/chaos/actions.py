@@ -75,15 +75,14 @@ def inject_link_fault(link: str, kind: str, duration: float | None = None, preco
     before a region loss): it is recorded, but the disaster's clock (t_fault) starts later.
     """
     system = system_from(configuration)
-    _guard(lambda: system.link(link).inject(kind, **params))
-    t = time.time()
+    t = _guard(lambda: system.link(link).inject(kind, **params))["at"]
     system.event("fault.injected", t=t, fault=f"link-{kind}", link=link, params=params,
                  **({"precondition": True} if precondition else {}))
     if duration is None:
         return {"link": link, "kind": kind}
     time.sleep(max(0.0, t + float(duration) - time.time()))
-    _guard(lambda: system.link(link).clear(kind))
-    system.event("fault.cleared", fault=f"link-{kind}", link=link, lasted_s=round(time.time() - t, 6))
+    healed = _guard(lambda: system.link(link).clear(kind))["at"]
+    system.event("fault.cleared", t=healed, fault=f"link-{kind}", link=link, lasted_s=round(healed - t, 6))
     return {"link": link, "kind": kind, "duration": float(duration)}
 
 

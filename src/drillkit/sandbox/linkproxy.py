@@ -17,11 +17,13 @@ import signal
 import socket
 import struct
 import sys
+import time
 import urllib.error
 import urllib.request
 from typing import Any
 
 from drillkit.errors import FaultError
+from drillkit.evidence import append_event
 
 FAULT_PARAMS: dict[str, dict[str, bool]] = {
     "latency": {"ms": True, "jitter_ms": False},
@@ -237,35 +239,37 @@ class Link:
             self.bytes[direction] += len(piece)
             await writer.drain()
 
-    def inject(self, kind: str, params: dict[str, float]) -> None:
+    def inject(self, kind: str, params: dict[str, float]) -> float:
+        """Apply the fault, then record it; returns the moment it took effect."""
         self.faults[kind] = params
-        self._record(kind, params, "inject")
         if kind == "blackhole":
             self.flowing.clear()
         elif kind == "reset":
             for pipe in list(self.pipes):
                 pipe.kill()
+        applied = time.time()
+        self._record(kind, params, "inject", t=applied)
+        return applied
 
-    def clear(self, kind: str | None = None) -> None:
-        for k in [kind] if kind else list(self.faults):
-            params = self.faults.pop(k, None)
-            if params is not None:
-                self._record(k, params, "clear")
+    def clear(self, kind: str | None = None) -> float:
+        """Heal, then record it; returns the moment the link healed."""
+        cleared = {k: self.faults.pop(k) for k in ([kind] if kind else list(self.faults)) if k in self.faults}
         if "blackhole" not in self.faults:
             self.flowing.set()
+        healed = time.time()
+        for k, params in cleared.items():
+            self._record(k, params, "clear", t=healed)
+        return healed
 
     def retarget(self, host: str, port: int) -> None:
         self.upstream = (host, port)
         self._event("link.retarget", upstream=f"{host}:{port}")
 
-    def _record(self, kind: str, params: dict[str, float], action: str) -> None:
-        self._event("link.fault", fault={"kind": kind, **params}, action=action)
+    def _record(self, kind: str, params: dict[str, float], action: str, t: float) -> None:
+        self._event("link.fault", t=t, fault={"kind": kind, **params}, action=action)
 
     def _event(self, kind: str, **fields: Any) -> None:
-        """Imported late: drillkit.evidence pulls in pydantic, ~0.4 s on every proxy start."""
         if self.events:
-            from drillkit.evidence import append_event
-
             append_event(self.events, kind, link=self.name, **fields)
 
     def status(self) -> dict[str, Any]:
@@ -284,17 +288,17 @@ class Link:
         if method == "GET" and path == "/status":
             return 200, self.status()
         if method == "POST" and path == "/faults":
-            self.inject(*parse_fault(json.loads(body or b"null")))
-            return 200, self.status()
+            applied = self.inject(*parse_fault(json.loads(body or b"null")))
+            return 200, {**self.status(), "at": applied}
         if method == "DELETE" and path == "/faults":
-            self.clear()
-            return 200, self.status()
+            healed = self.clear()
+            return 200, {**self.status(), "at": healed}
         if method == "DELETE" and path.startswith("/faults/"):
             kind = path.removeprefix("/faults/")
             if kind not in FAULT_PARAMS:
                 raise ValueError(f"unknown fault kind {kind!r}")
-            self.clear(kind)
-            return 200, self.status()
+            healed = self.clear(kind)
+            return 200, {**self.status(), "at": healed}
         if method == "PUT" and path == "/upstream":
             target = json.loads(body or b"null")
             if not isinstance(target, dict):

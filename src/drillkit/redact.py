@@ -1,0 +1,283 @@
+"""Secrets stay out of evidence: evidence folders are archived and handed to auditors.
+
+Two passes. Structurally, every value under a key that names a secret (`password`, `token`,
+`api_key`, an experiment's `secrets` block, a configuration key marked `"secret": true`) becomes
+`***`. Then every known secret value (those values, plus credential-like environment variables
+such as AWS_SECRET_ACCESS_KEY) is replaced wherever it appears as a substring.
+
+The client records (requests/, final_state.jsonl, lag.csv) are left alone: they hold keys,
+checksums and timings only, and a substring replaced inside a checksum would falsify the audit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+REDACTED = "***"
+
+MIN_SECRET_LEN = 6
+"""Shorter values are redacted only where a key names them: replacing every `true` or `1234`
+in the evidence would destroy it and hide nothing."""
+
+CREDENTIAL_ENV = re.compile(
+    r"^(AWS_SECRET_ACCESS_KEY|AWS_ACCESS_KEY_ID|AWS_SESSION_TOKEN|DRILLKIT_SIGNING_KEY|PGPASSWORD)$"
+    r"|_(PASSWORD|PASSWD|TOKEN|SECRET|SECRET_KEY|API_KEY|PRIVATE_KEY|ACCESS_KEY)$")
+
+SECRET_KEY = re.compile(
+    r"(^|_)(passwords?|passwd|passphrase|secrets?|tokens?|api_?keys?|access_?keys?(_id)?|secret_?keys?"
+    r"|private_?keys?|credentials?|authorization)($|_)")
+
+REDACTED_FILES = ("journal.json", "scenario.yaml", "provenance.json", "events.jsonl", "chaostoolkit.log",
+                  "harness-error.txt")
+"""The files a drill writes before it is measured; *.log and *.txt anywhere in the folder too."""
+
+UNTOUCHED = ("requests", "final_state.jsonl", "lag.csv")
+
+
+def is_secret_key(name: Any) -> bool:
+    if not isinstance(name, str):
+        return False
+    snake = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).replace("-", "_").replace(".", "_").lower()
+    return bool(SECRET_KEY.search(snake))
+
+
+def is_credential_env(name: str) -> bool:
+    return bool(CREDENTIAL_ENV.search(name.upper()))
+
+
+def _is_env_reference(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("type") == "env" and isinstance(value.get("key"), str)
+
+
+def _marked_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("secret") is True
+
+
+def _leaves(value: Any) -> Iterable[Any]:
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _leaves(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _leaves(v)
+    else:
+        yield value
+
+
+def _resolved(value: Any, environ: Mapping[str, str]) -> list[Any]:
+    """The concrete values a configuration or secret entry stands for: literal, or env and its default."""
+    if _is_env_reference(value):
+        out = [environ.get(value["key"])]
+        return out + ([value["default"]] if "default" in value else [])
+    if isinstance(value, dict) and value.get("type") == "vault":
+        return []
+    return list(_leaves(value))
+
+
+def secret_keys(experiment: Mapping[str, Any] | None) -> set[str]:
+    """Configuration keys of `experiment` that hold secrets, by marker or by name."""
+    config = (experiment or {}).get("configuration")
+    if not isinstance(config, dict):
+        return set()
+    return {k for k, v in config.items() if _marked_secret(v) or is_secret_key(k)}
+
+
+def secret_values(experiments: Iterable[Mapping[str, Any] | None], environ: Mapping[str, str] | None = None,
+                  variables: Mapping[str, Any] | None = None) -> set[str]:
+    """Every value that must not appear in evidence, as strings."""
+    environ = os.environ if environ is None else environ
+    found: list[Any] = [v for k, v in environ.items() if is_credential_env(k)]
+    experiments = [e for e in experiments if isinstance(e, Mapping)]
+    keys = set().union(*(secret_keys(e) for e in experiments)) if experiments else set()
+    for experiment in experiments:
+        config = experiment.get("configuration")
+        if isinstance(config, dict):
+            for key in keys & set(config):
+                found += _resolved(config[key], environ)
+        secrets = experiment.get("secrets")
+        if isinstance(secrets, dict):
+            for scope in secrets.values():
+                entries = scope.values() if isinstance(scope, dict) else [scope]
+                for entry in entries:
+                    found += _resolved(entry, environ)
+    for key, value in (variables or {}).items():
+        if key in keys or is_secret_key(key):
+            found.append(value)
+    return {str(v) for v in found if v is not None and not isinstance(v, bool) and str(v).strip()}
+
+
+class Redactor:
+    """Redacts structures and text against one set of secret values."""
+
+    def __init__(self, values: Iterable[str], secret_config_keys: Iterable[str] = (),
+                 environ: Mapping[str, str] | None = None):
+        self.values = set(values)
+        self.config_keys = set(secret_config_keys)
+        self.environ = os.environ if environ is None else environ
+        self._pattern: re.Pattern[str] | None = None
+        self._refresh()
+
+    def _refresh(self) -> None:
+        long_enough = sorted((v for v in self.values if len(v) >= MIN_SECRET_LEN), key=len, reverse=True)
+        forms = {f for v in long_enough for f in (v, json.dumps(v)[1:-1])}
+        self._pattern = re.compile("|".join(map(re.escape, sorted(forms, key=len, reverse=True)))) if forms else None
+
+    def learn(self, values: Iterable[str]) -> None:
+        new = {v for v in values if v not in self.values}
+        if new:
+            self.values |= new
+            self._refresh()
+
+    def text(self, text: str) -> str:
+        return self._pattern.sub(REDACTED, text) if self._pattern else text
+
+    def contains(self, text: str) -> bool:
+        return bool(self._pattern and self._pattern.search(text))
+
+    def data(self, value: Any, secret: bool = False, parent_key: Any = None) -> Any:
+        """A copy of `value` with secret-keyed values and known secret substrings replaced."""
+        if isinstance(value, dict):
+            inside = secret or _marked_secret(value)
+            if _is_env_reference(value):
+                return {k: (REDACTED if k == "default" and inside and v is not None else self.data(v, False, k))
+                        for k, v in value.items()}
+            return {self._key(k): self.data(v, inside or self._secret_entry(k, parent_key), k)
+                    for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.data(v, secret, parent_key) for v in value]
+        if isinstance(value, bool) or value is None:
+            return value
+        if secret:
+            return REDACTED
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, (int, float)) and str(value) in self.values:
+            return REDACTED
+        return value
+
+    def _secret_entry(self, key: Any, parent_key: Any) -> bool:
+        return is_secret_key(key) or (parent_key in ("configuration", "vars") and key in self.config_keys)
+
+    def _key(self, key: Any) -> Any:
+        return self.text(key) if isinstance(key, str) else key
+
+    def harvest(self, value: Any, secret: bool = False, parent_key: Any = None) -> set[str]:
+        """Values that sit under secret keys in `value`, so the text pass finds them elsewhere too."""
+        found: set[str] = set()
+        if isinstance(value, dict):
+            inside = secret or _marked_secret(value)
+            if _is_env_reference(value):
+                if inside:
+                    found |= {str(v) for v in _resolved(value, self.environ) if v is not None and str(v).strip()}
+                return found
+            for k, v in value.items():
+                found |= self.harvest(v, inside or self._secret_entry(k, parent_key), k)
+        elif isinstance(value, list):
+            for v in value:
+                found |= self.harvest(v, secret, parent_key)
+        elif secret and value is not None and not isinstance(value, bool) and str(value).strip():
+            found.add(str(value))
+        return found
+
+
+def _original_experiment(folder: Path) -> dict[str, Any] | None:
+    """The experiment file as written, before --var replaced a key marked secret by a literal."""
+    try:
+        scenario = yaml.safe_load((folder / "scenario.yaml").read_text(encoding="utf-8"))
+        path = Path(scenario["experiment"])
+        return json.loads(path.read_text(encoding="utf-8"))
+    except Exception:  # scenario.yaml or the experiment may be gone; the passed experiment still counts
+        return None
+
+
+def _targets(folder: Path) -> list[Path]:
+    found = {folder / name for name in REDACTED_FILES if (folder / name).is_file()}
+    for pattern in ("*.log", "*.txt"):
+        found |= {p for p in folder.rglob(pattern) if p.is_file()}
+    return sorted(p for p in found if p.relative_to(folder).parts[0] not in UNTOUCHED)
+
+
+def _load_structured(path: Path) -> tuple[str, Any] | None:
+    text = path.read_text(encoding="utf-8", errors="surrogateescape")
+    try:
+        if path.suffix == ".json":
+            return text, json.loads(text)
+        if path.suffix in (".yaml", ".yml"):
+            return text, yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError):
+        return None
+    return None
+
+
+def _rewrite(path: Path, redactor: Redactor) -> bool:
+    raw = path.read_bytes()
+    text = raw.decode("utf-8", errors="surrogateescape")
+    if path.suffix == ".json" or path.suffix in (".yaml", ".yml"):
+        loaded = _load_structured(path)
+        if loaded is not None:
+            _, data = loaded
+            clean = redactor.data(data)
+            if clean == data:
+                return False
+            if path.suffix == ".json":
+                new = json.dumps(clean, indent=2, default=str) + ("\n" if text.endswith("\n") else "")
+            else:
+                new = yaml.safe_dump(clean, sort_keys=False, allow_unicode=True)
+            path.write_text(new, encoding="utf-8")
+            return True
+    if path.suffix == ".jsonl":
+        lines = text.splitlines(keepends=True)
+        out = []
+        for line in lines:
+            if line.strip():
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    out.append(redactor.text(line))
+                    continue
+                ending = "\n" if line.endswith("\n") else ""
+                clean = redactor.data(record)
+                out.append(line if clean == record else json.dumps(clean, default=str) + ending)
+            else:
+                out.append(line)
+        new = "".join(out)
+    else:
+        new = redactor.text(text)
+    if new == text:
+        return False
+    path.write_bytes(new.encode("utf-8", errors="surrogateescape"))
+    return True
+
+
+def redact_evidence(folder: str | os.PathLike[str], experiment: Mapping[str, Any] | None,
+                    environ: Mapping[str, str] | None = None) -> list[str]:
+    """Rewrite the evidence files in place without secrets; the names of the files changed.
+
+    Call after teardown (every file the drill writes exists) and before measure, so that
+    summary.json and report.html are made from redacted inputs.
+    """
+    folder = Path(folder)
+    experiments = [experiment, _original_experiment(folder)]
+    variables = None
+    scenario = folder / "scenario.yaml"
+    if scenario.is_file():
+        try:
+            variables = (yaml.safe_load(scenario.read_text(encoding="utf-8")) or {}).get("vars")
+        except (yaml.YAMLError, AttributeError, UnicodeDecodeError):
+            variables = None
+    keys = set().union(*(secret_keys(e) for e in experiments if isinstance(e, Mapping)))
+    redactor = Redactor(secret_values(experiments, environ, variables if isinstance(variables, dict) else None),
+                        keys, environ)
+    targets = _targets(folder)
+    for path in targets:
+        if path.suffix in (".json", ".yaml", ".yml"):
+            loaded = _load_structured(path)
+            if loaded is not None:
+                redactor.learn(redactor.harvest(loaded[1]))
+    return [str(p.relative_to(folder)) for p in targets if _rewrite(p, redactor)]
