@@ -20,8 +20,13 @@ VERDICT_EXIT = {"pass": EXIT_PASS, "fail": EXIT_FAIL, "aborted": EXIT_ABORTED}
 DEFAULT_SANDBOX_STATE = Path(".drillkit") / "sandbox-state"
 
 
+def _one_line(text: str) -> str:
+    """Control characters (a newline in a YAML key, say) escaped: an error is always one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _fail(message: str, code: int) -> None:
-    click.echo(f"drillkit: {message}", err=True)
+    click.echo(f"drillkit: {_one_line(message)}", err=True)
     sys.exit(code)
 
 

@@ -140,6 +140,7 @@ class Drill:
         self.out = out
         self.events = out / ev.EVENTS
         self.stages: dict[str, float] = {}
+        self.monitor: SafeguardMonitor | None = None
 
     def event(self, kind: str, **fields) -> None:
         ev.append_event(self.events, kind, **fields)
@@ -155,7 +156,9 @@ class Drill:
             took = time.monotonic() - t0
             self.stages[name] = took
             self.event("stage.end", stage=name, took_s=round(took, 6))
-            self.progress(f"  {name} {took:.2f} s")
+            ok, failed = self.monitor.seen() if self.monitor else (0, 0)
+            ops = f" · {ok + failed} ops so far, {failed} failed" if ok + failed else ""
+            self.progress(f"  {name} {took:.2f} s{ops}")
 
     def run(self) -> DrillOutcome:
         prepare_out(self.out)
@@ -175,7 +178,7 @@ class Drill:
             self.progress(f"reaped {len(reaped)} sandbox(es) left by a killed drill")
         sandbox = load = sampler = canary = None
         abort_reason: str | None = None
-        watchdog = SafeguardMonitor(self.out, self._limits())
+        watchdog = self.monitor = SafeguardMonitor(self.out, self._limits())
         signals = _Signals()
         try:
             with signals, watchdog:

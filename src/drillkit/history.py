@@ -100,7 +100,8 @@ def _read(folder: Path, root: Path) -> Drill:
         scenario=str(summary.get("scenario") or scenario.get("name") or folder.name),
         verdict=verdict if verdict in VERDICT_COLOURS else "unknown", start=start,
         measures=measures,
-        targets={k: fmt.seconds_of(targets.get(k)) for k in ("rto", "rpo")} if isinstance(targets, dict) else {},
+        targets={k: fmt.seconds_of(targets.get(k)) for k in ("rto", "rpo")}
+        if isinstance(targets, dict) else {},
         description=str(scenario.get("description") or ""),
         operator=str(prov.get("operator") or ""), commit=str(prov.get("git_commit") or "")[:10],
         has_report=(folder / ev.REPORT).is_file(),
@@ -150,7 +151,8 @@ def print_table(found: Found, file: TextIO | None = None) -> None:
     groups = found.by_scenario()
     for i, (scenario, drills) in enumerate(groups.items()):
         for j, d in enumerate(drills):
-            rto_miss = (d.targets.get("rto") is not None and (d.not_recovered or (d.m("rto_s") or 0) > d.targets["rto"]))
+            target = d.targets.get("rto")
+            rto_miss = target is not None and (d.not_recovered or (d.m("rto_s") or 0) > target)
             table.add_row(
                 Text(scenario if j == 0 else ""), Text(fmt.utc(d.start).removesuffix(" UTC")),
                 Text(d.verdict.upper(), style=styles.get(d.verdict, "")),

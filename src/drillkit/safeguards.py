@@ -65,6 +65,9 @@ class _Slices:
         key = int(t1 // SLICE)
         bucket[key] = bucket.get(key, 0) + 1
 
+    def totals(self) -> tuple[int, int]:
+        return sum(self.ok.values()), sum(self.failed.values())
+
     def rate(self, key: int) -> float | None:
         ok, failed = self.ok.get(key, 0), self.failed.get(key, 0)
         return failed / (ok + failed) if ok + failed else None
@@ -92,6 +95,10 @@ class SafeguardMonitor:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(2)
+
+    def seen(self) -> tuple[int, int]:
+        """Operations recorded so far, (succeeded, failed), for the progress display."""
+        return self._slices.totals()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

@@ -6,9 +6,9 @@ Loading validates everything before anything starts; every error names the file 
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import json
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -184,7 +184,9 @@ def _read_text(path: Path, what: str) -> str:
 
 
 def _field_of(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc) or "(top level)"
+    """`load.users`; a key that is not a plain word is quoted, so a newline in it cannot split the line."""
+    plain = re.compile(r"^[\w-]+$")
+    return ".".join(str(p) if isinstance(p, int) or plain.match(str(p)) else repr(p) for p in loc) or "(top level)"
 
 
 def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
@@ -324,7 +326,6 @@ def load_experiment(path: Path, scenario_file: str | None = None) -> dict[str, A
                              file=shown, field=key)
     _validate_with_chaoslib(experiment, shown)
     _check_controls(experiment, shown)
-    _check_arguments(experiment, shown)
     return experiment
 
 
@@ -351,18 +352,6 @@ def _validate_with_chaoslib(experiment: dict[str, Any], shown: str) -> None:
         logger.propagate = saved
 
 
-def _python_providers(experiment: dict[str, Any]):
-    """(field, name, provider) of every Python provider in the hypothesis, method and rollbacks."""
-    hypothesis = experiment.get("steady-state-hypothesis") or {}
-    groups = [("steady-state-hypothesis.probes", hypothesis.get("probes") or []),
-              ("method", experiment.get("method") or []), ("rollbacks", experiment.get("rollbacks") or [])]
-    for field, activities in groups:
-        for i, activity in enumerate(activities):
-            provider = activity.get("provider") if isinstance(activity, dict) else None
-            if isinstance(provider, dict) and provider.get("type") == "python":
-                yield f"{field}[{i}]", activity.get("name"), provider
-
-
 def _check_controls(experiment: dict[str, Any], shown: str) -> None:
     """chaoslib only warns about a control it cannot import and runs on without it; drillkit's
     event log comes from a control, so a missing one would silently empty the evidence."""
@@ -378,28 +367,6 @@ def _check_controls(experiment: dict[str, Any], shown: str) -> None:
         if not found:
             raise InputError(f"cannot import control module {module!r}", file=shown,
                              field=f"controls[{i}].provider.module")
-
-
-def _check_arguments(experiment: dict[str, Any], shown: str) -> None:
-    """chaoslib accepts arguments the function does not take; the call would fail mid-drill."""
-    import importlib
-
-    for field, name, provider in _python_providers(experiment):
-        arguments = provider.get("arguments") or {}
-        if not isinstance(arguments, dict):
-            raise InputError(f"activity {name!r}: arguments must be a JSON object", file=shown,
-                             field=f"{field}.provider.arguments")
-        try:
-            func = getattr(importlib.import_module(provider["module"]), provider["func"])
-            signature = inspect.signature(func)
-        except Exception:  # chaoslib has already judged importability; nothing more to check here
-            continue
-        if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
-            continue
-        unknown = sorted(set(arguments) - set(signature.parameters))
-        if unknown:
-            raise InputError(f"activity {name!r}: {provider['func']}() takes no argument {unknown[0]!r}",
-                             file=shown, field=f"{field}.provider.arguments")
 
 
 RESERVED_VARS = ("drillkit_sandbox",)
