@@ -138,15 +138,29 @@ def validate(scenario: Path) -> None:
 @main.command("measure")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 def measure_cmd(folder: Path) -> None:
-    """Recompute summary.json from an evidence folder alone."""
-    from drillkit.measure import measure, write_summary
+    """Recompute the measures from an evidence folder alone.
+
+    An unsealed folder gets a new summary.json. A sealed one (manifest.json) is evidence and is
+    not rewritten: its stored measures are compared with the recomputed ones instead.
+    """
+    from drillkit.measure import measure, write_summary, compare_measures
 
     try:
         summary = measure(folder)
-        write_summary(folder, summary)
+        sealed = (folder / "manifest.json").exists()
+        if not sealed:
+            write_summary(folder, summary)
     except (EvidenceError, InputError) as exc:
         _fail(str(exc), EXIT_INPUT)
     _print_summary(summary, folder)
+    if sealed:
+        stored = json.loads((folder / "summary.json").read_text())
+        differences = compare_measures(stored.get("measures", {}), summary["measures"])
+        if differences:
+            for line in differences:
+                click.echo(f"differs  {line}")
+            _fail(f"{folder}: {len(differences)} stored measures do not reproduce", EXIT_FAIL)
+        click.echo(f"sealed folder: all {len(summary['measures'])} stored measures reproduce from the evidence")
     sys.exit(VERDICT_EXIT.get(summary["verdict"], EXIT_ABORTED))
 
 

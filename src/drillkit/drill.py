@@ -31,6 +31,7 @@ from drillkit.chaos import CONFIG_KEY, ENV_KEY
 from drillkit.errors import DrillAborted, EnvironmentProblem, InputError
 from drillkit.load import LoadRun
 from drillkit.load.canary import Canary
+from drillkit.manifest import signing_key, write_manifest
 from drillkit.safeguards import Limits, SafeguardMonitor
 from drillkit.sampler import LagSampler
 from drillkit.sandbox.processes import shielded
@@ -131,6 +132,7 @@ class Drill:
     def __init__(self, loaded: LoadedScenario, out: Path, variables: dict[str, str] | None = None,
                  progress: Progress | None = None, judge_with_probes: bool = True):
         self.judge_with_probes = judge_with_probes
+        self.signing_key = signing_key()
         self.loaded = loaded
         self.scenario = loaded.scenario
         self.variables = variables or {}
@@ -355,4 +357,5 @@ class Drill:
             from drillkit.report import render_report
 
             render_report(self.out)
+        write_manifest(self.out, key=self.signing_key)
         return summary

@@ -242,6 +242,7 @@ def write_html(found: Found) -> Path:
     out = found.root / HISTORY
     fd, tmp = tempfile.mkstemp(dir=found.root, prefix=f".{HISTORY}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(html)
         os.replace(tmp, out)

@@ -180,6 +180,7 @@ def write_manifest(folder: str | os.PathLike[str], key: Any = CONFIGURED) -> Pat
     out = folder / ev.MANIFEST
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{ev.MANIFEST}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(manifest, fh, indent=1, ensure_ascii=False)
             fh.write("\n")

@@ -555,3 +555,17 @@ def _checks(m: dict[str, Any], targets: dict[str, Any], folder: Path) -> list[di
         if stuck else "every op class recovered",
     })
     return checks
+
+
+def compare_measures(stored: dict[str, Any], recomputed: dict[str, Any], tolerance: float = 1e-6) -> list[str]:
+    """The measures whose stored value differs from the recomputed one, as `name: stored → now`."""
+    out = []
+    for name in sorted(set(stored) | set(recomputed)):
+        a, b = stored.get(name), recomputed.get(name)
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+            same = abs(a - b) <= tolerance
+        else:
+            same = a == b
+        if not same:
+            out.append(f"{name}: {a!r} → {b!r}")
+    return out

@@ -157,7 +157,7 @@ class Redactor:
             return REDACTED
         if isinstance(value, str):
             return self.text(value)
-        if isinstance(value, (int, float)) and str(value) in self.values:
+        if isinstance(value, (int, float)) and len(str(value)) >= MIN_SECRET_LEN and str(value) in self.values:
             return REDACTED
         return value
 

@@ -1,0 +1,76 @@
+"""The probes as a CI gate and an auditor's tool, on one real drill's evidence."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def drill(tmp_path_factory):
+    out = tmp_path_factory.mktemp("drill") / "evidence"
+    proc = subprocess.run([sys.executable, "-m", "drillkit.cli", "run", "scenarios/ground-truth-outage.yaml",
+                           "--out", str(out), "--quiet", "--var", "outage_seconds=0.5"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out
+
+
+def probes(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pytest", "probes/", "-p", "no:cacheprovider", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_the_run_verdict_comes_from_the_probes(drill):
+    summary = json.loads((drill / "summary.json").read_text())
+    assert summary["probes"]["exit_code"] == 0
+    junit = (drill / "junit.xml").read_text()
+    assert "test_rto" in junit and 'failures="0"' in junit
+
+
+def test_probes_pass_on_the_archived_drill(drill):
+    proc = probes("--drill-evidence", str(drill))
+    assert proc.returncode == 0, proc.stdout
+    assert "passed" in proc.stdout
+
+
+def test_an_impossible_target_fails_naming_it(drill, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(drill, copy)
+    scenario = yaml.safe_load((copy / "scenario.yaml").read_text())
+    scenario["targets"]["rto"] = 0.001
+    (copy / "scenario.yaml").write_text(yaml.safe_dump(scenario))
+    proc = probes("--drill-evidence", str(copy))
+    assert proc.returncode == 1
+    assert "test_rto[rto]" in proc.stdout and "exceeds target 0.001 s" in proc.stdout
+
+
+def test_a_folder_that_is_not_a_drill_is_one_clear_line(tmp_path):
+    proc = probes("--drill-evidence", str(tmp_path))
+    assert proc.returncode == 4
+    assert f"{tmp_path}: not a drill evidence folder" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_every_stored_measure_reproduces_from_the_evidence(drill, drillkit_cli):
+    proc = drillkit_cli("measure", str(drill))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "stored measures reproduce" in proc.stdout
+
+
+def test_the_evidence_verifies(drill, drillkit_cli):
+    proc = drillkit_cli("verify", str(drill))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_drill_mode_runs_the_drill_then_judges(tmp_path):
+    proc = probes("--drill", "scenarios/ground-truth-outage.yaml", "--drill-out", str(tmp_path / "ev"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "ev" / "summary.json").exists()
