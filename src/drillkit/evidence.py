@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,21 @@ def append_event(path: str | os.PathLike[str], kind: str, t: float | None = None
     finally:
         os.close(fd)
     return record
+
+
+def write_atomic(path: str | os.PathLike[str], text: str, mode: int = 0o644) -> Path:
+    """Replace a file at once, so a reader never sees half of it; readable like any evidence file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

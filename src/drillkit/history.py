@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -239,17 +238,7 @@ def write_html(found: Found) -> Path:
         first=fmt.utc(min(starts)) if starts else "—", last=fmt.utc(max(starts)) if starts else "—",
         version=drillkit.__version__, colours=VERDICT_COLOURS,
         rendered=fmt.utc(datetime.now(timezone.utc).timestamp()))
-    out = found.root / HISTORY
-    fd, tmp = tempfile.mkstemp(dir=found.root, prefix=f".{HISTORY}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(html)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return ev.write_atomic(found.root / HISTORY, html)
 
 
 _env = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)

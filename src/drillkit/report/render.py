@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,21 +32,11 @@ def render_report(folder: str | os.PathLike[str]) -> Path:
     ctx = context(load(folder))
     html = _env.get_template("report.html").render(**ctx)
     out = folder / ev.REPORT
-    _write(out, html)
-    _write(folder / SUMMARY_MD, markdown(ctx))
+    ev.write_atomic(out, html)
+    ev.write_atomic(folder / SUMMARY_MD, markdown(ctx))
     return out
 
 
-def _write(path: Path, text: str) -> None:
-    """Replace atomically, so a reader never sees half a report."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def context(e: Evidence) -> dict[str, Any]:
