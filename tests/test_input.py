@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
@@ -19,26 +20,16 @@ import yaml
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from conftest import ROOT
 from drillkit.cli import main
 from drillkit.durations import parse_duration
+from drillkit.scenario import Scenario
 
 BASE_FILE = ROOT / "scenarios" / "region-loss.yaml"
 
 REQUIRED = [("name",), ("experiment",), ("load",), ("load", "locustfile")]
-MAPPINGS = {
-    (): {"name", "description", "experiment", "system", "load", "targets", "stable", "safeguards",
-         "configuration"},
-    ("system",): {"kind", "strategy", "routing", "replication"},
-    ("system", "routing"): {"policy", "interval", "failure_threshold", "ttl", "upstream_timeout"},
-    ("system", "replication"): {"mode"},
-    ("load",): {"locustfile", "users", "spawn_rate", "warmup", "duration", "request_timeout", "cooldown",
-                "canary"},
-    ("targets",): {"rto", "rto_write", "rto_read", "rpo", "max_lost_writes", "max_corrupt", "max_unexpected",
-                   "min_availability", "max_replication_lag"},
-    ("safeguards",): {"max_duration"},
-}
 LEAVES = {
     ("name",): "name", ("description",): "text", ("experiment",): "path",
     ("system", "kind"): "enum", ("system", "strategy"): "enum", ("system", "routing", "policy"): "enum",
@@ -56,6 +47,14 @@ ENUMS = {"sandbox", "warm-standby", "dns", "origin-group", "manual", "async", "s
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
+def _get(data, path):
+    for part in path:
+        if not isinstance(data, dict) or part not in data:
+            return None
+        data = data[part]
+    return data
+
+
 def base_scenario() -> dict:
     """region-loss.yaml with every leaf present and its paths absolute, so a copy anywhere is valid."""
     data = yaml.safe_load(BASE_FILE.read_text())
@@ -68,6 +67,28 @@ def base_scenario() -> dict:
 
 
 BASE = base_scenario()
+
+
+def _model_of(annotation):
+    """The pydantic model in `annotation` (`Routing`, or `ErrorRateGuard | None`), if any."""
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def known_keys(model=Scenario, path=()) -> dict[tuple, set[str]]:
+    """Allowed keys of every mapping of the schema, read from the models so new fields are known."""
+    out = {path: set(model.model_fields)}
+    for name, field in model.model_fields.items():
+        sub = _model_of(field.annotation)
+        if sub is not None:
+            out.update(known_keys(sub, path + (name,)))
+    return out
+
+
+MAPPINGS = {path: keys for path, keys in known_keys().items() if isinstance(_get(BASE, path) if path else BASE,
+                                                                                 dict)}
 
 
 def _is_duration(text: str) -> bool:
@@ -112,14 +133,6 @@ def wrong_value(kind: str) -> st.SearchStrategy:
     if kind == "text":
         options.append(st.integers())
     return st.one_of(options)
-
-
-def _get(data, path):
-    for part in path:
-        if not isinstance(data, dict) or part not in data:
-            return None
-        data = data[part]
-    return data
 
 
 @st.composite

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import subprocess
 import sys
@@ -159,7 +160,7 @@ def test_a_real_drill_keeps_secrets_out_of_its_evidence(tmp_path, no_leftovers):
     proc = subprocess.run([sys.executable, "-m", "drillkit.cli", "run", str(scenario_file), "--out", str(out),
                            "--var", "outage_seconds=0.5", "--var", f"signing_material={marked}", "--quiet"],
                           cwd=ROOT, capture_output=True, text=True, timeout=180,
-                          env={**__import__("os").environ, "AWS_SECRET_ACCESS_KEY": aws})
+                          env={**os.environ, "AWS_SECRET_ACCESS_KEY": aws})
 
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (out / "report.html").is_file()

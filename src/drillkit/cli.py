@@ -61,6 +61,9 @@ def _print_summary(summary: dict, folder: Path) -> None:
     click.echo(f"evidence: {folder}")
 
 
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2; 8.1 prints help itself
+
+
 class _OneLineUsage(click.Group):
     """Usage mistakes get the same single `drillkit: ...` line as every other bad input."""
 
@@ -69,6 +72,9 @@ class _OneLineUsage(click.Group):
             return super().main(*args, standalone_mode=False, **kwargs)
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
+        except _NO_ARGS_IS_HELP as exc:
+            click.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
+            sys.exit(EXIT_INPUT)
         except click.UsageError as exc:
             path = exc.ctx.command_path if exc.ctx else "drillkit"
             sub = path.partition(" ")[2]

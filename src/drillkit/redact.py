@@ -137,9 +137,6 @@ class Redactor:
     def text(self, text: str) -> str:
         return self._pattern.sub(REDACTED, text) if self._pattern else text
 
-    def contains(self, text: str) -> bool:
-        return bool(self._pattern and self._pattern.search(text))
-
     def data(self, value: Any, secret: bool = False, parent_key: Any = None) -> Any:
         """A copy of `value` with secret-keyed values and known secret substrings replaced."""
         if isinstance(value, dict):
