@@ -386,16 +386,6 @@ def test_run_refuses_an_out_folder_it_cannot_create(tmp_path, refused):
     refused("scenarios/ground-truth-outage.yaml", out=tmp_path / "a-file", named="--out")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through permission bits")
-def test_run_refuses_a_read_only_parent(tmp_path, refused):
-    parent = tmp_path / "ro"
-    parent.mkdir(mode=0o500)
-    try:
-        refused("scenarios/ground-truth-outage.yaml", out=parent / "out", named="--out")
-    finally:
-        parent.chmod(0o700)
-
-
 def test_run_refuses_a_non_empty_out_folder(tmp_path, refused):
     out = tmp_path / "out"
     out.mkdir()

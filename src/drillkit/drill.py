@@ -32,6 +32,8 @@ from drillkit.errors import DrillAborted, EnvironmentProblem, InputError
 from drillkit.load import LoadRun
 from drillkit.load.canary import Canary
 from drillkit.manifest import signing_key, write_manifest
+from drillkit.preflight import check_environment
+from drillkit.redact import redact_evidence
 from drillkit.safeguards import Limits, SafeguardMonitor
 from drillkit.sampler import LagSampler
 from drillkit.sandbox.processes import shielded
@@ -138,7 +140,7 @@ class Drill:
         self.variables = variables or {}
         self.progress = progress or (lambda _msg: None)
         self.experiment = apply_vars(load_experiment(loaded.experiment_path), self.variables, str(loaded.path))
-        from drillkit.preflight import check_environment; check_environment(self.scenario, out)  # noqa: E702
+        check_environment(self.scenario, out)
         self.out = out
         self.events = out / ev.EVENTS
         self.stages: dict[str, float] = {}
@@ -225,7 +227,7 @@ class Drill:
                 provenance["ended_utc"] = datetime.now(timezone.utc).isoformat()
                 (self.out / "provenance.json").write_text(json.dumps(provenance, indent=2))
         with shielded():
-            from drillkit.redact import redact_evidence; redact_evidence(self.out, self.experiment)  # noqa: E702
+            redact_evidence(self.out, self.experiment)
             summary = self._judge()
         return DrillOutcome(self.out, summary, self.stages)
 

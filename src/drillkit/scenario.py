@@ -114,7 +114,6 @@ class Scenario(Strict):
     targets: Targets = Targets()
     stable: Duration = 2.0
     safeguards: Safeguards = Safeguards()
-    configuration: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("load")
     @classmethod

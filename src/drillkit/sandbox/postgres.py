@@ -6,6 +6,7 @@ file it owns belong to an unprivileged user (`DRILLKIT_PG_USER`, default `nobody
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -13,9 +14,11 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import psycopg
 
@@ -114,9 +117,21 @@ class RunAs:
 
 
 def _run(cmd: list[str], run_as: RunAs, log: Path, what: str, timeout: float = 60) -> None:
+    """Run a PostgreSQL tool in its own process group: if the drill is interrupted, the whole
+    group dies (initdb's own postgres child included) before the sandbox folder is deleted."""
     with open(log, "ab") as out:
-        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout,
-                              cwd="/", **run_as.popen_kwargs())
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd="/",
+                                start_new_session=True, **run_as.popen_kwargs())
+    try:
+        proc.wait(timeout)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        _wait_group_gone(proc.pid)
+        if isinstance(exc := sys.exc_info()[1], subprocess.TimeoutExpired):
+            raise SandboxError(f"{what} did not finish within {timeout:.0f}s") from exc
+        raise
     if proc.returncode != 0:
         tail = log.read_text(errors="replace").strip().splitlines()[-3:]
         raise SandboxError(f"{what} failed (exit {proc.returncode}): {' | '.join(tail)}")
@@ -197,7 +212,9 @@ def init_standby(bins: PgBinaries, run_as: RunAs, datadir: Path, port: int, sour
     return PgServer("standby", datadir, port)
 
 
-def start(bins: PgBinaries, run_as: RunAs, server: PgServer, log: Path, timeout: float = 30) -> PgServer:
+def start(bins: PgBinaries, run_as: RunAs, server: PgServer, log: Path, timeout: float = 30,
+          on_spawn: Callable[[int], None] | None = None) -> PgServer:
+    """Start the postmaster; `on_spawn` learns its pid at once, so an interrupted start is stopped too."""
     out = open(log, "ab")
     try:
         server.process = subprocess.Popen([bins.tool("postgres"), "-D", str(server.datadir)], stdout=out,
@@ -205,6 +222,8 @@ def start(bins: PgBinaries, run_as: RunAs, server: PgServer, log: Path, timeout:
                                           start_new_session=True, **run_as.popen_kwargs())
     finally:
         out.close()
+    if on_spawn is not None:
+        on_spawn(server.process.pid)
     wait_ready(server, log, timeout)
     return server
 
@@ -274,6 +293,16 @@ def stop_process_group(pid: int, grace: float = 5.0) -> None:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _wait_group_gone(pgid: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)
 
 
 def _alive(pid: int) -> bool:

@@ -133,8 +133,7 @@ class Sandbox:
         app_ports = {r: free_port() for r in REGIONS}
 
         primary = pg.init_primary(bins, run_as, root / "pg-A", db_ports["A"], archive, root / "pg-A.log")
-        pg.start(bins, run_as, primary, root / "pg-A.log")
-        track("postgres-A", primary.pid, "A")
+        pg.start(bins, run_as, primary, root / "pg-A.log", on_spawn=lambda pid: track("postgres-A", pid, "A"))
         pg.create_schema(primary.port)
 
         pending = {
@@ -152,8 +151,7 @@ class Sandbox:
 
         standby = pg.init_standby(bins, run_as, root / "pg-B", db_ports["B"], link_info[REPLICATION_LINK]["port"],
                                   archive, root / "pg-B.log")
-        pg.start(bins, run_as, standby, root / "pg-B.log")
-        track("postgres-B", standby.pid, "B")
+        pg.start(bins, run_as, standby, root / "pg-B.log", on_spawn=lambda pid: track("postgres-B", pid, "B"))
 
         proc, ready = processes.spawn_service(
             "drillkit.sandbox.app", ["--region", "B", "--port", str(app_ports["B"]), "--dsn", pg.dsn(standby.port)],
