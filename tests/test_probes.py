@@ -11,15 +11,18 @@ import pytest
 import yaml
 
 from conftest import ROOT
+from leftovers import Snapshot
 
 
 @pytest.fixture(scope="module")
 def drill(tmp_path_factory):
     out = tmp_path_factory.mktemp("drill") / "evidence"
+    before = Snapshot()
     proc = subprocess.run([sys.executable, "-m", "drillkit.cli", "run", "scenarios/ground-truth-outage.yaml",
                            "--out", str(out), "--quiet", "--var", "outage_seconds=0.5"],
                           cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not before.leaks(), before.leaks()
     return out
 
 
@@ -70,7 +73,7 @@ def test_the_evidence_verifies(drill, drillkit_cli):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_drill_mode_runs_the_drill_then_judges(tmp_path):
+def test_drill_mode_runs_the_drill_then_judges(tmp_path, no_leftovers):
     proc = probes("--drill", "scenarios/ground-truth-outage.yaml", "--drill-out", str(tmp_path / "ev"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (tmp_path / "ev" / "summary.json").exists()
