@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import sys
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -129,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
         assert m["records_corrupt"] == 0 and m["records_unexpected"] == 0
         assert summary["verdict"] == "pass", summary["reasons"]
         print("answers: OK")
+        t = time.perf_counter()
+        cli = subprocess.run([sys.executable, "-m", "drillkit.cli", "measure", str(folder)], capture_output=True,
+                             text=True)
+        print(f"`drillkit measure DIR` as a command (import, measure, write, print): "
+              f"{time.perf_counter() - t:.2f} s, exit {cli.returncode}")
     return 0
 
 
