@@ -42,7 +42,7 @@ def build(folder: Path, n_ops: int, users: int, files: int) -> dict:
     k = np.arange(per_user)
     t_fault = T_BASE + FAULT_AT
     down_from, down_to = t_fault + SPLIT_BRAIN, t_fault + SPLIT_BRAIN + OUTAGE
-    rows, final, expect_lost, lost_before_t1, lost_after = [], [], 0, [], 0
+    final, expect_lost, lost_before_t1, lost_after = [], 0, [], 0
     first_ok_after = {"write": np.inf, "read": np.inf}
     (folder / "requests").mkdir(parents=True)
     outs = [open(folder / "requests" / f"worker-{i}.jsonl", "w") for i in range(files)]
