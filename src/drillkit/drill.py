@@ -145,6 +145,7 @@ class Drill:
         self.events = out / ev.EVENTS
         self.stages: dict[str, float] = {}
         self.monitor: SafeguardMonitor | None = None
+        self._last_seen = (0, 0)
 
     def event(self, kind: str, **fields) -> None:
         ev.append_event(self.events, kind, **fields)
@@ -160,8 +161,9 @@ class Drill:
             took = time.monotonic() - t0
             self.stages[name] = took
             self.event("stage.end", stage=name, took_s=round(took, 6))
-            ok, failed = self.monitor.seen() if self.monitor else (0, 0)
-            ops = f" · {ok + failed} ops so far, {failed} failed" if ok + failed else ""
+            seen = self.monitor.seen() if self.monitor else (0, 0)
+            ops = f" · {sum(seen)} ops so far, {seen[1]} failed" if seen != self._last_seen else ""
+            self._last_seen = seen
             self.progress(f"  {name} {took:.2f} s{ops}")
 
     def run(self) -> DrillOutcome:

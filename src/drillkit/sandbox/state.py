@@ -32,6 +32,7 @@ class RegionState(BaseModel):
     datadir: str
     app_port: int
     link: str
+    frozen: bool = False
 
 
 class LinkState(BaseModel):

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import time
@@ -213,6 +214,7 @@ class Sandbox:
     def down(self) -> None:
         """Stop every process this sandbox started and delete its folder."""
         with processes.shielded():
+            _continue_all(self.state.processes)
             processes.stop_all(self.state.processes)
             _drop_pg_leftovers(Path(self.state.root))
             shutil.rmtree(self.state.root, ignore_errors=True)
@@ -246,6 +248,62 @@ class Sandbox:
         self.state.regions[region].role = "down"
         self.state.save()
         return {"killed": killed, "t": t}
+
+    def freeze_region(self, region: str) -> dict:
+        """SIGSTOP every process group of the region: alive but silent, like a hung host.
+
+        Connections stay open and nothing answers, which is harder on clients than a crash.
+        """
+        self._region(region)
+        frozen = [p.name for p in self._processes_of(region) if processes.kill_group(p, signal.SIGSTOP)]
+        t = time.time()
+        self.state.regions[region].frozen = True
+        self.state.save()
+        return {"frozen": frozen, "t": t}
+
+    def thaw_region(self, region: str) -> dict:
+        """SIGCONT the region's processes; `was_frozen` tells a real thaw from a repeated one."""
+        target = self._region(region)
+        was_frozen = target.frozen
+        thawed = [p.name for p in self._processes_of(region) if processes.kill_group(p, signal.SIGCONT)]
+        t = time.time()
+        target.frozen = False
+        self.state.save()
+        return {"thawed": thawed, "t": t, "was_frozen": was_frozen}
+
+    def kill_app_tier(self, region: str) -> dict:
+        """SIGKILL only the region's app: compute is gone, its database keeps running."""
+        self._region(region)
+        apps = [p for p in self._processes_of(region) if p.name == f"app-{region}"]
+        killed = [p.name for p in apps if processes.kill_group(p)]
+        t = time.time()
+        processes.wait_gone(apps, 5.0)
+        return {"killed": killed, "t": t}
+
+    def _standby(self, region: str) -> RegionState:
+        target = self._region(region)
+        if target.role != "standby":
+            raise FaultError(f"region {region} is {target.role}, not a standby")
+        return target
+
+    def pause_replay(self, region: str) -> dict:
+        """Stop applying WAL on the standby while it keeps receiving: lag without touching the network."""
+        target = self._standby(region)
+        with psycopg.connect(pg.dsn(target.db_port, connect_timeout=1), autocommit=True) as conn:
+            conn.execute("SELECT pg_wal_replay_pause()")
+            t = time.time()
+        return {"region": region, "t": t}
+
+    def resume_replay(self, region: str) -> dict:
+        """Apply WAL again; a no-op (`resumed: False`) on a server no longer in recovery."""
+        target = self._region(region)
+        with psycopg.connect(pg.dsn(target.db_port, connect_timeout=1), autocommit=True) as conn:
+            in_recovery, paused = conn.execute(
+                "SELECT pg_is_in_recovery(), pg_is_in_recovery() AND pg_is_wal_replay_paused()").fetchone()
+            if in_recovery:
+                conn.execute("SELECT pg_wal_replay_resume()")
+            t = time.time()
+        return {"region": region, "t": t, "resumed": bool(paused)}
 
     def promote_standby(self, region: str) -> float:
         target = self._region(region)
@@ -313,12 +371,21 @@ class Sandbox:
         raise SandboxError(f"the standby is not streaming after {timeout:.0f}s: {rows}")
 
     def replication_lag(self) -> list[LagSample]:
-        """Lag of every standby, measured from the standby: time since the last replayed commit."""
+        """Lag of every standby: time since the last replayed commit, unless it has replayed everything.
+
+        "Everything" is the primary's current WAL position when the primary answers: a standby cut
+        off from its primary (blackholed link) has replayed all it received, yet lags. Without a
+        primary, the standby's own received position is the best it knows.
+        """
         now = time.time()
         samples = []
         lag_bytes = {}
+        primary_lsn = None
         try:
             lag_bytes = {r["application_name"]: r["lag_bytes"] for r in self.replication_status()}
+            primary = self._region(self.state.primary_region)
+            with psycopg.connect(pg.dsn(primary.db_port, connect_timeout=1), autocommit=True) as conn:
+                primary_lsn = str(conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0])
         except psycopg.Error:
             pass
         for region in self.state.regions.values():
@@ -327,9 +394,10 @@ class Sandbox:
             try:
                 with psycopg.connect(pg.dsn(region.db_port, connect_timeout=1), autocommit=True) as conn:
                     row = conn.execute(
-                        "SELECT CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
-                        "ELSE EXTRACT(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) END"
-                    ).fetchone()
+                        "SELECT CASE WHEN pg_wal_lsn_diff(COALESCE(%s::pg_lsn, pg_last_wal_receive_lsn()), "
+                        "pg_last_wal_replay_lsn()) <= 0 THEN 0 "
+                        "ELSE EXTRACT(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) END",
+                        (primary_lsn,)).fetchone()
             except psycopg.Error:
                 continue
             samples.append(LagSample(t=now, region=region.name, replay_lag_s=float(row[0] or 0.0),
@@ -346,6 +414,12 @@ class Sandbox:
                     yield key, hashlib.sha256(payload.encode()).hexdigest()
 
 
+def _continue_all(entries: list[ProcessEntry]) -> None:
+    """A frozen postmaster ignores the fast-shutdown signal until continued, then shuts down cleanly."""
+    for e in entries:
+        processes.kill_group(e, signal.SIGCONT)
+
+
 def _drop_pg_leftovers(root: Path) -> None:
     for datadir in root.glob("pg-*"):
         if datadir.is_dir():
@@ -360,6 +434,7 @@ def reap(state_file: str | os.PathLike[str]) -> int:
         return 0
     entries = [ProcessEntry.model_validate(e) for e in json.loads(registry.read_text())]
     ours = [e for e in entries if processes.is_ours(e)]
+    _continue_all(ours)
     processes.stop_all(ours, grace=1.0)
     _drop_pg_leftovers(root)
     shutil.rmtree(root, ignore_errors=True)
