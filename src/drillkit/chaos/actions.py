@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -9,6 +10,7 @@ from chaoslib.exceptions import ActivityFailed
 
 from drillkit.chaos import system_from
 from drillkit.errors import DrillkitError
+from drillkit.evidence import read_events
 
 Configuration = dict[str, Any] | None
 
@@ -27,6 +29,80 @@ def kill_region(region: str, configuration: Configuration = None) -> list[str]:
     result = _guard(lambda: system.kill_region(region))
     system.event("fault.injected", t=result["t"], fault="region-loss", region=region, killed=result["killed"])
     return result["killed"]
+
+
+def freeze_region(region: str, duration: float | None = None, configuration: Configuration = None) -> dict:
+    """A hung region (SIGSTOP): processes alive, sockets open, nothing answers; thawed after `duration`.
+
+    Without `duration` the region stays frozen until `thaw_region` (the rollback).
+    """
+    system = system_from(configuration)
+    result = _guard(lambda: system.freeze_region(region))
+    system.event("fault.injected", t=result["t"], fault="region-freeze", region=region, frozen=result["frozen"])
+    if duration is None:
+        return {"region": region, "frozen": result["frozen"]}
+    time.sleep(max(0.0, result["t"] + float(duration) - time.time()))
+    thaw_region(region, configuration)
+    return {"region": region, "frozen": result["frozen"], "duration": float(duration)}
+
+
+def thaw_region(region: str, configuration: Configuration = None) -> dict:
+    """Rollback of a freeze: SIGCONT the region; safe to repeat (records the clearing once)."""
+    system = system_from(configuration)
+    result = _guard(lambda: system.thaw_region(region))
+    if result["was_frozen"]:
+        system.event("fault.cleared", t=result["t"], fault="region-freeze", region=region)
+    return {"region": region, "thawed": result["was_frozen"]}
+
+
+def kill_app_tier(region: str, configuration: Configuration = None) -> list[str]:
+    """Loss of the app tier only: compute gone, the region's data (its database) survives."""
+    system = system_from(configuration)
+    result = _guard(lambda: system.kill_app_tier(region))
+    system.event("fault.injected", t=result["t"], fault="app-tier-loss", region=region, killed=result["killed"])
+    return result["killed"]
+
+
+def pause_replay(region: str, precondition: bool = False, configuration: Configuration = None) -> dict:
+    """Lag injection at the standby: it keeps receiving WAL but applies none (pg_wal_replay_pause)."""
+    system = system_from(configuration)
+    result = _guard(lambda: system.pause_replay(region))
+    system.event("fault.injected", t=result["t"], fault="replay-paused", region=region,
+                 **({"precondition": True} if precondition else {}))
+    return {"region": region}
+
+
+def resume_replay(region: str, configuration: Configuration = None) -> dict:
+    """Rollback of pause_replay; a no-op on a standby that was promoted meanwhile."""
+    system = system_from(configuration)
+    result = _guard(lambda: system.resume_replay(region))
+    if result["resumed"]:
+        system.event("fault.cleared", t=result["t"], fault="replay-paused", region=region)
+    return {"region": region, "resumed": result["resumed"]}
+
+
+def await_lag_alarm(threshold_seconds: float, timeout: float = 30, configuration: Configuration = None) -> dict:
+    """The seeds' "replica lag > N s" alarm: poll lag every 50 ms, record `alarm.raised` when first over.
+
+    Returns `detected_after_s`, the time from the last `fault.injected` to the alarm (time to detect).
+    """
+    system = system_from(configuration)
+    threshold = float(threshold_seconds)
+    deadline = time.monotonic() + float(timeout)
+    worst = 0.0
+    while time.monotonic() < deadline:
+        samples = _guard(system.replication_lag)
+        lag = max((s.replay_lag_s for s in samples), default=0.0)
+        worst = max(worst, lag)
+        if lag > threshold:
+            t = max(s.t for s in samples)
+            system.event("alarm.raised", t=t, alarm="replication-lag", threshold_s=threshold, lag_s=round(lag, 6))
+            faults = [e for e in read_events(system.events_file.parent)
+                      if e["kind"] == "fault.injected" and e["t"] <= t]
+            since = round(t - faults[-1]["t"], 6) if faults else None
+            return {"alarm": "replication-lag", "t": t, "lag_s": lag, "detected_after_s": since}
+        time.sleep(0.05)
+    raise ActivityFailed(f"replication lag never exceeded {threshold}s within {timeout}s (worst {worst:.3f}s)")
 
 
 def promote_standby(region: str, configuration: Configuration = None) -> dict:
@@ -94,3 +170,78 @@ def clear_link_faults(link: str | None = None, configuration: Configuration = No
         _guard(lambda n=name: system.link(n).clear())
     system.event("fault.cleared", fault="links", links=names)
     return names
+
+
+def take_base_backup(configuration: Configuration = None) -> dict:
+    """Runbook: the nightly base backup a point-in-time restore starts from (before any fault)."""
+    system = system_from(configuration)
+    result = _guard(system.take_base_backup)
+    system.event("db.backup", t=result["t"], took_s=round(result["took_s"], 6), wal_segment=result["wal_segment"])
+    return result
+
+
+def corrupt_records(count: int = 20, region: str | None = None, configuration: Configuration = None) -> dict:
+    """Logical corruption of `count` records on the primary; it replicates like any good write."""
+    system = system_from(configuration)
+    result = _guard(lambda: system.corrupt_records(int(count), region))
+    system.event("fault.injected", t=result["t"], fault="data-corruption", region=result["region"],
+                 keys=result["keys"], count=len(result["keys"]))
+    return result
+
+
+def detect_corruption(timeout: float = 30, configuration: Configuration = None) -> dict:
+    """Runbook check: scan checksums on the serving region until corruption shows (time to detect)."""
+    system = system_from(configuration)
+    deadline = time.monotonic() + float(timeout)
+    while time.monotonic() < deadline:
+        found = _guard(system.scan_checksums)
+        if found > 0:
+            system.event("corruption.detected", count=found)
+            return {"count": found}
+        time.sleep(0.05)
+    raise ActivityFailed(f"no corrupt record found by the checksum scan within {timeout}s")
+
+
+def _last_fault_time(system, fault: str) -> float:
+    for line in reversed(system.events_file.read_text().splitlines()):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if event.get("kind") == "fault.injected" and event.get("fault") == fault:
+            return float(event["t"])
+    raise ActivityFailed(f"no {fault} fault recorded: nothing to restore before")
+
+
+def restore_to_point_in_time(restore_point: float, region: str | None = None,
+                             configuration: Configuration = None) -> dict:
+    """Runbook: PITR of the database to `restore_point` (epoch seconds) into a new cluster that then
+    serves the region."""
+    system = system_from(configuration)
+    result = _guard(lambda: system.restore_to_point_in_time(float(restore_point), region))
+    system.event("db.restored", region=result["region"], restore_point=result["restore_point"],
+                 recovery_target_time=result["recovery_target_time"], took_s=round(result["took_s"], 6),
+                 newest_record_at=result["newest_record_at"], cutover_at=result["cutover_at"])
+    return result
+
+
+def restore_before_corruption(margin_s: float = 1.0, region: str | None = None,
+                              configuration: Configuration = None) -> dict:
+    """Runbook: PITR to `margin_s` before the recorded corruption, the last point known to be clean."""
+    system = system_from(configuration)
+    t_corrupt = _last_fault_time(system, "data-corruption")
+    return restore_to_point_in_time(t_corrupt - float(margin_s), region, configuration)
+
+
+def wait_for_writable(timeout: float = 30, configuration: Configuration = None) -> dict:
+    """Runbook check: the global endpoint routes to a healthy primary again."""
+    system = system_from(configuration)
+    deadline = time.monotonic() + float(timeout)
+    health: dict = {}
+    while time.monotonic() < deadline:
+        region = _guard(system.serving_region)
+        health = system.region_health(region, timeout=0.5)
+        if health["healthy"] and health.get("role") == "primary":
+            return {"region": region}
+        time.sleep(0.05)
+    raise ActivityFailed(f"the global endpoint does not reach a writable region after {timeout}s: {health}")

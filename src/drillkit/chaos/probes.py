@@ -37,3 +37,13 @@ def standby_streaming(configuration: Configuration = None) -> bool:
 def replication_lag(configuration: Configuration = None) -> float:
     """The largest replay lag in seconds over the standbys (0 when none)."""
     return max((s.replay_lag_s for s in system_from(configuration).replication_lag()), default=0.0)
+
+
+def replication_lag_bytes(configuration: Configuration = None) -> int:
+    """The largest WAL distance in bytes between the primary and a standby's replay (0 when none)."""
+    return max((s.lag_bytes or 0 for s in system_from(configuration).replication_lag()), default=0)
+
+
+def scan_checksums(region: str | None = None, configuration: Configuration = None) -> int:
+    """Records of the serving region (or `region`) whose payload no longer matches its stored checksum."""
+    return system_from(configuration).scan_checksums(region)

@@ -16,6 +16,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -202,9 +203,10 @@ class Sandbox:
             pg.require_synchronous_standby(primary.port)
         return sandbox
 
-    def adopt(self, name: str, pid: int) -> None:
-        """Take a drill process (the load) into the sandbox's registry, so a reaper finds it too."""
-        self.state.processes.append(processes.entry_for(name, pid))
+    def adopt(self, name: str, pid: int, region: str | None = None) -> None:
+        """Take a drill process (the load, a restored region's servers) into the sandbox's registry,
+        so a reaper finds it too; with a `region`, a fault on the region reaches it."""
+        self.state.processes.append(processes.entry_for(name, pid, region))
         (Path(self.state.root) / "processes.json").write_text(
             json.dumps([e.model_dump() for e in self.state.processes]))
         self.state.save()
@@ -214,6 +216,7 @@ class Sandbox:
     def down(self) -> None:
         """Stop every process this sandbox started and delete its folder."""
         with processes.shielded():
+            self._reload()
             _continue_all(self.state.processes)
             processes.stop_all(self.state.processes)
             _drop_pg_leftovers(Path(self.state.root))
@@ -375,7 +378,8 @@ class Sandbox:
 
         "Everything" is the primary's current WAL position when the primary answers: a standby cut
         off from its primary (blackholed link) has replayed all it received, yet lags. Without a
-        primary, the standby's own received position is the best it knows.
+        primary, the standby's own received position is the best it knows. A standby promoted
+        behind this handle's back (a stale state file) no longer lags anything: 0.
         """
         now = time.time()
         samples = []
@@ -394,7 +398,8 @@ class Sandbox:
             try:
                 with psycopg.connect(pg.dsn(region.db_port, connect_timeout=1), autocommit=True) as conn:
                     row = conn.execute(
-                        "SELECT CASE WHEN pg_wal_lsn_diff(COALESCE(%s::pg_lsn, pg_last_wal_receive_lsn()), "
+                        "SELECT CASE WHEN NOT pg_is_in_recovery() "
+                        "OR pg_wal_lsn_diff(COALESCE(%s::pg_lsn, pg_last_wal_receive_lsn()), "
                         "pg_last_wal_replay_lsn()) <= 0 THEN 0 "
                         "ELSE EXTRACT(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) END",
                         (primary_lsn,)).fetchone()
@@ -406,6 +411,7 @@ class Sandbox:
 
     def final_state(self) -> Iterator[tuple[str, str]]:
         """Every record of the serving region's database, checksummed from the payload as stored."""
+        self._reload()
         region = self._region(self.serving_region())
         with psycopg.connect(pg.dsn(region.db_port)) as conn:
             with conn.cursor(name="audit") as cur:
@@ -413,11 +419,174 @@ class Sandbox:
                 for key, payload in cur:
                     yield key, hashlib.sha256(payload.encode()).hexdigest()
 
+    # -- corruption and point-in-time recovery ----------------------------------------------
+
+    def _reload(self) -> None:
+        """Runbook steps run in other Sandbox handles (chaos providers attach by state file): a
+        restore replaces a region's processes and ports, so the file, not memory, is the truth."""
+        if self.state_file.is_file():
+            self.state = load_state(self.state_file)
+
+    def _save_registry(self) -> None:
+        (Path(self.state.root) / "processes.json").write_text(
+            json.dumps([e.model_dump() for e in self.state.processes]))
+        self.state.save()
+
+    def _pg_tools(self) -> tuple[pg.PgBinaries, pg.RunAs]:
+        return pg.PgBinaries(Path(self.state.pg_bin), self.state.pg_version), pg.RunAs.for_postgres()
+
+    def _primary(self) -> RegionState:
+        return self._region(self.state.primary_region)
+
+    @property
+    def base_backup_dir(self) -> Path:
+        return Path(self.state.root) / "base-backup"
+
+    def corrupt_records(self, count: int, region: str | None = None) -> dict:
+        """Logical corruption: rewrite the payload of `count` random records on the primary but keep
+        their checksums, in one transaction, so it replicates like any good write. `t` is the commit."""
+        target = self._region(region or self.state.primary_region)
+        if target.role != "primary":
+            raise FaultError(f"region {target.name} is {target.role}: corruption must be written on the primary")
+        with psycopg.connect(pg.dsn(target.db_port)) as conn:
+            rows = conn.execute(
+                "UPDATE records SET payload = 'corrupted-' || md5(random()::text) "
+                "WHERE key IN (SELECT key FROM records ORDER BY random() LIMIT %s) RETURNING key",
+                (int(count),)).fetchall()
+            conn.commit()
+            t = time.time()
+        if not rows:
+            raise FaultError(f"no records in region {target.name} to corrupt")
+        return {"keys": sorted(r[0] for r in rows), "t": t, "region": target.name}
+
+    def scan_checksums(self, region: str | None = None) -> int:
+        """Records whose payload no longer matches the checksum the app stored when it wrote them."""
+        target = self._region(region or self.serving_region())
+        with psycopg.connect(pg.dsn(target.db_port, connect_timeout=1), autocommit=True) as conn:
+            return int(conn.execute(
+                "SELECT count(*) FROM records "
+                "WHERE encode(sha256(convert_to(payload, 'UTF8')), 'hex') <> checksum").fetchone()[0])
+
+    def _switch_wal_and_wait_archived(self, port: int, timeout: float = 30) -> str:
+        """Close the current WAL segment and wait until the archive holds it: WAL still in the
+        primary's pg_wal is out of reach of a restore."""
+        with psycopg.connect(pg.dsn(port), autocommit=True) as conn:
+            segment = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]
+        archived = Path(self.state.archive_dir) / segment
+        deadline = time.monotonic() + timeout
+        while not archived.exists():
+            if time.monotonic() > deadline:
+                raise SandboxError(f"WAL segment {segment} not archived after {timeout:.0f}s")
+            time.sleep(0.02)
+        return segment
+
+    def take_base_backup(self) -> dict:
+        """The nightly backup a PITR starts from: pg_basebackup of the primary, then a WAL switch
+        so the archive continues exactly where the backup ends."""
+        bins, run_as = self._pg_tools()
+        primary = self._primary()
+        target = self.base_backup_dir
+        shutil.rmtree(target, ignore_errors=True)
+        run_as.own(target)
+        t0 = time.time()
+        pg._run([bins.tool("pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.db_port), "-U", pg.DB_USER,
+                 "-D", str(target), "-X", "stream", "--checkpoint=fast", "--no-sync"],
+                run_as, Path(self.state.root) / "base-backup.log", "pg_basebackup", timeout=120)
+        segment = self._switch_wal_and_wait_archived(primary.db_port)
+        return {"path": str(target), "t": t0, "took_s": time.time() - t0, "wal_segment": segment}
+
+    def restore_to_point_in_time(self, restore_point: float, region: str | None = None,
+                                 timeout: float = 60) -> dict:
+        """PITR into a new cluster that then serves the region: base backup + archived WAL replayed
+        up to `restore_point` (epoch seconds), promoted, a new app over it; then the cutover: the old
+        app stops (`cutover_at`: no write is acknowledged from the old data after it), the client
+        link moves to the new app, and the old database stops."""
+        name = region or self.state.primary_region
+        old = self._region(name)
+        if not (self.base_backup_dir / "backup_label").is_file():
+            raise FaultError("no base backup to restore from: take one (take_base_backup) before the fault")
+        bins, run_as = self._pg_tools()
+        root = Path(self.state.root)
+        t0 = time.time()
+        if old.role == "primary":
+            self._switch_wal_and_wait_archived(old.db_port)
+
+        n = 1
+        while (root / f"pg-{name}-restored-{n}").exists():
+            n += 1
+        tag = f"{name}-restored-{n}"
+        datadir, log = root / f"pg-{tag}", root / f"pg-{tag}.log"
+        run_as.own(datadir)
+        pg._run(["cp", "-a", f"{self.base_backup_dir}/.", str(datadir)], run_as, log, "copy of the base backup")
+        db_port = free_port()
+        target_time = _pg_timestamp(restore_point)
+        pg._write_conf(datadir, {
+            "port": db_port,
+            "restore_command": f'cp "{self.state.archive_dir}/%f" "%p"',
+            "recovery_target_time": target_time,
+            "recovery_target_action": "promote",
+        })
+        signal_file = datadir / "recovery.signal"
+        signal_file.touch()
+        if run_as.user is not None:
+            os.chown(signal_file, run_as.uid, run_as.gid)
+
+        server = pg.PgServer(tag, datadir, db_port)
+        pg.start(bins, run_as, server, log, timeout=timeout,
+                 on_spawn=lambda pid: self.adopt(f"postgres-{tag}", pid, name))
+        _wait_promoted(db_port, server, timeout)
+        with psycopg.connect(pg.dsn(db_port), autocommit=True) as conn:
+            newest = conn.execute("SELECT EXTRACT(epoch FROM max(written_at))::float FROM records").fetchone()[0]
+
+        app_port = free_port()
+        proc, ready = processes.spawn_service(
+            "drillkit.sandbox.app", ["--region", name, "--port", str(app_port), "--dsn", pg.dsn(db_port)],
+            root, f"app-{tag}")
+        self.adopt(f"app-{tag}", proc.pid, name)
+        processes.wait_ready(proc, ready, f"app-{tag}")
+
+        keep = {f"postgres-{tag}", f"app-{tag}"}
+        retired = [p for p in self._processes_of(name) if p.name not in keep]
+        old_apps = [p for p in retired if not p.name.startswith("postgres")]
+        # a SIGTERMed app stops accepting but serves its keep-alive clients until they leave: cut them
+        processes.stop_all(old_apps, grace=0.0)
+        cutover = time.time()
+        self.link(old.link).retarget("127.0.0.1", app_port)
+        processes.stop_all([p for p in retired if p not in old_apps])
+        self.state.processes = [p for p in self.state.processes if p not in retired]
+        old.db_port, old.app_port, old.datadir, old.role = db_port, app_port, str(datadir), "primary"
+        self.state.primary_region = name
+        self._save_registry()
+        return {"region": name, "restore_point": restore_point, "recovery_target_time": target_time,
+                "newest_record_at": newest, "cutover_at": cutover, "took_s": time.time() - t0, "db_port": db_port,
+                "retired": [p.name for p in retired]}
+
 
 def _continue_all(entries: list[ProcessEntry]) -> None:
     """A frozen postmaster ignores the fast-shutdown signal until continued, then shuts down cleanly."""
     for e in entries:
         processes.kill_group(e, signal.SIGCONT)
+
+
+def _pg_timestamp(t: float) -> str:
+    """An epoch time as PostgreSQL parses it, in UTC to the microsecond."""
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+
+
+def _wait_promoted(port: int, server: pg.PgServer, timeout: float) -> None:
+    """recovery_target_action = promote: the cluster leaves recovery once it reached the target."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process is not None and server.process.poll() is not None:
+            raise SandboxError(f"the restored cluster exited ({server.process.returncode}) during recovery")
+        try:
+            with psycopg.connect(pg.dsn(port, connect_timeout=1), autocommit=True) as conn:
+                if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                    return
+        except psycopg.OperationalError:
+            pass
+        time.sleep(0.05)
+    raise SandboxError(f"the restored cluster on port {port} still in recovery after {timeout:.0f}s")
 
 
 def _drop_pg_leftovers(root: Path) -> None:
