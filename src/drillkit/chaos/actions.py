@@ -23,11 +23,17 @@ def _guard(call):
         raise ActivityFailed(str(exc)) from exc
 
 
+def _injected(system, t: float, fault: str, precondition: bool = False, **fields: Any) -> None:
+    """Record a fault at the moment it took effect. A `precondition` sets the stage (a lagging
+    replica before a region loss) without starting the disaster's clock, t_fault."""
+    system.event("fault.injected", t=t, fault=fault, **fields, **({"precondition": True} if precondition else {}))
+
+
 def kill_region(region: str, configuration: Configuration = None) -> list[str]:
     """Region loss: SIGKILL every process of the region (database and app) at once."""
     system = system_from(configuration)
     result = _guard(lambda: system.kill_region(region))
-    system.event("fault.injected", t=result["t"], fault="region-loss", region=region, killed=result["killed"])
+    _injected(system, result["t"], "region-loss", region=region, killed=result["killed"])
     return result["killed"]
 
 
@@ -38,7 +44,7 @@ def freeze_region(region: str, duration: float | None = None, configuration: Con
     """
     system = system_from(configuration)
     result = _guard(lambda: system.freeze_region(region))
-    system.event("fault.injected", t=result["t"], fault="region-freeze", region=region, frozen=result["frozen"])
+    _injected(system, result["t"], "region-freeze", region=region, frozen=result["frozen"])
     if duration is None:
         return {"region": region, "frozen": result["frozen"]}
     time.sleep(max(0.0, result["t"] + float(duration) - time.time()))
@@ -59,7 +65,7 @@ def kill_app_tier(region: str, configuration: Configuration = None) -> list[str]
     """Loss of the app tier only: compute gone, the region's data (its database) survives."""
     system = system_from(configuration)
     result = _guard(lambda: system.kill_app_tier(region))
-    system.event("fault.injected", t=result["t"], fault="app-tier-loss", region=region, killed=result["killed"])
+    _injected(system, result["t"], "app-tier-loss", region=region, killed=result["killed"])
     return result["killed"]
 
 
@@ -67,8 +73,7 @@ def pause_replay(region: str, precondition: bool = False, configuration: Configu
     """Lag injection at the standby: it keeps receiving WAL but applies none (pg_wal_replay_pause)."""
     system = system_from(configuration)
     result = _guard(lambda: system.pause_replay(region))
-    system.event("fault.injected", t=result["t"], fault="replay-paused", region=region,
-                 **({"precondition": True} if precondition else {}))
+    _injected(system, result["t"], "replay-paused", precondition, region=region)
     return {"region": region}
 
 
@@ -152,8 +157,7 @@ def inject_link_fault(link: str, kind: str, duration: float | None = None, preco
     """
     system = system_from(configuration)
     t = _guard(lambda: system.link(link).inject(kind, **params))["at"]
-    system.event("fault.injected", t=t, fault=f"link-{kind}", link=link, params=params,
-                 **({"precondition": True} if precondition else {}))
+    _injected(system, t, f"link-{kind}", precondition, link=link, params=params)
     if duration is None:
         return {"link": link, "kind": kind}
     time.sleep(max(0.0, t + float(duration) - time.time()))
@@ -184,8 +188,8 @@ def corrupt_records(count: int = 20, region: str | None = None, configuration: C
     """Logical corruption of `count` records on the primary; it replicates like any good write."""
     system = system_from(configuration)
     result = _guard(lambda: system.corrupt_records(int(count), region))
-    system.event("fault.injected", t=result["t"], fault="data-corruption", region=result["region"],
-                 keys=result["keys"], count=len(result["keys"]))
+    _injected(system, result["t"], "data-corruption", region=result["region"], keys=result["keys"],
+              count=len(result["keys"]))
     return result
 
 
