@@ -226,13 +226,20 @@ def test_the_mutation_base_is_valid(scratch):
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
+def validate_refused(path, named=None):
+    """`drillkit validate` in-process (CliRunner), which must refuse `path` in one clear line
+    naming `named` (default: the scenario itself)."""
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert not (result.exception and not isinstance(result.exception, SystemExit)), repr(result.exception)
+    assert_refused(result.exit_code, result.stdout, result.stderr, str(named or path))
+    return result
+
+
 @given(content=malformed_scenario())
 def test_malformed_scenarios_are_refused_in_one_line(scratch, content):
     path = scratch / "scenario.yaml"
     path.write_bytes(content)
-    result = CliRunner().invoke(main, ["validate", str(path)])
-    assert not (result.exception and not isinstance(result.exception, SystemExit)), repr(result.exception)
-    assert_refused(result.exit_code, result.stdout, result.stderr, str(path))
+    validate_refused(path)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -244,8 +251,7 @@ def test_malformed_scenarios_are_refused_in_one_line(scratch, content):
 def test_messages_say_what_is_wrong(tmp_path, text, expected):
     path = tmp_path / "s.yaml"
     path.write_text(text)
-    result = CliRunner().invoke(main, ["validate", str(path)])
-    assert_refused(result.exit_code, result.stdout, result.stderr, str(path))
+    result = validate_refused(path)
     assert expected in result.stderr
 
 
@@ -255,15 +261,13 @@ def test_field_and_line_are_named(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     line = next(i for i, t in enumerate(path.read_text().splitlines(), 1) if "intervall" in t)
-    result = CliRunner().invoke(main, ["validate", str(path)])
-    assert_refused(result.exit_code, result.stdout, result.stderr, str(path))
+    result = validate_refused(path)
     assert f"system.routing.intervall (line {line}): unknown key (known: policy, interval" in result.stderr
 
 
 def test_a_folder_or_a_missing_file_is_refused(tmp_path):
     for target in (tmp_path, tmp_path / "absent.yaml"):
-        result = CliRunner().invoke(main, ["validate", str(target)])
-        assert_refused(result.exit_code, result.stdout, result.stderr, str(target))
+        validate_refused(target)
 
 
 @pytest.mark.parametrize("experiment, expected", [
@@ -279,8 +283,7 @@ def test_malformed_experiments_are_refused(tmp_path, experiment, expected):
     data["experiment"] = str(exp)
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(data))
-    result = CliRunner().invoke(main, ["validate", str(path)])
-    assert_refused(result.exit_code, result.stdout, result.stderr, str(exp))
+    result = validate_refused(path, named=exp)
     assert expected in result.stderr
 
 
@@ -300,8 +303,7 @@ def test_an_experiment_with_a_missing_control_or_a_wrong_argument(tmp_path):
         data["experiment"] = str(path)
         scenario = tmp_path / "s.yaml"
         scenario.write_text(yaml.safe_dump(data))
-        result = CliRunner().invoke(main, ["validate", str(scenario)])
-        assert_refused(result.exit_code, result.stdout, result.stderr, str(path))
+        result = validate_refused(scenario, named=path)
         assert expected in result.stderr
 
 

@@ -23,6 +23,7 @@ from typing import Callable
 import psycopg
 
 from drillkit.errors import EnvironmentProblem, SandboxError
+from drillkit.sandbox import processes
 
 DB_USER = "drillkit"
 DB_NAME = "drillkit"
@@ -279,20 +280,9 @@ def promote(port: int, wait_seconds: int = 30) -> float:
 
 
 def stop_process_group(pid: int, grace: float = 5.0) -> None:
-    """Fast shutdown (SIGINT to the postmaster), then SIGKILL to its whole process group."""
-    try:
-        os.kill(pid, signal.SIGINT)
-    except ProcessLookupError:
-        pass
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            break
-        time.sleep(0.05)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    """Fast shutdown of a postmaster started outside a sandbox (tests), the sandbox's own way."""
+    if processes.start_ticks(pid) is not None:
+        processes.stop_all([processes.entry_for("postgres", pid)], grace=grace)
 
 
 def _wait_group_gone(pgid: int, timeout: float = 5.0) -> None:
@@ -303,20 +293,6 @@ def _wait_group_gone(pgid: int, timeout: float = 5.0) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.02)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        waited, _ = os.waitpid(pid, os.WNOHANG)
-        if waited == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def drop_shared_memory(datadir: Path) -> None:

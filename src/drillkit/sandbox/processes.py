@@ -30,6 +30,21 @@ def shielded():
             signal.signal(sig, handler)
 
 
+REGISTRY = "processes.json"
+
+
+def write_registry(root: Path, entries: list[ProcessEntry]) -> None:
+    """Every process a sandbox started, on disk as soon as it starts: what a reaper may stop."""
+    (Path(root) / REGISTRY).write_text(json.dumps([e.model_dump() for e in entries]))
+
+
+def read_registry(root: Path) -> list[ProcessEntry]:
+    path = Path(root) / REGISTRY
+    if not path.exists():
+        return []
+    return [ProcessEntry.model_validate(e) for e in json.loads(path.read_text())]
+
+
 def start_ticks(pid: int) -> int | None:
     """The kernel's start time of `pid` (field 22 of /proc/PID/stat): a pid reused later differs."""
     try:

@@ -107,11 +107,10 @@ class Sandbox:
         root.chmod(0o755)
         events = Path(events_file) if events_file else root / "events.jsonl"
         started: list[ProcessEntry] = []
-        registry = root / "processes.json"
 
         def track(name: str, pid: int, region: str | None = None) -> None:
             started.append(processes.entry_for(name, pid, region))
-            registry.write_text(json.dumps([e.model_dump() for e in started]))
+            processes.write_registry(root, started)
 
         owner = {"pid": os.getpid(), "start_ticks": processes.start_ticks(os.getpid())} if owned else None
         (root / OWNER_FILE).write_text(json.dumps(owner))
@@ -207,9 +206,7 @@ class Sandbox:
         """Take a drill process (the load, a restored region's servers) into the sandbox's registry,
         so a reaper finds it too; with a `region`, a fault on the region reaches it."""
         self.state.processes.append(processes.entry_for(name, pid, region))
-        (Path(self.state.root) / "processes.json").write_text(
-            json.dumps([e.model_dump() for e in self.state.processes]))
-        self.state.save()
+        self._save_registry()
 
     # -- tear down ------------------------------------------------------------------------
 
@@ -428,8 +425,7 @@ class Sandbox:
             self.state = load_state(self.state_file)
 
     def _save_registry(self) -> None:
-        (Path(self.state.root) / "processes.json").write_text(
-            json.dumps([e.model_dump() for e in self.state.processes]))
+        processes.write_registry(Path(self.state.root), self.state.processes)
         self.state.save()
 
     def _pg_tools(self) -> tuple[pg.PgBinaries, pg.RunAs]:
@@ -598,11 +594,7 @@ def _drop_pg_leftovers(root: Path) -> None:
 def reap(state_file: str | os.PathLike[str]) -> int:
     """Stop the processes of a sandbox whose harness died; only those it recorded and still ours."""
     root = Path(state_file).parent if Path(state_file).is_file() else Path(state_file)
-    registry = root / "processes.json"
-    if not registry.exists():
-        return 0
-    entries = [ProcessEntry.model_validate(e) for e in json.loads(registry.read_text())]
-    ours = [e for e in entries if processes.is_ours(e)]
+    ours = [e for e in processes.read_registry(root) if processes.is_ours(e)]
     _continue_all(ours)
     processes.stop_all(ours, grace=1.0)
     _drop_pg_leftovers(root)
