@@ -90,3 +90,23 @@ def test_sigkilled_harness_is_reaped_by_the_next_drill(tmp_path, drillkit_cli, n
     assert reaped and len(reaped[0]["folders"]) == 1
     for pid in orphans:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+def test_signal_swallowed_by_the_experiment_still_aborts():
+    """chaoslib's SIGTERM exception can die in logging's handleError or an activity's
+    `except Exception`; the drill must abort all the same (a CI run once completed with 0)."""
+    from drillkit.drill import _Signals
+    from drillkit.errors import DrillAborted
+
+    class Watchdog:
+        tripped = None
+
+    with _Signals() as signals:
+        signals.check(Watchdog())
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+        except Exception:
+            pass
+        with pytest.raises(DrillAborted, match="SIGTERM received"):
+            signals.check(Watchdog())

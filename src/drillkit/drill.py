@@ -7,10 +7,12 @@ tears the system down and keeps the evidence gathered so far.
 from __future__ import annotations
 
 import getpass
-import logging
 import json
+import logging
+import logging.handlers
 import os
 import platform
+import queue
 import signal
 import socket
 import subprocess
@@ -76,29 +78,55 @@ def prepare_out(out: Path) -> Path:
 class _Signals:
     """SIGTERM becomes DrillAborted in the main thread; SIGINT stays KeyboardInterrupt.
 
-    Inside the experiment chaoslib handles both and reports only "interrupted", so the
-    name of the last signal is kept here for the abort reason.
+    During the experiment chaoslib installs its own handlers, and the exception they raise
+    can be swallowed (by logging's handleError when the signal lands inside a log write, by
+    an activity's `except Exception`). So every signal is also noted through a wakeup fd,
+    which the interpreter writes at C level whatever the Python handler does; `check`
+    turns a signal that was caught but never acted on into the abort it should have been.
     """
 
     def __init__(self):
-        self.received: str | None = None
+        self.received: list[str] = []
 
     def __enter__(self):
+        self._read, self._write = os.pipe()
+        for fd in (self._read, self._write):
+            os.set_blocking(fd, False)
+        self._previous_fd = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
         self.previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, self._on_term),
                          signal.SIGINT: signal.signal(signal.SIGINT, self._on_int)}
         return self
 
     def _on_term(self, signum, frame):
-        self.received = "SIGTERM"
         raise DrillAborted("SIGTERM received")
 
     def _on_int(self, signum, frame):
-        self.received = "SIGINT"
         raise KeyboardInterrupt
+
+    def caught(self) -> list[str]:
+        """Names of every signal delivered so far, in order."""
+        try:
+            while chunk := os.read(self._read, 512):
+                self.received += [signal.Signals(n).name for n in chunk]
+        except BlockingIOError:
+            pass
+        return self.received
+
+    def check(self, watchdog: SafeguardMonitor) -> None:
+        caught = self.caught()
+        if "SIGTERM" in caught:
+            raise DrillAborted("SIGTERM received")
+        if watchdog.tripped:
+            raise DrillAborted(watchdog.tripped)
+        if caught:
+            raise DrillAborted(f"{caught[-1]} received")
 
     def __exit__(self, *exc):
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+        signal.set_wakeup_fd(self._previous_fd)
+        os.close(self._read)
+        os.close(self._write)
 
 
 def _versions() -> dict[str, str]:
@@ -203,16 +231,21 @@ class Drill:
                         time.sleep(self.scenario.load.warmup)
                     with self.stage("experiment"):
                         journal = self._run_experiment(sandbox)
-                    if journal.get("status") in ("interrupted", "aborted") or self._sigterm_logged():
-                        raise DrillAborted(self._interruption(journal, signals, watchdog))
+                    status = journal.get("status")
+                    signals.check(watchdog)
+                    if status in ("interrupted", "aborted"):
+                        raise DrillAborted(f"experiment {status}")
                     with self.stage("cooldown"):
                         time.sleep(self._cooldown())
+                    signals.check(watchdog)
                     self._stop_clients(load, canary, sampler)
                     with self.stage("audit"):
                         records = write_final_state(sandbox, self.out / ev.FINAL_STATE)
                     self.event("audit.done", records=records, region=sandbox.serving_region())
+                    signals.check(watchdog)
                 except KeyboardInterrupt:
-                    raise DrillAborted(watchdog.tripped or f"{signals.received or 'SIGINT'} received")
+                    signals.check(watchdog)
+                    raise DrillAborted("SIGINT received")
         except DrillAborted as exc:
             abort_reason = exc.reason
         except Exception as exc:
@@ -243,24 +276,6 @@ class Drill:
                       error_rate_sustained=rate.sustained if rate else 0.0, expected_outage=expected,
                       max_lost_writes=guards.max_lost_writes)
 
-    def _sigterm_logged(self) -> bool:
-        """chaoslib turns SIGTERM into an exception that an activity running at that moment
-        reports as its own failure, and the run goes on as `completed`; only its log tells."""
-        log = self.out / CHAOS_LOG
-        return log.exists() and "Caught SIGTERM" in log.read_text(errors="replace")
-
-    def _interruption(self, journal: dict, signals: _Signals, watchdog: SafeguardMonitor) -> str:
-        """Why chaoslib stopped: its SIGTERM handler logs it; SIGINT and the watchdog are ours."""
-        if self._sigterm_logged():
-            cause = "SIGTERM received"
-        elif watchdog.tripped:
-            cause = watchdog.tripped
-        elif signals.received:
-            cause = f"{signals.received} received"
-        else:
-            cause = "interrupted"
-        return f"{cause} (experiment {journal.get('status')})"
-
     def _start_load(self, endpoint: str) -> LoadRun:
         load_spec = self.scenario.load
         run = LoadRun(self.loaded.locustfile_path, endpoint, load_spec.users,
@@ -286,6 +301,8 @@ class Drill:
         return spec if spec is not None else self.scenario.stable + 1.0
 
     def _run_experiment(self, sandbox) -> dict:
+        """chaoslib logs to chaostoolkit.log through a queue: its SIGTERM handler logs too,
+        and a signal landing in the middle of a file write would make that a reentrant write."""
         from chaoslib.experiment import run_experiment
 
         chaos_logger = logging.getLogger("chaostoolkit")
@@ -293,11 +310,16 @@ class Drill:
         chaos_logger.propagate = False
         handler = logging.FileHandler(self.out / CHAOS_LOG)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        chaos_logger.addHandler(handler)
+        records: queue.SimpleQueue = queue.SimpleQueue()
+        to_queue = logging.handlers.QueueHandler(records)
+        listener = logging.handlers.QueueListener(records, handler)
+        chaos_logger.addHandler(to_queue)
+        listener.start()
         try:
             return self._run_chaoslib(run_experiment, sandbox)
         finally:
-            chaos_logger.removeHandler(handler)
+            chaos_logger.removeHandler(to_queue)
+            listener.stop()
             handler.close()
 
     def _run_chaoslib(self, run_experiment, sandbox) -> dict:
