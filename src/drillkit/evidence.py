@@ -27,7 +27,10 @@ REPORT = "report.html"
 JUNIT = "junit.xml"
 MANIFEST = "manifest.json"
 
-LAG_COLUMNS = ("t", "region", "replay_lag_s", "lag_bytes")
+OBJECT_KEY_PREFIX = "obj/"
+"""Objects share final_state.jsonl and the write history with database records under this prefix."""
+
+LAG_COLUMNS = ("t", "region", "replay_lag_s", "lag_bytes", "object_backlog", "object_backlog_age_s")
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,8 @@ DEFAULT_STABLE = 2.0
 FIRST_KEYS = 10
 PARALLEL_MIN_BYTES = 16 << 20
 BASE_CLASSES = ("write", "read")
+WRITE_CLASSES = ("write", "obj_write")
+"""Op classes whose acknowledged keys the audit expects in final_state (objects as `obj/<key>`)."""
 
 # target key -> (measure, kind, label); kind says how it is compared and shown
 TARGETS: dict[str, tuple[str, str, str]] = {
@@ -264,7 +266,8 @@ def _op_part(chunk: tuple[Path, int, int | None]) -> dict[str, Any]:
     part = _columns(chunk[0], OP_FIELDS, chunk[1], chunk[2])
     part["op"], classes = pd.factorize(part["op"])
     part["classes"] = [str(c) for c in classes]
-    other = part["op"] != (part["classes"].index("write") if "write" in part["classes"] else -2)
+    writes = [part["classes"].index(c) for c in WRITE_CLASSES if c in part["classes"]]
+    other = ~np.isin(part["op"], writes)
     part["key"][other] = None
     part["checksum"][other] = None
     return part
@@ -310,6 +313,10 @@ def _is_op(ops: dict[str, Any], cls: str) -> np.ndarray:
     return ops["op"] == ops["classes"].index(cls) if cls in ops["classes"] else np.zeros(len(ops["op"]), bool)
 
 
+def _is_write(ops: dict[str, Any]) -> np.ndarray:
+    return np.isin(ops["op"], [ops["classes"].index(c) for c in WRITE_CLASSES if c in ops["classes"]])
+
+
 def _read_final_state(folder: Path, required: bool) -> dict[str, np.ndarray] | None:
     path = folder / FINAL_STATE
     if not path.exists():
@@ -340,7 +347,8 @@ def _journal_reasons(folder: Path, notes: list[str]) -> list[str]:
 
 def _lag(folder: Path) -> dict[str, Any]:
     path = folder / LAG
-    out = {"max_replication_lag_s": None, "max_replication_lag_bytes": None}
+    out = {"max_replication_lag_s": None, "max_replication_lag_bytes": None,
+           "max_object_backlog": None, "max_object_backlog_age_s": None}
     if not path.exists():
         return out
     try:
@@ -349,11 +357,12 @@ def _lag(folder: Path) -> dict[str, Any]:
         return out
     except (pd.errors.ParserError, ValueError) as exc:
         raise EvidenceError(f"{path}: not a lag CSV ({exc})") from exc
-    for col, name in (("replay_lag_s", "max_replication_lag_s"), ("lag_bytes", "max_replication_lag_bytes")):
+    for col, name in (("replay_lag_s", "max_replication_lag_s"), ("lag_bytes", "max_replication_lag_bytes"),
+                      ("object_backlog", "max_object_backlog"), ("object_backlog_age_s", "max_object_backlog_age_s")):
         if col in lag.columns:
             top = pd.to_numeric(lag[col], errors="coerce").max()
             if pd.notna(top):
-                out[name] = _r(top) if col == "replay_lag_s" else int(top)
+                out[name] = _r(top) if col.endswith("_s") else int(top)
     return out
 
 
@@ -419,7 +428,7 @@ def _audit(ops: dict[str, Any], final: dict[str, np.ndarray] | None, t_fault: fl
         m.update({f"{n}_keys_first": [] for n in names})
         return m, {f"{n}_keys": None for n in names}
 
-    w = _is_op(ops, "write")
+    w = _is_write(ops)
     nw = int(w.sum())
     keys, key_names = pd.factorize(np.concatenate([ops["key"][w], final["key"]]))
     wk, fk = keys[:nw], keys[nw:]
@@ -484,7 +493,7 @@ def _audit(ops: dict[str, Any], final: dict[str, np.ndarray] | None, t_fault: fl
 
 def _counts(ops: dict[str, Any]) -> dict[str, int]:
     ok = ops["ok"]
-    is_w, is_r = _is_op(ops, "write"), _is_op(ops, "read")
+    is_w, is_r = _is_write(ops), _is_op(ops, "read") | _is_op(ops, "obj_read")
     return {
         "writes_acked": int((is_w & ok).sum()),
         "writes_failed": int((is_w & ~ok).sum()),

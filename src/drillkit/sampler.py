@@ -33,8 +33,8 @@ class LagSampler:
                 except Exception:  # the primary may be dead: a gap in lag.csv is the truth
                     rows = []
                 for s in rows:
-                    out.writerow((f"{s.t:.6f}", s.region, f"{s.replay_lag_s:.6f}",
-                                  "" if s.lag_bytes is None else s.lag_bytes))
+                    out.writerow((f"{s.t:.6f}", s.region, _cell(s.replay_lag_s, ".6f"), _cell(s.lag_bytes, "d"),
+                                  _cell(s.object_backlog, "d"), _cell(s.object_backlog_age_s, ".6f")))
                     self.samples += 1
                 fh.flush()
                 self._stop.wait(self.interval)
@@ -43,3 +43,7 @@ class LagSampler:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(5)
+
+
+def _cell(value: float | int | None, spec: str) -> str:
+    return "" if value is None else format(value, spec)

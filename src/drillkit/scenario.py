@@ -63,11 +63,19 @@ class Replication(Strict):
     mode: Literal["async", "sync"] = "async"
 
 
+class ObjectStore(Strict):
+    """An S3 API per region, versioned, with cross-region replication from the primary region."""
+
+    replication_delay: Duration = 0.0
+    delete_marker_replication: bool = True
+
+
 class System(Strict):
     kind: Literal["sandbox"] = "sandbox"
     strategy: Literal["warm-standby"] = "warm-standby"
     routing: Routing = Routing()
     replication: Replication = Replication()
+    objects: ObjectStore | None = None
 
 
 class Load(Strict):

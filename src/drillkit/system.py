@@ -13,10 +13,30 @@ from typing import Iterator, Protocol, runtime_checkable
 
 @dataclass(frozen=True)
 class LagSample:
+    """Database replication lag of a standby region, or the object-replication backlog towards it."""
+
     t: float
     region: str
-    replay_lag_s: float
+    replay_lag_s: float | None
     lag_bytes: int | None
+    object_backlog: int | None = None
+    object_backlog_age_s: float | None = None
+
+
+class ObjectStore(Protocol):
+    """The system's object storage, as drills act on it (drillkit.sandbox.object_storage for the sandbox)."""
+
+    def replication_status(self) -> dict: ...
+
+    def configure_replication(self, delay: float | None = None, delete_markers: bool | None = None) -> dict: ...
+
+    def wait_replicated(self, timeout: float = 30) -> dict: ...
+
+    def attack(self, region: str, count: int, mode: str = "mixed", seed: int | None = None) -> dict: ...
+
+    def scan(self, region: str) -> dict[str, list[str]]: ...
+
+    def restore_versions(self, region: str, keys: list[str] | None = None) -> dict: ...
 
 
 @runtime_checkable
@@ -56,6 +76,9 @@ class System(Protocol):
     def replication_lag(self) -> list[LagSample]: ...
 
     def final_state(self) -> Iterator[tuple[str, str]]: ...
+
+    @property
+    def objects(self) -> ObjectStore: ...
 
     def down(self) -> None: ...
 

@@ -97,7 +97,7 @@ def await_lag_alarm(threshold_seconds: float, timeout: float = 30, configuration
     worst = 0.0
     while time.monotonic() < deadline:
         samples = _guard(system.replication_lag)
-        lag = max((s.replay_lag_s for s in samples), default=0.0)
+        lag = max((s.replay_lag_s for s in samples if s.replay_lag_s is not None), default=0.0)
         worst = max(worst, lag)
         if lag > threshold:
             t = max(s.t for s in samples)

@@ -36,7 +36,8 @@ def standby_streaming(configuration: Configuration = None) -> bool:
 
 def replication_lag(configuration: Configuration = None) -> float:
     """The largest replay lag in seconds over the standbys (0 when none)."""
-    return max((s.replay_lag_s for s in system_from(configuration).replication_lag()), default=0.0)
+    samples = system_from(configuration).replication_lag()
+    return max((s.replay_lag_s for s in samples if s.replay_lag_s is not None), default=0.0)
 
 
 def replication_lag_bytes(configuration: Configuration = None) -> int:

@@ -13,6 +13,7 @@ import uuid
 
 from locust import HttpUser
 
+from drillkit.evidence import OBJECT_KEY_PREFIX as OBJECT_PREFIX
 from drillkit.load import ENV_EVIDENCE, ENV_TIMEOUT
 
 
@@ -75,6 +76,8 @@ def _short(exception: BaseException) -> str:
 class DrillUser(HttpUser):
     """Writes unique keys with a payload and its SHA-256, and reads back keys it saw acknowledged.
 
+    Records go to the database (`POST /records`), objects to the region's S3 bucket
+    (`PUT /objects/{key}`, recorded under `obj/<key>`, the key the audit gives them).
     A read of a key the serving region does not have (404) is a correct answer from a working
     service, so it counts as ok with `found: false`; losing the key is the audit's business.
     """
@@ -86,32 +89,51 @@ class DrillUser(HttpUser):
     def on_start(self) -> None:
         HistoryRecorder.attach(self.environment)
         self.timeout = float(os.environ.get(ENV_TIMEOUT, "1.0"))
-        self.acked: list[str] = []
+        self.acked: dict[str, list[str]] = {"write": [], "obj_write": []}
         self.prefix = uuid.uuid4().hex[:8]
         self.seq = 0
 
     def write_record(self) -> None:
-        self.seq += 1
-        key = f"{self.prefix}-{self.seq:07d}"
+        key = self._next_key()
         payload = os.urandom(self.payload_bytes // 2).hex()
-        ctx = {"op": "write", "key": key, "checksum": checksum(payload)}
-        with self.client.post("/records", json={"key": key, "payload": payload}, name="write", context=ctx,
-                              timeout=self.timeout, catch_response=True) as resp:
+        self._write("write", key, payload, "/records", {"key": key, "payload": payload}, self.client.post)
+
+    def write_object(self) -> None:
+        key = self._next_key()
+        payload = os.urandom(self.payload_bytes // 2).hex()
+        self._write("obj_write", f"{OBJECT_PREFIX}{key}", payload, f"/objects/{key}", {"payload": payload},
+                    self.client.put)
+
+    def read_record(self) -> None:
+        self._read("read", "write", "/records/{}", self.write_record)
+
+    def read_object(self) -> None:
+        self._read("obj_read", "obj_write", "/objects/{}", self.write_object)
+
+    def _next_key(self) -> str:
+        self.seq += 1
+        return f"{self.prefix}-{self.seq:07d}"
+
+    def _write(self, op: str, key: str, payload: str, path: str, body: dict, send) -> None:
+        ctx = {"op": op, "key": key, "checksum": checksum(payload)}
+        with send(path, json=body, name=op, context=ctx, timeout=self.timeout, catch_response=True) as resp:
             if resp.status_code == 201:
                 resp.success()
-                self.acked.append(key)
-                if len(self.acked) > 1000:
-                    del self.acked[:500]
+                acked = self.acked[op]
+                acked.append(key)
+                if len(acked) > 1000:
+                    del acked[:500]
             else:
                 resp.failure(_reason(resp))
 
-    def read_record(self) -> None:
-        if not self.acked:
-            return self.write_record()
-        key = self.acked[int.from_bytes(os.urandom(2), "big") % len(self.acked)]
-        ctx = {"op": "read", "key": key}
-        with self.client.get(f"/records/{key}", name="read", context=ctx, timeout=self.timeout,
-                             catch_response=True) as resp:
+    def _read(self, op: str, written_by: str, path: str, write_instead) -> None:
+        acked = self.acked[written_by]
+        if not acked:
+            return write_instead()
+        key = acked[int.from_bytes(os.urandom(2), "big") % len(acked)]
+        ctx = {"op": op, "key": key}
+        with self.client.get(path.format(key.removeprefix(OBJECT_PREFIX)), name=op, context=ctx,
+                             timeout=self.timeout, catch_response=True) as resp:
             meta = resp.request_meta["context"]
             if resp.status_code == 200:
                 meta["checksum"] = checksum(resp.json()["payload"])

@@ -148,4 +148,4 @@ def _lag(path: Path, e: Evidence) -> pd.DataFrame | None:
         if col in df:
             df[col] = pd.to_numeric(df[col], errors="coerce")
     df["region"] = df["region"].astype(str)
-    return df.dropna(subset=["t"]).sort_values("t")
+    return df.dropna(subset=["t", "replay_lag_s"]).sort_values("t")

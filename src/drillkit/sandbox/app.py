@@ -19,6 +19,7 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 from psycopg import errors
 
+from drillkit.sandbox import objects
 from drillkit.sandbox.router import LoopbackServer, serve_until_signalled
 
 UPSERT = """
@@ -92,6 +93,8 @@ class AppHandler(BaseHTTPRequestHandler):
                 return self._write(body)
             if path.startswith("/records/") and len(path) > 9 and self.command in ("GET", "HEAD"):
                 return self._read(unquote(path[9:]))
+            if path.startswith("/objects/") and len(path) > 9 and self.server.objects is not None:
+                return self._object(self.command, unquote(path[9:]), body)
             return self._json(404, {"error": "not found"})
         except errors.ReadOnlySqlTransaction:
             self._json(503, {"error": "read-only region"})
@@ -127,6 +130,40 @@ class AppHandler(BaseHTTPRequestHandler):
         payload = rows[0][0]
         self._json(200, {"key": key, "payload": payload, "checksum": checksum(payload)})
 
+    def _object(self, method: str, key: str, body: bytes) -> None:
+        """Objects live in the region's S3 bucket; the database decides, as for records, whether
+        this region may write (a standby region's store is the replica's destination)."""
+        store = self.server.objects
+        if method in ("PUT", "DELETE"):
+            (in_recovery,), = self.server.db.execute(ROLE)
+            if in_recovery:
+                return self._json(503, {"error": "read-only region"})
+        try:
+            if method == "PUT":
+                try:
+                    payload = json.loads(body)["payload"]
+                    if not isinstance(payload, str):
+                        raise TypeError
+                except (ValueError, KeyError, TypeError):
+                    return self._json(400, {"error": 'body must be {"payload": str}'})
+                digest = checksum(payload)
+                resp = store.put_object(Bucket=objects.BUCKET, Key=key, Body=payload.encode(),
+                                        Metadata={objects.CHECKSUM_META: digest})
+                return self._json(201, {"key": key, "checksum": digest, "version_id": resp.get("VersionId"),
+                                        "region": self.server.region})
+            if method == "DELETE":
+                resp = store.delete_object(Bucket=objects.BUCKET, Key=key)
+                return self._json(200, {"key": key, "version_id": resp.get("VersionId")})
+            if method in ("GET", "HEAD"):
+                found = objects.read_object(store, key)
+                if found is None:
+                    return self._json(404, {"error": "not found"})
+                payload = found[0].decode(errors="replace")
+                return self._json(200, {"key": key, "payload": payload, "checksum": objects.sha256(found[0])})
+        except Exception as exc:  # botocore: the region's store is unreachable or failing
+            return self._json(503, {"error": f"object store: {_first_line(exc)}"})
+        self._json(405, {"error": f"{method} not allowed on objects"})
+
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _dispatch
 
 
@@ -136,8 +173,9 @@ def _first_line(exc: BaseException) -> str:
 
 
 class AppServer(LoopbackServer):
-    def __init__(self, port: int, region: str, dsn: str):
+    def __init__(self, port: int, region: str, dsn: str, s3_port: int | None = None):
         self.region, self.db = region, Database(dsn)
+        self.objects = objects.s3_client(s3_port) if s3_port else None
         super().__init__(("127.0.0.1", port), AppHandler)
 
 
@@ -146,9 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region", required=True)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--dsn", required=True, help="libpq connection string of this region's database")
+    parser.add_argument("--s3-port", type=int, help="this region's object store (S3 API)")
     parser.add_argument("--ready-file")
     args = parser.parse_args(argv)
-    return serve_until_signalled(AppServer(args.port, args.region, args.dsn), args.ready_file)
+    return serve_until_signalled(AppServer(args.port, args.region, args.dsn, args.s3_port), args.ready_file)
 
 
 if __name__ == "__main__":

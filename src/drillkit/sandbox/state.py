@@ -33,6 +33,7 @@ class RegionState(BaseModel):
     app_port: int
     link: str
     frozen: bool = False
+    s3_port: int | None = None
 
 
 class LinkState(BaseModel):
@@ -57,6 +58,7 @@ class SandboxState(BaseModel):
     regions: dict[str, RegionState]
     links: dict[str, LinkState]
     processes: list[ProcessEntry] = []
+    object_replicator_port: int | None = None
 
     @property
     def endpoint(self) -> str:

@@ -1,0 +1,162 @@
+"""Object storage on the real sandbox: S3 per region, drillkit's replicator, ransomware and version restore."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from drillkit.chaos import objects as object_actions
+from drillkit.evidence import read_events
+from drillkit.sandbox import objects as obj
+from drillkit.sandbox.system import Sandbox
+from drillkit.scenario import ObjectStore, System
+
+
+@pytest.fixture(scope="module")
+def box():
+    from leftovers import Snapshot
+
+    before = Snapshot()
+    sandbox = Sandbox.up(System(objects=ObjectStore(replication_delay=0.0, delete_marker_replication=True)))
+    try:
+        yield sandbox
+    finally:
+        sandbox.down()
+        assert not before.leaks(), f"left behind: {before.leaks()}"
+
+
+def config(box: Sandbox) -> dict:
+    return {"drillkit_sandbox": str(box.state_file)}
+
+
+def call(url: str, method: str = "GET", body: dict | None = None) -> tuple[int, dict, str | None]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, json.loads(resp.read()), resp.headers["X-Region"]
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read()), exc.headers["X-Region"]
+
+
+def put(box: Sandbox, key: str, payload: str) -> dict:
+    status, doc, region = call(f"{box.endpoint}/objects/{key}", "PUT", {"payload": payload})
+    assert (status, region) == (201, "A"), doc
+    return doc
+
+
+def in_region(box: Sandbox, region: str, key: str) -> bytes | None:
+    found = obj.read_object(box.objects.client(region), key)
+    return None if found is None else found[0]
+
+
+def test_objects_through_the_app_with_their_checksum(box):
+    doc = put(box, "app/one", "hello")
+    assert doc["checksum"] == obj.sha256(b"hello") and doc["version_id"]
+    status, body, region = call(f"{box.endpoint}/objects/app/one")
+    assert (status, region, body["payload"], body["checksum"]) == (200, "A", "hello", doc["checksum"])
+    assert call(f"{box.endpoint}/objects/app/none")[0] == 404
+    assert call(f"{box.endpoint}/objects/app/bad", "PUT", {"payload": 3})[0] == 400
+
+
+def test_the_standby_region_serves_object_reads_and_refuses_writes(box):
+    put(box, "standby/read", "replicated")
+    box.objects.wait_replicated(timeout=10)
+    app_b = f"http://127.0.0.1:{box.state.links['client-B'].port}"
+    status, body, region = call(f"{app_b}/objects/standby/read")
+    assert (status, region, body["payload"]) == (200, "B", "replicated")
+    status, body, _ = call(f"{app_b}/objects/standby/write", "PUT", {"payload": "x"})
+    assert (status, body["error"]) == (503, "read-only region")
+    assert call(f"{app_b}/objects/standby/read", "DELETE")[0] == 503
+
+
+def test_delete_marker_replication_on_and_off_in_the_dr_region(box):
+    """On: a delete in the primary region hides the object in the DR region too. Off: the DR copy survives."""
+    for key in ("dm/on", "dm/off"):
+        put(box, key, key)
+    box.objects.wait_replicated(timeout=10)
+    assert (in_region(box, "B", "dm/on"), in_region(box, "B", "dm/off")) == (b"dm/on", b"dm/off")
+
+    assert object_actions.configure_object_replication(delete_markers=True, configuration=config(box))[
+        "delete_markers"] is True
+    assert call(f"{box.endpoint}/objects/dm/on", "DELETE")[0] == 200
+    box.objects.wait_replicated(timeout=10)
+
+    object_actions.configure_object_replication(delete_markers=False, configuration=config(box))
+    try:
+        assert call(f"{box.endpoint}/objects/dm/off", "DELETE")[0] == 200
+        status = box.objects.wait_replicated(timeout=10)
+    finally:
+        object_actions.configure_object_replication(delete_markers=True, configuration=config(box))
+
+    assert in_region(box, "A", "dm/on") is None and in_region(box, "A", "dm/off") is None
+    assert in_region(box, "B", "dm/on") is None, "delete marker replicated: the DR region hides the object"
+    assert in_region(box, "B", "dm/off") == b"dm/off", "delete marker not replicated: the DR copy survives"
+    assert status["delete_markers_skipped"] >= 1
+    dr_versions = obj.versions_by_key(box.objects.client("B"))
+    assert dr_versions["dm/on"][0]["delete_marker"] and not dr_versions["dm/off"][0]["delete_marker"]
+
+
+def test_replication_delay_is_the_lag_and_the_backlog_shows_it(box):
+    box.objects.configure_replication(delay=1.0)
+    try:
+        t0 = time.time()
+        put(box, "delay/one", "late")
+        time.sleep(0.2)
+        status = box.objects.replication_status()
+        assert status["backlog"] >= 1 and status["oldest_pending_s"] >= 0.1
+        assert in_region(box, "B", "delay/one") is None
+        while in_region(box, "B", "delay/one") is None:
+            assert time.time() - t0 < 5, "never replicated"
+            time.sleep(0.02)
+        arrived = time.time() - t0
+    finally:
+        box.objects.configure_replication(delay=0.0)
+    assert 1.0 <= arrived < 1.6, arrived
+    sample = [s for s in box.replication_lag() if s.object_backlog is not None]
+    assert sample and sample[0].region == "B"
+
+
+def test_ransomware_is_detected_and_every_object_restored_to_its_last_good_version(box):
+    originals = {f"rw/{i:02d}": f"good-{i}" for i in range(12)}
+    for key, payload in originals.items():
+        put(box, key, payload)
+    box.objects.wait_replicated(timeout=10)
+    before = {k: in_region(box, "A", k) for k in obj.current_objects(box.objects.client("A"))}
+
+    attack = object_actions.ransomware_objects(8, "mixed", region="A", seed=7, configuration=config(box))
+    hit = attack["overwritten"] + attack["deleted"]
+    assert len(attack["overwritten"]) == len(attack["deleted"]) == 4
+    assert object_actions.objects_tampered("A", configuration=config(box)) >= 8
+    found = object_actions.detect_object_tampering("A", timeout=5, configuration=config(box))
+    assert found["tampered"] >= 4 and found["deleted"] >= 4
+    box.objects.wait_replicated(timeout=10)
+    assert any(in_region(box, "B", k) is None for k in attack["deleted"]), "delete markers reached the DR region"
+
+    restored = object_actions.restore_object_versions("A", configuration=config(box))
+    assert restored["reverted"] >= 4 and restored["undeleted"] >= 4
+    object_actions.wait_objects_replicated(timeout=10, configuration=config(box))
+    for region in ("A", "B"):
+        for key in hit:
+            assert in_region(box, region, key) == before[key], (region, key)
+        assert object_actions.objects_tampered(region, configuration=config(box)) == 0
+
+    audit = dict(box.final_state())
+    assert all(audit[f"obj/{k}"] == obj.sha256(v.encode()) for k, v in originals.items())
+    kinds = [(e["kind"], e.get("fault")) for e in read_events(box.events_file.parent)]
+    assert ("fault.injected", "ransomware") in kinds and ("fault.cleared", "ransomware") in kinds
+    assert object_actions.restore_object_versions("A", configuration=config(box)) == {
+        "region": "A", "reverted": 0, "undeleted": 0}
+
+
+def test_a_sandbox_without_objects_says_so(no_leftovers):
+    from drillkit.errors import FaultError
+
+    with Sandbox.up(System()) as plain:
+        with pytest.raises(FaultError, match="no object store"):
+            plain.objects.replication_status()
+        assert not [k for k, _ in plain.final_state() if k.startswith("obj/")]
