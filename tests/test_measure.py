@@ -431,3 +431,34 @@ def test_a_precondition_fault_does_not_start_the_clock(tmp_path):
     pre = [{"t": 5.0, "kind": "fault.injected", "fault": "link-cut", "precondition": True}]
     m = m_of(drill(tmp_path, ops, events=pre, final=[]))
     assert m["t_fault"] == 10.0 and m["rto_write_s"] == approx(0.6) and m["rpo_s"] == approx(0.9)
+
+
+# ---------------------------------------------------------------- objects
+
+
+def test_object_writes_are_audited_beside_records_with_their_own_rto(tmp_path):
+    """obj_write ops are writes to the audit (keys `obj/<k>`), and a class of their own for RTO."""
+    ops = [W(8.0, 8.1, "r1"), op(8.2, 8.3, "obj_write", "obj/o1", ck="c-o1"),
+           op(9.5, 9.6, "obj_write", "obj/o2", ck="c-o2"),            # acked before the fault, not replicated
+           op(10.0, 10.4, "obj_write", "obj/o3", ok=False, ck="c-o3"),
+           op(10.5, 10.9, "obj_write", "obj/o4", ok=False, ck="c-o4"),  # failed, yet present: recovered
+           op(11.0, 11.1, "obj_write", "obj/o5", ck="c-o5"),
+           op(11.2, 11.3, "obj_read", "obj/o1"), W(12.0, 12.1, "r2"),
+           op(14.0, 14.1, "obj_write", "obj/o6", ck="c-o6")]
+    final = {"r1": "c-r1", "r2": "c-r2", "obj/o1": "c-o1", "obj/o4": "c-o4", "obj/o5": "bad", "obj/o6": "c-o6",
+             "obj/x": "c-x"}
+    m = m_of(drill(tmp_path, ops, final))
+    assert m["writes_acked"] == 6 and m["writes_failed"] == 2
+    assert m["writes_lost"] == 1 and m["rpo_s"] == approx(10.0 - 9.6)
+    assert m["writes_recovered"] == 1 and m["records_corrupt"] == 1 and m["records_unexpected"] == 1
+    assert m["rto_by_op"]["obj_write"]["rto_s"] == approx(11.1 - 10.0)
+    assert m["rto_write_s"] == 0 and m["rto_s"] == approx(1.1)
+    assert m["reads_ok"] == 1
+
+
+def test_object_backlog_from_lag_csv(tmp_path):
+    lag = ("t,region,replay_lag_s,lag_bytes,object_backlog,object_backlog_age_s\n"
+           "9.0,B,0.1,100,,\n9.0,B,,,3,0.25\n10.0,B,0.4,900,,\n10.0,B,,,12,1.5\n")
+    m = m_of(drill(tmp_path, [W(9, 9.1)], lag=lag))
+    assert (m["max_replication_lag_s"], m["max_replication_lag_bytes"]) == (0.4, 900)
+    assert (m["max_object_backlog"], m["max_object_backlog_age_s"]) == (12, 1.5)

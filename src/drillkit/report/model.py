@@ -227,8 +227,14 @@ def build_rows(summary: dict) -> list[Row]:
     lag = m.get("max_replication_lag_s")
     row = _simple(by_kind, targets, "lag", "Max replication lag", "≤", fmt.secs(lag),
                   ("max_replication_lag", "max_lag"), show=_seconds)
+    details = []
     if fmt.num(m.get("max_replication_lag_bytes")) is not None:
-        row.detail = f"{fmt.nbytes(m['max_replication_lag_bytes'])} behind at most"
+        details.append(f"{fmt.nbytes(m['max_replication_lag_bytes'])} behind at most")
+    if fmt.num(m.get("max_object_backlog")) is not None:
+        details.append(f"objects: backlog ≤ {fmt.count(m['max_object_backlog'])}, oldest "
+                       f"{fmt.secs(m.get('max_object_backlog_age_s'))}")
+    if details:
+        row.detail = "; ".join(details)
     if row.status == "fail":
         row.finding = (f"Replication lag reached {fmt.secs(lag)}; the target is "
                        f"{fmt.human_target(row.raw_target, True)}.")
