@@ -1,0 +1,72 @@
+"""Every experiment in experiments/ also runs under plain `chaos run` against `drillkit sandbox up`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+BIN = Path(sys.executable).parent
+SEED = 30
+
+
+def scenario_per_experiment() -> dict[str, Path]:
+    """The first scenario (by name) that drives each experiment: its system settings are the sandbox's."""
+    found: dict[str, Path] = {}
+    for scenario in sorted((ROOT / "scenarios").glob("*.yaml")):
+        experiment = (scenario.parent / yaml.safe_load(scenario.read_text())["experiment"]).resolve()
+        found.setdefault(experiment.name, scenario)
+    return found
+
+
+def test_every_experiment_has_a_scenario():
+    experiments = {p.name for p in (ROOT / "experiments").glob("*.json")}
+    assert experiments == set(scenario_per_experiment())
+
+
+def seed(endpoint: str, objects: bool) -> None:
+    """What the drill's load would have written: records (and objects) for the faults to act on."""
+    for i in range(SEED):
+        body = json.dumps({"key": f"seed-{i}", "payload": f"payload-{i}"}).encode()
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/records", body, method="POST"), timeout=5)
+        if objects:
+            body = json.dumps({"payload": f"payload-{i}"}).encode()
+            urllib.request.urlopen(urllib.request.Request(f"{endpoint}/objects/seed-{i}", body, method="PUT"),
+                                   timeout=5)
+
+
+@pytest.mark.parametrize("experiment", sorted(scenario_per_experiment()))
+def test_plain_chaos_run_against_a_sandbox_from_the_cli(experiment, tmp_path, no_leftovers):
+    scenario = scenario_per_experiment()[experiment]
+    pointer = tmp_path / "pointer"
+    cli = [str(BIN / "drillkit"), "sandbox"]
+    up = subprocess.run([*cli, "up", "--scenario", str(scenario), "--pointer", str(pointer)], cwd=ROOT,
+                        capture_output=True, text=True, timeout=120)
+    assert up.returncode == 0, up.stderr
+    try:
+        state = pointer.read_text().strip()
+        endpoint = next(line.split()[-1] for line in up.stdout.splitlines() if "endpoint" in line)
+        seed(endpoint, "objects" in (yaml.safe_load(scenario.read_text())["system"] or {}))
+        journal = tmp_path / "journal.json"
+        run = subprocess.run([str(BIN / "chaos"), "--log-file", str(tmp_path / "chaos.log"), "run",
+                              "--journal-path", str(journal), str(ROOT / "experiments" / experiment)],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "DRILLKIT_SANDBOX": state})
+        events = (Path(state).parent / "events.jsonl").read_text()
+    finally:
+        down = subprocess.run([*cli, "down", "--pointer", str(pointer)], cwd=ROOT, capture_output=True, text=True,
+                              timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert down.returncode == 0, down.stderr
+    result = json.loads(journal.read_text())
+    failed = [(r["activity"]["name"], r.get("exception")) for r in result["run"] if r["status"] != "succeeded"]
+    assert (result["status"], result["deviated"], failed) == ("completed", False, [])
+    assert '"kind": "fault.injected"' in events and '"kind": "activity.end"' in events
