@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))
 

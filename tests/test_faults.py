@@ -11,6 +11,7 @@ import uuid
 
 import psycopg
 import pytest
+from test_drill import first, ops, run_drill, variant
 
 from conftest import ROOT
 from drillkit.chaos import actions, probes
@@ -18,7 +19,6 @@ from drillkit.evidence import read_events
 from drillkit.sandbox import postgres as pg
 from drillkit.sandbox.system import Sandbox
 from drillkit.scenario import System
-from test_drill import first, ops, run_drill, variant
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from test_drill import first, ops, run_drill
 
 TOLERANCE = 0.1

@@ -11,8 +11,14 @@ from pathlib import Path
 import pytest
 
 from drillkit.errors import EvidenceError, InputError
-from drillkit.manifest import (KEY_ENV, KEY_FILE_ENV, read_manifest, signing_key, verify_manifest,
-                               write_manifest)
+from drillkit.manifest import (
+    KEY_ENV,
+    KEY_FILE_ENV,
+    read_manifest,
+    signing_key,
+    verify_manifest,
+    write_manifest,
+)
 from drillkit.report import render_report
 from drillkit.report.sample import make_drill
 

@@ -6,13 +6,13 @@ import json
 import time
 
 import pytest
-
-from drillkit.chaos import CONFIG_KEY, actions, probes
-from drillkit.sandbox.system import Sandbox, _http_json
-from drillkit.scenario import System
+from test_drill import first, ops, run_drill, variant
 
 from conftest import ROOT
-from test_drill import first, ops, run_drill, variant
+from drillkit.chaos import CONFIG_KEY, actions, probes
+from drillkit.sandbox.net import http_json
+from drillkit.sandbox.system import Sandbox
+from drillkit.scenario import System
 
 EDGE_S = 0.1
 
@@ -27,7 +27,7 @@ def sandbox(no_leftovers):
 
 
 def write(box: Sandbox, key: str) -> None:
-    status, _ = _http_json(f"{box.endpoint}/records", "POST", {"key": key, "payload": f"payload of {key}"})
+    status, _ = http_json(f"{box.endpoint}/records", "POST", {"key": key, "payload": f"payload of {key}"})
     assert status == 201
 
 

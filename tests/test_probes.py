@@ -9,9 +9,9 @@ import sys
 
 import pytest
 import yaml
+from leftovers import Snapshot
 
 from conftest import ROOT
-from leftovers import Snapshot
 
 
 @pytest.fixture(scope="module")

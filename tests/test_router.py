@@ -261,3 +261,38 @@ def test_bad_flags_exit_2(regions):
     run = subprocess.run([sys.executable, "-m", "drillkit.sandbox.router", "--region", "A=127.0.0.1:1",
                           "--primary", "B"], capture_output=True, text=True, timeout=10, env=os.environ)
     assert run.returncode == 2 and "--primary" in run.stderr
+
+
+def test_read_shift_sends_a_share_of_reads_and_no_write(regions, start_router):
+    port, _, events = start_router("manual", regions["A"].addr, regions["B"].addr)
+
+    def shift(region: str, percent: object) -> tuple[int, dict, dict]:
+        return call(port, "POST", "/_drillkit/router/reads", json.dumps({"region": region, "percent": percent}).encode())
+
+    status, _, state = shift("B", 50)
+    assert (status, state["read_shares"], state["answer"]) == (200, {"B": 50.0}, "A")
+    reads = [serving_region(port) for _ in range(200)]
+    assert 60 <= reads.count("B") <= 140, reads.count("B")
+    assert {call(port, "POST", "/records", b"{}")[1]["X-Region"] for _ in range(20)} == {"A"}
+
+    assert shift("B", 100)[0] == 200
+    assert {serving_region(port) for _ in range(20)} == {"B"}
+    assert shift("B", 100)[0] == 200  # a repeated step changes nothing and records nothing
+    assert shift("A", 10)[0] == 400  # 110 %
+    assert shift("Z", 10)[0] == 400 and shift("B", 101)[0] == 400 and shift("B", "x")[0] == 400
+    assert shift("B", 0)[2]["read_shares"] == {}
+    assert {serving_region(port) for _ in range(20)} == {"A"}
+    log = [(e["region"], e["percent"]) for e in read_jsonl(events) if e["kind"] == "routing.shift"]
+    assert log == [("B", 50), ("B", 100), ("B", 0)]
+
+
+def test_runbook_switch_makes_the_target_the_primary_record(regions, start_router):
+    """After a runbook switch to B, A turning healthy again must not pull traffic back."""
+    port, _, _ = start_router("dns", regions["A"].addr, regions["B"].addr)
+    regions["A"].healthy = False
+    wait_for_region(port, "B")
+    assert call(port, "POST", "/_drillkit/router/switch", b'{"to": "B"}')[2]["primary"] == "B"
+    regions["A"].healthy = True
+    time.sleep(INTERVAL * (THRESHOLD + 1) + TTL)
+    state = call(port, "GET", "/_drillkit/router")[2]
+    assert state["health"]["A"] is True and state["answer"] == "B"

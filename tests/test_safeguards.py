@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from test_drill import variant
 
 from drillkit.safeguards import Limits, SafeguardMonitor
-from test_drill import variant
 
 T = 1_000_000.0
 

@@ -149,7 +149,7 @@ def measure_cmd(folder: Path) -> None:
     An unsealed folder gets a new summary.json. A sealed one (manifest.json) is evidence and is
     not rewritten: its stored measures are compared with the recomputed ones instead.
     """
-    from drillkit.measure import measure, write_summary, compare_measures
+    from drillkit.measure import compare_measures, measure, write_summary
 
     try:
         summary = measure(folder)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-
 REQUESTS_DIR = "requests"
 EVENTS = "events.jsonl"
 LAG = "lag.csv"

@@ -25,7 +25,16 @@ import yaml
 
 from .durations import parse_duration
 from .errors import EvidenceError
-from .evidence import EVENTS, FINAL_STATE, JOURNAL, LAG, REQUESTS_DIR, SCENARIO, SUMMARY, read_events
+from .evidence import (
+    EVENTS,
+    FINAL_STATE,
+    JOURNAL,
+    LAG,
+    REQUESTS_DIR,
+    SCENARIO,
+    SUMMARY,
+    read_events,
+)
 
 AUDIT = "audit.json"
 EVIDENCE_FORMAT = 1

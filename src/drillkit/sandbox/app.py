@@ -16,10 +16,11 @@ from typing import Any
 from urllib.parse import unquote
 
 import psycopg
-from psycopg_pool import ConnectionPool, PoolTimeout
 from psycopg import errors
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from drillkit.sandbox import objects
+from drillkit.sandbox import postgres as pg
 from drillkit.sandbox.router import LoopbackServer, serve_until_signalled
 
 UPSERT = """
@@ -177,6 +178,12 @@ class AppServer(LoopbackServer):
         self.region, self.db = region, Database(dsn)
         self.objects = objects.s3_client(s3_port) if s3_port else None
         super().__init__(("127.0.0.1", port), AppHandler)
+
+
+def command(region: str, port: int, db_port: int, s3_ports: dict[str, int]) -> list[str]:
+    """The arguments that start a region's app over its database (and its store, when it has one)."""
+    args = ["--region", region, "--port", str(port), "--dsn", pg.dsn(db_port)]
+    return args + (["--s3-port", str(s3_ports[region])] if region in s3_ports else [])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 from drillkit.errors import FaultError, SandboxError
 from drillkit.evidence import OBJECT_KEY_PREFIX
 from drillkit.sandbox import objects as obj
+from drillkit.sandbox.net import http_json
 from drillkit.sandbox.state import SandboxState
 
 SOURCE_REGION, DESTINATION_REGION = "A", "B"
@@ -26,10 +27,10 @@ SCAN_THREADS = 8
 
 
 class ObjectStorage:
-    def __init__(self, state: SandboxState, http_json):
+    def __init__(self, state: SandboxState):
         if state.object_replicator_port is None:
             raise FaultError("this sandbox has no object store (set system.objects in the scenario)")
-        self.state, self._http_json = state, http_json
+        self.state = state
 
     def client(self, region: str):
         try:
@@ -52,7 +53,7 @@ class ObjectStorage:
     def _replicator(self, method: str, body: dict | None = None) -> dict[str, Any]:
         url = f"http://127.0.0.1:{self.state.object_replicator_port}/"
         try:
-            status, doc = self._http_json(url, method, body)
+            status, doc = http_json(url, method, body)
         except (OSError, urllib.error.URLError) as exc:
             raise SandboxError(f"the object replicator does not answer: {exc}") from None
         if status != 200:
@@ -76,7 +77,7 @@ class ObjectStorage:
         """How many changes the replication source has acknowledged so far."""
         port = self.state.regions[SOURCE_REGION].s3_port
         try:
-            _, doc = self._http_json(f"http://127.0.0.1:{port}{obj.FEED}?head=1")
+            _, doc = http_json(f"http://127.0.0.1:{port}{obj.FEED}?head=1")
         except (OSError, urllib.error.URLError) as exc:
             raise FaultError(f"the object store of region {SOURCE_REGION} does not answer: {exc}") from None
         return int(doc["seq"])

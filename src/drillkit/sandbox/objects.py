@@ -144,7 +144,10 @@ def feed_app(moto_app: Callable, feed: ChangeFeed) -> Callable:
 
 def serve_store(port: int, ready_file: str | None) -> int:
     from moto.moto_server.threaded_moto_server import MotoRequestHandler
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        create_backend_app,
+    )
     from werkzeug.serving import make_server
 
     from drillkit.sandbox.router import serve_until_signalled

@@ -308,5 +308,34 @@ def drop_shared_memory(datadir: Path) -> None:
     subprocess.run(["ipcrm", "-m", shmid], capture_output=True)
 
 
+def stop_fast(bins: PgBinaries, run_as: RunAs, datadir: Path, log: Path, timeout: float = 30) -> None:
+    """Fast shutdown of the postmaster alone (pg_ctl), for a switchover: its walsenders ship the
+    shutdown checkpoint to the standbys before they exit, which a signal to the whole process
+    group (the teardown's way) would cut short."""
+    _run([bins.tool("pg_ctl"), "stop", "-D", str(datadir), "-m", "fast", "-w", "-t", str(int(timeout))],
+         run_as, log, "pg_ctl stop", timeout=timeout + 5)
+
+
+def control_data(bins: PgBinaries, run_as: RunAs, datadir: Path) -> dict[str, str]:
+    """pg_controldata of a stopped cluster: its state and where its last checkpoint is."""
+    out = subprocess.run([bins.tool("pg_controldata"), "-D", str(datadir)], capture_output=True, text=True,
+                         timeout=10, cwd="/", env={**os.environ, "LC_ALL": "C"}, **run_as.popen_kwargs())
+    if out.returncode != 0:
+        raise SandboxError(f"pg_controldata {datadir} failed (exit {out.returncode}): {out.stderr.strip()}")
+    return {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in out.stdout.splitlines() if ":" in line)}
+
+
+def make_standby(run_as: RunAs, datadir: Path, source_port: int) -> None:
+    """Turn a cleanly stopped cluster into a standby streaming from `source_port`: a switched-over
+    old primary follows the new one without a rewind, since nothing follows its shutdown checkpoint."""
+    _write_conf(datadir, {"primary_conninfo": f"host=127.0.0.1 port={source_port} user={DB_USER} "
+                                              f"application_name={STANDBY_NAME} connect_timeout=2"})
+    signal_file = datadir / "standby.signal"
+    signal_file.touch()
+    if run_as.user is not None:
+        os.chown(signal_file, run_as.uid, run_as.gid)
+
+
 __all__ = ["PgBinaries", "PgServer", "RunAs", "find_binaries", "init_primary", "init_standby", "start",
-           "create_schema", "promote", "dsn", "stop_process_group", "drop_shared_memory"]
+           "create_schema", "promote", "dsn", "stop_process_group", "drop_shared_memory", "stop_fast",
+           "control_data", "make_standby"]

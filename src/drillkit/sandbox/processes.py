@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
-from contextlib import contextmanager
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from drillkit.errors import SandboxError
@@ -143,3 +143,9 @@ def stop_all(entries: list[ProcessEntry], grace: float = 3.0) -> None:
             os.killpg(e.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def continue_all(entries: list[ProcessEntry]) -> None:
+    """A frozen postmaster ignores the fast-shutdown signal until continued, then shuts down cleanly."""
+    for e in entries:
+        kill_group(e, signal.SIGCONT)

@@ -4,7 +4,9 @@ Policies model the systems drillkit drills: ``dns`` is a Route 53 failover recor
 health check (interval, failure threshold, and a TTL during which clients keep the old
 answer), ``origin-group`` is a CloudFront origin group (per request, GET/HEAD only, on
 500/502/503/504 or a connection failure), ``manual`` moves traffic only when a runbook
-says so (like rewriting config.json). Run as ``python -m drillkit.sandbox.router``.
+says so (like rewriting config.json). Under every policy a runbook may also send a share of the
+reads (GET/HEAD) to another region, as a failback moves read traffic back in steps before the
+writes follow. Run as ``python -m drillkit.sandbox.router``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 import http.client
 import json
 import os
+import random
 import select
 import signal
 import sys
@@ -26,7 +29,7 @@ from drillkit.evidence import append_event
 POLICIES = ("dns", "origin-group", "manual")
 CONTROL = "/_drillkit/router"
 FAILOVER_STATUSES = frozenset({500, 502, 503, 504})
-FAILOVER_METHODS = frozenset({"GET", "HEAD"})
+READ_METHODS = FAILOVER_METHODS = frozenset({"GET", "HEAD"})
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
                         "trailers", "transfer-encoding", "upgrade"})
 
@@ -48,6 +51,7 @@ class Routing:
         self.published = self.effective = primary
         self.pending: tuple[float, str, str] | None = None
         self.switches: list[dict[str, Any]] = []
+        self.read_shares: dict[str, float] = {}
 
     def _event(self, kind: str, t: float | None = None, **fields: Any) -> dict[str, Any]:
         if self.events:
@@ -84,9 +88,40 @@ class Routing:
         return next((r for r in self.regions if r != self.primary and self.health[r]), self.published)
 
     def switch(self, to: str, reason: str) -> None:
-        """A runbook action: a record change under ``dns`` (TTL applies), immediate otherwise."""
+        """A runbook action: a record change under ``dns`` (TTL applies), immediate otherwise.
+
+        The operator rewrites the failover record, so `to` becomes its primary: a rebuilt old
+        region turning healthy again must not pull traffic back before its switchover.
+        """
         with self.cond:
+            self.primary = to
             self._publish(to, reason)
+
+    def shift_reads(self, region: str, percent: float) -> None:
+        """Send `percent` % of the reads to `region`; writes keep following the answer. A repeated
+        step (a rollback after a completed failback) records nothing."""
+        with self.cond:
+            if self.read_shares.get(region, 0.0) == percent:
+                return
+            others = sum(p for r, p in self.read_shares.items() if r != region)
+            if others + percent > 100:
+                raise ValueError(f"{region} at {percent:g}% and other regions at {others:g}% exceed 100%")
+            if percent:
+                self.read_shares[region] = percent
+            else:
+                self.read_shares.pop(region, None)
+            self._event("routing.shift", region=region, percent=percent, policy=self.policy)
+
+    def read_target(self) -> str:
+        """The region for one read: a shifted share by weighted draw, else the answer."""
+        with self.cond:
+            self._apply_due()
+            draw = random.uniform(0.0, 100.0)
+            for region, percent in self.read_shares.items():
+                if draw < percent:
+                    return region
+                draw -= percent
+            return self.effective
 
     def _publish(self, to: str, reason: str) -> None:
         if to == self.published:
@@ -129,7 +164,7 @@ class Routing:
             self._apply_due()
             return {"policy": self.policy, "answer": self.effective, "published": self.published,
                     "primary": self.primary, "health": dict(self.health),
-                    "switches": list(self.switches)}
+                    "read_shares": dict(self.read_shares), "switches": list(self.switches)}
 
 
 def probe_health(addr: tuple[str, int], timeout: float) -> bool:
@@ -231,7 +266,7 @@ class RouterHandler(BaseHTTPRequestHandler):
         if path == CONTROL or path.startswith(CONTROL + "/"):
             return self._control(path, body)
         routing = self.server.routing
-        target = routing.answer()
+        target = routing.read_target() if self.command in READ_METHODS else routing.answer()
         up = self._relay(target, body)
         extra = [("X-Router-Target", target)]
         if (routing.policy == "origin-group" and self.command in FAILOVER_METHODS
@@ -300,6 +335,21 @@ class RouterHandler(BaseHTTPRequestHandler):
             if to not in routing.regions:
                 return self._json(400, {"error": f"unknown region {to!r}", "regions": routing.regions})
             routing.switch(to, reason)
+            return self._json(200, routing.status())
+        if self.command == "POST" and path == CONTROL + "/reads":
+            try:
+                order = json.loads(body or b"{}")
+                region, percent = order["region"], float(order["percent"])
+            except (ValueError, KeyError, TypeError):
+                return self._json(400, {"error": 'body must be {"region": region, "percent": 0..100}'})
+            if region not in routing.regions:
+                return self._json(400, {"error": f"unknown region {region!r}", "regions": routing.regions})
+            if not 0 <= percent <= 100:
+                return self._json(400, {"error": f"percent must be within 0..100, got {percent:g}"})
+            try:
+                routing.shift_reads(region, percent)
+            except ValueError as exc:
+                return self._json(400, {"error": str(exc)})
             return self._json(200, routing.status())
         self._json(404, {"error": "unknown control endpoint"})
 

@@ -11,12 +11,8 @@ import json
 import os
 import shutil
 import signal
-import socket
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -26,13 +22,25 @@ from drillkit.errors import EnvironmentProblem, FaultError, SandboxError
 from drillkit.evidence import append_event
 from drillkit.sandbox import postgres as pg
 from drillkit.sandbox import processes
+from drillkit.sandbox.app import command as app_command
+from drillkit.sandbox.failback import Failback
 from drillkit.sandbox.linkproxy import LinkControl
-from drillkit.sandbox.state import LinkState, ProcessEntry, RegionState, SandboxState, load_state
+from drillkit.sandbox.net import free_port, http_json
+from drillkit.sandbox.object_storage import DESTINATION_REGION, ObjectStorage
+from drillkit.sandbox.recovery import Recovery
+from drillkit.sandbox.state import (
+    LinkState,
+    ProcessEntry,
+    RegionState,
+    SandboxState,
+    load_state,
+)
 from drillkit.scenario import System as SystemSpec
 from drillkit.system import LagSample
 
 REGIONS = ("A", "B")
 REPLICATION_LINK = "repl-A-B"
+OBJECT_REPLICATION_LINK = "objrepl-A-B"
 OWNER_FILE = "owner.json"
 SANDBOX_PREFIX = "drillkit-sandbox-"
 
@@ -41,26 +49,7 @@ def client_link(region: str) -> str:
     return f"client-{region}"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _http_json(url: str, method: str = "GET", body: dict | None = None, timeout: float = 2.0) -> tuple[int, dict]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        try:
-            return exc.code, json.loads(exc.read() or b"{}")
-        except ValueError:
-            return exc.code, {}
-
-
-class Sandbox:
+class Sandbox(Recovery, Failback):
     """A handle on a running sandbox, from its state file. Implements drillkit.system.System."""
 
     kind = "sandbox"
@@ -132,31 +121,53 @@ class Sandbox:
         archive = root / "archive"
         db_ports = {r: free_port() for r in REGIONS}
         app_ports = {r: free_port() for r in REGIONS}
+        stores = {}
+        if spec.objects is not None:  # moto takes a second to import: start it before initdb
+            for r in REGIONS:
+                proc, ready = processes.spawn_service("drillkit.sandbox.objects", ["store"], root, f"s3-{r}")
+                track(f"s3-{r}", proc.pid, r)
+                stores[r] = (proc, ready)
 
         primary = pg.init_primary(bins, run_as, root / "pg-A", db_ports["A"], archive, root / "pg-A.log")
         pg.start(bins, run_as, primary, root / "pg-A.log", on_spawn=lambda pid: track("postgres-A", pid, "A"))
         pg.create_schema(primary.port)
 
+        s3_ports = {r: processes.wait_ready(*stores[r], f"s3-{r}")["port"] for r in stores}
         pending = {
             REPLICATION_LINK: processes.spawn_service(
                 "drillkit.sandbox.linkproxy",
                 ["--name", REPLICATION_LINK, "--listen-port", "0", "--upstream", f"127.0.0.1:{primary.port}",
                  "--events", str(events)], root, REPLICATION_LINK),
             "app-A": processes.spawn_service(
-                "drillkit.sandbox.app",
-                ["--region", "A", "--port", str(app_ports["A"]), "--dsn", pg.dsn(primary.port)], root, "app-A"),
+                "drillkit.sandbox.app", app_command("A", app_ports["A"], primary.port, s3_ports), root, "app-A"),
         }
+        if s3_ports:
+            pending[OBJECT_REPLICATION_LINK] = processes.spawn_service(
+                "drillkit.sandbox.linkproxy",
+                ["--name", OBJECT_REPLICATION_LINK, "--listen-port", "0", "--upstream", f"127.0.0.1:{s3_ports['A']}",
+                 "--events", str(events)], root, OBJECT_REPLICATION_LINK)
         for name, (proc, _) in pending.items():
             track(name, proc.pid, "A" if name == "app-A" else None)
-        link_info = {REPLICATION_LINK: processes.wait_ready(*pending[REPLICATION_LINK], REPLICATION_LINK)}
+        link_info = {name: processes.wait_ready(*pending[name], name)
+                     for name in (REPLICATION_LINK, OBJECT_REPLICATION_LINK) if name in pending}
+        replicator_port = None
+        if s3_ports:
+            objects = spec.objects
+            proc, ready = processes.spawn_service(
+                "drillkit.sandbox.objects",
+                ["replicate", "--source-port", str(link_info[OBJECT_REPLICATION_LINK]["port"]),
+                 "--destination-port", str(s3_ports["B"]), "--delay", str(objects.replication_delay),
+                 "--delete-markers" if objects.delete_marker_replication else "--no-delete-markers"],
+                root, "object-replicator")
+            track("object-replicator", proc.pid)
+            pending["object-replicator"] = (proc, ready)
 
         standby = pg.init_standby(bins, run_as, root / "pg-B", db_ports["B"], link_info[REPLICATION_LINK]["port"],
                                   archive, root / "pg-B.log")
         pg.start(bins, run_as, standby, root / "pg-B.log", on_spawn=lambda pid: track("postgres-B", pid, "B"))
 
         proc, ready = processes.spawn_service(
-            "drillkit.sandbox.app", ["--region", "B", "--port", str(app_ports["B"]), "--dsn", pg.dsn(standby.port)],
-            root, "app-B")
+            "drillkit.sandbox.app", app_command("B", app_ports["B"], standby.port, s3_ports), root, "app-B")
         track("app-B", proc.pid, "B")
         pending["app-B"] = (proc, ready)
         for region in REGIONS:
@@ -167,10 +178,14 @@ class Sandbox:
                  "--events", str(events)], root, name)
             track(name, proc.pid)
             pending[name] = (proc, ready)
-        for name in ("app-A", "app-B", client_link("A"), client_link("B")):
+        for name in ("app-A", "app-B", client_link("A"), client_link("B"), "object-replicator"):
+            if name not in pending:
+                continue
             info = processes.wait_ready(*pending[name], name)
             if name.startswith("client-"):
                 link_info[name] = info
+            elif name == "object-replicator":
+                replicator_port = info["port"]
 
         routing = spec.routing
         proc, ready = processes.spawn_service(
@@ -190,8 +205,10 @@ class Sandbox:
             replication_mode=spec.replication.mode, routing_policy=routing.policy, primary_region="A",
             router_port=router["port"],
             regions={r: RegionState(name=r, role="primary" if r == "A" else "standby", db_port=db_ports[r],
-                                    datadir=str(root / f"pg-{r}"), app_port=app_ports[r], link=client_link(r))
+                                    datadir=str(root / f"pg-{r}"), app_port=app_ports[r], link=client_link(r),
+                                    s3_port=s3_ports.get(r))
                      for r in REGIONS},
+            object_replicator_port=replicator_port,
             links={name: LinkState(name=name, port=info["port"], control_port=info["control_port"],
                                    upstream=info.get("upstream", "")) for name, info in link_info.items()},
         )
@@ -214,7 +231,7 @@ class Sandbox:
         """Stop every process this sandbox started and delete its folder."""
         with processes.shielded():
             self._reload()
-            _continue_all(self.state.processes)
+            processes.continue_all(self.state.processes)
             processes.stop_all(self.state.processes)
             _drop_pg_leftovers(Path(self.state.root))
             shutil.rmtree(self.state.root, ignore_errors=True)
@@ -317,13 +334,13 @@ class Sandbox:
 
     def switch_routing(self, to: str, reason: str = "runbook") -> dict:
         self._region(to)
-        status, body = _http_json(f"{self.endpoint}/_drillkit/router/switch", "POST", {"to": to, "reason": reason})
+        status, body = http_json(f"{self.endpoint}/_drillkit/router/switch", "POST", {"to": to, "reason": reason})
         if status != 200:
             raise FaultError(f"router refused the switch to {to}: {body.get('error', status)}")
         return body
 
     def routing(self) -> dict:
-        status, body = _http_json(f"{self.endpoint}/_drillkit/router")
+        status, body = http_json(f"{self.endpoint}/_drillkit/router")
         if status != 200:
             raise FaultError(f"router answered {status}")
         return body
@@ -335,7 +352,7 @@ class Sandbox:
         """The region's /health as a client sees it, through its client link."""
         link = self.state.links[self._region(region).link]
         try:
-            status, body = _http_json(f"http://127.0.0.1:{link.port}/health", timeout=timeout)
+            status, body = http_json(f"http://127.0.0.1:{link.port}/health", timeout=timeout)
         except (OSError, ValueError) as exc:
             return {"region": region, "healthy": False, "error": str(exc) or type(exc).__name__}
         return {"region": region, "healthy": status == 200, "status": status, **body}
@@ -378,6 +395,7 @@ class Sandbox:
         primary, the standby's own received position is the best it knows. A standby promoted
         behind this handle's back (a stale state file) no longer lags anything: 0.
         """
+        self._reload()
         now = time.time()
         samples = []
         lag_bytes = {}
@@ -404,10 +422,19 @@ class Sandbox:
                 continue
             samples.append(LagSample(t=now, region=region.name, replay_lag_s=float(row[0] or 0.0),
                                      lag_bytes=lag_bytes.get(pg.STANDBY_NAME)))
+        if self.state.object_replicator_port is not None:
+            try:
+                status = self.objects.replication_status()
+                samples.append(LagSample(t=now, region=DESTINATION_REGION, replay_lag_s=None, lag_bytes=None,
+                                         object_backlog=status["backlog"],
+                                         object_backlog_age_s=status["oldest_pending_s"] or 0.0))
+            except SandboxError:
+                pass
         return samples
 
     def final_state(self) -> Iterator[tuple[str, str]]:
-        """Every record of the serving region's database, checksummed from the payload as stored."""
+        """Every record of the serving region's database, checksummed from the payload as stored,
+        then every object of its store (keys `obj/<key>`)."""
         self._reload()
         region = self._region(self.serving_region())
         with psycopg.connect(pg.dsn(region.db_port)) as conn:
@@ -415,8 +442,14 @@ class Sandbox:
                 cur.execute("SELECT key, payload FROM records ORDER BY key")
                 for key, payload in cur:
                     yield key, hashlib.sha256(payload.encode()).hexdigest()
+        if region.s3_port is not None:
+            yield from self.objects.final_state(region.name)
 
-    # -- corruption and point-in-time recovery ----------------------------------------------
+    @property
+    def objects(self) -> ObjectStorage:
+        return ObjectStorage(self.state)
+
+    # -- the state file ---------------------------------------------------------------------
 
     def _reload(self) -> None:
         """Runbook steps run in other Sandbox handles (chaos providers attach by state file): a
@@ -434,156 +467,6 @@ class Sandbox:
     def _primary(self) -> RegionState:
         return self._region(self.state.primary_region)
 
-    @property
-    def base_backup_dir(self) -> Path:
-        return Path(self.state.root) / "base-backup"
-
-    def corrupt_records(self, count: int, region: str | None = None) -> dict:
-        """Logical corruption: rewrite the payload of `count` random records on the primary but keep
-        their checksums, in one transaction, so it replicates like any good write. `t` is the commit."""
-        target = self._region(region or self.state.primary_region)
-        if target.role != "primary":
-            raise FaultError(f"region {target.name} is {target.role}: corruption must be written on the primary")
-        with psycopg.connect(pg.dsn(target.db_port)) as conn:
-            rows = conn.execute(
-                "UPDATE records SET payload = 'corrupted-' || md5(random()::text) "
-                "WHERE key IN (SELECT key FROM records ORDER BY random() LIMIT %s) RETURNING key",
-                (int(count),)).fetchall()
-            conn.commit()
-            t = time.time()
-        if not rows:
-            raise FaultError(f"no records in region {target.name} to corrupt")
-        return {"keys": sorted(r[0] for r in rows), "t": t, "region": target.name}
-
-    def scan_checksums(self, region: str | None = None) -> int:
-        """Records whose payload no longer matches the checksum the app stored when it wrote them."""
-        target = self._region(region or self.serving_region())
-        with psycopg.connect(pg.dsn(target.db_port, connect_timeout=1), autocommit=True) as conn:
-            return int(conn.execute(
-                "SELECT count(*) FROM records "
-                "WHERE encode(sha256(convert_to(payload, 'UTF8')), 'hex') <> checksum").fetchone()[0])
-
-    def _switch_wal_and_wait_archived(self, port: int, timeout: float = 30) -> str:
-        """Close the current WAL segment and wait until the archive holds it: WAL still in the
-        primary's pg_wal is out of reach of a restore."""
-        with psycopg.connect(pg.dsn(port), autocommit=True) as conn:
-            segment = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]
-        archived = Path(self.state.archive_dir) / segment
-        deadline = time.monotonic() + timeout
-        while not archived.exists():
-            if time.monotonic() > deadline:
-                raise SandboxError(f"WAL segment {segment} not archived after {timeout:.0f}s")
-            time.sleep(0.02)
-        return segment
-
-    def take_base_backup(self) -> dict:
-        """The nightly backup a PITR starts from: pg_basebackup of the primary, then a WAL switch
-        so the archive continues exactly where the backup ends."""
-        bins, run_as = self._pg_tools()
-        primary = self._primary()
-        target = self.base_backup_dir
-        shutil.rmtree(target, ignore_errors=True)
-        run_as.own(target)
-        t0 = time.time()
-        pg._run([bins.tool("pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.db_port), "-U", pg.DB_USER,
-                 "-D", str(target), "-X", "stream", "--checkpoint=fast", "--no-sync"],
-                run_as, Path(self.state.root) / "base-backup.log", "pg_basebackup", timeout=120)
-        segment = self._switch_wal_and_wait_archived(primary.db_port)
-        return {"path": str(target), "t": t0, "took_s": time.time() - t0, "wal_segment": segment}
-
-    def restore_to_point_in_time(self, restore_point: float, region: str | None = None,
-                                 timeout: float = 60) -> dict:
-        """PITR into a new cluster that then serves the region: base backup + archived WAL replayed
-        up to `restore_point` (epoch seconds), promoted, a new app over it; then the cutover: the old
-        app stops (`cutover_at`: no write is acknowledged from the old data after it), the client
-        link moves to the new app, and the old database stops."""
-        name = region or self.state.primary_region
-        old = self._region(name)
-        if not (self.base_backup_dir / "backup_label").is_file():
-            raise FaultError("no base backup to restore from: take one (take_base_backup) before the fault")
-        bins, run_as = self._pg_tools()
-        root = Path(self.state.root)
-        t0 = time.time()
-        if old.role == "primary":
-            self._switch_wal_and_wait_archived(old.db_port)
-
-        n = 1
-        while (root / f"pg-{name}-restored-{n}").exists():
-            n += 1
-        tag = f"{name}-restored-{n}"
-        datadir, log = root / f"pg-{tag}", root / f"pg-{tag}.log"
-        run_as.own(datadir)
-        pg._run(["cp", "-a", f"{self.base_backup_dir}/.", str(datadir)], run_as, log, "copy of the base backup")
-        db_port = free_port()
-        target_time = _pg_timestamp(restore_point)
-        pg._write_conf(datadir, {
-            "port": db_port,
-            "restore_command": f'cp "{self.state.archive_dir}/%f" "%p"',
-            "recovery_target_time": target_time,
-            "recovery_target_action": "promote",
-        })
-        signal_file = datadir / "recovery.signal"
-        signal_file.touch()
-        if run_as.user is not None:
-            os.chown(signal_file, run_as.uid, run_as.gid)
-
-        server = pg.PgServer(tag, datadir, db_port)
-        pg.start(bins, run_as, server, log, timeout=timeout,
-                 on_spawn=lambda pid: self.adopt(f"postgres-{tag}", pid, name))
-        _wait_promoted(db_port, server, timeout)
-        with psycopg.connect(pg.dsn(db_port), autocommit=True) as conn:
-            newest = conn.execute("SELECT EXTRACT(epoch FROM max(written_at))::float FROM records").fetchone()[0]
-
-        app_port = free_port()
-        proc, ready = processes.spawn_service(
-            "drillkit.sandbox.app", ["--region", name, "--port", str(app_port), "--dsn", pg.dsn(db_port)],
-            root, f"app-{tag}")
-        self.adopt(f"app-{tag}", proc.pid, name)
-        processes.wait_ready(proc, ready, f"app-{tag}")
-
-        keep = {f"postgres-{tag}", f"app-{tag}"}
-        retired = [p for p in self._processes_of(name) if p.name not in keep]
-        old_apps = [p for p in retired if not p.name.startswith("postgres")]
-        # a SIGTERMed app stops accepting but serves its keep-alive clients until they leave: cut them
-        processes.stop_all(old_apps, grace=0.0)
-        cutover = time.time()
-        self.link(old.link).retarget("127.0.0.1", app_port)
-        processes.stop_all([p for p in retired if p not in old_apps])
-        self.state.processes = [p for p in self.state.processes if p not in retired]
-        old.db_port, old.app_port, old.datadir, old.role = db_port, app_port, str(datadir), "primary"
-        self.state.primary_region = name
-        self._save_registry()
-        return {"region": name, "restore_point": restore_point, "recovery_target_time": target_time,
-                "newest_record_at": newest, "cutover_at": cutover, "took_s": time.time() - t0, "db_port": db_port,
-                "retired": [p.name for p in retired]}
-
-
-def _continue_all(entries: list[ProcessEntry]) -> None:
-    """A frozen postmaster ignores the fast-shutdown signal until continued, then shuts down cleanly."""
-    for e in entries:
-        processes.kill_group(e, signal.SIGCONT)
-
-
-def _pg_timestamp(t: float) -> str:
-    """An epoch time as PostgreSQL parses it, in UTC to the microsecond."""
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f+00")
-
-
-def _wait_promoted(port: int, server: pg.PgServer, timeout: float) -> None:
-    """recovery_target_action = promote: the cluster leaves recovery once it reached the target."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process is not None and server.process.poll() is not None:
-            raise SandboxError(f"the restored cluster exited ({server.process.returncode}) during recovery")
-        try:
-            with psycopg.connect(pg.dsn(port, connect_timeout=1), autocommit=True) as conn:
-                if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
-                    return
-        except psycopg.OperationalError:
-            pass
-        time.sleep(0.05)
-    raise SandboxError(f"the restored cluster on port {port} still in recovery after {timeout:.0f}s")
-
 
 def _drop_pg_leftovers(root: Path) -> None:
     for datadir in root.glob("pg-*"):
@@ -595,7 +478,7 @@ def reap(state_file: str | os.PathLike[str]) -> int:
     """Stop the processes of a sandbox whose harness died; only those it recorded and still ours."""
     root = Path(state_file).parent if Path(state_file).is_file() else Path(state_file)
     ours = [e for e in processes.read_registry(root) if processes.is_ours(e)]
-    _continue_all(ours)
+    processes.continue_all(ours)
     processes.stop_all(ours, grace=1.0)
     _drop_pg_leftovers(root)
     shutil.rmtree(root, ignore_errors=True)
