@@ -462,3 +462,23 @@ def test_object_backlog_from_lag_csv(tmp_path):
     m = m_of(drill(tmp_path, [W(9, 9.1)], lag=lag))
     assert (m["max_replication_lag_s"], m["max_replication_lag_bytes"]) == (0.4, 900)
     assert (m["max_object_backlog"], m["max_object_backlog_age_s"]) == (12, 1.5)
+
+
+def test_every_outage_after_the_fault_is_listed_not_only_the_one_rto_times(tmp_path):
+    """A failback's switchover is a second write outage: RTO times the first, `outages` lists both."""
+    ops = [W(9.0, 9.1), W(10.0, 10.3, ok=False), W(10.4, 10.6, ok=False), W(11.0, 11.2),
+           W(12.0, 12.1), W(13.5, 13.6), W(16.0, 16.05, ok=False), W(16.1, 16.4, ok=False),
+           W(16.5, 16.8), W(17.0, 17.1), W(19.0, 19.1), R(9.0, 9.1), R(16.2, 16.3, ok=False), R(19.0, 19.2)]
+    m = m_of(drill(tmp_path, ops))
+    assert m["rto_write_s"] == approx(1.2)
+    assert m["outages"] == [
+        {"op": "write", "start": 10.3, "end": 11.2, "duration_s": approx(0.9), "failures": 2},
+        {"op": "write", "start": 16.05, "end": 16.8, "duration_s": approx(0.75), "failures": 2},
+        {"op": "read", "start": 16.3, "end": 19.2, "duration_s": approx(2.9), "failures": 1},
+    ]
+
+
+def test_an_outage_that_never_ends_has_no_end(tmp_path):
+    m = m_of(drill(tmp_path, [W(9, 9.1), W(10.5, 11, ok=False), W(11.5, 12, ok=False)]))
+    assert m["outages"] == [{"op": "write", "start": 11.0, "end": None, "duration_s": None, "failures": 2}]
+    assert m["rto_write_s"] is None

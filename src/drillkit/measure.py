@@ -410,13 +410,41 @@ def _rto_class(t0: np.ndarray, t1: np.ndarray, ok: np.ndarray, t_fault: float | 
     return out
 
 
+def _outages_class(t0: np.ndarray, t1: np.ndarray, ok: np.ndarray, t_fault: float | None, stable: float,
+                   cls: str) -> list[dict]:
+    """Every failure burst of one op class after the fault, not only the first one that RTO times:
+    a failback's switchover, a flapping recovery. Bursts are failures whose starts lie within
+    `stable` of each other; one lasts from its first failure's end to the end of the first
+    success that started after its last failure."""
+    fail = ~ok & (t1 > t_fault) if t_fault is not None else np.zeros(len(ok), bool)
+    if not fail.any():
+        return []
+    order = np.argsort(t0[fail], kind="stable")
+    ft0, ft1 = t0[fail][order], t1[fail][order]
+    cuts = np.flatnonzero(np.diff(ft0) > stable) + 1
+    good = np.argsort(t0[ok], kind="stable")
+    gt0, gt1 = t0[ok][good], t1[ok][good]
+    first_end_after = np.minimum.accumulate(gt1[::-1])[::-1] if gt1.size else gt1
+    out = []
+    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, ft0.size]):
+        start = float(ft1[lo:hi].min())
+        i = int(np.searchsorted(gt0, ft0[hi - 1], side="right"))
+        end = float(first_end_after[i]) if i < gt0.size and (gt0 >= ft0[hi - 1] + stable).any() else None
+        out.append({"op": cls, "start": _r(start), "end": None if end is None else _r(end),
+                    "duration_s": None if end is None else _r(max(0.0, end - start)),
+                    "failures": int(hi - lo)})
+    return out
+
+
 def _rto(ops: dict[str, Any], t_fault: float | None, stable: float) -> dict[str, Any]:
     t0, t1, ok = ops["t0"], ops["t1"], ops["ok"]
     classes = list(BASE_CLASSES) + sorted(c for c in ops["classes"] if c not in BASE_CLASSES)
     by_op = {}
+    outages = []
     for cls in classes:
         sel = _is_op(ops, cls)
         by_op[cls] = _rto_class(t0[sel], t1[sel], ok[sel], t_fault, stable)
+        outages += _outages_class(t0[sel], t1[sel], ok[sel], t_fault, stable, cls)
     worst = None if any(v["rto_s"] is None for v in by_op.values()) else max(by_op, key=lambda c: by_op[c]["rto_s"])
     return {
         "rto_s": None if worst is None else by_op[worst]["rto_s"],
@@ -425,6 +453,7 @@ def _rto(ops: dict[str, Any], t_fault: float | None, stable: float) -> dict[str,
         "rto_by_op": by_op,
         "rto_resolution_s": None if worst is None else by_op[worst]["resolution_s"],
         "not_recovered": [c for c, v in by_op.items() if not v["recovered"]],
+        "outages": sorted(outages, key=lambda o: (o["start"], o["op"])),
     }
 
 

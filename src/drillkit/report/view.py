@@ -134,6 +134,16 @@ def _derived_phases(e: Evidence, t_fault: float) -> list[Phase]:
             rows.append(Phase(f"recovered ({label})", "derived", t_fault, t))
         elif info.get("failures"):
             rows.append(Phase(f"recovered ({label})", "derived", t_fault, None, "not recovered"))
+    outages = m.get("outages") if isinstance(m.get("outages"), list) else []
+    counts: dict[str, int] = {}
+    for o in outages:
+        if not isinstance(o, dict) or fmt.num(o.get("start")) is None:
+            continue
+        cls = str(o.get("op", "?"))
+        counts[cls] = counts.get(cls, 0) + 1
+        label = f"{cls}s" if cls in ("write", "read") else cls
+        status = f"{o.get('failures', '?')} failed" if o.get("end") is not None else "never ended"
+        rows.append(Phase(f"outage {counts[cls]} ({label})", "outage", o["start"], fmt.num(o.get("end")), status))
     return rows
 
 
