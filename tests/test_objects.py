@@ -189,3 +189,24 @@ def test_ransomware_drill_audit_proves_every_object_back_at_its_last_good_versio
     assert m["writes_lost"] == 0 and m["records_corrupt"] == 0 and m["records_unexpected"] == 0
     assert m["rto_by_op"]["obj_write"]["recovered"] and m["max_object_backlog"] is not None
     assert sum(k.startswith("obj/") for k in final) >= 100
+
+
+def test_object_replication_delay_is_the_objects_rpo_on_region_loss(tmp_path, drillkit_cli, no_leftovers):
+    """Region loss with objects replicated `delay` late: every object acknowledged inside the last
+    `delay` before the fault is lost, none acknowledged well before it, and no record."""
+    from test_drill import ops, run_drill, variant
+
+    delay = 1.0
+    scenario = variant(tmp_path, "region-loss.yaml", "region-loss-objects",
+                       system={"objects": {"replication_delay": f"{delay}s"}},
+                       load={"locustfile": str(ROOT / "loadtests" / "objects_workload.py")})
+    code, summary, _ = run_drill(drillkit_cli, scenario, tmp_path / "evidence")
+    assert code == 0, summary["reasons"]
+    m = summary["measures"]
+    t_fault = m["t_fault"]
+    lost = set(json.loads((tmp_path / "evidence" / "audit.json").read_text())["lost_keys"])
+    acked = {o["key"]: o["t1"] for o in ops(tmp_path / "evidence") if o["op"] == "obj_write" and o["ok"]}
+    assert lost and all(k.startswith("obj/") for k in lost)
+    assert {k for k, t1 in acked.items() if t_fault - delay + 0.05 < t1 <= t_fault} <= lost
+    assert not {k for k, t1 in acked.items() if t1 < t_fault - delay - 1.0} & lost
+    assert delay - 0.1 <= m["rpo_s"] <= delay + 1.0
