@@ -125,4 +125,4 @@ def test_lost_writes_follow_replication_mode(tmp_path, drillkit_cli, no_leftover
     else:
         assert m["writes_lost"] == 0
         assert m["rpo_s"] == 0
-    assert code == 0, summary
+    assert code == 0, summary["reasons"]

@@ -174,4 +174,4 @@ def test_partition_counts_writes_the_isolated_primary_acknowledged(tmp_path, dri
     assert m["writes_lost_after_fault"] > 0
     assert m["writes_lost_after_fault"] == len(late)
     assert "lost after the fault" in (out / "report.html").read_text().lower().replace("-", " ")
-    assert code == 0, summary
+    assert code == 0, summary["reasons"]

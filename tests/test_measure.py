@@ -482,3 +482,26 @@ def test_an_outage_that_never_ends_has_no_end(tmp_path):
     m = m_of(drill(tmp_path, [W(9, 9.1), W(10.5, 11, ok=False), W(11.5, 12, ok=False)]))
     assert m["outages"] == [{"op": "write", "start": 11.0, "end": None, "duration_s": None, "failures": 2}]
     assert m["rto_write_s"] is None
+
+
+def test_a_failed_runbook_step_or_a_missed_check_fails_the_drill(tmp_path):
+    folder = drill(tmp_path, [W(9, 9.1), W(11, 11.1)])
+
+    def step(name, status="succeeded", output=None, tolerance=None, exception=None):
+        activity = {"name": name, "type": "probe" if tolerance is not None else "action"}
+        if tolerance is not None:
+            activity["tolerance"] = tolerance
+        return {"activity": activity, "status": status, "output": output, "exception": exception}
+
+    journal = {"status": "completed", "deviated": False,
+               "run": [step("promote"), step("checksums", output=0, tolerance=0),
+                       step("rebuild", "failed", exception=["Traceback\n", "ActivityFailed: standby exited\n"]),
+                       step("dr-checksums", output=3, tolerance=0), step("tamper-scan", output=[1], tolerance=0)],
+               "rollbacks": [step("heal", "failed", exception="link control refused")]}
+    (folder / "journal.json").write_text(json.dumps(journal))
+    s = measure(folder)
+    assert s["verdict"] == "fail"
+    assert s["reasons"] == ["runbook step 'rebuild' failed: ActivityFailed: standby exited",
+                            "check 'dr-checksums' gave 3, its tolerance is 0",
+                            "check 'tamper-scan' gave [1], its tolerance is 0",
+                            "rollback 'heal' failed: link control refused"]

@@ -351,7 +351,31 @@ def _journal_reasons(folder: Path, notes: list[str]) -> list[str]:
         reasons.append(f"experiment status is {journal.get('status')!r}, not 'completed'")
     if journal.get("deviated"):
         reasons.append("experiment deviated from its steady-state hypothesis")
+    for part, what in (("run", "runbook step"), ("rollbacks", "rollback")):
+        for run in journal.get(part) or []:
+            reason = _activity_reason(run, what)
+            if reason:
+                reasons.append(reason)
     return reasons
+
+
+def _activity_reason(run: Any, what: str) -> str | None:
+    """A failed runbook step fails the drill; so does a check in the method whose output misses its
+    tolerance (Chaos Toolkit holds only the steady-state probes to their tolerance; drillkit holds
+    every probe that states one, when the tolerance is a plain value)."""
+    if not isinstance(run, dict) or not isinstance(run.get("activity"), dict):
+        return None
+    activity = run["activity"]
+    name = activity.get("name", "?")
+    if run.get("status") == "failed":
+        error = run.get("exception") or ""
+        error = ("".join(map(str, error)) if isinstance(error, list) else str(error)).strip().splitlines()
+        return f"{what} {name!r} failed" + (f": {error[-1][:200]}" if error else "")
+    tolerance = activity.get("tolerance")
+    if (what == "runbook step" and isinstance(tolerance, (bool, int, float, str))
+            and run.get("status") == "succeeded" and run.get("output") != tolerance):
+        return f"check {name!r} gave {run.get('output')!r}, its tolerance is {tolerance!r}"
+    return None
 
 
 def _lag(folder: Path) -> dict[str, Any]:

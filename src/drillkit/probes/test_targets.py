@@ -6,6 +6,8 @@ import pytest
 
 pytestmark = pytest.mark.drill_probe
 
+RUNBOOK_REASONS = ("runbook step ", "check ", "rollback ")
+
 
 def _hold(check: dict) -> None:
     assert check["passed"], check["message"]
@@ -14,6 +16,13 @@ def _hold(check: dict) -> None:
 def test_experiment_completed(drill_summary):
     reasons = [r for r in drill_summary.get("reasons", []) if "experiment" in r or "abort" in r]
     assert drill_summary["verdict"] != "aborted", f"drill aborted: {'; '.join(drill_summary.get('reasons', []))}"
+    assert not reasons, "; ".join(reasons)
+
+
+def test_runbook_steps_succeeded(drill_summary):
+    """A runbook step that failed, a check that missed its tolerance or a failed rollback fails the
+    drill even when every measured target holds: the recovery did not go as written."""
+    reasons = [r for r in drill_summary.get("reasons", []) if r.startswith(RUNBOOK_REASONS)]
     assert not reasons, "; ".join(reasons)
 
 

@@ -117,6 +117,7 @@ class Recovery:
         pg.start(bins, run_as, server, log, timeout=timeout,
                  on_spawn=lambda pid: self.adopt(f"postgres-{tag}", pid, name))
         _wait_promoted(db_port, server, timeout)
+        pg._write_conf(datadir, {"recovery_target_time": ""})  # a standby cloned from it must not stop there
         with psycopg.connect(pg.dsn(db_port), autocommit=True) as conn:
             newest = conn.execute("SELECT EXTRACT(epoch FROM max(written_at))::float FROM records").fetchone()[0]
 
