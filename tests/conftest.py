@@ -31,3 +31,26 @@ def drillkit_cli():
                               text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
     return run
+
+
+@pytest.fixture
+def manual_sandbox(no_leftovers):
+    """A real sandbox whose traffic moves only when a runbook step says so."""
+    from drillkit.sandbox.system import Sandbox
+    from drillkit.scenario import System
+
+    box = Sandbox.up(System.model_validate({"routing": {"policy": "manual"}}))
+    try:
+        yield box
+    finally:
+        box.down()
+
+
+def write_record(box, key: str) -> str:
+    """Write one record through the global endpoint; the region that acknowledged it."""
+    from drillkit.sandbox.net import http_json
+
+    status, body = http_json(f"{box.endpoint}/records", "POST", {"key": key, "payload": f"payload of {key}"})
+    assert status == 201, body
+    return body["region"]
+

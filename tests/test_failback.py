@@ -13,28 +13,19 @@ import psycopg
 import pytest
 from test_drill import first, ops, run_drill, variant
 
-from conftest import ROOT
+from conftest import ROOT, write_record
 from drillkit.chaos import CONFIG_KEY, actions, failback
 from drillkit.evidence import read_events
 from drillkit.sandbox import postgres as pg
-from drillkit.sandbox.net import http_json
 from drillkit.sandbox.system import Sandbox
-from drillkit.scenario import System
 
 
 @pytest.fixture
-def box(no_leftovers):
-    sandbox = Sandbox.up(System.model_validate({"routing": {"policy": "manual"}}))
-    try:
-        yield sandbox
-    finally:
-        sandbox.down()
+def box(manual_sandbox):
+    return manual_sandbox
 
 
-def write(box: Sandbox, key: str) -> str:
-    status, body = http_json(f"{box.endpoint}/records", "POST", {"key": key, "payload": f"payload of {key}"})
-    assert status == 201, body
-    return body["region"]
+write = write_record
 
 
 def keys_in(box: Sandbox, region: str) -> set[str]:

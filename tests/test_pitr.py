@@ -8,27 +8,19 @@ import time
 import pytest
 from test_drill import first, ops, run_drill, variant
 
-from conftest import ROOT
+from conftest import ROOT, write_record
 from drillkit.chaos import CONFIG_KEY, actions, probes
-from drillkit.sandbox.net import http_json
 from drillkit.sandbox.system import Sandbox
-from drillkit.scenario import System
 
 EDGE_S = 0.1
 
 
 @pytest.fixture
-def sandbox(no_leftovers):
-    box = Sandbox.up(System.model_validate({"routing": {"policy": "manual"}}))
-    try:
-        yield box
-    finally:
-        box.down()
+def sandbox(manual_sandbox):
+    return manual_sandbox
 
 
-def write(box: Sandbox, key: str) -> None:
-    status, _ = http_json(f"{box.endpoint}/records", "POST", {"key": key, "payload": f"payload of {key}"})
-    assert status == 201
+write = write_record
 
 
 def events_of(box: Sandbox) -> list[dict]:
