@@ -13,6 +13,7 @@ from drillkit.sandbox import postgres as pg
 from drillkit.sandbox import processes
 from drillkit.sandbox.app import command as app_command
 from drillkit.sandbox.net import free_port, http_json
+from drillkit.sandbox.objects import replicator_command
 from drillkit.sandbox.state import LinkState
 
 
@@ -35,7 +36,7 @@ class Failback:
         t0 = time.time()
         self.switch_routing(source.name, reason=f"failback: {source.name} stays primary while {region} is rebuilt")
 
-        retired = [p for p in self._processes_of(region) if p.name.startswith(("postgres", "app"))]
+        retired = [p for p in self._processes_of(region) if p.name.startswith(("postgres", "app", "s3"))]
         processes.continue_all(retired)
         processes.stop_all(retired, grace=1.0)
         self.state.processes = [p for p in self.state.processes
@@ -54,7 +55,10 @@ class Failback:
                  on_spawn=lambda pid: self.adopt(f"postgres-{region}", pid, region))
 
         app_port = free_port()
-        stores = {region: target.s3_port} if target.s3_port is not None else {}
+        stores = {}
+        if target.s3_port is not None:
+            stores[region] = target.s3_port = self._start_object_store(region)
+            self._replicate_objects(source.name, region, after=0)
         proc, ready = processes.spawn_service(
             "drillkit.sandbox.app", app_command(region, app_port, server.port, stores), root, f"app-{region}")
         self.adopt(f"app-{region}", proc.pid, region)
@@ -66,11 +70,38 @@ class Failback:
         return {"region": region, "source": source.name, "datadir": str(datadir), "db_port": server.port,
                 "link": link.name, "retired": [p.name for p in retired], "t": t0, "took_s": time.time() - t0}
 
+    def _start_object_store(self, region: str) -> int:
+        """A new, empty store for a rebuilt region: the lost one died with its region's data."""
+        proc, ready = processes.spawn_service("drillkit.sandbox.objects", ["store"], Path(self.state.root),
+                                              f"s3-{region}")
+        self.adopt(f"s3-{region}", proc.pid, region)
+        return processes.wait_ready(proc, ready, f"s3-{region}")["port"]
+
+    def _replicate_objects(self, source: str, destination: str, after: int) -> None:
+        """Object replication from `source` to `destination` from the source's change `after` on
+        (0: its whole history, which rebuilds an empty store); a new replicator replaces the old
+        one, with the same delay and delete-marker setting, through link `objrepl-<source>-<dest>`."""
+        settings = self.objects.replication_status()
+        link = self._link(f"objrepl-{source}-{destination}", self._region(source).s3_port)
+        old = [p for p in self.state.processes if p.name == "object-replicator"]
+        processes.stop_all(old)
+        self.state.processes = [p for p in self.state.processes if p not in old]
+        proc, ready = processes.spawn_service(
+            "drillkit.sandbox.objects",
+            replicator_command(link.port, self._region(destination).s3_port, settings["delay"],
+                               settings["delete_markers"], after),
+            Path(self.state.root), "object-replicator")
+        self.adopt("object-replicator", proc.pid)
+        self.state.object_replicator_port = processes.wait_ready(proc, ready, "object-replicator")["port"]
+        self.state.object_source, self.state.object_destination = source, destination
+        self.state.save()
+
     def _replication_link(self, source: str, to: str) -> LinkState:
-        """The link `to` streams from `source` through (`repl-<source>-<to>`), started on first use,
-        else pointed at the source's current database."""
-        name = f"repl-{source}-{to}"
-        port = self._region(source).db_port
+        """The link `to` streams from `source` through (`repl-<source>-<to>`)."""
+        return self._link(f"repl-{source}-{to}", self._region(source).db_port)
+
+    def _link(self, name: str, port: int) -> LinkState:
+        """A link to 127.0.0.1:`port`, started on first use, else pointed there."""
         upstream = f"127.0.0.1:{port}"
         if name in self.state.links:
             self.link(name).retarget("127.0.0.1", port)
@@ -111,11 +142,18 @@ class Failback:
             except psycopg.OperationalError:
                 seen = None
             if seen and seen[0] == "streaming" and seen[2]:
+                objects = self._objects_caught_up(region, deadline - time.monotonic())
                 return {"region": region, "lsn": goal, "replayed": seen[1], "t": time.time(),
-                        "took_s": time.time() - t0}
+                        "took_s": time.time() - t0, "objects_seen": objects}
             time.sleep(0.05)
         raise SandboxError(f"region {region} has not replayed up to {goal} after {timeout:.0f}s "
                            f"(receiver, replayed: {seen and seen[:2]})")
+
+    def _objects_caught_up(self, region: str, timeout: float) -> int | None:
+        """The region's store holds every object change its replication source acknowledged so far."""
+        if self.state.object_replicator_port is None or self.state.object_destination != region:
+            return None
+        return self.objects.wait_replicated(max(timeout, 1.0))["seen"]
 
     def shift_reads(self, region: str, percent: float) -> dict:
         """Send `percent` % of the endpoint's reads to `region` (writes stay with the routing answer)."""
@@ -171,11 +209,14 @@ class Failback:
                 raise SandboxError(f"region {to} never replayed {old.name}'s shutdown checkpoint {checkpoint}")
             time.sleep(0.02)
         replayed_at = time.time()
+        self._objects_caught_up(to, deadline - time.monotonic())  # no object write since the stop
         promote_s = pg.promote(new.db_port)
         promoted_at = time.time()
         new.role, old.role, self.state.primary_region = "primary", "standby", to
         self.state.processes = [p for p in self.state.processes if p not in old_db]
         self._save_registry()
+        if self.state.object_replicator_port is not None:
+            self._replicate_objects(to, old.name, after=self.objects.feed_head(to))
         self.switch_routing(to, reason=f"switchover: {old.name} → {to}")
         for region in self.routing().get("read_shares", {}):
             self.shift_reads(region, 0)

@@ -20,8 +20,6 @@ from drillkit.sandbox import objects as obj
 from drillkit.sandbox.net import http_json
 from drillkit.sandbox.state import SandboxState
 
-SOURCE_REGION, DESTINATION_REGION = "A", "B"
-"""Object replication runs from the first region to the DR region, as the seeds' CRR rules do."""
 ATTACK_MODES = ("overwrite", "delete", "mixed")
 SCAN_THREADS = 8
 
@@ -63,7 +61,7 @@ class ObjectStorage:
     def wait_replicated(self, timeout: float = 30) -> dict[str, Any]:
         """Until every change the source acknowledged before this call is in the destination."""
         deadline = time.monotonic() + timeout
-        head = self._source_head()
+        head = self.feed_head(self.state.object_source)
         while True:
             status = self.replication_status()
             if status["seen"] >= head and status["backlog"] == 0:
@@ -73,13 +71,13 @@ class ObjectStorage:
                                  f"(last error: {status['last_error']})")
             time.sleep(0.05)
 
-    def _source_head(self) -> int:
-        """How many changes the replication source has acknowledged so far."""
-        port = self.state.regions[SOURCE_REGION].s3_port
+    def feed_head(self, region: str) -> int:
+        """How many changes the region's store has acknowledged so far."""
+        port = self.state.regions[region].s3_port
         try:
             _, doc = http_json(f"http://127.0.0.1:{port}{obj.FEED}?head=1")
         except (OSError, urllib.error.URLError) as exc:
-            raise FaultError(f"the object store of region {SOURCE_REGION} does not answer: {exc}") from None
+            raise FaultError(f"the object store of region {region} does not answer: {exc}") from None
         return int(doc["seq"])
 
     # -- ransomware -----------------------------------------------------------------------

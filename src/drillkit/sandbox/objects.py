@@ -186,11 +186,11 @@ class Replicator:
     batch = 64
 
     def __init__(self, source, destination, feed_url: str, delay: float, delete_markers: bool,
-                 poll: float = 0.02):
+                 poll: float = 0.02, after: int = 0):
         self.source, self.destination, self.feed_url = source, destination, feed_url
         self.delay, self.delete_markers, self.poll = delay, delete_markers, poll
         self.pending: deque[dict[str, Any]] = deque()
-        self.seq = 0
+        self.seq = after
         self.lock = threading.Lock()
         self.counts = {"replicated": 0, "delete_markers_replicated": 0, "delete_markers_skipped": 0,
                        "errors": 0}
@@ -323,7 +323,8 @@ def serve_replicator(args: argparse.Namespace) -> int:
     from drillkit.sandbox.router import LoopbackServer, serve_until_signalled
 
     replicator = Replicator(s3_client(args.source_port), s3_client(args.destination_port),
-                            f"http://127.0.0.1:{args.source_port}{FEED}", args.delay, args.delete_markers)
+                            f"http://127.0.0.1:{args.source_port}{FEED}", args.delay, args.delete_markers,
+                            after=args.after)
     server = LoopbackServer(("127.0.0.1", args.port), ReplicatorHandler)
     server.replicator = replicator
     stop = threading.Event()
@@ -332,6 +333,14 @@ def serve_replicator(args: argparse.Namespace) -> int:
         return serve_until_signalled(server, args.ready_file)
     finally:
         stop.set()
+
+
+def replicator_command(source_port: int, destination_port: int, delay: float, delete_markers: bool,
+                       after: int = 0) -> list[str]:
+    """The arguments that start a replicator (the source port is its replication link's)."""
+    return ["replicate", "--source-port", str(source_port), "--destination-port", str(destination_port),
+            "--delay", str(delay), "--delete-markers" if delete_markers else "--no-delete-markers",
+            "--after", str(after)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -346,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--destination-port", type=int, required=True)
     rep.add_argument("--delay", type=float, default=0.0)
     rep.add_argument("--delete-markers", action=argparse.BooleanOptionalAction, default=True)
+    rep.add_argument("--after", type=int, default=0, help="copy only the source's changes after this one")
     rep.add_argument("--ready-file")
     args = parser.parse_args(argv)
     if args.command == "store":

@@ -59,6 +59,8 @@ class SandboxState(BaseModel):
     links: dict[str, LinkState]
     processes: list[ProcessEntry] = []
     object_replicator_port: int | None = None
+    object_source: str = "A"
+    object_destination: str = "B"
 
     @property
     def endpoint(self) -> str:

@@ -26,7 +26,8 @@ from drillkit.sandbox.app import command as app_command
 from drillkit.sandbox.failback import Failback
 from drillkit.sandbox.linkproxy import LinkControl
 from drillkit.sandbox.net import free_port, http_json
-from drillkit.sandbox.object_storage import DESTINATION_REGION, ObjectStorage
+from drillkit.sandbox.object_storage import ObjectStorage
+from drillkit.sandbox.objects import replicator_command
 from drillkit.sandbox.recovery import Recovery
 from drillkit.sandbox.state import (
     LinkState,
@@ -152,12 +153,10 @@ class Sandbox(Recovery, Failback):
                      for name in (REPLICATION_LINK, OBJECT_REPLICATION_LINK) if name in pending}
         replicator_port = None
         if s3_ports:
-            objects = spec.objects
             proc, ready = processes.spawn_service(
                 "drillkit.sandbox.objects",
-                ["replicate", "--source-port", str(link_info[OBJECT_REPLICATION_LINK]["port"]),
-                 "--destination-port", str(s3_ports["B"]), "--delay", str(objects.replication_delay),
-                 "--delete-markers" if objects.delete_marker_replication else "--no-delete-markers"],
+                replicator_command(link_info[OBJECT_REPLICATION_LINK]["port"], s3_ports["B"],
+                                   spec.objects.replication_delay, spec.objects.delete_marker_replication),
                 root, "object-replicator")
             track("object-replicator", proc.pid)
             pending["object-replicator"] = (proc, ready)
@@ -425,7 +424,7 @@ class Sandbox(Recovery, Failback):
         if self.state.object_replicator_port is not None:
             try:
                 status = self.objects.replication_status()
-                samples.append(LagSample(t=now, region=DESTINATION_REGION, replay_lag_s=None, lag_bytes=None,
+                samples.append(LagSample(t=now, region=self.state.object_destination, replay_lag_s=None, lag_bytes=None,
                                          object_backlog=status["backlog"],
                                          object_backlog_age_s=status["oldest_pending_s"] or 0.0))
             except SandboxError:
