@@ -222,7 +222,9 @@ class Drill:
                     provenance["versions"]["postgresql"] = sandbox.state.pg_version
                     rows = sandbox.wait_streaming()
                     self.event("replication.streaming", standbys=rows)
-                    sampler = LagSampler(sandbox, self.out / ev.LAG).start()
+                    # its own handle: sampling re-reads the state file, which must never race
+                    # this thread's registry updates (adopt) on a shared one
+                    sampler = LagSampler(Sandbox.attach(sandbox.state_file), self.out / ev.LAG).start()
                     load = self._start_load(sandbox.endpoint)
                     sandbox.adopt("locust", load.process.pid)
                     canary = self._start_canary(sandbox.endpoint)

@@ -51,7 +51,11 @@ def client_link(region: str) -> str:
 
 
 class Sandbox(Recovery, Failback):
-    """A handle on a running sandbox, from its state file. Implements drillkit.system.System."""
+    """A handle on a running sandbox, from its state file. Implements drillkit.system.System.
+
+    A handle belongs to one thread: its methods re-read and rewrite the state file, so threads
+    (the lag sampler) take their own handle with `attach`.
+    """
 
     kind = "sandbox"
 
