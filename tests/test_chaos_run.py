@@ -6,13 +6,13 @@ import json
 import os
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import ROOT
+from drillkit.sandbox.net import http_json
 
 BIN = Path(sys.executable).parent
 SEED = 30
@@ -35,12 +35,9 @@ def test_every_experiment_has_a_scenario():
 def seed(endpoint: str, objects: bool) -> None:
     """What the drill's load would have written: records (and objects) for the faults to act on."""
     for i in range(SEED):
-        body = json.dumps({"key": f"seed-{i}", "payload": f"payload-{i}"}).encode()
-        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/records", body, method="POST"), timeout=5)
+        assert http_json(f"{endpoint}/records", "POST", {"key": f"seed-{i}", "payload": f"payload-{i}"})[0] == 201
         if objects:
-            body = json.dumps({"payload": f"payload-{i}"}).encode()
-            urllib.request.urlopen(urllib.request.Request(f"{endpoint}/objects/seed-{i}", body, method="PUT"),
-                                   timeout=5)
+            assert http_json(f"{endpoint}/objects/seed-{i}", "PUT", {"payload": f"payload-{i}"})[0] == 201
 
 
 @pytest.mark.parametrize("experiment", sorted(scenario_per_experiment()))

@@ -138,7 +138,7 @@ def test_failback_rebuilds_the_lost_regions_object_store_and_reverses_replicatio
     primary's whole history, and the switchover turns replication back towards the DR region."""
     from drillkit.sandbox import objects as obj
     from drillkit.sandbox.net import http_json
-    from drillkit.scenario import ObjectStore, System
+    from drillkit.scenario import System
 
     def put(key: str) -> str:
         status, body = http_json(f"{box.endpoint}/objects/{key}", "PUT", {"payload": key})

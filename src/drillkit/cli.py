@@ -149,18 +149,19 @@ def measure_cmd(folder: Path) -> None:
     An unsealed folder gets a new summary.json. A sealed one (manifest.json) is evidence and is
     not rewritten: its stored measures are compared with the recomputed ones instead.
     """
+    from drillkit import evidence as ev
     from drillkit.measure import compare_measures, measure, write_summary
 
     try:
         summary = measure(folder)
-        sealed = (folder / "manifest.json").exists()
+        sealed = (folder / ev.MANIFEST).exists()
         if not sealed:
             write_summary(folder, summary)
     except (EvidenceError, InputError) as exc:
         _fail(str(exc), EXIT_INPUT)
     _print_summary(summary, folder)
     if sealed:
-        stored = json.loads((folder / "summary.json").read_text())
+        stored = json.loads((folder / ev.SUMMARY).read_text())
         differences = compare_measures(stored.get("measures", {}), summary["measures"])
         if differences:
             for line in differences:

@@ -43,7 +43,6 @@ from drillkit.sandbox.system import Sandbox, reap_stale
 from drillkit.scenario import LoadedScenario, apply_vars, load_experiment
 
 Progress = Callable[[str], None]
-CHAOS_LOG = "chaostoolkit.log"
 
 
 @dataclass
@@ -252,7 +251,7 @@ class Drill:
             abort_reason = exc.reason
         except Exception as exc:
             abort_reason = f"harness error: {type(exc).__name__}: {exc}"
-            with open(self.out / "harness-error.txt", "w") as fh:
+            with open(self.out / ev.HARNESS_ERROR, "w") as fh:
                 traceback.print_exc(file=fh)
         finally:
             with shielded():
@@ -262,7 +261,7 @@ class Drill:
                 self._teardown(load, canary, sampler, sandbox, rollback=abort_reason is not None)
                 self.event("drill.end")
                 provenance["ended_utc"] = datetime.now(timezone.utc).isoformat()
-                (self.out / "provenance.json").write_text(json.dumps(provenance, indent=2))
+                (self.out / ev.PROVENANCE).write_text(json.dumps(provenance, indent=2))
         with shielded():
             redact_evidence(self.out, self.experiment)
             summary = self._judge()
@@ -310,7 +309,7 @@ class Drill:
         chaos_logger = logging.getLogger("chaostoolkit")
         chaos_logger.setLevel(logging.INFO)
         chaos_logger.propagate = False
-        handler = logging.FileHandler(self.out / CHAOS_LOG)
+        handler = logging.FileHandler(self.out / ev.CHAOS_LOG)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         records: queue.SimpleQueue = queue.SimpleQueue()
         to_queue = logging.handlers.QueueHandler(records)

@@ -25,6 +25,13 @@ SCENARIO = "scenario.yaml"
 REPORT = "report.html"
 JUNIT = "junit.xml"
 MANIFEST = "manifest.json"
+PROVENANCE = "provenance.json"
+CHAOS_LOG = "chaostoolkit.log"
+HARNESS_ERROR = "harness-error.txt"
+
+WRITE_OPS = ("write", "obj_write")
+"""Op classes whose acknowledged keys the audit expects in final_state (objects as `obj/<key>`)."""
+READ_OPS = ("read", "obj_read")
 
 OBJECT_KEY_PREFIX = "obj/"
 """Objects share final_state.jsonl and the write history with database records under this prefix."""

@@ -21,7 +21,6 @@ from drillkit.errors import EvidenceError, InputError
 from drillkit.report import fmt
 
 HISTORY = "history.html"
-PROVENANCE = "provenance.json"
 VERDICT_COLOURS = {"pass": "#1a7f37", "fail": "#c62828", "aborted": "#b26a00", "unknown": "#57606a"}
 SERIES = {"rto": ("RTO", "#2166ac", "o", "-"), "rpo": ("RPO", "#e08214", "s", "--")}
 
@@ -84,7 +83,7 @@ def _read(folder: Path, root: Path) -> Drill:
         scenario = None
     scenario = scenario if isinstance(scenario, dict) else {}
     try:
-        prov = _json(folder / PROVENANCE)
+        prov = _json(folder / ev.PROVENANCE)
     except (OSError, ValueError):
         prov = None
     prov = prov if isinstance(prov, dict) else {}

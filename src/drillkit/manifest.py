@@ -14,7 +14,6 @@ import hashlib
 import hmac
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -177,18 +176,7 @@ def write_manifest(folder: str | os.PathLike[str], key: Any = CONFIGURED) -> Pat
         "files": files,
     }
     manifest["signature"] = _sign(key, manifest) if key else None
-    out = folder / ev.MANIFEST
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{ev.MANIFEST}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(manifest, fh, indent=1, ensure_ascii=False)
-            fh.write("\n")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return ev.write_atomic(folder / ev.MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
 
 
 def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
@@ -220,7 +208,11 @@ def verify_manifest(folder: str | os.PathLike[str], key: Any = CONFIGURED) -> Ve
         manifest = read_manifest(folder)
     except ManifestMismatch as exc:
         return exc.result
-    key = _resolve(key)
+    return _compare(folder, manifest, _resolve(key))
+
+
+def _compare(folder: Path, manifest: dict[str, Any], key: bytes | None) -> VerifyResult:
+    """The folder's files and the manifest's signature against a manifest already read."""
     recorded = {f["path"]: f[HASH] for f in manifest["files"]}
     actual = _evidence_files(folder)
     result = VerifyResult(folder, len(recorded), manifest.get("created_utc"))
@@ -253,7 +245,7 @@ def refresh_manifest(folder: str | os.PathLike[str], change: Callable[[], T],
         raise InputError(f"{ev.MANIFEST} is signed: give its key (--key-file, {KEY_ENV} or "
                          f"{KEY_FILE_ENV}) so the folder can be signed again after re-rendering",
                          file=str(folder))
-    result = verify_manifest(folder, key)
+    result = _compare(folder, manifest, key)
     if not result.ok:
         raise ManifestMismatch(result)
     out = change()

@@ -30,9 +30,11 @@ from .evidence import (
     FINAL_STATE,
     JOURNAL,
     LAG,
+    READ_OPS,
     REQUESTS_DIR,
     SCENARIO,
     SUMMARY,
+    WRITE_OPS,
     read_events,
 )
 
@@ -42,8 +44,6 @@ DEFAULT_STABLE = 2.0
 FIRST_KEYS = 10
 PARALLEL_MIN_BYTES = 16 << 20
 BASE_CLASSES = ("write", "read")
-WRITE_CLASSES = ("write", "obj_write")
-"""Op classes whose acknowledged keys the audit expects in final_state (objects as `obj/<key>`)."""
 
 # target key -> (measure, kind, label); kind says how it is compared and shown
 TARGETS: dict[str, tuple[str, str, str]] = {
@@ -275,8 +275,7 @@ def _op_part(chunk: tuple[Path, int, int | None]) -> dict[str, Any]:
     part = _columns(chunk[0], OP_FIELDS, chunk[1], chunk[2])
     part["op"], classes = pd.factorize(part["op"])
     part["classes"] = [str(c) for c in classes]
-    writes = [part["classes"].index(c) for c in WRITE_CLASSES if c in part["classes"]]
-    other = ~np.isin(part["op"], writes)
+    other = ~_is_op(part, *WRITE_OPS)
     part["key"][other] = None
     part["checksum"][other] = None
     return part
@@ -318,12 +317,9 @@ def _parallel_parts(files: list[Path]) -> list[dict[str, Any]] | None:
         return None
 
 
-def _is_op(ops: dict[str, Any], cls: str) -> np.ndarray:
-    return ops["op"] == ops["classes"].index(cls) if cls in ops["classes"] else np.zeros(len(ops["op"]), bool)
-
-
-def _is_write(ops: dict[str, Any]) -> np.ndarray:
-    return np.isin(ops["op"], [ops["classes"].index(c) for c in WRITE_CLASSES if c in ops["classes"]])
+def _is_op(ops: dict[str, Any], *classes: str) -> np.ndarray:
+    codes = [ops["classes"].index(c) for c in classes if c in ops["classes"]]
+    return ops["op"] == codes[0] if len(codes) == 1 else np.isin(ops["op"], codes)
 
 
 def _read_final_state(folder: Path, required: bool) -> dict[str, np.ndarray] | None:
@@ -407,39 +403,13 @@ def _r(x: Any) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 6)
 
 
-def _rto_class(t0: np.ndarray, t1: np.ndarray, ok: np.ndarray, t_fault: float | None, stable: float) -> dict:
-    """Recovery of one op class: the first success after the last failure of the outage."""
-    fail = ~ok & (t1 > t_fault) if t_fault is not None else np.zeros(len(ok), bool)
-    out = {"rto_s": 0.0, "resolution_s": None, "t_recovered": None, "t_first_failure": None,
-           "t_last_failure": None, "failures": int(fail.sum()), "recovered": True}
-    if not out["failures"]:
-        return out
-    ft0 = np.sort(t0[fail])
-    out["t_first_failure"] = _r(t1[fail].min())
-    nxt = np.searchsorted(ft0, ft0, side="right")
-    quiet = (nxt == len(ft0)) | (ft0[np.minimum(nxt, len(ft0) - 1)] > ft0 + stable)
-    f_star = ft0[int(np.argmax(quiet))]
-    out["t_last_failure"] = _r(f_star)
-    after = ok & (t0 > f_star)
-    if not after.any() or not (t0 >= f_star + stable).any():
-        out.update(rto_s=None, recovered=False)
-        return out
-    r_t1 = t1[after].min()
-    before = t1[t1 < r_t1]
-    out.update(
-        rto_s=_r(max(0.0, r_t1 - t_fault)),
-        t_recovered=_r(r_t1),
-        resolution_s=_r(r_t1 - before.max()) if before.size else None,
-    )
-    return out
-
-
-def _outages_class(t0: np.ndarray, t1: np.ndarray, ok: np.ndarray, t_fault: float | None, stable: float,
-                   cls: str) -> list[dict]:
-    """Every failure burst of one op class after the fault, not only the first one that RTO times:
-    a failback's switchover, a flapping recovery. Bursts are failures whose starts lie within
-    `stable` of each other; one lasts from its first failure's end to the end of the first
-    success that started after its last failure."""
+def _failure_bursts(t0: np.ndarray, t1: np.ndarray, ok: np.ndarray, t_fault: float | None,
+                    stable: float) -> list[dict]:
+    """Every failure burst of one op class after the fault, in order: the first is the outage RTO
+    times; later ones are a failback's switchover or a flapping recovery. A burst is failures whose
+    starts lie within `stable` of each other. It starts at the end of its first failure and ends at
+    the end of the first success that started after its last failure, provided some op started
+    `stable` after that failure (else the load ended inside it: no end)."""
     fail = ~ok & (t1 > t_fault) if t_fault is not None else np.zeros(len(ok), bool)
     if not fail.any():
         return []
@@ -447,16 +417,38 @@ def _outages_class(t0: np.ndarray, t1: np.ndarray, ok: np.ndarray, t_fault: floa
     ft0, ft1 = t0[fail][order], t1[fail][order]
     cuts = np.flatnonzero(np.diff(ft0) > stable) + 1
     good = np.argsort(t0[ok], kind="stable")
-    gt0, gt1 = t0[ok][good], t1[ok][good]
-    first_end_after = np.minimum.accumulate(gt1[::-1])[::-1] if gt1.size else gt1
-    out = []
+    gt0 = t0[ok][good]
+    first_end_after = np.minimum.accumulate(t1[ok][good][::-1])[::-1]
+    latest_start = t0.max()
+    bursts = []
     for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, ft0.size]):
-        start = float(ft1[lo:hi].min())
-        i = int(np.searchsorted(gt0, ft0[hi - 1], side="right"))
-        end = float(first_end_after[i]) if i < gt0.size and (gt0 >= ft0[hi - 1] + stable).any() else None
-        out.append({"op": cls, "start": _r(start), "end": None if end is None else _r(end),
-                    "duration_s": None if end is None else _r(max(0.0, end - start)),
-                    "failures": int(hi - lo)})
+        last = float(ft0[hi - 1])
+        i = int(np.searchsorted(gt0, last, side="right"))
+        end = float(first_end_after[i]) if i < gt0.size and latest_start >= last + stable else None
+        bursts.append({"start": float(ft1[lo:hi].min()), "last_failure": last, "end": end,
+                       "failures": int(hi - lo)})
+    return bursts
+
+
+def _rto_class(t1: np.ndarray, ok: np.ndarray, t_fault: float | None, bursts: list[dict]) -> dict:
+    """Recovery of one op class: the end of its first failure burst."""
+    out = {"rto_s": 0.0, "resolution_s": None, "t_recovered": None, "t_first_failure": None,
+           "t_last_failure": None, "failures": sum(b["failures"] for b in bursts), "recovered": True}
+    if not bursts:
+        return out
+    out["t_first_failure"] = _r(t1[~ok & (t1 > t_fault)].min())
+    first = bursts[0]
+    out["t_last_failure"] = _r(first["last_failure"])
+    if first["end"] is None:
+        out.update(rto_s=None, recovered=False)
+        return out
+    r_t1 = first["end"]
+    before = t1[t1 < r_t1]
+    out.update(
+        rto_s=_r(max(0.0, r_t1 - t_fault)),
+        t_recovered=_r(r_t1),
+        resolution_s=_r(r_t1 - before.max()) if before.size else None,
+    )
     return out
 
 
@@ -467,8 +459,11 @@ def _rto(ops: dict[str, Any], t_fault: float | None, stable: float) -> dict[str,
     outages = []
     for cls in classes:
         sel = _is_op(ops, cls)
-        by_op[cls] = _rto_class(t0[sel], t1[sel], ok[sel], t_fault, stable)
-        outages += _outages_class(t0[sel], t1[sel], ok[sel], t_fault, stable, cls)
+        bursts = _failure_bursts(t0[sel], t1[sel], ok[sel], t_fault, stable)
+        by_op[cls] = _rto_class(t1[sel], ok[sel], t_fault, bursts)
+        outages += [{"op": cls, "start": _r(b["start"]), "end": None if b["end"] is None else _r(b["end"]),
+                     "duration_s": None if b["end"] is None else _r(max(0.0, b["end"] - b["start"])),
+                     "failures": b["failures"]} for b in bursts]
     worst = None if any(v["rto_s"] is None for v in by_op.values()) else max(by_op, key=lambda c: by_op[c]["rto_s"])
     return {
         "rto_s": None if worst is None else by_op[worst]["rto_s"],
@@ -490,7 +485,7 @@ def _audit(ops: dict[str, Any], final: dict[str, np.ndarray] | None, t_fault: fl
         m.update({f"{n}_keys_first": [] for n in names})
         return m, {f"{n}_keys": None for n in names}
 
-    w = _is_write(ops)
+    w = _is_op(ops, *WRITE_OPS)
     nw = int(w.sum())
     keys, key_names = pd.factorize(np.concatenate([ops["key"][w], final["key"]]))
     wk, fk = keys[:nw], keys[nw:]
@@ -555,7 +550,7 @@ def _audit(ops: dict[str, Any], final: dict[str, np.ndarray] | None, t_fault: fl
 
 def _counts(ops: dict[str, Any]) -> dict[str, int]:
     ok = ops["ok"]
-    is_w, is_r = _is_write(ops), _is_op(ops, "read") | _is_op(ops, "obj_read")
+    is_w, is_r = _is_op(ops, *WRITE_OPS), _is_op(ops, *READ_OPS)
     return {
         "writes_acked": int((is_w & ok).sum()),
         "writes_failed": int((is_w & ~ok).sum()),

@@ -8,15 +8,12 @@ means a missing binary is reported before the evidence folder exists.
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 import warnings
 from pathlib import Path
 
 from drillkit.errors import EnvironmentProblem, InputError
 from drillkit.scenario import Scenario
-
-NEEDED_PG_TOOLS = ("postgres", "initdb", "pg_basebackup", "pg_ctl")
 
 
 def check_environment(scenario: Scenario, out: str | os.PathLike[str] | None = None) -> None:
@@ -40,7 +37,7 @@ def _check_postgres() -> None:
     except EnvironmentProblem:
         if configured:
             raise EnvironmentProblem(f"no usable PostgreSQL binaries in {configured} "
-                                     f"(needs {', '.join(NEEDED_PG_TOOLS)})", file="DRILLKIT_PG_BIN") from None
+                                     f"(needs {', '.join(pg.NEEDED_TOOLS)})", file="DRILLKIT_PG_BIN") from None
         raise EnvironmentProblem("no PostgreSQL binaries found (pg_ctl on PATH, /usr/lib/postgresql/*/bin, "
                                  "the pgserver wheel); set DRILLKIT_PG_BIN to a bin folder",
                                  file="PostgreSQL") from None
@@ -54,9 +51,10 @@ def _check_postgres() -> None:
 
 
 def _check_loopback_port() -> None:
+    from drillkit.sandbox.net import free_port
+
     try:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
+        free_port()
     except OSError as exc:
         raise EnvironmentProblem(f"cannot bind a free port on 127.0.0.1: {exc.strerror or exc}",
                                  file="network") from None

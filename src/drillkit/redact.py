@@ -19,6 +19,8 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from drillkit import evidence as ev
+
 REDACTED = "***"
 
 MIN_SECRET_LEN = 6
@@ -33,11 +35,10 @@ SECRET_KEY = re.compile(
     r"(^|_)(passwords?|passwd|passphrase|secrets?|tokens?|api_?keys?|access_?keys?(_id)?|secret_?keys?"
     r"|private_?keys?|credentials?|authorization)($|_)")
 
-REDACTED_FILES = ("journal.json", "scenario.yaml", "provenance.json", "events.jsonl", "chaostoolkit.log",
-                  "harness-error.txt")
+REDACTED_FILES = (ev.JOURNAL, ev.SCENARIO, ev.PROVENANCE, ev.EVENTS, ev.CHAOS_LOG, ev.HARNESS_ERROR)
 """The files a drill writes before it is measured; *.log and *.txt anywhere in the folder too."""
 
-UNTOUCHED = ("requests", "final_state.jsonl", "lag.csv")
+UNTOUCHED = (ev.REQUESTS_DIR, ev.FINAL_STATE, ev.LAG)
 
 
 def is_secret_key(name: Any) -> bool:
@@ -183,12 +184,10 @@ class Redactor:
         return found
 
 
-def _original_experiment(folder: Path) -> dict[str, Any] | None:
+def _original_experiment(scenario: Any) -> dict[str, Any] | None:
     """The experiment file as written, before --var replaced a key marked secret by a literal."""
     try:
-        scenario = yaml.safe_load((folder / "scenario.yaml").read_text(encoding="utf-8"))
-        path = Path(scenario["experiment"])
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(Path(scenario["experiment"]).read_text(encoding="utf-8"))
     except Exception:  # scenario.yaml or the experiment may be gone; the passed experiment still counts
         return None
 
@@ -201,6 +200,7 @@ def _targets(folder: Path) -> list[Path]:
 
 
 def _load_structured(path: Path) -> tuple[str, Any] | None:
+    """The text of a JSON or YAML file and its data; None when it does not parse."""
     text = path.read_text(encoding="utf-8", errors="surrogateescape")
     try:
         if path.suffix == ".json":
@@ -212,22 +212,20 @@ def _load_structured(path: Path) -> tuple[str, Any] | None:
     return None
 
 
-def _rewrite(path: Path, redactor: Redactor) -> bool:
-    raw = path.read_bytes()
-    text = raw.decode("utf-8", errors="surrogateescape")
-    if path.suffix == ".json" or path.suffix in (".yaml", ".yml"):
-        loaded = _load_structured(path)
-        if loaded is not None:
-            _, data = loaded
-            clean = redactor.data(data)
-            if clean == data:
-                return False
-            if path.suffix == ".json":
-                new = json.dumps(clean, indent=2, default=str) + ("\n" if text.endswith("\n") else "")
-            else:
-                new = yaml.safe_dump(clean, sort_keys=False, allow_unicode=True)
-            path.write_text(new, encoding="utf-8")
-            return True
+def _rewrite(path: Path, redactor: Redactor, loaded: tuple[str, Any] | None) -> bool:
+    """`loaded` is the file's text and data when it is structured and parsed (read once, by the caller)."""
+    if loaded is not None:
+        text, data = loaded
+        clean = redactor.data(data)
+        if clean == data:
+            return False
+        if path.suffix == ".json":
+            new = json.dumps(clean, indent=2, default=str) + ("\n" if text.endswith("\n") else "")
+        else:
+            new = yaml.safe_dump(clean, sort_keys=False, allow_unicode=True)
+        path.write_text(new, encoding="utf-8")
+        return True
+    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
     if path.suffix == ".jsonl":
         lines = text.splitlines(keepends=True)
         out = []
@@ -260,21 +258,18 @@ def redact_evidence(folder: str | os.PathLike[str], experiment: Mapping[str, Any
     summary.json and report.html are made from redacted inputs.
     """
     folder = Path(folder)
-    experiments = [experiment, _original_experiment(folder)]
-    variables = None
-    scenario = folder / "scenario.yaml"
-    if scenario.is_file():
-        try:
-            variables = (yaml.safe_load(scenario.read_text(encoding="utf-8")) or {}).get("vars")
-        except (yaml.YAMLError, AttributeError, UnicodeDecodeError):
-            variables = None
+    try:
+        scenario = yaml.safe_load((folder / ev.SCENARIO).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        scenario = None
+    experiments = [experiment, _original_experiment(scenario)]
+    variables = scenario.get("vars") if isinstance(scenario, dict) else None
     keys = set().union(*(secret_keys(e) for e in experiments if isinstance(e, Mapping)))
     redactor = Redactor(secret_values(experiments, environ, variables if isinstance(variables, dict) else None),
                         keys, environ)
     targets = _targets(folder)
-    for path in targets:
-        if path.suffix in (".json", ".yaml", ".yml"):
-            loaded = _load_structured(path)
-            if loaded is not None:
-                redactor.learn(redactor.harvest(loaded[1]))
-    return [str(p.relative_to(folder)) for p in targets if _rewrite(p, redactor)]
+    loaded = {p: _load_structured(p) for p in targets if p.suffix in (".json", ".yaml", ".yml")}
+    for item in loaded.values():
+        if item is not None:
+            redactor.learn(redactor.harvest(item[1]))
+    return [str(p.relative_to(folder)) for p in targets if _rewrite(p, redactor, loaded.get(p))]

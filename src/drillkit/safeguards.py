@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from drillkit.evidence import EVENTS, REQUESTS_DIR, append_event
+from drillkit.evidence import EVENTS, READ_OPS, REQUESTS_DIR, append_event
 
 SLICE = 0.5
 
@@ -57,16 +57,25 @@ class _Tail:
 
 @dataclass
 class _Slices:
+    """Ops per time slice; running totals kept beside them, since the progress display reads
+    them from another thread while this one adds slices."""
+
     ok: dict[int, int] = field(default_factory=dict)
     failed: dict[int, int] = field(default_factory=dict)
+    n_ok: int = 0
+    n_failed: int = 0
 
     def add(self, t1: float, ok: bool) -> None:
         bucket = self.ok if ok else self.failed
         key = int(t1 // SLICE)
         bucket[key] = bucket.get(key, 0) + 1
+        if ok:
+            self.n_ok += 1
+        else:
+            self.n_failed += 1
 
     def totals(self) -> tuple[int, int]:
-        return sum(self.ok.values()), sum(self.failed.values())
+        return self.n_ok, self.n_failed
 
     def rate(self, key: int) -> float | None:
         ok, failed = self.ok.get(key, 0), self.failed.get(key, 0)
@@ -132,7 +141,7 @@ class SafeguardMonitor:
             tail = self._tails.setdefault(path, _Tail(path))
             for op in tail.new_lines():
                 self._slices.add(float(op["t1"]), bool(op["ok"]))
-                if op.get("op") in ("read", "obj_read") and op.get("found") is False:
+                if op.get("op") in READ_OPS and op.get("found") is False:
                     self.lost_keys.add(op["key"])
 
     def _error_rate_tripped(self, now: float) -> str | None:

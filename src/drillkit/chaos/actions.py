@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -207,12 +206,8 @@ def detect_corruption(timeout: float = 30, configuration: Configuration = None) 
 
 
 def _last_fault_time(system, fault: str) -> float:
-    for line in reversed(system.events_file.read_text().splitlines()):
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if event.get("kind") == "fault.injected" and event.get("fault") == fault:
+    for event in reversed(read_events(system.events_file.parent)):
+        if event["kind"] == "fault.injected" and event.get("fault") == fault:
             return float(event["t"])
     raise ActivityFailed(f"no {fault} fault recorded: nothing to restore before")
 

@@ -3,12 +3,8 @@ switch the primary back. Each step records its event as it happens, so its durat
 
 from __future__ import annotations
 
-from typing import Any
-
 from drillkit.chaos import system_from
-from drillkit.chaos.actions import _guard
-
-Configuration = dict[str, Any] | None
+from drillkit.chaos.actions import Configuration, _guard
 
 
 def rebuild_as_standby(region: str, timeout: float = 60, configuration: Configuration = None) -> dict:

@@ -15,8 +15,6 @@ from drillkit import evidence as ev
 from drillkit.errors import EvidenceError
 from drillkit.report.ops import History, read_history
 
-PROVENANCE = "provenance.json"
-
 
 @dataclass
 class Evidence:
@@ -56,7 +54,7 @@ def load(folder: str | Path) -> Evidence:
     )
     e.events = _events(folder / ev.EVENTS, e)
     e.journal = _json(folder / ev.JOURNAL, e, "Chaos Toolkit activities")
-    e.provenance = _json(folder / PROVENANCE, e, "operator, host or versions")
+    e.provenance = _json(folder / ev.PROVENANCE, e, "operator, host or versions")
     e.scenario = _scenario(folder / ev.SCENARIO, e)
     e.lag = _lag(folder / ev.LAG, e)
     files = sorted((folder / ev.REQUESTS_DIR).glob("*.jsonl"))

@@ -21,7 +21,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from drillkit.sandbox import objects
 from drillkit.sandbox import postgres as pg
-from drillkit.sandbox.router import LoopbackServer, serve_until_signalled
+from drillkit.sandbox.net import LoopbackServer, serve_until_signalled
 
 UPSERT = """
 INSERT INTO records (key, payload, checksum, region) VALUES (%s, %s, %s, %s)

@@ -12,6 +12,7 @@ from drillkit.errors import FaultError, SandboxError
 from drillkit.sandbox import postgres as pg
 from drillkit.sandbox import processes
 from drillkit.sandbox.app import command as app_command
+from drillkit.sandbox.linkproxy import command as link_command
 from drillkit.sandbox.net import free_port, http_json
 from drillkit.sandbox.objects import replicator_command
 from drillkit.sandbox.state import LinkState
@@ -109,9 +110,7 @@ class Failback:
         else:
             root = Path(self.state.root)
             proc, ready = processes.spawn_service(
-                "drillkit.sandbox.linkproxy",
-                ["--name", name, "--listen-port", "0", "--upstream", upstream, "--events", self.state.events_file],
-                root, name)
+                "drillkit.sandbox.linkproxy", link_command(name, port, self.state.events_file), root, name)
             self.adopt(name, proc.pid)
             info = processes.wait_ready(proc, ready, name)
             self.state.links[name] = LinkState(name=name, port=info["port"], control_port=info["control_port"],

@@ -371,6 +371,11 @@ async def serve(args: argparse.Namespace) -> None:
         pipe.kill()
 
 
+def command(name: str, upstream_port: int, events: str | os.PathLike[str]) -> list[str]:
+    """The arguments that start link `name` to 127.0.0.1:`upstream_port` on a port of its choosing."""
+    return ["--name", name, "--listen-port", "0", "--upstream", f"127.0.0.1:{upstream_port}", "--events", str(events)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m drillkit.sandbox.linkproxy", description=__doc__.splitlines()[0])
     parser.add_argument("--name", required=True)

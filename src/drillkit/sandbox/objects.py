@@ -21,7 +21,9 @@ import json
 import logging
 import threading
 import time
+import urllib.request
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable, Iterator
 from urllib.parse import parse_qs, unquote
@@ -150,7 +152,7 @@ def serve_store(port: int, ready_file: str | None) -> int:
     )
     from werkzeug.serving import make_server
 
-    from drillkit.sandbox.router import serve_until_signalled
+    from drillkit.sandbox.net import serve_until_signalled
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     app = feed_app(DomainDispatcherApplication(create_backend_app), ChangeFeed())
@@ -161,7 +163,7 @@ def serve_store(port: int, ready_file: str | None) -> int:
 
 def _create_bucket(server, ready_file: str | None) -> None:
     """The store is ready once its versioned bucket exists: only then is the ready file written."""
-    from drillkit.sandbox.router import write_ready_file
+    from drillkit.sandbox.net import write_ready_file
 
     client = s3_client(server.server_address[1])
     client.create_bucket(Bucket=BUCKET)
@@ -213,8 +215,6 @@ class Replicator:
         return self.status()
 
     def follow(self, stop: threading.Event) -> None:
-        import urllib.request
-
         while not stop.is_set():
             try:
                 with urllib.request.urlopen(f"{self.feed_url}?after={self.seq}", timeout=2.0) as resp:
@@ -228,8 +228,6 @@ class Replicator:
             stop.wait(self.poll)
 
     def run(self, stop: threading.Event) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
         threading.Thread(target=self.follow, args=(stop,), daemon=True).start()
         with ThreadPoolExecutor(self.workers) as pool:
             while not stop.is_set():
@@ -320,7 +318,7 @@ class ReplicatorHandler(BaseHTTPRequestHandler):
 
 
 def serve_replicator(args: argparse.Namespace) -> int:
-    from drillkit.sandbox.router import LoopbackServer, serve_until_signalled
+    from drillkit.sandbox.net import LoopbackServer, serve_until_signalled
 
     replicator = Replicator(s3_client(args.source_port), s3_client(args.destination_port),
                             f"http://127.0.0.1:{args.source_port}{FEED}", args.delay, args.delete_markers,

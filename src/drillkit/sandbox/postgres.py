@@ -74,12 +74,14 @@ def _candidate_bindirs() -> list[Path]:
     return found
 
 
+NEEDED_TOOLS = ("postgres", "initdb", "pg_basebackup", "pg_ctl")
+
+
 def find_binaries() -> PgBinaries:
     """The PostgreSQL binaries, in DESIGN.md's order of preference."""
     candidates = _candidate_bindirs()
     for bindir in candidates:
-        needed = ("postgres", "initdb", "pg_basebackup", "pg_ctl")
-        if all((bindir / n).is_file() and os.access(bindir / n, os.X_OK) for n in needed):
+        if all((bindir / n).is_file() and os.access(bindir / n, os.X_OK) for n in NEEDED_TOOLS):
             return PgBinaries(bindir, _version_of(bindir))
     where = ", ".join(str(c) for c in candidates) or "nowhere"
     hint = "set DRILLKIT_PG_BIN" if os.environ.get("DRILLKIT_PG_BIN") is None else "DRILLKIT_PG_BIN"

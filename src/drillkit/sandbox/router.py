@@ -14,17 +14,15 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import random
 import select
-import signal
-import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, NamedTuple
 
 from drillkit.evidence import append_event
+from drillkit.sandbox.net import LoopbackServer, serve_until_signalled
 
 POLICIES = ("dns", "origin-group", "manual")
 CONTROL = "/_drillkit/router"
@@ -359,45 +357,11 @@ class RouterHandler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _handle
 
 
-class LoopbackServer(ThreadingHTTPServer):
-    """Threaded HTTP/1.1 server on 127.0.0.1 with a backlog sized for a load test."""
-
-    daemon_threads = True
-    request_queue_size = 256
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that resets mid-response is a drill fault at work, not a bug worth a traceback."""
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
 class RouterServer(LoopbackServer):
     def __init__(self, port: int, routing: Routing, regions: dict[str, tuple[str, int]],
                  upstream_timeout: float):
         self.routing, self.regions, self.upstream_timeout = routing, regions, upstream_timeout
         super().__init__(("127.0.0.1", port), RouterHandler)
-
-
-def write_ready_file(path: str, port: int) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump({"port": port, "pid": os.getpid()}, fh)
-    os.replace(tmp, path)
-
-
-def serve_until_signalled(server: ThreadingHTTPServer, ready_file: str | None) -> int:
-    """Serve on a thread so SIGTERM/SIGINT can stop the loop from the main thread at once."""
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    if ready_file:
-        write_ready_file(ready_file, server.server_address[1])
-    while not stop.wait(1.0):
-        pass
-    server.shutdown()
-    server.server_close()
-    return 0
 
 
 def _region(spec: str) -> tuple[str, tuple[str, int]]:

@@ -25,6 +25,7 @@ from drillkit.sandbox import processes
 from drillkit.sandbox.app import command as app_command
 from drillkit.sandbox.failback import Failback
 from drillkit.sandbox.linkproxy import LinkControl
+from drillkit.sandbox.linkproxy import command as link_command
 from drillkit.sandbox.net import free_port, http_json
 from drillkit.sandbox.object_storage import ObjectStorage
 from drillkit.sandbox.objects import replicator_command
@@ -140,17 +141,15 @@ class Sandbox(Recovery, Failback):
         s3_ports = {r: processes.wait_ready(*stores[r], f"s3-{r}")["port"] for r in stores}
         pending = {
             REPLICATION_LINK: processes.spawn_service(
-                "drillkit.sandbox.linkproxy",
-                ["--name", REPLICATION_LINK, "--listen-port", "0", "--upstream", f"127.0.0.1:{primary.port}",
-                 "--events", str(events)], root, REPLICATION_LINK),
+                "drillkit.sandbox.linkproxy", link_command(REPLICATION_LINK, primary.port, events), root,
+                REPLICATION_LINK),
             "app-A": processes.spawn_service(
                 "drillkit.sandbox.app", app_command("A", app_ports["A"], primary.port, s3_ports), root, "app-A"),
         }
         if s3_ports:
             pending[OBJECT_REPLICATION_LINK] = processes.spawn_service(
-                "drillkit.sandbox.linkproxy",
-                ["--name", OBJECT_REPLICATION_LINK, "--listen-port", "0", "--upstream", f"127.0.0.1:{s3_ports['A']}",
-                 "--events", str(events)], root, OBJECT_REPLICATION_LINK)
+                "drillkit.sandbox.linkproxy", link_command(OBJECT_REPLICATION_LINK, s3_ports["A"], events), root,
+                OBJECT_REPLICATION_LINK)
         for name, (proc, _) in pending.items():
             track(name, proc.pid, "A" if name == "app-A" else None)
         link_info = {name: processes.wait_ready(*pending[name], name)
@@ -176,9 +175,7 @@ class Sandbox(Recovery, Failback):
         for region in REGIONS:
             name = client_link(region)
             proc, ready = processes.spawn_service(
-                "drillkit.sandbox.linkproxy",
-                ["--name", name, "--listen-port", "0", "--upstream", f"127.0.0.1:{app_ports[region]}",
-                 "--events", str(events)], root, name)
+                "drillkit.sandbox.linkproxy", link_command(name, app_ports[region], events), root, name)
             track(name, proc.pid)
             pending[name] = (proc, ready)
         for name in ("app-A", "app-B", client_link("A"), client_link("B"), "object-replicator"):
