@@ -30,11 +30,10 @@ def cluster():
     root.chmod(0o755)
     servers: list[pg.PgServer] = []
     try:
-        primary = pg.init_primary(bins, run_as, root / "pg-A", free_port(), root / "archive", root / "A.log")
+        primary = pg.init_primary(bins, run_as, root / "pg-A", root / "archive", root / "A.log")
         servers.append(pg.start(bins, run_as, primary, root / "A.log"))
         pg.create_schema(primary.port)
-        standby = pg.init_standby(bins, run_as, root / "pg-B", free_port(), primary.port, root / "archive",
-                                  root / "B.log")
+        standby = pg.init_standby(bins, run_as, root / "pg-B", primary.port, root / "archive", root / "B.log")
         servers.append(pg.start(bins, run_as, standby, root / "B.log"))
         yield {"A": primary, "B": standby, "restart": lambda s: pg.start(bins, run_as, s, root / f"{s.name}.log")}
     finally:
@@ -45,18 +44,10 @@ def cluster():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_app(region: str, db_port: int, ready: Path) -> tuple[subprocess.Popen, int]:
     proc = subprocess.Popen([sys.executable, "-m", "drillkit.sandbox.app", "--region", region, "--port", "0",
                              "--dsn", pg.dsn(db_port), "--ready-file", str(ready)])
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while not ready.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()

@@ -167,8 +167,9 @@ class Drill:
         self.variables = variables or {}
         self.progress = progress or (lambda _msg: None)
         self.experiment = apply_vars(load_experiment(loaded.experiment_path), self.variables, str(loaded.path))
-        check_environment(self.scenario, out)
-        self.out = out
+        # absolute: the sandbox's services and Locust run in other working directories
+        self.out = Path(out).absolute()
+        check_environment(self.scenario, self.out)
         self.events = out / ev.EVENTS
         self.stages: dict[str, float] = {}
         self.monitor: SafeguardMonitor | None = None

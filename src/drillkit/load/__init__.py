@@ -24,12 +24,12 @@ class LoadRun:
 
     def __init__(self, locustfile: Path, host: str, users: int, spawn_rate: float, run_time: float,
                  evidence: Path, request_timeout: float):
-        self.locustfile = locustfile
+        self.locustfile = Path(locustfile).absolute()
         self.host = host
         self.users = users
         self.spawn_rate = spawn_rate
         self.run_time = run_time
-        self.evidence = evidence
+        self.evidence = Path(evidence).absolute()  # Locust runs in the locustfile's folder
         self.request_timeout = request_timeout
         self.process: subprocess.Popen | None = None
         self.log = evidence / "locust.log"

@@ -21,7 +21,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from drillkit.sandbox import objects
 from drillkit.sandbox import postgres as pg
-from drillkit.sandbox.net import LoopbackServer, serve_until_signalled
+from drillkit.sandbox.net import LoopbackServer, add_service_arguments, serve_until_signalled, start_service
 
 UPSERT = """
 INSERT INTO records (key, payload, checksum, region) VALUES (%s, %s, %s, %s)
@@ -180,10 +180,11 @@ class AppServer(LoopbackServer):
         super().__init__(("127.0.0.1", port), AppHandler)
 
 
-def command(region: str, port: int, db_port: int, s3_ports: dict[str, int]) -> list[str]:
-    """The arguments that start a region's app over its database (and its store, when it has one)."""
-    args = ["--region", region, "--port", str(port), "--dsn", pg.dsn(db_port)]
-    return args + (["--s3-port", str(s3_ports[region])] if region in s3_ports else [])
+def command(region: str, db_port: int, s3_ports: dict[str, int] | None = None) -> list[str]:
+    """The arguments that start a region's app over its database (and its store, when it has one),
+    on a port it binds itself and reports in its ready file."""
+    args = ["--region", region, "--port", "0", "--dsn", pg.dsn(db_port)]
+    return args + (["--s3-port", str(s3_ports[region])] if s3_ports and region in s3_ports else [])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,8 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--dsn", required=True, help="libpq connection string of this region's database")
     parser.add_argument("--s3-port", type=int, help="this region's object store (S3 API)")
-    parser.add_argument("--ready-file")
+    add_service_arguments(parser)
     args = parser.parse_args(argv)
+    start_service(f"app-{args.region}", args, parser)
     return serve_until_signalled(AppServer(args.port, args.region, args.dsn, args.s3_port), args.ready_file)
 
 

@@ -13,7 +13,7 @@ from drillkit.sandbox import postgres as pg
 from drillkit.sandbox import processes
 from drillkit.sandbox.app import command as app_command
 from drillkit.sandbox.linkproxy import command as link_command
-from drillkit.sandbox.net import free_port, http_json
+from drillkit.sandbox.net import http_json
 from drillkit.sandbox.objects import replicator_command
 from drillkit.sandbox.state import LinkState
 
@@ -50,20 +50,19 @@ class Failback:
             n += 1
         datadir = root / f"pg-{region}-rebuilt-{n}"
         log = Path(f"{datadir}.log")
-        server = pg.init_standby(bins, run_as, datadir, free_port(), link.port, Path(self.state.archive_dir), log)
+        server = pg.init_standby(bins, run_as, datadir, link.port, Path(self.state.archive_dir), log)
         pg._write_conf(datadir, {"archive_mode": "on"})  # archives again once the switchover promotes it
         pg.start(bins, run_as, server, log, timeout=timeout,
                  on_spawn=lambda pid: self.adopt(f"postgres-{region}", pid, region))
 
-        app_port = free_port()
         stores = {}
         if target.s3_port is not None:
             stores[region] = target.s3_port = self._start_object_store(region)
             self._replicate_objects(source.name, region, after=0)
         proc, ready = processes.spawn_service(
-            "drillkit.sandbox.app", app_command(region, app_port, server.port, stores), root, f"app-{region}")
+            "drillkit.sandbox.app", app_command(region, server.port, stores), root, f"app-{region}")
         self.adopt(f"app-{region}", proc.pid, region)
-        processes.wait_ready(proc, ready, f"app-{region}")
+        app_port = processes.wait_ready(proc, ready, f"app-{region}")["port"]
         self.link(target.link).retarget("127.0.0.1", app_port)
         self.state.links[target.link].upstream = f"127.0.0.1:{app_port}"
         target.db_port, target.app_port, target.datadir, target.role = server.port, app_port, str(datadir), "standby"
@@ -223,8 +222,10 @@ class Failback:
 
         link = self._replication_link(to, old.name)
         pg.make_standby(run_as, Path(old.datadir), link.port)
-        pg.start(bins, run_as, pg.PgServer(f"standby-{old.name}", Path(old.datadir), old.db_port), old_log,
-                 timeout=timeout, on_spawn=lambda pid: self.adopt(f"postgres-{old.name}", pid, old.name))
+        restarted = pg.start(bins, run_as, pg.PgServer(f"standby-{old.name}", Path(old.datadir), old.db_port),
+                             old_log, timeout=timeout,
+                             on_spawn=lambda pid: self.adopt(f"postgres-{old.name}", pid, old.name))
+        old.db_port = restarted.port
         self.state.save()
         self.wait_streaming(timeout)
         if self.state.replication_mode == "sync":

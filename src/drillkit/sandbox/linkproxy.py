@@ -23,7 +23,7 @@ import urllib.request
 from typing import Any
 
 from drillkit.errors import FaultError
-from drillkit.evidence import append_event
+from drillkit.sandbox.net import add_service_arguments, record_event, start_service, write_ready_file
 
 FAULT_PARAMS: dict[str, dict[str, bool]] = {
     "latency": {"ms": True, "jitter_ms": False},
@@ -270,7 +270,7 @@ class Link:
 
     def _event(self, kind: str, **fields: Any) -> None:
         if self.events:
-            append_event(self.events, kind, link=self.name, **fields)
+            record_event(self.events, kind, link=self.name, **fields)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -334,14 +334,6 @@ class Link:
             writer.close()
 
 
-def write_ready(path: str, info: dict[str, Any]) -> None:
-    """Atomic, so the parent never reads half a file."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(info, fh)
-    os.replace(tmp, path)
-
-
 def parse_hostport(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit():
@@ -357,13 +349,8 @@ async def serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     data_server = await asyncio.start_server(link.accept, "127.0.0.1", args.listen_port)
     control_server = await asyncio.start_server(link.control, "127.0.0.1", 0)
-    write_ready(args.ready_file, {
-        "name": args.name,
-        "port": data_server.sockets[0].getsockname()[1],
-        "control_port": control_server.sockets[0].getsockname()[1],
-        "pid": os.getpid(),
-        "upstream": "%s:%d" % args.upstream,
-    })
+    write_ready_file(args.ready_file, data_server.sockets[0].getsockname()[1], name=args.name,
+                     control_port=control_server.sockets[0].getsockname()[1], upstream="%s:%d" % args.upstream)
     await stop.wait()
     data_server.close()
     control_server.close()
@@ -381,9 +368,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", required=True)
     parser.add_argument("--listen-port", type=int, default=0)
     parser.add_argument("--upstream", type=parse_hostport, required=True)
-    parser.add_argument("--ready-file", required=True)
-    parser.add_argument("--events")
-    asyncio.run(serve(parser.parse_args(argv)))
+    parser.add_argument("--events", help="the drill's events.jsonl (absolute path)")
+    add_service_arguments(parser)
+    args = parser.parse_args(argv)
+    if not args.ready_file:
+        parser.error("--ready-file is required")
+    start_service(f"link {args.name}", args, parser)
+    asyncio.run(serve(args))
     return 0
 
 

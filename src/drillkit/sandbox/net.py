@@ -1,18 +1,34 @@
 """Loopback networking shared by the sandbox: free ports, small JSON calls, and the start and stop
-every sandbox service (app, router, object store, replicator) has in common."""
+every sandbox service (app, router, link, object store, replicator) has in common.
+
+A service that can no longer do its job (a thread of it died, it cannot write its events) does
+not limp on: `fail` writes why to its failure file and ends the process at once, and the drill's
+watchdog, which looks for that file, aborts the drill with the reason.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
 import socket
 import sys
 import threading
+import time
+import traceback
 import urllib.error
 import urllib.request
 from http.server import ThreadingHTTPServer
-from typing import Any
+from typing import Any, NoReturn
+
+from drillkit.evidence import append_event
+
+FAILED_EXIT = 70
+"""The exit status of a service that failed on its own (EX_SOFTWARE), never of one that was stopped."""
+FAILURE_SUFFIX = ".failed.json"
+
+_service: dict[str, str | None] = {"name": None, "failure_file": None}
 
 
 def free_port() -> int:
@@ -46,11 +62,80 @@ class LoopbackServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-def write_ready_file(path: str, port: int) -> None:
+def _write_json(path: str, doc: dict[str, Any]) -> None:
+    """Atomic, so the parent never reads half a file."""
     tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump({"port": port, "pid": os.getpid()}, fh)
+        json.dump(doc, fh)
     os.replace(tmp, path)
+
+
+def write_ready_file(path: str, port: int, **info: Any) -> None:
+    _write_json(path, {"port": port, "pid": os.getpid(), **info})
+
+
+def add_service_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments every service takes from `processes.spawn_service`."""
+    parser.add_argument("--ready-file", help="written once the service serves: its port(s) and pid")
+    parser.add_argument("--failure-file", help="written when the service fails on its own, just before it exits")
+
+
+def start_service(name: str, args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Make every way this service can break loud: an exception that ends any of its threads (a
+    health checker, a replication loop) or its main thread ends the process through `fail`.
+
+    An events file must be an absolute path the service can append to: the service runs with
+    `/` as its working directory, and an event it cannot record is evidence lost."""
+    _service.update(name=name, failure_file=getattr(args, "failure_file", None))
+    events = getattr(args, "events", None)
+    if events:
+        if not os.path.isabs(events):
+            parser.error(f"--events must be an absolute path, got {events!r}")
+        try:
+            os.close(os.open(events, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
+        except OSError as exc:
+            parser.error(f"--events {events}: {exc.strerror}")
+
+    def thread_died(hook: threading.ExceptHookArgs) -> None:
+        if hook.exc_type is SystemExit:
+            return
+        where = hook.thread.name if hook.thread is not None else "a thread"
+        fail(f"{where} died: {_one_line(hook.exc_value, hook.exc_type)}", hook.exc_traceback)
+
+    def main_died(exc_type, exc, tb) -> None:
+        fail(f"main thread died: {_one_line(exc, exc_type)}", tb)
+
+    threading.excepthook = thread_died
+    sys.excepthook = main_died
+
+
+def _one_line(exc: BaseException | None, exc_type: type | None = None) -> str:
+    text = " ".join(str(exc or "").split())
+    name = (exc_type or type(exc)).__name__
+    return f"{name}: {text}" if text else name
+
+
+def fail(reason: str, tb: Any = None) -> NoReturn:
+    """This service cannot do its job: say why in its failure file and log, and exit at once."""
+    name = _service["name"] or os.path.basename(sys.argv[0])
+    if tb is not None:
+        traceback.print_tb(tb, file=sys.stderr)
+    print(f"{name} failed: {reason}", file=sys.stderr, flush=True)
+    if _service["failure_file"]:
+        try:
+            _write_json(_service["failure_file"], {"service": name, "reason": reason, "t": time.time(),
+                                                   "pid": os.getpid()})
+        except OSError as exc:
+            print(f"{name}: cannot write its failure file: {exc}", file=sys.stderr, flush=True)
+    os._exit(FAILED_EXIT)
+
+
+def record_event(path: str | os.PathLike[str], kind: str, t: float | None = None, **fields: Any) -> dict[str, Any]:
+    """A service's event: one it cannot record fails the service (`fail`), never passes in silence."""
+    try:
+        return append_event(path, kind, t=t, **fields)
+    except OSError as exc:
+        fail(f"cannot record {kind} in {path}: {exc.strerror or exc}")
 
 
 def serve_until_signalled(server: ThreadingHTTPServer, ready_file: str | None) -> int:

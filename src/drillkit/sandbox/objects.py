@@ -157,7 +157,7 @@ def serve_store(port: int, ready_file: str | None) -> int:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     app = feed_app(DomainDispatcherApplication(create_backend_app), ChangeFeed())
     server = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
-    threading.Thread(target=_create_bucket, args=(server, ready_file), daemon=True).start()
+    threading.Thread(target=_create_bucket, args=(server, ready_file), name="bucket setup", daemon=True).start()
     return serve_until_signalled(server, None)
 
 
@@ -228,7 +228,7 @@ class Replicator:
             stop.wait(self.poll)
 
     def run(self, stop: threading.Event) -> None:
-        threading.Thread(target=self.follow, args=(stop,), daemon=True).start()
+        threading.Thread(target=self.follow, args=(stop,), name="change feed reader", daemon=True).start()
         with ThreadPoolExecutor(self.workers) as pool:
             while not stop.is_set():
                 due = self._due()
@@ -326,7 +326,7 @@ def serve_replicator(args: argparse.Namespace) -> int:
     server = LoopbackServer(("127.0.0.1", args.port), ReplicatorHandler)
     server.replicator = replicator
     stop = threading.Event()
-    threading.Thread(target=replicator.run, args=(stop,), daemon=True).start()
+    threading.Thread(target=replicator.run, args=(stop,), name="replication loop", daemon=True).start()
     try:
         return serve_until_signalled(server, args.ready_file)
     finally:
@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     store = sub.add_parser("store", help="one region's S3 API with a versioned bucket")
     store.add_argument("--port", type=int, default=0)
-    store.add_argument("--ready-file")
+    add_service_arguments(store)
     rep = sub.add_parser("replicate", help="cross-region replication from one store to another")
     rep.add_argument("--port", type=int, default=0, help="status and configuration API")
     rep.add_argument("--source-port", type=int, required=True, help="the source store (through its link)")
@@ -354,8 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--delay", type=float, default=0.0)
     rep.add_argument("--delete-markers", action=argparse.BooleanOptionalAction, default=True)
     rep.add_argument("--after", type=int, default=0, help="copy only the source's changes after this one")
-    rep.add_argument("--ready-file")
+    add_service_arguments(rep)
     args = parser.parse_args(argv)
+    start_service("object store" if args.command == "store" else "object replicator", args, parser)
     if args.command == "store":
         return serve_store(args.port, args.ready_file)
     return serve_replicator(args)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import importlib.util
 import os
 import pwd
 import re
@@ -24,6 +25,7 @@ import psycopg
 
 from drillkit.errors import EnvironmentProblem, SandboxError
 from drillkit.sandbox import processes
+from drillkit.sandbox.net import free_port
 
 DB_USER = "drillkit"
 DB_NAME = "drillkit"
@@ -65,12 +67,11 @@ def _candidate_bindirs() -> list[Path]:
         found.append(Path(os.path.realpath(on_path)).parent)
     versioned = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(re.sub(r"\D", "", p.split("/")[-2]) or 0))
     found.extend(Path(p) for p in reversed(versioned))
-    try:
-        import pgserver  # the wheel bundles binaries for machines without PostgreSQL
-
-        found.append(Path(pgserver.__file__).parent / "pginstall" / "bin")
-    except ImportError:
-        pass
+    # the pgserver wheel bundles binaries for machines without PostgreSQL; located, not imported:
+    # importing it makes platformdirs warn about XDG_RUNTIME_DIR on the user's terminal
+    spec = importlib.util.find_spec("pgserver")
+    if spec is not None and spec.submodule_search_locations:
+        found.extend(Path(p) / "pginstall" / "bin" for p in spec.submodule_search_locations)
     return found
 
 
@@ -78,7 +79,8 @@ NEEDED_TOOLS = ("postgres", "initdb", "pg_basebackup", "pg_ctl")
 
 
 def find_binaries() -> PgBinaries:
-    """The PostgreSQL binaries, in DESIGN.md's order of preference."""
+    """The PostgreSQL binaries: DRILLKIT_PG_BIN, else pg_ctl on PATH, else /usr/lib/postgresql/*/bin
+    (newest first), else the pgserver wheel's bundled ones."""
     candidates = _candidate_bindirs()
     for bindir in candidates:
         if all((bindir / n).is_file() and os.access(bindir / n, os.X_OK) for n in NEEDED_TOOLS):
@@ -168,10 +170,9 @@ def _write_conf(datadir: Path, settings: dict[str, object]) -> None:
         fh.write("\n".join(lines) + "\n")
 
 
-def base_settings(port: int, archive_dir: Path) -> dict[str, object]:
+def base_settings(archive_dir: Path) -> dict[str, object]:
     return {
         "listen_addresses": "127.0.0.1",
-        "port": port,
         "unix_socket_directories": "",
         "wal_level": "replica",
         "archive_mode": "on",
@@ -190,45 +191,70 @@ def base_settings(port: int, archive_dir: Path) -> dict[str, object]:
     }
 
 
-def init_primary(bins: PgBinaries, run_as: RunAs, datadir: Path, port: int, archive_dir: Path,
-                 log: Path) -> PgServer:
+def init_primary(bins: PgBinaries, run_as: RunAs, datadir: Path, archive_dir: Path, log: Path) -> PgServer:
     run_as.own(datadir)
     run_as.own(archive_dir)
     _run([bins.tool("initdb"), "-D", str(datadir), "-U", DB_USER, "--auth=trust", "-E", "UTF8",
           "--no-sync", "--no-instructions"], run_as, log, "initdb")
-    _write_conf(datadir, base_settings(port, archive_dir))
-    return PgServer("primary", datadir, port)
+    _write_conf(datadir, base_settings(archive_dir))
+    return PgServer("primary", datadir, free_port())
 
 
-def init_standby(bins: PgBinaries, run_as: RunAs, datadir: Path, port: int, source_port: int,
-                 archive_dir: Path, log: Path) -> PgServer:
+def init_standby(bins: PgBinaries, run_as: RunAs, datadir: Path, source_port: int, archive_dir: Path,
+                 log: Path) -> PgServer:
     """A hot standby by `pg_basebackup -R`, streaming from `source_port` (the replication link)."""
     run_as.own(datadir)
     _run([bins.tool("pg_basebackup"), "-h", "127.0.0.1", "-p", str(source_port), "-U", DB_USER,
           "-D", str(datadir), "-R", "-X", "stream", "--checkpoint=fast", "--no-sync"],
          run_as, log, "pg_basebackup")
-    settings = base_settings(port, archive_dir)
+    settings = base_settings(archive_dir)
     settings["primary_conninfo"] = (f"host=127.0.0.1 port={source_port} user={DB_USER} "
                                     f"application_name={STANDBY_NAME} connect_timeout=2")
     settings["archive_mode"] = "off"
     _write_conf(datadir, settings)
-    return PgServer("standby", datadir, port)
+    return PgServer("standby", datadir, free_port())
+
+
+BIND_ATTEMPTS = 5
 
 
 def start(bins: PgBinaries, run_as: RunAs, server: PgServer, log: Path, timeout: float = 30,
           on_spawn: Callable[[int], None] | None = None) -> PgServer:
-    """Start the postmaster; `on_spawn` learns its pid at once, so an interrupted start is stopped too."""
-    out = open(log, "ab")
-    try:
-        server.process = subprocess.Popen([bins.tool("postgres"), "-D", str(server.datadir)], stdout=out,
-                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd="/",
-                                          start_new_session=True, **run_as.popen_kwargs())
-    finally:
-        out.close()
-    if on_spawn is not None:
-        on_spawn(server.process.pid)
-    wait_ready(server, log, timeout)
-    return server
+    """Start the postmaster on `server.port`; `on_spawn` learns its pid at once, so an interrupted
+    start is stopped too.
+
+    PostgreSQL cannot bind port 0 and report the port it got, so the port is chosen first; when
+    something else took it before the postmaster bound it, another free port is tried (at most
+    BIND_ATTEMPTS in all), and `server.port` is the port it finally listens on.
+    """
+    for attempt in range(1, BIND_ATTEMPTS + 1):
+        log_start = log.stat().st_size if log.exists() else 0
+        out = open(log, "ab")
+        try:
+            server.process = subprocess.Popen(
+                [bins.tool("postgres"), "-D", str(server.datadir), "-p", str(server.port)], stdout=out,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd="/", start_new_session=True,
+                **run_as.popen_kwargs())
+        finally:
+            out.close()
+        if on_spawn is not None:
+            on_spawn(server.process.pid)
+        try:
+            wait_ready(server, log, timeout)
+            return server
+        except SandboxError:
+            if server.process.poll() is None or attempt == BIND_ATTEMPTS or not _bind_failed(log, log_start):
+                raise
+            server.port = free_port()
+    raise AssertionError("unreachable")
+
+
+def _bind_failed(log: Path, since: int) -> bool:
+    """The postmaster's log, from `since` on, says its port was taken."""
+    with open(log, "rb") as fh:
+        fh.seek(since)
+        text = fh.read().decode(errors="replace")
+    return "could not bind" in text or "Address already in use" in text
 
 
 def wait_ready(server: PgServer, log: Path, timeout: float = 30) -> None:

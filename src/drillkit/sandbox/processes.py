@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from drillkit.errors import SandboxError
+from drillkit.sandbox.net import FAILURE_SUFFIX
 from drillkit.sandbox.state import ProcessEntry
 
 
@@ -66,12 +67,17 @@ def entry_for(name: str, pid: int, region: str | None = None) -> ProcessEntry:
 
 
 def spawn_service(module: str, args: list[str], root: Path, name: str) -> tuple[subprocess.Popen, Path]:
-    """Start `python -m module` in its own session; it reports its ports through a ready file."""
+    """Start `python -m module` in its own session, in `/`: it reports its ports through a ready
+    file, and why it failed, if it ever does on its own, through a failure file (see `failures`)."""
+    root = Path(root).absolute()
     ready = root / f"{name}.ready.json"
     ready.unlink(missing_ok=True)
+    failure = root / f"{name}{FAILURE_SUFFIX}"
+    failure.unlink(missing_ok=True)
     log = open(root / f"{name}.log", "ab")
     try:
-        proc = subprocess.Popen([sys.executable, "-m", module, *args, "--ready-file", str(ready)],
+        proc = subprocess.Popen([sys.executable, "-m", module, *args, "--ready-file", str(ready),
+                                 "--failure-file", str(failure)],
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, cwd="/")
     finally:
@@ -79,7 +85,9 @@ def spawn_service(module: str, args: list[str], root: Path, name: str) -> tuple[
     return proc, ready
 
 
-def wait_ready(proc: subprocess.Popen, ready: Path, name: str, timeout: float = 20) -> dict:
+def wait_ready(proc: subprocess.Popen, ready: Path, name: str, timeout: float = 60) -> dict:
+    """The service's ready file; a service that exits first is an error naming the end of its log.
+    The bound is generous: on a loaded machine, importing moto alone can take seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if ready.exists():
@@ -90,6 +98,18 @@ def wait_ready(proc: subprocess.Popen, ready: Path, name: str, timeout: float = 
             raise SandboxError(f"{name} exited ({proc.returncode}) before it was ready: {' | '.join(tail)}")
         time.sleep(0.02)
     raise SandboxError(f"{name} not ready after {timeout:.0f}s")
+
+
+def failures(root: Path) -> list[dict]:
+    """The services of the sandbox in `root` that failed on their own, oldest first:
+    `{"service", "reason", "t", "pid"}` each."""
+    found = []
+    for path in Path(root).glob(f"*{FAILURE_SUFFIX}"):
+        try:
+            found.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return sorted(found, key=lambda f: f.get("t", 0))
 
 
 def kill_group(entry: ProcessEntry, sig: int = signal.SIGKILL) -> bool:

@@ -14,6 +14,7 @@ import psycopg
 from drillkit.errors import FaultError, SandboxError
 from drillkit.sandbox import postgres as pg
 from drillkit.sandbox import processes
+from drillkit.sandbox.app import command as app_command
 from drillkit.sandbox.net import free_port
 
 
@@ -100,10 +101,8 @@ class Recovery:
         datadir, log = root / f"pg-{tag}", root / f"pg-{tag}.log"
         run_as.own(datadir)
         pg._run(["cp", "-a", f"{self.base_backup_dir}/.", str(datadir)], run_as, log, "copy of the base backup")
-        db_port = free_port()
         target_time = _pg_timestamp(restore_point)
         pg._write_conf(datadir, {
-            "port": db_port,
             "restore_command": f'cp "{self.state.archive_dir}/%f" "%p"',
             "recovery_target_time": target_time,
             "recovery_target_action": "promote",
@@ -113,20 +112,17 @@ class Recovery:
         if run_as.user is not None:
             os.chown(signal_file, run_as.uid, run_as.gid)
 
-        server = pg.PgServer(tag, datadir, db_port)
-        pg.start(bins, run_as, server, log, timeout=timeout,
-                 on_spawn=lambda pid: self.adopt(f"postgres-{tag}", pid, name))
+        server = pg.start(bins, run_as, pg.PgServer(tag, datadir, free_port()), log, timeout=timeout,
+                          on_spawn=lambda pid: self.adopt(f"postgres-{tag}", pid, name))
+        db_port = server.port
         _wait_promoted(db_port, server, timeout)
         pg._write_conf(datadir, {"recovery_target_time": ""})  # a standby cloned from it must not stop there
         with psycopg.connect(pg.dsn(db_port), autocommit=True) as conn:
             newest = conn.execute("SELECT EXTRACT(epoch FROM max(written_at))::float FROM records").fetchone()[0]
 
-        app_port = free_port()
-        proc, ready = processes.spawn_service(
-            "drillkit.sandbox.app", ["--region", name, "--port", str(app_port), "--dsn", pg.dsn(db_port)],
-            root, f"app-{tag}")
+        proc, ready = processes.spawn_service("drillkit.sandbox.app", app_command(name, db_port), root, f"app-{tag}")
         self.adopt(f"app-{tag}", proc.pid, name)
-        processes.wait_ready(proc, ready, f"app-{tag}")
+        app_port = processes.wait_ready(proc, ready, f"app-{tag}")["port"]
 
         keep = {f"postgres-{tag}", f"app-{tag}"}
         retired = [p for p in self._processes_of(name) if p.name not in keep]

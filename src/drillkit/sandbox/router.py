@@ -21,8 +21,7 @@ import time
 from http.server import BaseHTTPRequestHandler
 from typing import Any, NamedTuple
 
-from drillkit.evidence import append_event
-from drillkit.sandbox.net import LoopbackServer, serve_until_signalled
+from drillkit.sandbox.net import LoopbackServer, add_service_arguments, record_event, serve_until_signalled, start_service
 
 POLICIES = ("dns", "origin-group", "manual")
 CONTROL = "/_drillkit/router"
@@ -53,7 +52,7 @@ class Routing:
 
     def _event(self, kind: str, t: float | None = None, **fields: Any) -> dict[str, Any]:
         if self.events:
-            return append_event(self.events, kind, t=t, **fields)
+            return record_event(self.events, kind, t=t, **fields)
         return {"t": time.time() if t is None else t, "kind": kind, **fields}
 
     def answer(self) -> str:
@@ -383,9 +382,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--failure-threshold", type=int, default=3)
     parser.add_argument("--ttl", type=float, default=1.0)
     parser.add_argument("--upstream-timeout", type=float, default=2.0)
-    parser.add_argument("--events")
-    parser.add_argument("--ready-file")
+    parser.add_argument("--events", help="the drill's events.jsonl (absolute path)")
+    add_service_arguments(parser)
     args = parser.parse_args(argv)
+    start_service("router", args, parser)
     regions = dict(args.region)
     if args.primary not in regions:
         parser.error(f"--primary {args.primary!r} is not one of the --region names {sorted(regions)}")
@@ -395,10 +395,10 @@ def main(argv: list[str] | None = None) -> int:
     routing = Routing(list(regions), args.primary, args.policy, args.failure_threshold, args.ttl, args.events)
     server = RouterServer(args.port, routing, regions, args.upstream_timeout)
     stop = threading.Event()
-    threading.Thread(target=routing.run_clock, args=(stop,), daemon=True).start()
+    threading.Thread(target=routing.run_clock, args=(stop,), name="routing clock", daemon=True).start()
     for name, addr in regions.items():
         threading.Thread(target=run_health_checker, args=(routing, name, addr, args.interval, stop),
-                         daemon=True).start()
+                         name=f"health checker of {name}", daemon=True).start()
     try:
         return serve_until_signalled(server, args.ready_file)
     finally:

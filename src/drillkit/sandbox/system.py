@@ -26,7 +26,7 @@ from drillkit.sandbox.app import command as app_command
 from drillkit.sandbox.failback import Failback
 from drillkit.sandbox.linkproxy import LinkControl
 from drillkit.sandbox.linkproxy import command as link_command
-from drillkit.sandbox.net import free_port, http_json
+from drillkit.sandbox.net import http_json
 from drillkit.sandbox.object_storage import ObjectStorage
 from drillkit.sandbox.objects import replicator_command
 from drillkit.sandbox.recovery import Recovery
@@ -94,13 +94,14 @@ class Sandbox(Recovery, Failback):
         """
         bins = pg.find_binaries()
         run_as = pg.RunAs.for_postgres()
-        base = Path(base_dir or tempfile.gettempdir())
+        base = Path(base_dir or tempfile.gettempdir()).absolute()
         try:
             root = Path(tempfile.mkdtemp(prefix=SANDBOX_PREFIX, dir=base))
         except OSError as exc:
             raise EnvironmentProblem(f"cannot create the sandbox folder in {base}: {exc.strerror}") from None
         root.chmod(0o755)
-        events = Path(events_file) if events_file else root / "events.jsonl"
+        # every service runs in /, so every path handed to one is absolute
+        events = Path(events_file).absolute() if events_file else root / "events.jsonl"
         started: list[ProcessEntry] = []
 
         def track(name: str, pid: int, region: str | None = None) -> None:
@@ -124,9 +125,9 @@ class Sandbox(Recovery, Failback):
     @classmethod
     def _start(cls, spec: SystemSpec, bins: pg.PgBinaries, run_as: pg.RunAs, root: Path, events: Path,
                track) -> "Sandbox":
+        """Every service binds a port of its own choosing and reports it (PostgreSQL, which cannot,
+        retries on a taken port), so no port is ever chosen here and raced for."""
         archive = root / "archive"
-        db_ports = {r: free_port() for r in REGIONS}
-        app_ports = {r: free_port() for r in REGIONS}
         stores = {}
         if spec.objects is not None:  # moto takes a second to import: start it before initdb
             for r in REGIONS:
@@ -134,7 +135,7 @@ class Sandbox(Recovery, Failback):
                 track(f"s3-{r}", proc.pid, r)
                 stores[r] = (proc, ready)
 
-        primary = pg.init_primary(bins, run_as, root / "pg-A", db_ports["A"], archive, root / "pg-A.log")
+        primary = pg.init_primary(bins, run_as, root / "pg-A", archive, root / "pg-A.log")
         pg.start(bins, run_as, primary, root / "pg-A.log", on_spawn=lambda pid: track("postgres-A", pid, "A"))
         pg.create_schema(primary.port)
 
@@ -143,8 +144,8 @@ class Sandbox(Recovery, Failback):
             REPLICATION_LINK: processes.spawn_service(
                 "drillkit.sandbox.linkproxy", link_command(REPLICATION_LINK, primary.port, events), root,
                 REPLICATION_LINK),
-            "app-A": processes.spawn_service(
-                "drillkit.sandbox.app", app_command("A", app_ports["A"], primary.port, s3_ports), root, "app-A"),
+            "app-A": processes.spawn_service("drillkit.sandbox.app", app_command("A", primary.port, s3_ports),
+                                             root, "app-A"),
         }
         if s3_ports:
             pending[OBJECT_REPLICATION_LINK] = processes.spawn_service(
@@ -164,28 +165,26 @@ class Sandbox(Recovery, Failback):
             track("object-replicator", proc.pid)
             pending["object-replicator"] = (proc, ready)
 
-        standby = pg.init_standby(bins, run_as, root / "pg-B", db_ports["B"], link_info[REPLICATION_LINK]["port"],
-                                  archive, root / "pg-B.log")
+        standby = pg.init_standby(bins, run_as, root / "pg-B", link_info[REPLICATION_LINK]["port"], archive,
+                                  root / "pg-B.log")
         pg.start(bins, run_as, standby, root / "pg-B.log", on_spawn=lambda pid: track("postgres-B", pid, "B"))
+        db_ports = {"A": primary.port, "B": standby.port}
 
-        proc, ready = processes.spawn_service(
-            "drillkit.sandbox.app", app_command("B", app_ports["B"], standby.port, s3_ports), root, "app-B")
+        proc, ready = processes.spawn_service("drillkit.sandbox.app", app_command("B", standby.port, s3_ports),
+                                              root, "app-B")
         track("app-B", proc.pid, "B")
         pending["app-B"] = (proc, ready)
+        app_ports = {r: processes.wait_ready(*pending[f"app-{r}"], f"app-{r}")["port"] for r in REGIONS}
         for region in REGIONS:
             name = client_link(region)
             proc, ready = processes.spawn_service(
                 "drillkit.sandbox.linkproxy", link_command(name, app_ports[region], events), root, name)
             track(name, proc.pid)
             pending[name] = (proc, ready)
-        for name in ("app-A", "app-B", client_link("A"), client_link("B"), "object-replicator"):
-            if name not in pending:
-                continue
-            info = processes.wait_ready(*pending[name], name)
-            if name.startswith("client-"):
-                link_info[name] = info
-            elif name == "object-replicator":
-                replicator_port = info["port"]
+        for name in (client_link("A"), client_link("B")):
+            link_info[name] = processes.wait_ready(*pending[name], name)
+        if "object-replicator" in pending:
+            replicator_port = processes.wait_ready(*pending["object-replicator"], "object-replicator")["port"]
 
         routing = spec.routing
         proc, ready = processes.spawn_service(
