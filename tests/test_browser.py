@@ -48,6 +48,9 @@ def reports(tmp_path_factory) -> dict[str, Path]:
     for verdict in ("pass", "fail"):
         folder = make_drill(tmp_path_factory.mktemp(verdict) / "drill", failing=verdict == "fail")
         out[verdict] = render_report(folder)
+    # failures that wait out a client timeout: the latency chart's axis is logarithmic
+    out["timeouts"] = render_report(make_drill(tmp_path_factory.mktemp("timeouts") / "drill", failing=True,
+                                               timeouts=True))
     return out
 
 
@@ -141,6 +144,38 @@ def test_report_loads_offline_with_no_request_and_shows_the_verdict(chromium, re
     for cell in cells:
         assert cell in dom_text, f"measured value {cell!r} not in the rendered page"
     assert run.dom.count('<svg class="chart"') == 2
+
+
+class _SvgText(HTMLParser):
+    """Every text node inside an <svg> of the page, as the browser rendered it."""
+
+    def __init__(self):
+        super().__init__()
+        self.depth, self.texts = 0, []
+
+    def handle_starttag(self, tag, attrs):
+        self.depth += tag == "svg"
+
+    def handle_endtag(self, tag):
+        self.depth -= tag == "svg"
+
+    def handle_data(self, data):
+        if self.depth and data.strip():
+            self.texts.append(data.strip())
+
+
+@pytest.mark.parametrize("which", ["pass", "fail", "timeouts"])
+def test_chart_axis_labels_are_readable_text(chromium, reports, which, tmp_path):
+    """No raw mathtext in any chart: a log axis once printed `$\\mathdefault{10^{2}}$`."""
+    run = browse(chromium, reports[which], tmp_path)
+    parser = _SvgText()
+    parser.feed(run.dom)
+    assert len(parser.texts) > 20, "the charts hold no text"
+    raw = [t for t in parser.texts if "$" in t or "^{" in t or "\\math" in t]
+    assert raw == [], f"chart labels in raw mathtext: {raw}"
+    if which == "timeouts":
+        ticks = set(parser.texts)
+        assert {"10", "100", "1000"} <= ticks, f"no logarithmic latency axis: {sorted(ticks)}"
 
 
 @pytest.mark.parametrize("verdict", ["pass", "fail"])

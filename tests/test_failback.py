@@ -152,7 +152,7 @@ def test_failback_rebuilds_the_lost_regions_object_store_and_reverses_replicatio
     box = Sandbox.up(System.model_validate({"routing": {"policy": "manual"}, "objects": {}}))
     try:
         assert {put(f"before/{i}") for i in range(8)} == {"A"}
-        box.objects.wait_replicated(timeout=10)
+        box.objects.wait_replicated(timeout=60)
         box.kill_region("A")
         box.promote_standby("B")
         box.switch_routing("B")
@@ -167,7 +167,7 @@ def test_failback_rebuilds_the_lost_regions_object_store_and_reverses_replicatio
         box.switchover("A")
         assert (box.state.object_source, box.state.object_destination) == ("A", "B")
         assert put("after/0") == "A"
-        box.objects.wait_replicated(timeout=10)
+        box.objects.wait_replicated(timeout=60)
         assert current("B")["after/0"] == b"after/0"
         assert len([k for k, _ in box.final_state() if k.startswith("obj/")]) == 8 - 1 + 5 + 1
     finally:

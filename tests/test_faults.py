@@ -63,6 +63,21 @@ class Writer:
         self.thread.join(5)
 
 
+def wait_until(condition, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} within {timeout:g} s"
+        time.sleep(0.02)
+
+
+def wait_replayed(box: Sandbox) -> None:
+    """The standby has replayed at least one commit of the writer."""
+    def replayed() -> bool:
+        with psycopg.connect(pg.dsn(box.state.regions["B"].db_port), autocommit=True) as conn:
+            return conn.execute("SELECT count(*) > 0 FROM records").fetchone()[0]
+    wait_until(replayed, "replayed commit")
+
+
 def max_lag(box: Sandbox) -> float:
     return max((s.replay_lag_s for s in box.replication_lag()), default=0.0)
 
@@ -72,18 +87,19 @@ def test_freeze_silences_the_region_until_thawed(box):
     freezer = threading.Thread(target=actions.freeze_region, args=("B",), kwargs={"duration": 1.0,
                                                                                    "configuration": cfg})
     freezer.start()
-    time.sleep(0.3)
+    wait_until(lambda: any(e["kind"] == "fault.injected" for e in events(box)), "the freeze")
     frozen = box.region_health("B", timeout=0.4)
-    freezer.join(5)
+    freezer.join(60)
     assert not frozen["healthy"], frozen
-    assert box.region_health("B", timeout=2.0)["healthy"]
+    assert box.region_health("B", timeout=10.0)["healthy"]
     assert actions.thaw_region("B", cfg) == {"region": "B", "thawed": False}
 
     injected = first(events(box), "fault.injected", fault="region-freeze")
     cleared = [e for e in events(box) if e["kind"] == "fault.cleared" and e.get("fault") == "region-freeze"]
     assert injected["region"] == "B" and set(injected["frozen"]) == {"postgres-B", "app-B"}
     assert len(cleared) == 1
-    assert cleared[0]["t"] - injected["t"] == pytest.approx(1.0, abs=0.05)
+    # thawed once the duration is over, never before; how late depends on the machine's load
+    assert 1.0 <= cleared[0]["t"] - injected["t"] < 3.0
 
 
 def test_teardown_stops_a_frozen_region(box):
@@ -92,7 +108,7 @@ def test_teardown_stops_a_frozen_region(box):
     assert not box.region_health("A", timeout=0.3)["healthy"]
     started = time.monotonic()
     box.down()
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 60
 
 
 def test_app_tier_loss_keeps_the_database(box):
@@ -109,13 +125,13 @@ def test_app_tier_loss_keeps_the_database(box):
 def test_paused_replay_makes_lag_grow_then_recover(box):
     cfg = config(box)
     with Writer(box):
-        time.sleep(0.3)  # lag is measured from the last replayed commit: let one be replayed
+        wait_replayed(box)  # lag is measured from the last replayed commit: let one be replayed
         actions.pause_replay("B", configuration=cfg)
         time.sleep(1.5)
         paused_lag = max_lag(box)
         paused_bytes = probes.replication_lag_bytes(cfg)
         assert actions.resume_replay("B", configuration=cfg)["resumed"] is True
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + 60
         while max_lag(box) > 0.2 and time.monotonic() < deadline:
             time.sleep(0.05)
         resumed_lag = max_lag(box)
@@ -131,15 +147,16 @@ def test_lag_alarm_detects_a_cut_replication_link(box):
     cfg = config(box)
     threshold = 0.5
     with Writer(box):
-        time.sleep(0.3)
-        assert max_lag(box) < threshold
+        wait_replayed(box)
+        wait_until(lambda: max_lag(box) < threshold, "a standby that keeps up")
         actions.inject_link_fault("repl-A-B", "blackhole", configuration=cfg)
         try:
             alarm = actions.await_lag_alarm(threshold, timeout=5, configuration=cfg)
         finally:
             actions.clear_link_faults(configuration=cfg)
     # lag counts from the last commit replayed before the cut, up to one write interval earlier
-    assert threshold - 0.1 <= alarm["detected_after_s"] <= threshold + 0.3, alarm
+    # (never before the threshold; the upper bound only catches a detector that is asleep)
+    assert threshold - 0.1 <= alarm["detected_after_s"] <= threshold + 2.0, alarm
     raised = first(events(box), "alarm.raised", alarm="replication-lag")
     cut = first(events(box), "fault.injected", fault="link-blackhole")
     assert raised["threshold_s"] == threshold and raised["lag_s"] > threshold

@@ -224,8 +224,6 @@ def test_the_mutation_base_is_valid(scratch):
     assert result.exit_code == 0, result.output
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
 def validate_refused(path, named=None):
     """`drillkit validate` in-process (CliRunner), which must refuse `path` in one clear line
     naming `named` (default: the scenario itself)."""
@@ -235,6 +233,11 @@ def validate_refused(path, named=None):
     return result
 
 
+# Chosen for a busy 2-core machine: no per-example deadline and no "generation is slow" health
+# check (neither says anything about drillkit); the `scratch` folder is rewritten by every example.
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow,
+                                                                  HealthCheck.large_base_example])
 @given(content=malformed_scenario())
 def test_malformed_scenarios_are_refused_in_one_line(scratch, content):
     path = scratch / "scenario.yaml"

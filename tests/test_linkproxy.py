@@ -65,10 +65,10 @@ def start_proxy(tmp_path: Path):
             cmd += ["--events", str(events)]
         proc = subprocess.Popen(cmd)
         procs.append(proc)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 60
         while not ready.exists():
             assert proc.poll() is None, "proxy exited before it was ready"
-            assert time.monotonic() < deadline, "proxy not ready within 5 s"
+            assert time.monotonic() < deadline, "proxy not ready within 60 s"
             time.sleep(0.01)
         return proc, json.loads(ready.read_text())
 

@@ -50,9 +50,13 @@ def _print_summary(summary: dict, folder: Path) -> None:
     click.echo(f"  RTO   {format_duration(m.get('rto_s'))}  (writes {format_duration(m.get('rto_write_s'))}, "
                f"reads {format_duration(m.get('rto_read_s'))})")
     click.echo(f"  RPO   {format_duration(m.get('rpo_s'))}")
-    click.echo(f"  lost writes {m.get('writes_lost')} of {m.get('writes_acked')} acknowledged "
-               f"({m.get('writes_lost_after_fault')} acknowledged after the fault); "
-               f"corrupt {m.get('records_corrupt')}, unexpected {m.get('records_unexpected')}")
+    if m.get("audited") is False:
+        click.echo(f"  lost writes not audited (the final state could not be read: unknown, not lost); "
+                   f"{m.get('writes_acked')} acknowledged")
+    else:
+        click.echo(f"  lost writes {m.get('writes_lost')} of {m.get('writes_acked')} acknowledged "
+                   f"({m.get('writes_lost_after_fault')} acknowledged after the fault); "
+                   f"corrupt {m.get('records_corrupt')}, unexpected {m.get('records_unexpected')}")
     for check in summary.get("checks", []):
         mark = "ok  " if check.get("passed") else "MISS"
         click.echo(f"  [{mark}] {check.get('message') or check.get('name')}")

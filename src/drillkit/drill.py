@@ -220,6 +220,7 @@ class Drill:
                     with self.stage("sandbox_up"):
                         sandbox = Sandbox.up(self.scenario.system, events_file=self.events)
                     provenance["versions"]["postgresql"] = sandbox.state.pg_version
+                    watchdog.watch(Sandbox.attach(sandbox.state_file).service_failure)  # its own handle too
                     rows = sandbox.wait_streaming()
                     self.event("replication.streaming", standbys=rows)
                     # its own handle: sampling re-reads the state file, which must never race
@@ -242,8 +243,8 @@ class Drill:
                     signals.check(watchdog)
                     self._stop_clients(load, canary, sampler)
                     with self.stage("audit"):
-                        records = write_final_state(sandbox, self.out / ev.FINAL_STATE)
-                    self.event("audit.done", records=records, region=sandbox.serving_region())
+                        records, region = self._audit(sandbox)
+                    self.event("audit.done", records=records, region=region)
                     signals.check(watchdog)
                 except KeyboardInterrupt:
                     signals.check(watchdog)
@@ -251,7 +252,7 @@ class Drill:
         except DrillAborted as exc:
             abort_reason = exc.reason
         except Exception as exc:
-            abort_reason = f"harness error: {type(exc).__name__}: {exc}"
+            abort_reason = f"harness error: {type(exc).__name__}: {' '.join(str(exc).split())}"
             with open(self.out / ev.HARNESS_ERROR, "w") as fh:
                 traceback.print_exc(file=fh)
         finally:
@@ -267,6 +268,18 @@ class Drill:
             redact_evidence(self.out, self.experiment)
             summary = self._judge()
         return DrillOutcome(self.out, summary, self.stages)
+
+    def _audit(self, sandbox) -> tuple[int, str]:
+        """Read the serving region's final state. When that fails, nothing is known of the data:
+        the drill is aborted and its data measures are null ("not audited"), never losses."""
+        try:
+            region = sandbox.serving_region()
+            return write_final_state(sandbox, self.out / ev.FINAL_STATE), region
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+            self.event("audit.failed", error=error)
+            raise DrillAborted(f"the audit could not read the final state ({error}); "
+                               "the data measures are unknown (not audited)") from exc
 
     def _limits(self) -> Limits:
         guards = self.scenario.safeguards

@@ -89,12 +89,14 @@ def measure(folder: Path | str) -> Summary:
     ops = _read_ops(folder)
     final = _read_final_state(folder, required=not aborted)
     if final is None:
-        notes.append(f"no {FINAL_STATE}: the drill was aborted before the data audit")
+        notes.append(f"not audited: no {FINAL_STATE} (the drill was aborted before or during the data audit), "
+                     "so the data measures are unknown")
 
     m: dict[str, Any] = {}
     m.update(_rto(ops, t_fault, stable))
     audit_measures, audit = _audit(ops, final, t_fault)
     m.update(audit_measures)
+    m["audited"] = final is not None
     m.update(_counts(ops))
     avail, series = _availability(ops)
     m["availability"] = avail
@@ -476,12 +478,16 @@ def _rto(ops: dict[str, Any], t_fault: float | None, stable: float) -> dict[str,
     }
 
 
+AUDIT_MEASURES = ("rpo_s", "writes_lost", "writes_lost_after_fault", "writes_recovered", "records_unexpected",
+                  "records_corrupt", "lost_window")
+"""The measures only the data audit (final_state.jsonl) can give: null ("not audited") without it."""
+
+
 def _audit(ops: dict[str, Any], final: dict[str, np.ndarray] | None, t_fault: float | None) -> tuple[dict, dict]:
     """Jepsen's per-key verdicts: lost, recovered, unexpected, corrupt."""
     names = ("lost", "lost_after_fault", "corrupt", "unexpected", "recovered")
     if final is None:
-        m = {k: None for k in ("rpo_s", "writes_lost", "writes_lost_after_fault", "writes_recovered",
-                               "records_unexpected", "records_corrupt", "lost_window")}
+        m = {k: None for k in AUDIT_MEASURES}
         m.update({f"{n}_keys_first": [] for n in names})
         return m, {f"{n}_keys": None for n in names}
 
@@ -599,7 +605,13 @@ def _checks(m: dict[str, Any], targets: dict[str, Any], folder: Path) -> list[di
         measured = m.get(measure_key)
         if measured is None:
             passed = False
-            message = f"{label} {'not recovered' if name.startswith('rto') else 'not measured'}; target {shown}"
+            if name.startswith("rto"):
+                unknown = "not recovered"
+            elif measure_key in AUDIT_MEASURES and not m.get("audited"):
+                unknown = "not audited"
+            else:
+                unknown = "not measured"
+            message = f"{label} {unknown}; target {shown}"
         elif kind == "min_ratio":
             passed = measured >= target
             message = f"{label} {measured * 100:.3f}% {'meets' if passed else 'below'} target {shown}"

@@ -3,6 +3,11 @@
 The monitor tails requests/*.jsonl and events.jsonl; when a limit trips it records a
 `safeguard.tripped` event and interrupts the main thread, which aborts the drill the same
 way Ctrl-C does (rollbacks, teardown, exit 3).
+
+It also watches the harness itself: once told what to `watch`, a part of the system under test
+that drillkit provides and that stopped doing its job (the sandbox's router whose health checker
+died, say) records `service.failed` and aborts the drill the same way, at once, rather than
+letting the runbook wait out its timeouts and the audit count the damage as lost data.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from drillkit.evidence import EVENTS, READ_OPS, REQUESTS_DIR, append_event
 
@@ -96,6 +102,7 @@ class SafeguardMonitor:
         self._slices = _Slices()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="safeguards", daemon=True)
+        self._service_failure: Callable[[], str | None] = lambda: None
 
     def __enter__(self) -> "SafeguardMonitor":
         self._thread.start()
@@ -109,14 +116,27 @@ class SafeguardMonitor:
         """Operations recorded so far, (succeeded, failed), for the progress display."""
         return self._slices.totals()
 
+    def watch(self, service_failure: Callable[[], str | None]) -> None:
+        """From now on, abort the drill as soon as `service_failure()` names a reason."""
+        self._service_failure = service_failure
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            reason = self.check(time.time())
-            if reason and not self._stop.is_set():
-                self.tripped = reason
-                append_event(self.folder / EVENTS, "safeguard.tripped", reason=reason)
-                _thread.interrupt_main()
+            failure = self._service_failure()
+            if failure:
+                self._trip("service.failed", f"harness failure: {failure}")
                 return
+            reason = self.check(time.time())
+            if reason:
+                self._trip("safeguard.tripped", reason)
+                return
+
+    def _trip(self, kind: str, reason: str) -> None:
+        if self._stop.is_set():
+            return
+        self.tripped = reason
+        append_event(self.folder / EVENTS, kind, reason=reason)
+        _thread.interrupt_main()
 
     def check(self, now: float) -> str | None:
         """The first limit broken at `now`, in words, or None."""

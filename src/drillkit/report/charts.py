@@ -13,7 +13,7 @@ from matplotlib import rc_context
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from drillkit.report.ops import Timeline, bin_width
 
@@ -126,6 +126,10 @@ def timeline_svg(tl: Timeline, marks: Marks, ref_label: str) -> str:
         finite = finite[np.isfinite(finite) & (finite > 0)]
         if finite.size and finite.max() / max(finite.min(), 1e-3) > 30:
             bottom.set_yscale("log")
+            # a log axis labels its ticks in mathtext ($10^{2}$), which text.parse_math off (for the
+            # SVG's plain text) would print raw: plain numbers, no minor labels
+            bottom.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+            bottom.yaxis.set_minor_formatter(NullFormatter())
         bottom.set_ylabel("latency (ms)")
         bottom.set_xlabel(f"seconds from {ref_label}   (bins of {tl.width:g} s, by op end time)")
         bottom.xaxis.set_major_formatter(FuncFormatter(_signed))

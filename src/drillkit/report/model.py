@@ -16,6 +16,8 @@ from typing import Any
 from drillkit.report import fmt
 
 CLASS_ORDER = ("write", "read")
+AUDITED_ROWS = frozenset({"rpo", "lost", "lost_after", "integrity"})
+"""Rows whose figures come from the data audit: "not audited" when it could not run."""
 
 
 @dataclass
@@ -242,8 +244,16 @@ def build_rows(summary: dict) -> list[Row]:
 
     raw = {"rpo": m.get("rpo_s"), "lost": lost, "lost_after": after, "availability": avail,
            "lag": lag, "integrity": None if corrupt is None and unexpected is None else 0}
+    not_audited = m.get("audited") is False
     for row in rows:
         if row.key in raw and fmt.num(raw[row.key]) is None:
+            if not_audited and row.key in AUDITED_ROWS:
+                row.measured = "not audited"
+                if row.status == "fail":
+                    row.finding = (f"{row.label} is unknown: the data audit could not read the final state, "
+                                   f"so nothing is known of the data (unknown is not lost); the target is "
+                                   f"{row.target.lstrip('≤≥ ')}.")
+                continue
             row.measured = "not measured"
             if row.status == "fail":
                 row.finding = (f"{row.label} was not measured (the evidence holds no result for "

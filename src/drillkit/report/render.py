@@ -19,6 +19,9 @@ from drillkit.report.load import Evidence, load
 from drillkit.report.ops import timeline
 
 SUMMARY_MD = "summary.md"
+MEASUREMENTS = "measurements.md"
+"""docs/measurements.md, shipped in the package (templates/measurements.md links to it) and
+reproduced in every report, so an auditor holding only the report has the definitions too."""
 VERDICT_LABELS = {"pass": "PASS", "fail": "FAIL", "aborted": "ABORTED"}
 MD_ICONS = {"pass": "✅", "fail": "❌", "aborted": "⚠️", "none": "➖"}
 
@@ -52,6 +55,7 @@ def context(e: Evidence) -> dict[str, Any]:
     phases = view.phases(e, t_fault)
     ctx: dict[str, Any] = {
         "drillkit_version": drillkit.__version__,
+        "definitions": _env.loader.get_source(_env, MEASUREMENTS)[0],
         "scenario": str(s.get("scenario") or (e.scenario or {}).get("name") or "unnamed drill"),
         "verdict": verdict,
         "verdict_label": VERDICT_LABELS.get(verdict, "UNKNOWN"),

@@ -23,9 +23,12 @@ def make_drill(
     workers: int = 2,
     seed: int = 7,
     only_summary: bool = False,
+    timeouts: bool = False,
 ) -> Path:
     """Write a complete drill folder. `failing` gives writes a 12.4 s outage against a 10 s RTO
-    target and 37 lost writes against a target of 0; otherwise every target holds."""
+    target and 37 lost writes against a target of 0; otherwise every target holds. With
+    `timeouts`, failed operations wait out a 1 s client timeout (a blackholed region) instead of
+    failing fast, so latencies span three decades and the latency chart goes logarithmic."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     t_fault = T_START + fault_at
@@ -37,7 +40,7 @@ def make_drill(
     (folder / "summary.json").write_text(json.dumps(summary, indent=2))
     if only_summary:
         return folder
-    _write_ops(folder, n_ops, t_fault, t_end, rto_w, rto_r, workers, seed)
+    _write_ops(folder, n_ops, t_fault, t_end, rto_w, rto_r, workers, seed, timeouts)
     _write_events(folder, t_fault, t_end, rto_w)
     _write_lag(folder, t_fault, t_end)
     _write_journal(folder, t_fault, t_end)
@@ -100,7 +103,7 @@ def _summary(failing, t_fault, t_end, rto_w, rto_r, lost, lost_window, n_ops):
     }
 
 
-def _write_ops(folder, n, t_fault, t_end, rto_w, rto_r, workers, seed):
+def _write_ops(folder, n, t_fault, t_end, rto_w, rto_r, workers, seed, timeouts=False):
     rng = np.random.default_rng(seed)
     t0 = np.sort(rng.uniform(T_START, t_end, n))
     is_write = rng.random(n) < 0.5
@@ -108,6 +111,8 @@ def _write_ops(folder, n, t_fault, t_end, rto_w, rto_r, workers, seed):
     down = np.where(is_write, t_fault + rto_w, t_fault + rto_r)
     failed = (t1 > t_fault) & (t0 < down - 0.05)
     t1 = np.where(failed & ~is_write, t1 + 0.05, t1)
+    if timeouts:
+        t1 = np.where(failed, t0 + 1.0, t1)
     keys = pd.Series(np.arange(n)).map("k{:07d}".format)
     df = pd.DataFrame({
         "t0": t0, "t1": t1, "op": np.where(is_write, "write", "read"), "key": keys,

@@ -230,16 +230,21 @@ def provenance(p: dict | None) -> list[tuple[str, str]] | None:
 def lost_writes(m: dict) -> dict[str, Any]:
     window = m.get("lost_window")
     has_window = isinstance(window, (list, tuple)) and len(window) == 2
+    audited = m.get("audited") is not False
+
+    def audit_count(key: str) -> str:
+        return fmt.count(m.get(key)) if audited else "not audited"
+
     return {
+        "audited": audited,
         "counts": [
             ("Writes acknowledged", fmt.count(m.get("writes_acked"))),
             ("Writes failed (not acknowledged)", fmt.count(m.get("writes_failed"))),
-            ("Lost — acknowledged, absent after recovery", fmt.count(m.get("writes_lost"))),
-            ("Lost — acknowledged after the fault (split brain)",
-             fmt.count(m.get("writes_lost_after_fault"))),
-            ("Recovered — not acknowledged, yet present", fmt.count(m.get("writes_recovered"))),
-            ("Unexpected — present, never written", fmt.count(m.get("records_unexpected"))),
-            ("Corrupt — differ from the last acknowledged write", fmt.count(m.get("records_corrupt"))),
+            ("Lost — acknowledged, absent after recovery", audit_count("writes_lost")),
+            ("Lost — acknowledged after the fault (split brain)", audit_count("writes_lost_after_fault")),
+            ("Recovered — not acknowledged, yet present", audit_count("writes_recovered")),
+            ("Unexpected — present, never written", audit_count("records_unexpected")),
+            ("Corrupt — differ from the last acknowledged write", audit_count("records_corrupt")),
         ],
         "window": (f"{fmt.utc(window[0])} – {fmt.clock(window[1])} UTC "
                    f"({fmt.secs(fmt.num(window[1]) - fmt.num(window[0]))})"

@@ -59,6 +59,11 @@ def is_ours(entry: ProcessEntry) -> bool:
     return start_ticks(entry.pid) == entry.start_ticks
 
 
+def alive(entry: ProcessEntry) -> bool:
+    """Ours and running: an exited child not yet reaped (a zombie) is not alive."""
+    return is_ours(entry) and not _zombie(entry.pid)
+
+
 def entry_for(name: str, pid: int, region: str | None = None) -> ProcessEntry:
     ticks = start_ticks(pid)
     if ticks is None:

@@ -333,16 +333,41 @@ class Sandbox(Recovery, Failback):
 
     def switch_routing(self, to: str, reason: str = "runbook") -> dict:
         self._region(to)
-        status, body = http_json(f"{self.endpoint}/_drillkit/router/switch", "POST", {"to": to, "reason": reason})
+        status, body = self._router("/switch", "POST", {"to": to, "reason": reason})
         if status != 200:
             raise FaultError(f"router refused the switch to {to}: {body.get('error', status)}")
         return body
 
     def routing(self) -> dict:
-        status, body = http_json(f"{self.endpoint}/_drillkit/router")
+        status, body = self._router("")
         if status != 200:
             raise FaultError(f"router answered {status}")
         return body
+
+    def _router(self, path: str, method: str = "GET", body: dict | None = None) -> tuple[int, dict]:
+        """A call to the router's control API; a router that cannot answer is a broken sandbox."""
+        try:
+            return http_json(f"{self.endpoint}/_drillkit/router{path}", method, body)
+        except (OSError, ValueError) as exc:
+            raise SandboxError(self.service_failure() or f"the router does not answer: {exc}") from None
+
+    def service_failure(self) -> str | None:
+        """Why a service of the sandbox stopped doing its job, or None while every one does.
+
+        A service that fails on its own leaves a failure file (drillkit.sandbox.net.fail); the
+        router and the links, which no fault and no runbook step ever stops, must also be alive.
+        Reads only files, so a watchdog thread may call it on its own handle.
+        """
+        root = Path(self.state.root)
+        failed = processes.failures(root)
+        if failed:
+            first = failed[0]
+            return f"sandbox service {first.get('service')} failed: {first.get('reason')}"
+        links = load_state(self.state_file).links  # the file, not this handle: a runbook step adds links
+        for entry in processes.read_registry(root):
+            if (entry.name == "router" or entry.name in links) and not processes.alive(entry):
+                return f"sandbox service {entry.name} (pid {entry.pid}) is gone"
+        return None
 
     def serving_region(self) -> str:
         return self.routing()["answer"]
