@@ -1,7 +1,7 @@
 """The drill folder: its file names, its record types and the event log.
 
 Every stage talks to the next through these files; the records here are the
-evidence format v1 of DESIGN.md. Fields may be added, never renamed. Standard library only:
+evidence format v1 (docs/evidence.md). Fields may be added, never renamed. Standard library only:
 the sandbox's processes write events, and must not stall on heavy imports while they do.
 """
 

@@ -1,6 +1,6 @@
 """RTO, RPO and the data audit, computed from an evidence folder alone.
 
-A pure function of the files in the folder (DESIGN.md, "Measurement definitions"), so that an
+A pure function of the files in the folder (docs/measurements.md), so that an
 archived drill re-derives the same figures months later. Vectorised over numpy/pandas: a
 million-op history is measured in seconds.
 """

@@ -161,7 +161,7 @@ class SafeguardMonitor:
             tail = self._tails.setdefault(path, _Tail(path))
             for op in tail.new_lines():
                 self._slices.add(float(op["t1"]), bool(op["ok"]))
-                if op.get("op") in READ_OPS and op.get("found") is False:
+                if op.get("op") in READ_OPS and op.get("ok") and op.get("found") is False:
                     self.lost_keys.add(op["key"])
 
     def _error_rate_tripped(self, now: float) -> str | None:

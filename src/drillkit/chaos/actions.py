@@ -86,7 +86,7 @@ def resume_replay(region: str, configuration: Configuration = None) -> dict:
 
 
 def await_lag_alarm(threshold_seconds: float, timeout: float = 30, configuration: Configuration = None) -> dict:
-    """The seeds' "replica lag > N s" alarm: poll lag every 50 ms, record `alarm.raised` when first over.
+    """A "replica lag > N s" alarm: poll lag every 50 ms, record `alarm.raised` when first over.
 
     Returns `detected_after_s`, the time from the last `fault.injected` to the alarm (time to detect).
     """

@@ -112,5 +112,6 @@ class Canary:
         status, body, region, error = self._request("GET", f"/records/{key}", None)
         ok = status in (200, 404)
         checksum = hashlib.sha256(body["payload"].encode()).hexdigest() if status == 200 else None
+        # found only when the region answered: a failed read says nothing of the key
         self._record(t0, "read", key, ok, status, region, checksum, error or (None if ok else f"{status}"),
-                     found=status == 200)
+                     found=status == 200 if ok else None)

@@ -4,7 +4,7 @@ rows, the findings in plain words, and the verdict sentence.
 summary.json's checks are the authority on pass/fail. Each check is attached to the row of the
 measure it judges (by its name); a check that fits no row gets a row of its own, so no check is
 ever left out. Only the per-class RTO rows are judged here, against the `rto` target, because
-DESIGN.md defines that target as holding for every class.
+docs/measurements.md defines that target as holding for every class.
 """
 
 from __future__ import annotations

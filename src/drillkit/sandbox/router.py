@@ -1,4 +1,4 @@
-"""The sandbox's global endpoint: a reverse proxy with the failover semantics of the seeds.
+"""The sandbox's global endpoint: a reverse proxy with the failover semantics of real global endpoints.
 
 Policies model the systems drillkit drills: ``dns`` is a Route 53 failover record with a
 health check (interval, failure threshold, and a TTL during which clients keep the old
