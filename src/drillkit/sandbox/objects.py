@@ -28,6 +28,8 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable, Iterator
 from urllib.parse import parse_qs, unquote
 
+from drillkit.sandbox.net import add_service_arguments, start_service
+
 BUCKET = "drillkit-objects"
 CHECKSUM_META = "sha256"
 """User metadata the app writes with every object: the SHA-256 of the body it was given."""
