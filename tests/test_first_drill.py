@@ -169,3 +169,21 @@ def _events(out: Path) -> list[dict]:
         except ValueError:
             continue
     return found
+
+
+def test_probes_that_cannot_run_abort_the_drill_yet_it_is_reported_and_sealed(tmp_path, drillkit_cli,
+                                                                              no_leftovers):
+    """The judge is part of the harness: when pytest cannot even start the probes (here an option
+    it does not know, through PYTEST_ADDOPTS), the drill is aborted, and still measured, reported
+    and sealed, so the evidence says what happened."""
+    out = tmp_path / "evidence"
+    proc = drillkit_cli("run", "scenarios/ground-truth-outage.yaml", "--out", str(out), timeout=600,
+                        env={"PYTEST_ADDOPTS": "--no-such-probe-option"})
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    summary, events, _ = evidence_of(out)
+    assert summary["verdict"] == "aborted"
+    assert summary["probes"]["exit_code"] not in (0, 1)
+    assert first(events, "drill.aborted")["reason"].startswith("the probes could not run (pytest exit ")
+    assert (out / "report.html").exists() and "ABORTED" in (out / "report.html").read_text()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "summary.json" in json.dumps(manifest)

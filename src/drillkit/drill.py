@@ -376,12 +376,19 @@ class Drill:
         """The verdict is the probes' verdict: the same tests a CI job runs on the evidence."""
         from drillkit.probes_plugin import run_probes
 
+        from drillkit.measure import measure
+
         code = run_probes(self.out)
-        summary["probes"] = {"exit_code": code, "junit": ev.JUNIT, "log": "probes.log"}
+        probes = {"exit_code": code, "junit": ev.JUNIT, "log": "probes.log"}
         if summary["verdict"] != "aborted":
-            if code not in (0, 1):
-                raise DrillAborted(f"the probes could not run (pytest exit {code}); see probes.log")
-            summary["verdict"] = "pass" if code == 0 else "fail"
+            if code in (0, 1):
+                summary["verdict"] = "pass" if code == 0 else "fail"
+            else:  # the judge itself broke: the drill is aborted, and still measured and reported
+                reason = f"the probes could not run (pytest exit {code}); see probes.log"
+                self.event("drill.aborted", reason=reason)
+                self.progress(f"✗ aborted: {reason}")
+                summary = measure(self.out)
+        summary["probes"] = probes
         return summary
 
     def _judge(self) -> dict:
