@@ -170,7 +170,7 @@ class Drill:
         # absolute: the sandbox's services and Locust run in other working directories
         self.out = Path(out).absolute()
         check_environment(self.scenario, self.out)
-        self.events = out / ev.EVENTS
+        self.events = self.out / ev.EVENTS
         self.stages: dict[str, float] = {}
         self.monitor: SafeguardMonitor | None = None
         self._last_seen = (0, 0)
@@ -374,9 +374,8 @@ class Drill:
 
     def _probe_verdict(self, summary: dict) -> dict:
         """The verdict is the probes' verdict: the same tests a CI job runs on the evidence."""
-        from drillkit.probes_plugin import run_probes
-
         from drillkit.measure import measure
+        from drillkit.probes_plugin import run_probes
 
         code = run_probes(self.out)
         probes = {"exit_code": code, "junit": ev.JUNIT, "log": "probes.log"}
