@@ -63,6 +63,8 @@ def test_plain_chaos_run_against_a_sandbox_from_the_cli(experiment, tmp_path, no
                               timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     assert down.returncode == 0, down.stderr
+    for said in (up.stdout + up.stderr, down.stdout + down.stderr):  # only drillkit's own lines
+        assert "Warning" not in said and "Traceback" not in said, said
     result = json.loads(journal.read_text())
     failed = [(r["activity"]["name"], r.get("exception")) for r in result["run"] if r["status"] != "succeeded"]
     assert (result["status"], result["deviated"], failed) == ("completed", False, [])
