@@ -229,6 +229,7 @@ def test_cli_report_reseals_an_intact_folder_and_refuses_a_tampered_one(drill, d
     before = read_manifest(drill)
     r = drillkit_cli("report", str(drill))
     assert r.returncode == 0, r.stderr
+    assert "Warning" not in r.stdout + r.stderr and "Traceback" not in r.stdout + r.stderr
     after = read_manifest(drill)
     assert after["created_utc"] >= before["created_utc"] and after["signed"] is False
     assert verify_manifest(drill, None).ok, "re-rendering must not break verification"
