@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,26 @@ def aborted_by_safeguard(drillkit_cli, scenario: Path, out: Path, *extra: str) -
     assert summary["verdict"] == "aborted"
     assert any(tripped["reason"] in r for r in summary["reasons"]), summary["reasons"]
     return tripped, kinds
+
+
+def test_a_watchdog_that_cannot_look_aborts_rather_than_stops_looking(tmp_path):
+    """A check that raises (a torn read, say) once killed the monitor's thread in silence, and
+    with it every safeguard; now it stops the drill, saying why."""
+    write_history(tmp_path, [])
+
+    def broken() -> str | None:
+        raise ValueError("torn read")
+
+    m = SafeguardMonitor(tmp_path, Limits(max_duration=1e9))
+    m.watch(broken)
+    with pytest.raises(KeyboardInterrupt):  # how the monitor interrupts the drill's main thread
+        with m:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
+    assert m.tripped == "harness failure: the watchdog could not check the drill: ValueError: torn read"
+    kinds = [json.loads(line)["kind"] for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert kinds == ["service.failed"]
 
 
 def test_error_rate_safeguard_stops_an_outage_longer_than_expected(tmp_path, drillkit_cli, no_leftovers):

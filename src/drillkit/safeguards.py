@@ -122,11 +122,16 @@ class SafeguardMonitor:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            failure = self._service_failure()
+            try:
+                failure = self._service_failure()
+                reason = None if failure else self.check(time.time())
+            except Exception as exc:  # a watchdog that cannot look must not stop looking in silence
+                self._trip("service.failed", f"harness failure: the watchdog could not check the drill: "
+                                             f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+                return
             if failure:
                 self._trip("service.failed", f"harness failure: {failure}")
                 return
-            reason = self.check(time.time())
             if reason:
                 self._trip("safeguard.tripped", reason)
                 return

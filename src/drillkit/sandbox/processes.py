@@ -36,7 +36,10 @@ REGISTRY = "processes.json"
 
 def write_registry(root: Path, entries: list[ProcessEntry]) -> None:
     """Every process a sandbox started, on disk as soon as it starts: what a reaper may stop."""
-    (Path(root) / REGISTRY).write_text(json.dumps([e.model_dump() for e in entries]))
+    path = Path(root) / REGISTRY
+    tmp = path.with_name(f".{REGISTRY}.{os.getpid()}.{threading.get_ident()}")
+    tmp.write_text(json.dumps([e.model_dump() for e in entries]))
+    os.replace(tmp, path)  # whole or not at all: the watchdog reads it while the drill writes it
 
 
 def read_registry(root: Path) -> list[ProcessEntry]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Literal
 
@@ -68,7 +69,7 @@ class SandboxState(BaseModel):
 
     def save(self) -> Path:
         path = Path(self.root) / STATE_FILE
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_name(f".{STATE_FILE}.{os.getpid()}.{threading.get_ident()}")
         tmp.write_text(self.model_dump_json(indent=2))
         os.replace(tmp, path)
         return path
