@@ -30,7 +30,7 @@ from drillkit import __version__
 from drillkit import evidence as ev
 from drillkit.audit import write_final_state
 from drillkit.chaos import CONFIG_KEY, ENV_KEY
-from drillkit.errors import DrillAborted, EnvironmentProblem, InputError
+from drillkit.errors import DrillAborted, EnvironmentProblem, InputError, one_line
 from drillkit.load import LoadRun
 from drillkit.load.canary import Canary
 from drillkit.manifest import signing_key, write_manifest
@@ -252,7 +252,7 @@ class Drill:
         except DrillAborted as exc:
             abort_reason = exc.reason
         except Exception as exc:
-            abort_reason = f"harness error: {type(exc).__name__}: {' '.join(str(exc).split())}"
+            abort_reason = f"harness error: {one_line(exc)}"
             with open(self.out / ev.HARNESS_ERROR, "w") as fh:
                 traceback.print_exc(file=fh)
         finally:
@@ -276,7 +276,7 @@ class Drill:
             region = sandbox.serving_region()
             return write_final_state(sandbox, self.out / ev.FINAL_STATE), region
         except Exception as exc:
-            error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+            error = one_line(exc)
             self.event("audit.failed", error=error)
             raise DrillAborted(f"the audit could not read the final state ({error}); "
                                "the data measures are unknown (not audited)") from exc

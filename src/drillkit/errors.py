@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def one_line(exc: BaseException) -> str:
+    """`Type: message` on one line, whatever the message holds (psycopg's run over two)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 class DrillkitError(Exception):
     """Base of every error drillkit raises on purpose."""
 

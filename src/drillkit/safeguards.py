@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from drillkit.errors import one_line
 from drillkit.evidence import EVENTS, READ_OPS, REQUESTS_DIR, append_event
 
 SLICE = 0.5
@@ -127,7 +128,7 @@ class SafeguardMonitor:
                 reason = None if failure else self.check(time.time())
             except Exception as exc:  # a watchdog that cannot look must not stop looking in silence
                 self._trip("service.failed", f"harness failure: the watchdog could not check the drill: "
-                                             f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+                                             f"{one_line(exc)}")
                 return
             if failure:
                 self._trip("service.failed", f"harness failure: {failure}")

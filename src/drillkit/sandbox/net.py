@@ -22,6 +22,7 @@ import urllib.request
 from http.server import ThreadingHTTPServer
 from typing import Any, NoReturn
 
+from drillkit.errors import one_line
 from drillkit.evidence import append_event
 
 FAILED_EXIT = 70
@@ -100,19 +101,17 @@ def start_service(name: str, args: argparse.Namespace, parser: argparse.Argument
         if hook.exc_type is SystemExit:
             return
         where = hook.thread.name if hook.thread is not None else "a thread"
-        fail(f"{where} died: {_one_line(hook.exc_value, hook.exc_type)}", hook.exc_traceback)
+        fail(f"{where} died: {_described(hook.exc_value, hook.exc_type)}", hook.exc_traceback)
 
     def main_died(exc_type, exc, tb) -> None:
-        fail(f"main thread died: {_one_line(exc, exc_type)}", tb)
+        fail(f"main thread died: {_described(exc, exc_type)}", tb)
 
     threading.excepthook = thread_died
     sys.excepthook = main_died
 
 
-def _one_line(exc: BaseException | None, exc_type: type | None = None) -> str:
-    text = " ".join(str(exc or "").split())
-    name = (exc_type or type(exc)).__name__
-    return f"{name}: {text}" if text else name
+def _described(exc: BaseException | None, exc_type: type) -> str:
+    return one_line(exc) if exc is not None else exc_type.__name__
 
 
 def fail(reason: str, tb: Any = None) -> NoReturn:

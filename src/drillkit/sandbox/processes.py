@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from drillkit.errors import SandboxError
+from drillkit.evidence import write_atomic
 from drillkit.sandbox.net import FAILURE_SUFFIX
 from drillkit.sandbox.state import ProcessEntry
 
@@ -36,10 +37,8 @@ REGISTRY = "processes.json"
 
 def write_registry(root: Path, entries: list[ProcessEntry]) -> None:
     """Every process a sandbox started, on disk as soon as it starts: what a reaper may stop."""
-    path = Path(root) / REGISTRY
-    tmp = path.with_name(f".{REGISTRY}.{os.getpid()}.{threading.get_ident()}")
-    tmp.write_text(json.dumps([e.model_dump() for e in entries]))
-    os.replace(tmp, path)  # whole or not at all: the watchdog reads it while the drill writes it
+    # whole or not at all: the watchdog reads it while the drill writes it
+    write_atomic(Path(root) / REGISTRY, json.dumps([e.model_dump() for e in entries]))
 
 
 def read_registry(root: Path) -> list[ProcessEntry]:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
 
 from drillkit.errors import InputError
+from drillkit.evidence import write_atomic
 
 STATE_FILE = "sandbox.json"
 
@@ -68,11 +68,7 @@ class SandboxState(BaseModel):
         return f"http://127.0.0.1:{self.router_port}"
 
     def save(self) -> Path:
-        path = Path(self.root) / STATE_FILE
-        tmp = path.with_name(f".{STATE_FILE}.{os.getpid()}.{threading.get_ident()}")
-        tmp.write_text(self.model_dump_json(indent=2))
-        os.replace(tmp, path)
-        return path
+        return write_atomic(Path(self.root) / STATE_FILE, self.model_dump_json(indent=2))
 
 
 def load_state(path: str | os.PathLike[str]) -> SandboxState:
