@@ -3,4 +3,4 @@
 from importlib.metadata import entry_points
 
 if not any(ep.name == "drillkit" for ep in entry_points(group="pytest11")):
-    pytest_plugins = ["drillkit.probes_plugin"]
+    pytest_plugins = ["drillkit.judge.plugin"]

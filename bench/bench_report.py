@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from drillkit.report import render_report
 from drillkit.report.load import load
-from drillkit.report.sample import make_drill
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from sample_evidence import make_drill  # noqa: E402  (a test fixture, not shipped)
 
 
 def main() -> None:

@@ -36,10 +36,10 @@ def drillkit_cli():
 @pytest.fixture
 def manual_sandbox(no_leftovers):
     """A real sandbox whose traffic moves only when a runbook step says so."""
-    from drillkit.sandbox.system import Sandbox
-    from drillkit.scenario import System
+    from drillkit.targets.sandbox.system import Sandbox
+    from drillkit.scenario import SandboxSpec
 
-    box = Sandbox.up(System.model_validate({"routing": {"policy": "manual"}}))
+    box = Sandbox.up(SandboxSpec.model_validate({"routing": {"policy": "manual"}}))
     try:
         yield box
     finally:
@@ -48,7 +48,7 @@ def manual_sandbox(no_leftovers):
 
 def write_record(box, key: str) -> str:
     """Write one record through the global endpoint; the region that acknowledged it."""
-    from drillkit.sandbox.net import http_json
+    from drillkit.targets.sandbox.net import http_json
 
     status, body = http_json(f"{box.endpoint}/records", "POST", {"key": key, "payload": f"payload of {key}"})
     assert status == 201, body

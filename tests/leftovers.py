@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-MARKERS = ("drillkit.sandbox.", "locust", "postgres")
+MARKERS = ("drillkit.targets.sandbox.", "locust", "postgres", "kvservice")
 
 
 def drill_processes() -> dict[int, str]:

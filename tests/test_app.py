@@ -15,8 +15,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from drillkit.sandbox import postgres as pg
-from drillkit.sandbox.app import checksum
+from drillkit.targets.sandbox import postgres as pg
+from drillkit.targets.sandbox.app import checksum
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def cluster():
 
 
 def start_app(region: str, db_port: int, ready: Path) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen([sys.executable, "-m", "drillkit.sandbox.app", "--region", region, "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "drillkit.targets.sandbox.app", "--region", region, "--port", "0",
                              "--dsn", pg.dsn(db_port), "--ready-file", str(ready)])
     deadline = time.monotonic() + 60
     while not ready.exists():

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from drillkit.history import scan, write_html
 from drillkit.report import render_report
-from drillkit.report.sample import make_drill
+from drillkit.report.history import scan, write_html
+
+from sample_evidence import make_drill
 
 FIRST_SCREEN = (1280, 800)
 COLOURS = {"pass": (0x1A, 0x7F, 0x37), "fail": (0xC6, 0x28, 0x28)}

@@ -95,7 +95,7 @@ def test_sigkilled_harness_is_reaped_by_the_next_drill(tmp_path, drillkit_cli, n
 def test_signal_swallowed_by_the_experiment_still_aborts():
     """chaoslib's SIGTERM exception can die in logging's handleError or an activity's
     `except Exception`; the drill must abort all the same (a CI run once completed with 0)."""
-    from drillkit.drill import _Signals
+    from drillkit.run.drill import _Signals
     from drillkit.errors import DrillAborted
 
     class Watchdog:

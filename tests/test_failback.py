@@ -16,8 +16,8 @@ from test_drill import first, ops, run_drill, variant
 from conftest import ROOT, write_record
 from drillkit.chaos import CONFIG_KEY, actions, failback
 from drillkit.evidence import read_events
-from drillkit.sandbox import postgres as pg
-from drillkit.sandbox.system import Sandbox
+from drillkit.targets.sandbox import postgres as pg
+from drillkit.targets.sandbox.system import Sandbox
 
 
 @pytest.fixture
@@ -136,9 +136,9 @@ def test_failback_experiment_is_valid():
 def test_failback_rebuilds_the_lost_regions_object_store_and_reverses_replication(no_leftovers):
     """The lost region's store died with it: the rebuild starts an empty one that replicates the
     primary's whole history, and the switchover turns replication back towards the DR region."""
-    from drillkit.sandbox import objects as obj
-    from drillkit.sandbox.net import http_json
-    from drillkit.scenario import System
+    from drillkit.targets.sandbox import objects as obj
+    from drillkit.targets.sandbox.net import http_json
+    from drillkit.scenario import SandboxSpec
 
     def put(key: str) -> str:
         status, body = http_json(f"{box.endpoint}/objects/{key}", "PUT", {"payload": key})
@@ -149,7 +149,7 @@ def test_failback_rebuilds_the_lost_regions_object_store_and_reverses_replicatio
         client = box.objects.client(region)
         return {k: obj.read_object(client, k)[0] for k in obj.current_objects(client)}
 
-    box = Sandbox.up(System.model_validate({"routing": {"policy": "manual"}, "objects": {}}))
+    box = Sandbox.up(SandboxSpec.model_validate({"routing": {"policy": "manual"}, "objects": {}}))
     try:
         assert {put(f"before/{i}") for i in range(8)} == {"A"}
         box.objects.wait_replicated(timeout=60)

@@ -16,14 +16,14 @@ from test_drill import first, ops, run_drill, variant
 from conftest import ROOT
 from drillkit.chaos import actions, probes
 from drillkit.evidence import read_events
-from drillkit.sandbox import postgres as pg
-from drillkit.sandbox.system import Sandbox
-from drillkit.scenario import System
+from drillkit.targets.sandbox import postgres as pg
+from drillkit.targets.sandbox.system import Sandbox
+from drillkit.scenario import SandboxSpec
 
 
 @pytest.fixture
 def box(no_leftovers):
-    sandbox = Sandbox.up(System())
+    sandbox = Sandbox.up(SandboxSpec())
     try:
         yield sandbox
     finally:

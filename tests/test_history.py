@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from drillkit.errors import EvidenceError, InputError
-from drillkit.history import print_table, scan, write_html
 from drillkit.report import render_report
-from drillkit.report.sample import T_START, make_drill
+from drillkit.report.history import print_table, scan, write_html
+
+from sample_evidence import T_START, make_drill
 
 DAY = 86_400.0
 # (folder, scenario, days after T_START, verdict, rto_s, rpo_s, writes_lost)

@@ -17,7 +17,7 @@ import pytest
 
 from drillkit.errors import FaultError
 from drillkit.evidence import read_jsonl
-from drillkit.sandbox.linkproxy import LinkControl
+from drillkit.targets.sandbox.linkproxy import LinkControl
 
 
 class EchoHandler(socketserver.BaseRequestHandler):
@@ -61,7 +61,7 @@ def start_proxy(tmp_path: Path):
     def start(upstream_port: int, name: str = "client-A", events: Path | None = None,
               failure_file: Path | None = None) -> tuple[subprocess.Popen, dict]:
         ready = tmp_path / f"{name}-{len(procs)}.ready.json"
-        cmd = [sys.executable, "-m", "drillkit.sandbox.linkproxy", "--name", name, "--listen-port", "0",
+        cmd = [sys.executable, "-m", "drillkit.targets.sandbox.linkproxy", "--name", name, "--listen-port", "0",
                "--upstream", f"127.0.0.1:{upstream_port}", "--ready-file", str(ready)]
         if events:
             cmd += ["--events", str(events)]
@@ -268,7 +268,7 @@ def test_a_link_that_cannot_record_its_events_fails_loudly(echo, start_proxy, tm
 
 def test_a_relative_events_path_is_refused_at_start(tmp_path):
     """Services run in /: a relative path would land somewhere else, so it is refused outright."""
-    proc = subprocess.run([sys.executable, "-m", "drillkit.sandbox.linkproxy", "--name", "client-A",
+    proc = subprocess.run([sys.executable, "-m", "drillkit.targets.sandbox.linkproxy", "--name", "client-A",
                            "--upstream", "127.0.0.1:9", "--ready-file", str(tmp_path / "ready.json"),
                            "--events", "reports/x/events.jsonl"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2

@@ -20,7 +20,8 @@ from drillkit.manifest import (
     write_manifest,
 )
 from drillkit.report import render_report
-from drillkit.report.sample import make_drill
+
+from sample_evidence import make_drill
 
 KEY = b"auditor-shared-secret-0123456789"
 

@@ -12,9 +12,9 @@ import pytest
 from conftest import ROOT
 from drillkit.chaos import objects as object_actions
 from drillkit.evidence import read_events
-from drillkit.sandbox import objects as obj
-from drillkit.sandbox.system import Sandbox
-from drillkit.scenario import ObjectStore, System
+from drillkit.targets.sandbox import objects as obj
+from drillkit.targets.sandbox.system import Sandbox
+from drillkit.scenario import ObjectStoreSpec, SandboxSpec
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def box():
     from leftovers import Snapshot
 
     before = Snapshot()
-    sandbox = Sandbox.up(System(objects=ObjectStore(replication_delay=0.0, delete_marker_replication=True)))
+    sandbox = Sandbox.up(SandboxSpec(objects=ObjectStoreSpec(replication_delay=0.0, delete_marker_replication=True)))
     try:
         yield sandbox
     finally:
@@ -158,7 +158,7 @@ def test_ransomware_is_detected_and_every_object_restored_to_its_last_good_versi
 def test_a_sandbox_without_objects_says_so(no_leftovers):
     from drillkit.errors import FaultError
 
-    with Sandbox.up(System()) as plain:
+    with Sandbox.up(SandboxSpec()) as plain:
         with pytest.raises(FaultError, match="no object store"):
             plain.objects.replication_status()
         assert not [k for k, _ in plain.final_state() if k.startswith("obj/")]

@@ -10,7 +10,7 @@ from test_drill import first, ops, run_drill, variant
 
 from conftest import ROOT, write_record
 from drillkit.chaos import CONFIG_KEY, actions, probes
-from drillkit.sandbox.system import Sandbox
+from drillkit.targets.sandbox.system import Sandbox
 
 EDGE_S = 0.1
 

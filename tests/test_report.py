@@ -13,7 +13,8 @@ import pytest
 from drillkit.errors import EvidenceError
 from drillkit.report import render_report
 from drillkit.report.ops import bin_width, read_history
-from drillkit.report.sample import make_drill
+
+from sample_evidence import make_drill
 
 
 class _Tables(HTMLParser):

@@ -94,7 +94,7 @@ def start_router(tmp_path):
         ready = tmp_path / f"router{len(procs)}.ready"
         events = tmp_path / f"events{len(procs)}.jsonl"
         proc = subprocess.Popen([
-            sys.executable, "-m", "drillkit.sandbox.router", "--port", "0",
+            sys.executable, "-m", "drillkit.targets.sandbox.router", "--port", "0",
             "--region", f"A={a}", "--region", f"B={b}", "--primary", "A", "--policy", policy,
             "--interval", str(INTERVAL), "--failure-threshold", str(THRESHOLD), "--ttl", str(TTL),
             "--events", str(events), "--ready-file", str(ready), *extra])
@@ -255,10 +255,10 @@ def test_sigterm_exits_zero_quickly_and_frees_the_port(regions, start_router):
 
 
 def test_bad_flags_exit_2(regions):
-    run = subprocess.run([sys.executable, "-m", "drillkit.sandbox.router", "--region", "A=nohost",
+    run = subprocess.run([sys.executable, "-m", "drillkit.targets.sandbox.router", "--region", "A=nohost",
                           "--primary", "A"], capture_output=True, text=True, timeout=10)
     assert run.returncode == 2 and "NAME=HOST:PORT" in run.stderr
-    run = subprocess.run([sys.executable, "-m", "drillkit.sandbox.router", "--region", "A=127.0.0.1:1",
+    run = subprocess.run([sys.executable, "-m", "drillkit.targets.sandbox.router", "--region", "A=127.0.0.1:1",
                           "--primary", "B"], capture_output=True, text=True, timeout=10, env=os.environ)
     assert run.returncode == 2 and "--primary" in run.stderr
 

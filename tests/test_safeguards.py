@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from test_drill import variant
 
-from drillkit.safeguards import Limits, SafeguardMonitor
+from drillkit.run.safeguards import Limits, SafeguardMonitor
 
 T = 1_000_000.0
 

@@ -104,7 +104,7 @@ def main() -> None:
 @click.option("--quiet", is_flag=True, help="no progress lines")
 def run(scenario: Path, out: Path | None, variables: tuple[str, ...], quiet: bool) -> None:
     """Run the drill described by SCENARIO and write its evidence folder."""
-    from drillkit.drill import Drill, default_out
+    from drillkit.run.drill import Drill, default_out
     from drillkit.scenario import load_scenario
 
     try:
@@ -207,11 +207,14 @@ def sandbox() -> None:
 @click.option("--pointer", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_SANDBOX_STATE,
               show_default=True, help="file that remembers where the sandbox state is")
 def sandbox_up(scenario: Path | None, pointer: Path) -> None:
-    from drillkit.sandbox.system import Sandbox
-    from drillkit.scenario import System, load_scenario
+    from drillkit.targets.sandbox.system import Sandbox
+    from drillkit.scenario import SandboxSpec, load_scenario
 
     try:
-        spec = load_scenario(scenario).scenario.system if scenario else System()
+        spec = load_scenario(scenario).scenario.system if scenario else SandboxSpec()
+        if spec.kind != "sandbox":
+            raise InputError(f"system.kind is {spec.kind}: only a sandbox is brought up by hand", file=str(scenario),
+                             field="system.kind")
         if pointer.exists():
             raise InputError("a sandbox is already up; run `drillkit sandbox down` first", file=str(pointer))
         box = Sandbox.up(spec, owned=False)
@@ -238,7 +241,7 @@ def _pointed_state(pointer: Path) -> str:
 @click.option("--pointer", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_SANDBOX_STATE,
               show_default=True)
 def sandbox_down(pointer: Path) -> None:
-    from drillkit.sandbox.system import reap, reap_stale
+    from drillkit.targets.sandbox.system import reap, reap_stale
 
     stale = reap_stale()
     for root in stale:
@@ -258,8 +261,8 @@ def sandbox_down(pointer: Path) -> None:
 @click.option("--pointer", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_SANDBOX_STATE,
               show_default=True)
 def sandbox_status(pointer: Path) -> None:
-    from drillkit.sandbox import processes
-    from drillkit.sandbox.system import Sandbox
+    from drillkit.targets import processes
+    from drillkit.targets.sandbox.system import Sandbox
 
     try:
         box = Sandbox.attach(_pointed_state(pointer))
@@ -272,7 +275,7 @@ def sandbox_status(pointer: Path) -> None:
     }
     try:
         info["serving_region"] = box.serving_region()
-        info["replication"] = box.replication_status()
+        info["replication"] = [row.as_dict() for row in box.replication_status()]
     except Exception as exc:  # status must report a broken sandbox, not crash on it
         info["error"] = str(exc)
     click.echo(json.dumps(info, indent=2, default=str))
@@ -303,7 +306,7 @@ def verify_cmd(folder: Path, key_file: Path | None) -> None:
 def history_cmd(folder: Path) -> None:
     """Trend of verdict, RTO, RPO and lost writes per scenario across the drills under FOLDER
     (default reports/); also writes FOLDER/history.html."""
-    from drillkit.history import print_table, scan, write_html
+    from drillkit.report.history import print_table, scan, write_html
 
     try:
         found = scan(folder)

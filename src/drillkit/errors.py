@@ -45,3 +45,12 @@ class DrillAborted(DrillkitError):
     def __init__(self, reason: str):
         self.reason = reason
         super().__init__(reason)
+
+
+class MissingCapability(FaultError):
+    """A chaos action asked the target for a capability it does not have."""
+
+    def __init__(self, capability: str, kind: str):
+        self.capability = capability
+        self.kind = kind
+        super().__init__(f"the {kind} target lacks the {capability} capability this action needs")

@@ -28,6 +28,7 @@ MANIFEST = "manifest.json"
 PROVENANCE = "provenance.json"
 CHAOS_LOG = "chaostoolkit.log"
 HARNESS_ERROR = "harness-error.txt"
+WORKLOAD = "workload.json"
 
 WRITE_OPS = ("write", "obj_write")
 """Op classes whose acknowledged keys the audit expects in final_state (objects as `obj/<key>`)."""

@@ -1,25 +1,98 @@
 """drillkit's Chaos Toolkit extension: faults, runbook actions and probes for `drillkit.chaos.*` providers.
 
-Every provider takes the running system from the experiment configuration key
-`drillkit_sandbox` (in experiments: `{"type": "env", "key": "DRILLKIT_SANDBOX"}`), the path of
-the sandbox state file.
+Every provider takes the running target from the experiment configuration key `drillkit_sandbox`
+(in experiments: `{"type": "env", "key": "DRILLKIT_SANDBOX"}`), the path of the target's state
+file, and records its events in the drill's event log (`drillkit_events`, else the log the
+target was started with). Each provider is declared with `@action(Capability, ...)`: it
+receives a `Context` and fails its activity with one line when the target lacks a capability.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
 
-from drillkit.errors import InputError
-from drillkit.system import System, attach
+from drillkit.errors import DrillkitError, InputError
 
 CONFIG_KEY = "drillkit_sandbox"
 ENV_KEY = "DRILLKIT_SANDBOX"
+EVENTS_CONFIG_KEY = "drillkit_events"
+EVENTS_ENV_KEY = "DRILLKIT_EVENTS"
+
+Configuration = dict[str, Any] | None
 
 
-def system_from(configuration: dict[str, Any] | None) -> System:
-    path = (configuration or {}).get(CONFIG_KEY) or os.environ.get(ENV_KEY)
+@dataclass
+class Context:
+    """What a provider acts on (the target) and where it writes what happened (the event log)."""
+
+    target: Any
+    events_file: Path
+
+    def record(self, kind: str, **fields: Any) -> dict:
+        from drillkit.evidence import append_event
+
+        return append_event(self.events_file, kind, **fields)
+
+    def read_events(self) -> list[dict]:
+        from drillkit.evidence import read_events
+
+        return read_events(self.events_file.parent)
+
+
+def context_from(configuration: Configuration) -> Context:
+    from drillkit.targets import attach
+
+    config = configuration or {}
+    path = config.get(CONFIG_KEY) or os.environ.get(ENV_KEY)
     if not path:
         raise InputError(f"no system to act on: set configuration {CONFIG_KEY!r} or ${ENV_KEY} "
                          "(run `drillkit sandbox up` first)")
-    return attach(path)
+    target = attach(path)
+    events = config.get(EVENTS_CONFIG_KEY) or os.environ.get(EVENTS_ENV_KEY) or target.events_file
+    return Context(target, Path(events))
+
+
+def action(*needs: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare a provider: `fn(ctx, *args)` becomes `fn(*args, configuration=None)` for chaoslib.
+
+    The target must offer every capability in `needs`; drillkit's own errors become the
+    activity's failure (ActivityFailed), one line each.
+    """
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def provider(*args: Any, configuration: Configuration = None, **kwargs: Any) -> Any:
+            from chaoslib.exceptions import ActivityFailed
+
+            from drillkit.targets.capabilities import require
+
+            try:
+                ctx = context_from(configuration)
+                for capability in needs:
+                    require(ctx.target, capability)
+                return fn(ctx, *args, **kwargs)
+            except DrillkitError as exc:
+                raise ActivityFailed(str(exc)) from exc
+
+        sig = inspect.signature(fn)
+        params = list(sig.parameters.values())[1:]
+        params.append(inspect.Parameter("configuration", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                        annotation="Configuration"))
+        provider.__signature__ = sig.replace(parameters=_ordered(params))  # type: ignore[attr-defined]
+        provider.needs = needs  # type: ignore[attr-defined]
+        return provider
+
+    return wrap
+
+
+def _ordered(params: list[inspect.Parameter]) -> list[inspect.Parameter]:
+    """`configuration` keyword-only, placed before a **kwargs the provider may take."""
+    var_kw = [p for p in params if p.kind is inspect.Parameter.VAR_KEYWORD]
+    rest = [p for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    return rest + var_kw
+

@@ -1,6 +1,17 @@
 """A Chaos Toolkit control that writes every activity's start and end to events.jsonl as it happens.
 
 The journal is written only at the end of a run; this log survives an interrupted one.
+
+An activity of any provider (a `process` kill, an `http` call, chaostoolkit-aws, kubernetes)
+marks itself as the drill's fault with a `drillkit` key:
+
+    {"type": "action", "name": "kill-primary", "provider": {"type": "process", ...},
+     "drillkit": {"fault": "primary-loss", "at": "end"}}
+
+The control then records `fault.injected` (fault `primary-loss`) when the activity succeeded, at its
+end (default: the fault has taken effect once the action returned) or its start (`"at": "start"`).
+`{"drillkit": {"clears": "primary-loss"}}` records `fault.cleared` the same way. drillkit's own
+actions record their faults themselves, at the moment the fault took effect.
 """
 
 from __future__ import annotations
@@ -8,11 +19,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from drillkit.chaos import system_from
+from drillkit.chaos import context_from
+
+MARK_KEY = "drillkit"
+_started: dict[int, float] = {}
 
 
 def _event(configuration: dict[str, Any] | None, kind: str, **fields: Any) -> None:
-    system_from(configuration).event(kind, **fields)
+    context_from(configuration).record(kind, **fields)
 
 
 def _describe(activity: dict[str, Any]) -> dict[str, Any]:
@@ -21,17 +35,35 @@ def _describe(activity: dict[str, Any]) -> dict[str, Any]:
             "function": provider.get("func") or provider.get("path")}
 
 
+def mark_of(activity: dict[str, Any]) -> dict[str, Any]:
+    """The activity's `drillkit` marking ({} for none); validated by drillkit.scenario.loader."""
+    mark = activity.get(MARK_KEY)
+    return mark if isinstance(mark, dict) else {}
+
+
 def before_activity_control(context: dict, configuration: dict | None = None, **kwargs: Any) -> None:
+    _started[id(context)] = time.time()
     _event(configuration, "activity.start", **_describe(context))
 
 
 def after_activity_control(context: dict, state: dict, configuration: dict | None = None, **kwargs: Any) -> None:
+    ended = time.time()
+    started = _started.pop(id(context), ended)
     status = state.get("status") if isinstance(state, dict) else None
     fields = _describe(context)
     fields.update(status=status, started=state.get("start"), duration=state.get("duration"))
     if state.get("exception"):
         fields["error"] = str(state["exception"][-1]).strip()
     _event(configuration, "activity.end", **fields)
+    mark = mark_of(context)
+    if mark and status == "succeeded":
+        t = started if mark.get("at") == "start" else ended
+        if "fault" in mark:
+            _event(configuration, "fault.injected", t=t, fault=mark["fault"], activity=context.get("name"),
+                   marked=True, **({"precondition": True} if mark.get("precondition") else {}))
+        if "clears" in mark:
+            _event(configuration, "fault.cleared", t=t, fault=mark["clears"], activity=context.get("name"),
+                   marked=True)
 
 
 def before_method_control(context: dict, configuration: dict | None = None, **kwargs: Any) -> None:

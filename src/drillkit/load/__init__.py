@@ -17,13 +17,15 @@ from drillkit.evidence import REQUESTS_DIR
 
 ENV_EVIDENCE = "DRILLKIT_EVIDENCE"
 ENV_TIMEOUT = "DRILLKIT_REQUEST_TIMEOUT"
+ENV_WORKLOAD = "DRILLKIT_WORKLOAD"
+ENV_REGION_HEADER = "DRILLKIT_REGION_HEADER"
 
 
 class LoadRun:
     """One headless Locust process driving the global endpoint for at most `run_time` seconds."""
 
     def __init__(self, locustfile: Path, host: str, users: int, spawn_rate: float, run_time: float,
-                 evidence: Path, request_timeout: float):
+                 evidence: Path, request_timeout: float, extra_env: dict[str, str] | None = None):
         self.locustfile = Path(locustfile).absolute()
         self.host = host
         self.users = users
@@ -31,6 +33,7 @@ class LoadRun:
         self.run_time = run_time
         self.evidence = Path(evidence).absolute()  # Locust runs in the locustfile's folder
         self.request_timeout = request_timeout
+        self.extra_env = dict(extra_env or {})
         self.process: subprocess.Popen | None = None
         self.log = evidence / "locust.log"
 
@@ -40,7 +43,8 @@ class LoadRun:
 
     def start(self) -> None:
         self.requests_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, ENV_EVIDENCE: str(self.evidence), ENV_TIMEOUT: str(self.request_timeout)}
+        env = {**os.environ, **self.extra_env, ENV_EVIDENCE: str(self.evidence),
+               ENV_TIMEOUT: str(self.request_timeout)}
         cmd = [sys.executable, "-m", "locust", "-f", str(self.locustfile), "--headless",
                "-u", str(self.users), "-r", str(self.spawn_rate), "-t", f"{max(1, int(self.run_time + 0.999))}s",
                "--host", self.host, "--only-summary", "--stop-timeout", "2", "--loglevel", "WARNING",

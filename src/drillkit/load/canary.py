@@ -6,7 +6,6 @@ A request that hangs (a blackholed link) never delays the next tick: each runs o
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import os
@@ -17,10 +16,14 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from drillkit.evidence import REQUESTS_DIR
+from drillkit.load.workload import DR_RECORDS, Workload, checksum, read_outcome, render
 
 
 class Canary:
-    def __init__(self, endpoint: str, evidence: Path, interval: float = 0.02, timeout: float = 1.0):
+    def __init__(self, endpoint: str, evidence: Path, interval: float = 0.02, timeout: float = 1.0,
+                 workload: Workload = DR_RECORDS, region_header: str | None = "X-Region"):
+        self.workload = workload
+        self.region_header = region_header
         url = urlparse(endpoint)
         self.host, self.port = url.hostname or "127.0.0.1", url.port or 80
         self.interval = interval
@@ -70,17 +73,18 @@ class Canary:
             conn = self._local.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         return conn
 
-    def _request(self, method: str, path: str, body: bytes | None) -> tuple[int | None, dict, str | None, str | None]:
+    def _request(self, method: str, path: str, body: bytes | None) -> tuple[int | None, bytes, str | None, str | None]:
         conn = self._conn()
         try:
             conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
             resp = conn.getresponse()
             data = resp.read()
-            return resp.status, (json.loads(data) if data else {}), resp.getheader("X-Region"), None
+            region = resp.getheader(self.region_header) if self.region_header else None
+            return resp.status, data, region, None
         except (OSError, http.client.HTTPException, ValueError) as exc:
             conn.close()
             self._local.conn = None
-            return None, {}, None, (str(exc) or type(exc).__name__)[:200]
+            return None, b"", None, (str(exc) or type(exc).__name__)[:200]
 
     def _record(self, t0: float, op: str, key: str, ok: bool, status, region, checksum, error, **extra) -> None:
         line = json.dumps({"t0": t0, "t1": time.time(), "op": op, "key": key, "ok": ok, "status": status,
@@ -94,24 +98,21 @@ class Canary:
             self._seq += 1
             key = f"{self._prefix}-{self._seq:08d}"
         payload = os.urandom(16).hex()
-        checksum = hashlib.sha256(payload.encode()).hexdigest()
         t0 = time.time()
-        status, _, region, error = self._request("POST", "/records",
-                                                 json.dumps({"key": key, "payload": payload}).encode())
-        ok = status == 201
+        status, _, region, error = self._request(*render(self.workload.write, key, payload))
+        ok = status in self.workload.write.ok
         if ok:
             with self._lock:
                 self._last_acked = key
-        self._record(t0, "write", key, ok, status, region, checksum, error or (None if ok else f"{status}"))
+        self._record(t0, "write", key, ok, status, region, checksum(payload), error or (None if ok else f"{status}"))
 
     def _read(self) -> None:
         key = self._last_acked
-        if key is None:
+        if key is None or self.workload.read is None:
             return
         t0 = time.time()
-        status, body, region, error = self._request("GET", f"/records/{key}", None)
-        ok = status in (200, 404)
-        checksum = hashlib.sha256(body["payload"].encode()).hexdigest() if status == 200 else None
+        status, body, region, error = self._request(*render(self.workload.read, key))
+        ok, found, digest = read_outcome(self.workload.read, status, body)
         # found only when the region answered: a failed read says nothing of the key
-        self._record(t0, "read", key, ok, status, region, checksum, error or (None if ok else f"{status}"),
-                     found=status == 200 if ok else None)
+        self._record(t0, "read", key, ok, status, region, digest, error or (None if ok else f"{status}"),
+                     found=found)

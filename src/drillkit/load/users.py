@@ -5,7 +5,6 @@ Only locustfiles import this module (it imports locust, which monkey-patches wit
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
@@ -14,11 +13,8 @@ import uuid
 from locust import HttpUser
 
 from drillkit.evidence import OBJECT_KEY_PREFIX as OBJECT_PREFIX
-from drillkit.load import ENV_EVIDENCE, ENV_TIMEOUT
-
-
-def checksum(payload: str) -> str:
-    return hashlib.sha256(payload.encode()).hexdigest()
+from drillkit.load import ENV_EVIDENCE, ENV_REGION_HEADER, ENV_TIMEOUT, ENV_WORKLOAD
+from drillkit.load.workload import DR_RECORDS, Operation, Workload, checksum, read_outcome, render
 
 
 class HistoryRecorder:
@@ -32,6 +28,7 @@ class HistoryRecorder:
 
     def __init__(self, path: str):
         self.fh = open(path, "a", buffering=1)
+        self.region_header = os.environ.get(ENV_REGION_HEADER, "X-Region")
 
     @classmethod
     def attach(cls, environment) -> "HistoryRecorder | None":
@@ -57,7 +54,7 @@ class HistoryRecorder:
         headers = getattr(response, "headers", None) or {}
         record = {
             "t0": start_time, "t1": start_time + (response_time or 0) / 1000.0, "op": ctx["op"], "key": ctx["key"],
-            "ok": exception is None, "status": status, "region": headers.get("X-Region"),
+            "ok": exception is None, "status": status, "region": headers.get(self.region_header) if self.region_header else None,
             "checksum": ctx.get("checksum"), "error": None if exception is None else _short(exception),
         }
         if "found" in ctx:
@@ -76,8 +73,9 @@ def _short(exception: BaseException) -> str:
 class DrillUser(HttpUser):
     """Writes unique keys with a payload and its SHA-256, and reads back keys it saw acknowledged.
 
-    Records go to the database (`POST /records`), objects to the region's S3 bucket
-    (`PUT /objects/{key}`, recorded under `obj/<key>`, the key the audit gives them).
+    Records go through a workload mapping (drillkit.load.workload): the sandbox's records API
+    (`DR_RECORDS`) by default, or the user's own API (`MappedUser`). Objects go to the region's
+    S3 bucket (`PUT /objects/{key}`, recorded under `obj/<key>`, the key the audit gives them).
     A read of a key the serving region does not have (404) is a correct answer from a working
     service, so it counts as ok with `found: false`; losing the key is the audit's business.
     """
@@ -85,6 +83,7 @@ class DrillUser(HttpUser):
     abstract = True
     payload_bytes = 128
     read_ratio = 0.5
+    workload: Workload = DR_RECORDS
 
     def on_start(self) -> None:
         HistoryRecorder.attach(self.environment)
@@ -96,28 +95,59 @@ class DrillUser(HttpUser):
     def write_record(self) -> None:
         key = self._next_key()
         payload = os.urandom(self.payload_bytes // 2).hex()
-        self._write("write", key, payload, "/records", {"key": key, "payload": payload}, self.client.post)
+        method, path, body = render(self.workload.write, key, payload)
+        self._write("write", key, payload, path, body, method, self.workload.write.ok)
 
     def write_object(self) -> None:
         key = self._next_key()
         payload = os.urandom(self.payload_bytes // 2).hex()
-        self._write("obj_write", f"{OBJECT_PREFIX}{key}", payload, f"/objects/{key}", {"payload": payload},
-                    self.client.put)
+        self._write("obj_write", f"{OBJECT_PREFIX}{key}", payload, f"/objects/{key}",
+                    json.dumps({"payload": payload}).encode(), "PUT", (200, 201))
 
     def read_record(self) -> None:
-        self._read("read", "write", "/records/{}", self.write_record)
+        acked = self.acked["write"]
+        if not acked or self.workload.read is None:
+            return self.write_record()
+        key = self._pick(acked)
+        method, path, body = render(self.workload.read, key)
+        self._read("read", key, method, path, body, self.workload.read)
 
     def read_object(self) -> None:
-        self._read("obj_read", "obj_write", "/objects/{}", self.write_object)
+        acked = self.acked["obj_write"]
+        if not acked:
+            return self.write_object()
+        key = self._pick(acked)
+        self._read("obj_read", key, "GET", f"/objects/{key.removeprefix(OBJECT_PREFIX)}", None, _OBJECT_READ)
+
+    def delete_record(self) -> None:
+        """Delete an acknowledged key (recorded as `delete`; the key leaves the set read back)."""
+        acked = self.acked["write"]
+        op = self.workload.delete
+        if not acked or op is None:
+            return self.write_record()
+        key = acked.pop(int.from_bytes(os.urandom(2), "big") % len(acked))
+        method, path, body = render(op, key)
+        ctx = {"op": "delete", "key": key}
+        with self.client.request(method, path, data=body, headers=_JSON if body else None, name="delete",
+                                 context=ctx, timeout=self.timeout, catch_response=True) as resp:
+            if resp.status_code in op.ok or resp.status_code in op.not_found:
+                resp.success()
+            else:
+                resp.failure(_reason(resp))
+
+    @staticmethod
+    def _pick(acked: list[str]) -> str:
+        return acked[int.from_bytes(os.urandom(2), "big") % len(acked)]
 
     def _next_key(self) -> str:
         self.seq += 1
         return f"{self.prefix}-{self.seq:07d}"
 
-    def _write(self, op: str, key: str, payload: str, path: str, body: dict, send) -> None:
+    def _write(self, op: str, key: str, payload: str, path: str, body: bytes | None, method: str, ok) -> None:
         ctx = {"op": op, "key": key, "checksum": checksum(payload)}
-        with send(path, json=body, name=op, context=ctx, timeout=self.timeout, catch_response=True) as resp:
-            if resp.status_code == 201:
+        with self.client.request(method, path, data=body, headers=_JSON if body else None, name=op, context=ctx,
+                                 timeout=self.timeout, catch_response=True) as resp:
+            if resp.status_code in ok:
                 resp.success()
                 acked = self.acked[op]
                 acked.append(key)
@@ -126,24 +156,37 @@ class DrillUser(HttpUser):
             else:
                 resp.failure(_reason(resp))
 
-    def _read(self, op: str, written_by: str, path: str, write_instead) -> None:
-        acked = self.acked[written_by]
-        if not acked:
-            return write_instead()
-        key = acked[int.from_bytes(os.urandom(2), "big") % len(acked)]
+    def _read(self, op: str, key: str, method: str, path: str, body: bytes | None, mapping: Operation) -> None:
         ctx = {"op": op, "key": key}
-        with self.client.get(path.format(key.removeprefix(OBJECT_PREFIX)), name=op, context=ctx,
-                             timeout=self.timeout, catch_response=True) as resp:
+        with self.client.request(method, path, data=body, headers=_JSON if body else None, name=op, context=ctx,
+                                 timeout=self.timeout, catch_response=True) as resp:
             meta = resp.request_meta["context"]
-            if resp.status_code == 200:
-                meta["checksum"] = checksum(resp.json()["payload"])
-                meta["found"] = True
-                resp.success()
-            elif resp.status_code == 404:
-                meta["found"] = False
+            ok, found, digest = read_outcome(mapping, resp.status_code or None, resp.content)
+            if ok:
+                if found:
+                    meta["checksum"] = digest
+                meta["found"] = found
                 resp.success()
             else:
                 resp.failure(_reason(resp))
+
+
+class MappedUser(DrillUser):
+    """The user's own API: the workload mapping the harness hands over in $DRILLKIT_WORKLOAD."""
+
+    abstract = True
+
+    @classmethod
+    def from_environment(cls) -> Workload:
+        path = os.environ.get(ENV_WORKLOAD)
+        if not path:
+            raise RuntimeError(f"${ENV_WORKLOAD} names no workload mapping (drillkit run sets it)")
+        with open(path) as fh:
+            return Workload.model_validate_json(fh.read())
+
+
+_JSON = {"Content-Type": "application/json"}
+_OBJECT_READ = Operation(method="GET", path="/objects/{key}", payload_field="payload")
 
 
 def _reason(resp) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,6 +39,12 @@ _RC = {
     "grid.linewidth": 0.6,
     "legend.frameon": False,
 }
+
+
+def chart_style(salt: str) -> AbstractContextManager:
+    """The Matplotlib settings every drillkit chart is drawn under: text stays text in the SVG,
+    and `salt` seeds the SVG's generated ids, so a chart's SVG is the same on every render."""
+    return rc_context(_RC | {"svg.hashsalt": salt})
 
 
 @dataclass
@@ -94,7 +101,7 @@ def _draw_marks(ax, marks: Marks, label_phases: bool, span: float) -> list[Line2
 def timeline_svg(tl: Timeline, marks: Marks, ref_label: str) -> str:
     """Successes up and failures down per class, stacked; latency p50/p99 per class below."""
     edges = np.append(tl.x, tl.x[-1] + tl.width)
-    with rc_context(_RC | {"svg.hashsalt": "timeline"}):
+    with chart_style("timeline"):
         fig = Figure(figsize=(10, 5.6))
         top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
         base = np.zeros(len(tl.x))
@@ -138,14 +145,14 @@ def timeline_svg(tl: Timeline, marks: Marks, ref_label: str) -> str:
                       loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7.5)
         bottom.set_xlim(edges[0], edges[-1])
         fig.subplots_adjust(left=0.07, right=0.78, top=0.95, bottom=0.1, hspace=0.12)
-        return _inline(fig, "Timeline: successes, failures and latency over time", "tl")
+        return inline_svg(fig, "Timeline: successes, failures and latency over time", "tl")
 
 
 def lag_svg(lag: pd.DataFrame, t_ref: float, marks: Marks, ref_label: str,
             rpo_target_s: float | None, max_points: int = 1200) -> str:
     """Replay lag per region, each region reduced to at most `max_points` bins of its maximum, so
     spikes survive the downsampling."""
-    with rc_context(_RC | {"svg.hashsalt": "lag"}):
+    with chart_style("lag"):
         fig = Figure(figsize=(10, 2.8))
         ax = fig.subplots()
         ax2 = None
@@ -185,7 +192,7 @@ def lag_svg(lag: pd.DataFrame, t_ref: float, marks: Marks, ref_label: str,
                                      or h.get_label().startswith("recovery point")],
                   loc="upper left", bbox_to_anchor=(1.07, 1.0), fontsize=7.5)
         fig.subplots_adjust(left=0.07, right=0.74, top=0.9, bottom=0.18)
-        return _inline(fig, "Replication lag over time", "lag")
+        return inline_svg(fig, "Replication lag over time", "lag")
 
 
 _STRIP = [
@@ -197,7 +204,7 @@ _STRIP = [
 ]
 
 
-def _inline(fig: Figure, title: str, prefix: str) -> str:
+def inline_svg(fig: Figure, title: str, prefix: str) -> str:
     """SVG fit for pasting into HTML: no XML prologue, namespaces, metadata links or global
     style rule; ids prefixed so that two charts in one page never share one; scales to its
     container through its viewBox."""

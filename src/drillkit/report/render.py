@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 import drillkit
 from drillkit import evidence as ev
-from drillkit.report import charts, fmt, model, view
+from drillkit.report import charts, fmt, model, pages, view
 from drillkit.report.load import Evidence, load
 from drillkit.report.ops import timeline
 
@@ -25,15 +24,12 @@ reproduced in every report, so an auditor holding only the report has the defini
 VERDICT_LABELS = {"pass": "PASS", "fail": "FAIL", "aborted": "ABORTED"}
 MD_ICONS = {"pass": "✅", "fail": "❌", "aborted": "⚠️", "none": "➖"}
 
-_env = Environment(loader=PackageLoader("drillkit.report", "templates"), autoescape=True,
-                   undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-
 
 def render_report(folder: str | os.PathLike[str]) -> Path:
     """Write report.html and summary.md into `folder`; return the report's path."""
     folder = Path(folder)
     ctx = context(load(folder))
-    html = _env.get_template("report.html").render(**ctx)
+    html = pages.render_page("report.html.j2", **ctx)
     out = folder / ev.REPORT
     ev.write_atomic(out, html)
     ev.write_atomic(folder / SUMMARY_MD, markdown(ctx))
@@ -55,7 +51,7 @@ def context(e: Evidence) -> dict[str, Any]:
     phases = view.phases(e, t_fault)
     ctx: dict[str, Any] = {
         "drillkit_version": drillkit.__version__,
-        "definitions": _env.loader.get_source(_env, MEASUREMENTS)[0],
+        "definitions": pages.template_source(MEASUREMENTS),
         "scenario": str(s.get("scenario") or (e.scenario or {}).get("name") or "unnamed drill"),
         "verdict": verdict,
         "verdict_label": VERDICT_LABELS.get(verdict, "UNKNOWN"),

@@ -1,0 +1,90 @@
+"""The pytest plugin: drill probes as a CI gate.
+
+`pytest probes/ --drill-evidence DIR` re-judges an archived drill without starting anything;
+`pytest probes/ --drill SCENARIO` runs the drill once per session, then judges it. The probes
+read only the evidence folder, through measure(), so CI and an auditor get the same verdict.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from drillkit.errors import DrillkitError
+
+EVIDENCE_KEY = pytest.StashKey[Path]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("drillkit", "disaster-recovery drill probes")
+    group.addoption("--drill-evidence", metavar="DIR", help="judge the drill evidence in DIR (starts nothing)")
+    group.addoption("--drill", metavar="SCENARIO", help="run the drill in SCENARIO once, then judge it")
+    group.addoption("--drill-out", metavar="DIR", help="evidence folder for --drill (default: a new temp folder)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "drill_probe: a probe judging a drill's evidence")
+    evidence = config.getoption("--drill-evidence", None)
+    scenario = config.getoption("--drill", None)
+    if evidence and scenario:
+        raise pytest.UsageError("--drill and --drill-evidence exclude each other")
+    if evidence:
+        from drillkit.measure import measure
+
+        folder = Path(evidence)
+        try:
+            measure(folder)
+        except DrillkitError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        config.stash[EVIDENCE_KEY] = folder
+    elif scenario:
+        config.stash[EVIDENCE_KEY] = _run_drill(Path(scenario), config.getoption("--drill-out"))
+
+
+def _run_drill(scenario: Path, out: str | None) -> Path:
+    from drillkit.run.drill import Drill
+    from drillkit.scenario import load_scenario
+
+    folder = Path(out) if out else Path(tempfile.mkdtemp(prefix="drillkit-probes-")) / "evidence"
+    try:
+        Drill(load_scenario(scenario), folder, judge_with_probes=False).run()
+    except DrillkitError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    return folder
+
+
+@pytest.fixture(scope="session")
+def drill_evidence(pytestconfig: pytest.Config) -> Path:
+    """The evidence folder under judgement."""
+    folder = pytestconfig.stash.get(EVIDENCE_KEY, None)
+    if folder is None:
+        pytest.skip("no drill to judge: pass --drill-evidence DIR or --drill SCENARIO")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def drill_summary(drill_evidence: Path) -> dict:
+    """The measurements of the drill, recomputed from its evidence."""
+    from drillkit.measure import measure
+
+    return measure(drill_evidence)
+
+
+@pytest.fixture(scope="session")
+def drill_check(drill_summary: dict):
+    """`drill_check("rto")` → the check for that target, or a skip when the scenario sets none."""
+
+    def lookup(name: str) -> dict:
+        for check in drill_summary["checks"]:
+            if check["name"] == name:
+                return check
+        pytest.skip(f"the scenario sets no {name} target")
+
+    return lookup
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    folder = config.stash.get(EVIDENCE_KEY, None)
+    return f"drill evidence: {folder}" if folder else None

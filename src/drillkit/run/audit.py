@@ -1,0 +1,25 @@
+"""The post-drill audit: every record the serving region holds, checksummed, into final_state.jsonl."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from drillkit.targets.capabilities import FinalStateAudit
+
+
+def write_final_state(system: FinalStateAudit, path: Path) -> int:
+    """Write the final state, whole or not at all: an audit that fails half-way leaves no file,
+    so the data measures become unknown ("not audited"), never a count of lost writes."""
+    tmp = path.with_name(f".{path.name}.partial")
+    count = 0
+    try:
+        with open(tmp, "w") as fh:
+            for key, checksum in system.final_state():
+                fh.write(json.dumps({"key": key, "checksum": checksum}) + "\n")
+                count += 1
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return count

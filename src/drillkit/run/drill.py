@@ -1,0 +1,457 @@
+"""`drillkit run`: scenario → system → load + chaos → evidence → measure → report, one direction.
+
+Every ending (pass, fail, error, SIGINT, SIGTERM, safeguard) runs the rollbacks, stops the load,
+tears the system down and keeps the evidence gathered so far.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import logging.handlers
+import os
+import platform
+import queue
+import signal
+import socket
+import subprocess
+import time
+import traceback
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+import yaml
+
+from drillkit import __version__, targets
+from drillkit import evidence as ev
+from drillkit.chaos import CONFIG_KEY, ENV_KEY, EVENTS_CONFIG_KEY, EVENTS_ENV_KEY
+from drillkit.errors import DrillAborted, EnvironmentProblem, InputError, one_line
+from drillkit.load import ENV_REGION_HEADER, ENV_WORKLOAD, LoadRun
+from drillkit.load.canary import Canary
+from drillkit.load.workload import DR_RECORDS
+from drillkit.manifest import signing_key, write_manifest
+from drillkit.redact import redact_evidence
+from drillkit.run.audit import write_final_state
+from drillkit.run.preflight import check_environment
+from drillkit.run.safeguards import Limits, SafeguardMonitor
+from drillkit.run.sampler import LagSampler
+from drillkit.scenario import LoadedScenario, apply_vars, load_experiment
+from drillkit.targets.capabilities import FinalStateAudit, ReplicationObservation, has, require
+from drillkit.targets.processes import shielded
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class DrillOutcome:
+    folder: Path
+    summary: dict
+    stages: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        return self.summary.get("verdict", "aborted")
+
+
+def default_out(name: str, base: Path = Path("reports")) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    return base / f"{stamp}-{name}"
+
+
+def prepare_out(out: Path) -> Path:
+    if out.exists() and any(out.iterdir()):
+        raise InputError("output folder exists and is not empty", field="--out", file=str(out))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise EnvironmentProblem(f"output folder is not writable: {exc.strerror}", file=str(out)) from None
+    return out
+
+
+class _Signals:
+    """SIGTERM becomes DrillAborted in the main thread; SIGINT stays KeyboardInterrupt.
+
+    During the experiment chaoslib installs its own handlers, and the exception they raise
+    can be swallowed (by logging's handleError when the signal lands inside a log write, by
+    an activity's `except Exception`). So every signal is also noted through a wakeup fd,
+    which the interpreter writes at C level whatever the Python handler does; `check`
+    turns a signal that was caught but never acted on into the abort it should have been.
+    """
+
+    def __init__(self):
+        self.received: list[str] = []
+
+    def __enter__(self):
+        self._read, self._write = os.pipe()
+        for fd in (self._read, self._write):
+            os.set_blocking(fd, False)
+        self._previous_fd = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        self.previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, self._on_term),
+                         signal.SIGINT: signal.signal(signal.SIGINT, self._on_int)}
+        return self
+
+    def _on_term(self, signum, frame):
+        raise DrillAborted("SIGTERM received")
+
+    def _on_int(self, signum, frame):
+        raise KeyboardInterrupt
+
+    def caught(self) -> list[str]:
+        """Names of every signal delivered so far, in order."""
+        try:
+            while chunk := os.read(self._read, 512):
+                self.received += [signal.Signals(n).name for n in chunk]
+        except BlockingIOError:
+            pass
+        return self.received
+
+    def check(self, watchdog: SafeguardMonitor) -> None:
+        caught = self.caught()
+        if "SIGTERM" in caught:
+            raise DrillAborted("SIGTERM received")
+        if watchdog.tripped:
+            raise DrillAborted(watchdog.tripped)
+        if caught:
+            raise DrillAborted(f"{caught[-1]} received")
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        signal.set_wakeup_fd(self._previous_fd)
+        os.close(self._read)
+        os.close(self._write)
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"drillkit": __version__, "python": platform.python_version()}
+    for dist in ("chaostoolkit", "chaostoolkit-lib", "locust", "psycopg", "pandas"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "absent"
+    return out
+
+
+def _git_commit(where: Path) -> str | None:
+    try:
+        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5)
+        return res.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _resolved_scenario(loaded: LoadedScenario, variables: dict[str, str]) -> dict:
+    data = loaded.scenario.model_dump(mode="json", exclude_none=True)
+    data["experiment"] = str(loaded.experiment_path)
+    data["load"]["locustfile"] = str(loaded.locustfile_path)
+    if loaded.workload_path is not None:
+        data["load"]["workload"] = str(loaded.workload_path)
+    data["source"] = str(loaded.path)
+    data["vars"] = variables
+    return data
+
+
+class Environment:
+    """Everything a running drill holds, in one place (Locust's Environment is the model): the
+    scenario, the target, the event log, the progress sink, the stage timings, and the teardown
+    stack on which every part that starts registers how it stops, so every ending unwinds the
+    same way, in reverse order of starting."""
+
+    def __init__(self, loaded: LoadedScenario, out: Path, progress: Progress):
+        self.loaded = loaded
+        self.scenario = loaded.scenario
+        self.out = out
+        self.events = out / ev.EVENTS
+        self.progress = progress
+        self.plugin = targets.plugin(self.scenario.system.kind)
+        self.target = None
+        self.stages: dict[str, float] = {}
+        self.monitor: SafeguardMonitor | None = None
+        self.teardown = ExitStack()
+        self._last_seen = (0, 0)
+
+    def event(self, kind: str, **fields) -> None:
+        ev.append_event(self.events, kind, **fields)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        self.progress(f"▶ {name}")
+        self.event("stage.start", stage=name)
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            took = time.monotonic() - t0
+            self.stages[name] = took
+            self.event("stage.end", stage=name, took_s=round(took, 6))
+            seen = self.monitor.seen() if self.monitor else (0, 0)
+            ops = f" · {sum(seen)} ops so far, {seen[1]} failed" if seen != self._last_seen else ""
+            self._last_seen = seen
+            self.progress(f"  {name} {took:.2f} s{ops}")
+
+    def started(self, stop: Callable[[], object]) -> None:
+        """Register how a part that just started stops."""
+        self.teardown.callback(stop)
+
+    def chaos_configuration(self) -> dict[str, str]:
+        return {CONFIG_KEY: str(self.target.state_file), EVENTS_CONFIG_KEY: str(self.events)}
+
+
+class Drill:
+    def __init__(self, loaded: LoadedScenario, out: Path, variables: dict[str, str] | None = None,
+                 progress: Progress | None = None, judge_with_probes: bool = True):
+        self.judge_with_probes = judge_with_probes
+        self.signing_key = signing_key()
+        self.loaded = loaded
+        self.scenario = loaded.scenario
+        self.variables = variables or {}
+        self.experiment = apply_vars(load_experiment(loaded.experiment_path), self.variables, str(loaded.path))
+        # absolute: the sandbox's services and Locust run in other working directories
+        self.out = Path(out).absolute()
+        check_environment(loaded, self.out)
+        self.env = Environment(loaded, self.out, progress or (lambda _msg: None))
+        self.abort_reason: str | None = None
+
+    @property
+    def stages(self) -> dict[str, float]:
+        return self.env.stages
+
+    def run(self) -> DrillOutcome:
+        env = self.env
+        prepare_out(self.out)
+        env.events.touch()
+        (self.out / ev.SCENARIO).write_text(yaml.safe_dump(_resolved_scenario(self.loaded, self.variables),
+                                                           sort_keys=False))
+        if self.loaded.workload is not None:
+            (self.out / ev.WORKLOAD).write_text(self.loaded.workload.model_dump_json(indent=2))
+        provenance = {
+            "operator": getpass.getuser(), "host": socket.gethostname(),
+            "started_utc": datetime.now(timezone.utc).isoformat(), "versions": _versions(),
+            "git_commit": _git_commit(self.loaded.path.parent), "command": "drillkit run",
+            "scenario_file": str(self.loaded.path), "target": self.scenario.system.kind,
+        }
+        env.event("drill.start", scenario=self.scenario.name)
+        reaped = targets.reap_stale()
+        if reaped:
+            env.event("sandbox.reaped", folders=reaped)
+            env.progress(f"reaped {len(reaped)} sandbox(es) left by a killed drill")
+        watchdog = env.monitor = SafeguardMonitor(self.out, self._limits())
+        signals = _Signals()
+        try:
+            with signals, watchdog:
+                try:
+                    self._drive(env, watchdog, signals, provenance)
+                except KeyboardInterrupt:
+                    signals.check(watchdog)
+                    raise DrillAborted("SIGINT received")
+        except DrillAborted as exc:
+            self.abort_reason = exc.reason
+        except Exception as exc:
+            self.abort_reason = f"harness error: {one_line(exc)}"
+            with open(self.out / ev.HARNESS_ERROR, "w") as fh:
+                traceback.print_exc(file=fh)
+        finally:
+            with shielded():
+                if self.abort_reason is not None:
+                    env.event("drill.aborted", reason=self.abort_reason)
+                    env.progress(f"✗ aborted: {self.abort_reason}")
+                with env.stage("teardown"):
+                    if self.abort_reason is not None and env.target is None:
+                        env.event("rollbacks.skipped", reason="the system never came up: nothing to roll back")
+                    env.teardown.close()
+                env.event("drill.end")
+                provenance["ended_utc"] = datetime.now(timezone.utc).isoformat()
+                (self.out / ev.PROVENANCE).write_text(json.dumps(provenance, indent=2))
+        with shielded():
+            redact_evidence(self.out, self.experiment)
+            summary = self._judge()
+        return DrillOutcome(self.out, summary, self.stages)
+
+    def _drive(self, env: Environment, watchdog: SafeguardMonitor, signals: "_Signals", provenance: dict) -> None:
+        """Up, load, experiment, cooldown, audit: each part registers its stop as it starts."""
+        spec = self.scenario.system
+        with env.stage(f"{spec.kind}_up"):
+            target = env.target = env.plugin.up(spec, events_file=env.events, scenario_dir=self.loaded.path.parent)
+        env.started(target.down)  # unwound last
+        env.started(self._rollbacks_if_aborted)
+        provenance["versions"].update(target.facts())
+        watchdog.watch(env.plugin.attach(target.state_file).service_failure)  # its own handle too
+        for kind, fields in target.ready():
+            env.event(kind, **fields)
+        sampler = self._start_sampler(env)
+        load = self._start_load(target.endpoint)
+        env.started(load.stop)
+        target.adopt("locust", load.process.pid)
+        canary = self._start_canary(target.endpoint)
+        with env.stage("warmup"):
+            load.wait_first_ops()
+            time.sleep(self.scenario.load.warmup)
+        with env.stage("experiment"):
+            journal = self._run_experiment()
+        status = journal.get("status")
+        signals.check(watchdog)
+        if status in ("interrupted", "aborted"):
+            raise DrillAborted(f"experiment {status}")
+        with env.stage("cooldown"):
+            time.sleep(self._cooldown())
+        signals.check(watchdog)
+        for part in (load, canary, sampler):  # the audit sees the final state, not a moving one
+            if part is not None:
+                part.stop()
+        with env.stage("audit"):
+            records, source = self._audit(target)
+        env.event("audit.done", records=records, region=source)
+        signals.check(watchdog)
+
+    def _audit(self, target) -> tuple[int, str]:
+        """Read the final state. When that fails, nothing is known of the data: the drill is
+        aborted and its data measures are null ("not audited"), never losses."""
+        try:
+            auditor = require(target, FinalStateAudit)
+            source = auditor.audit_source()
+            return write_final_state(auditor, self.out / ev.FINAL_STATE), source
+        except Exception as exc:
+            error = one_line(exc)
+            self.env.event("audit.failed", error=error)
+            raise DrillAborted(f"the audit could not read the final state ({error}); "
+                               "the data measures are unknown (not audited)") from exc
+
+    def _limits(self) -> Limits:
+        guards = self.scenario.safeguards
+        expected = guards.expected_outage
+        if expected is None:
+            expected = self.scenario.targets.rto or 30.0
+        rate = guards.max_error_rate
+        return Limits(max_duration=guards.max_duration, error_rate=rate.above if rate else None,
+                      error_rate_sustained=rate.sustained if rate else 0.0, expected_outage=expected,
+                      max_lost_writes=guards.max_lost_writes)
+
+    def _region_header(self) -> str | None:
+        return getattr(self.scenario.system, "region_header", "X-Region")
+
+    def _start_sampler(self, env: Environment) -> LagSampler | None:
+        """Replication lag, where the target can observe it; otherwise lag.csv holds only its header."""
+        if not has(env.target, ReplicationObservation):
+            LagSampler.write_header(self.out / ev.LAG)
+            return None
+        # its own handle: sampling re-reads the state file, which must never race this thread's
+        # registry updates (adopt) on a shared one
+        sampler = LagSampler(env.plugin.attach(env.target.state_file), self.out / ev.LAG).start()
+        env.started(sampler.stop)
+        return sampler
+
+    def _start_load(self, endpoint: str) -> LoadRun:
+        load_spec = self.scenario.load
+        extra = {ENV_REGION_HEADER: self._region_header() or ""}
+        if self.loaded.workload is not None:
+            extra[ENV_WORKLOAD] = str(self.out / ev.WORKLOAD)
+        run = LoadRun(self.loaded.locustfile_path, endpoint, load_spec.users,
+                      load_spec.spawn_rate or float(load_spec.users), load_spec.warmup + load_spec.duration,
+                      self.out, load_spec.request_timeout, extra_env=extra)
+        run.start()
+        return run
+
+    def _start_canary(self, endpoint: str) -> Canary | None:
+        spec = self.scenario.load
+        if not spec.canary:
+            return None
+        canary = Canary(endpoint, self.out, interval=spec.canary, timeout=spec.request_timeout,
+                        workload=self.loaded.workload or DR_RECORDS, region_header=self._region_header()).start()
+        self.env.started(canary.stop)
+        return canary
+
+    def _cooldown(self) -> float:
+        spec = self.scenario.load.cooldown
+        return spec if spec is not None else self.scenario.stable + 1.0
+
+    def _run_experiment(self) -> dict:
+        """chaoslib logs to chaostoolkit.log through a queue: its SIGTERM handler logs too,
+        and a signal landing in the middle of a file write would make that a reentrant write."""
+        from chaoslib.experiment import run_experiment
+
+        chaos_logger = logging.getLogger("chaostoolkit")
+        chaos_logger.setLevel(logging.INFO)
+        chaos_logger.propagate = False
+        handler = logging.FileHandler(self.out / ev.CHAOS_LOG)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        records: queue.SimpleQueue = queue.SimpleQueue()
+        to_queue = logging.handlers.QueueHandler(records)
+        listener = logging.handlers.QueueListener(records, handler)
+        chaos_logger.addHandler(to_queue)
+        listener.start()
+        try:
+            return self._run_chaoslib(run_experiment)
+        finally:
+            chaos_logger.removeHandler(to_queue)
+            listener.stop()
+            handler.close()
+
+    def _run_chaoslib(self, run_experiment) -> dict:
+        config = self.env.chaos_configuration()
+        os.environ[ENV_KEY] = config[CONFIG_KEY]
+        os.environ[EVENTS_ENV_KEY] = config[EVENTS_CONFIG_KEY]
+        settings = {"runtime": {"rollbacks": {"strategy": "always"}, "hypothesis": {"strategy": "default"}}}
+        journal = run_experiment(self.experiment, settings=settings, experiment_vars=(config, {}))
+        (self.out / ev.JOURNAL).write_text(json.dumps(journal, indent=2, default=str))
+        return journal
+
+    def _rollbacks_if_aborted(self) -> None:
+        """An abort outside chaoslib's run skipped its rollbacks: run them here, recorded as events."""
+        from chaoslib.rollback import run_rollbacks
+
+        if self.abort_reason is None:
+            return
+        kinds = {e["kind"] for e in ev.read_events(self.out)}
+        if not self.experiment.get("rollbacks") or "rollbacks.end" in kinds:
+            return
+        self.env.event("rollbacks.start", reason="abort")
+        try:
+            for _ in run_rollbacks(self.experiment, self.env.chaos_configuration(), {}, None, None):
+                pass
+        except Exception as exc:
+            self.env.event("rollbacks.error", error=str(exc))
+        self.env.event("rollbacks.end")
+
+    def _probe_verdict(self, summary: dict) -> dict:
+        """The verdict is the probes' verdict: the same tests a CI job runs on the evidence."""
+        from drillkit.measure import measure
+        from drillkit.judge.verdict import run_probes
+
+        code = run_probes(self.out)
+        probes = {"exit_code": code, "junit": ev.JUNIT, "log": "probes.log"}
+        if summary["verdict"] != "aborted":
+            if code in (0, 1):
+                summary["verdict"] = "pass" if code == 0 else "fail"
+            else:  # the judge itself broke: the drill is aborted, and still measured and reported
+                reason = f"the probes could not run (pytest exit {code}); see probes.log"
+                self.env.event("drill.aborted", reason=reason)
+                self.env.progress(f"✗ aborted: {reason}")
+                summary = measure(self.out)
+        summary["probes"] = probes
+        return summary
+
+    def _judge(self) -> dict:
+        from drillkit.measure import measure, write_summary
+
+        with self.env.stage("measure"):
+            summary = measure(self.out)
+            write_summary(self.out, summary)
+        if self.judge_with_probes:
+            with self.env.stage("probes"):
+                summary = self._probe_verdict(summary)
+                write_summary(self.out, summary)
+        with self.env.stage("report"):
+            from drillkit.report import render_report
+
+            render_report(self.out)
+        write_manifest(self.out, key=self.signing_key)
+        return summary

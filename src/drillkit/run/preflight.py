@@ -1,0 +1,59 @@
+"""Checks made before a drill starts anything: the target's own preflight (the sandbox's host, an
+external system's endpoint and audit source), then the evidence folder.
+
+Each failure is an InputError or EnvironmentProblem (exit 2) and leaves nothing behind: no folder
+is created, no process started, no port held, no fault injected.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from drillkit.errors import EnvironmentProblem, InputError
+from drillkit.scenario import LoadedScenario
+
+
+def check_environment(loaded: LoadedScenario, out: str | os.PathLike[str] | None = None) -> None:
+    """Refuse a drill whose target is not there or this machine cannot host, or whose evidence
+    folder cannot be written."""
+    from drillkit.targets import plugin
+
+    spec = loaded.scenario.system
+    plugin(spec.kind).preflight(spec, loaded.path.parent)
+    if out is not None:
+        check_out(Path(out))
+
+
+def check_out(out: Path) -> None:
+    """The evidence folder must be absent or empty, and creatable; it is not created here."""
+    shown = str(out)
+    if out.exists() or out.is_symlink():
+        if not out.is_dir():
+            raise InputError("exists and is not a folder", file=shown, field="--out")
+        try:
+            empty = not any(out.iterdir())
+        except OSError as exc:
+            raise EnvironmentProblem(f"cannot read the folder: {exc.strerror or exc}", file=shown,
+                                     field="--out") from None
+        if not empty:
+            raise InputError("exists and is not empty", file=shown, field="--out")
+        check_folder_creatable(out, "evidence folder", field="--out", shown=shown)
+        return
+    ancestor = out.absolute().parent
+    while not ancestor.exists() and not ancestor.is_symlink():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise EnvironmentProblem(f"cannot be created: {ancestor} is not a folder", file=shown, field="--out")
+    check_folder_creatable(ancestor, "evidence folder", field="--out", shown=shown)
+
+
+def check_folder_creatable(where: Path, what: str, field: str, shown: str | None = None) -> None:
+    """Create and remove a folder in `where`: the only test that holds for root and read-only mounts."""
+    try:
+        probe = tempfile.mkdtemp(prefix=".drillkit-preflight-", dir=where)
+    except OSError as exc:
+        raise EnvironmentProblem(f"cannot create the {what} in {where}: {exc.strerror or exc}",
+                                 file=shown or str(where), field=field) from None
+    os.rmdir(probe)

@@ -1,0 +1,230 @@
+"""The scenario schema: what to drill, on which system (one spec per `system.kind`), under which
+load, against which targets. Pure pydantic models; drillkit.scenario.loader reads files into them."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from drillkit.durations import parse_duration
+
+MAX_DURATION_S = 86_400.0
+"""A drill on the sandbox lasts minutes; a day bounds every duration so no typo runs forever."""
+
+MAX_COUNT = 2**53
+"""Counts stay exact in JSON readers that use doubles (the report's JavaScript, jq)."""
+
+
+def _duration(value: Any) -> float:
+    try:
+        seconds = parse_duration(value)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ValueError(str(exc) if isinstance(exc, ValueError) else f"{value!r} is not a duration") from None
+    if not math.isfinite(seconds):
+        raise ValueError(f"{value!r} is not a finite duration")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"{value!r} is longer than the {MAX_DURATION_S / 3600:g} h limit")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+PositiveDuration = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+
+
+class Strict(BaseModel):
+    """Strict so that `users: true` or `rto: [5s]` is an error, not a silent coercion."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class Routing(Strict):
+    policy: Literal["dns", "origin-group", "manual"] = "dns"
+    interval: PositiveDuration = 0.5
+    failure_threshold: int = Field(3, ge=1, le=100)
+    ttl: Duration = 1.0
+    upstream_timeout: PositiveDuration = 2.0
+
+
+class Replication(Strict):
+    mode: Literal["async", "sync"] = "async"
+
+
+class ObjectStoreSpec(Strict):
+    """An S3 API per region, versioned, with cross-region replication from the primary region."""
+
+    replication_delay: Duration = 0.0
+    delete_marker_replication: bool = True
+
+
+class SandboxSpec(Strict):
+    """The embedded two-region system drillkit starts and stops (drillkit.targets.sandbox)."""
+
+    kind: Literal["sandbox"] = "sandbox"
+    strategy: Literal["warm-standby"] = "warm-standby"
+    routing: Routing = Routing()
+    replication: Replication = Replication()
+    objects: ObjectStoreSpec | None = None
+
+
+_HTTP_URL = r"^https?://[^\s/]+(/\S*)?$"
+Url = Annotated[str, Field(pattern=_HTTP_URL, max_length=2000)]
+
+
+class _Secret(Strict):
+    """A secret (a DSN with a password) is never written in a scenario: it is read from an
+    environment variable or a file, and redacted from the evidence."""
+
+    dsn_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    dsn_file: str | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.dsn_env is None) == (self.dsn_file is None):
+            raise ValueError("give exactly one of dsn_env (an environment variable) and dsn_file")
+        return self
+
+
+class PostgresAudit(_Secret):
+    """A query over the user's database returning `(key, payload)` or `(key, checksum)` rows."""
+
+    kind: Literal["postgres"]
+    query: str = Field(min_length=1)
+    returns: Literal["payload", "checksum"] = "payload"
+
+
+class HttpAudit(Strict):
+    """A list endpoint: `{items_field: [...], next_field: URL or null}` pages, followed to the end."""
+
+    kind: Literal["http"]
+    url: Url
+    items_field: str = "items"
+    next_field: str | None = "next"
+    key_field: str = "key"
+    payload_field: str | None = "payload"
+    checksum_field: str | None = None
+    max_pages: int = Field(10_000, ge=1, le=1_000_000)
+
+
+class S3Audit(Strict):
+    """Every object of a bucket (boto3): its SHA-256 from object metadata, or from its body."""
+
+    kind: Literal["s3"]
+    bucket: str = Field(min_length=3)
+    prefix: str = ""
+    region: str | None = None
+    endpoint_url: Url | None = None
+    checksum_metadata: str | None = "sha256"
+
+
+class DynamoDBAudit(Strict):
+    """A scan of a table (boto3): the key attribute and a payload or checksum attribute."""
+
+    kind: Literal["dynamodb"]
+    table: str = Field(min_length=3)
+    region: str | None = None
+    endpoint_url: Url | None = None
+    key_attribute: str = "key"
+    payload_attribute: str | None = "payload"
+    checksum_attribute: str | None = None
+
+
+class CommandAudit(Strict):
+    """Any program printing one JSON object per line: `{"key", "payload"}` or `{"key", "checksum"}`."""
+
+    kind: Literal["command"]
+    argv: list[str] = Field(min_length=1)
+    timeout: PositiveDuration = 300.0
+
+
+AuditSpec = Annotated[Union[PostgresAudit, HttpAudit, S3Audit, DynamoDBAudit, CommandAudit],
+                      Field(discriminator="kind")]
+
+
+class ExternalSpec(Strict):
+    """A running system drillkit did not start and never stops (drillkit.targets.external)."""
+
+    kind: Literal["external"]
+    endpoint: Url
+    regions: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]] = []
+    region_endpoints: dict[str, Url] = {}
+    region_header: str | None = "X-Region"
+    health_path: str = Field("/", pattern=r"^/")
+    audit: AuditSpec
+
+    @model_validator(mode="after")
+    def _known_regions(self):
+        unknown = [r for r in self.region_endpoints if self.regions and r not in self.regions]
+        if unknown:
+            raise ValueError(f"region_endpoints names {', '.join(unknown)}, not in regions")
+        return self
+
+
+def _default_kind(value: Any) -> Any:
+    """`kind` defaults to sandbox, as before there was any other."""
+    if isinstance(value, dict) and "kind" not in value:
+        return {"kind": "sandbox", **value}
+    return value
+
+
+SystemSpec = Annotated[Union[SandboxSpec, ExternalSpec], BeforeValidator(_default_kind), Field(discriminator="kind")]
+UNION_TAGS = frozenset({"sandbox", "external", "postgres", "http", "s3", "dynamodb", "command"})
+"""Tags pydantic puts in an error's location inside a discriminated union (not keys of the file)."""
+
+
+class Load(Strict):
+    locustfile: str | None = Field(None, min_length=1)
+    workload: str | None = Field(None, min_length=1)
+    users: int = Field(10, ge=1, le=500)
+    spawn_rate: float | None = Field(None, gt=0, le=10_000)
+    warmup: Duration = 3.0
+    duration: PositiveDuration = 30.0
+    request_timeout: PositiveDuration = 1.0
+    cooldown: Duration | None = None
+    canary: Duration | None = 0.02
+
+
+class Targets(Strict):
+    rto: Duration | None = None
+    rto_write: Duration | None = None
+    rto_read: Duration | None = None
+    rpo: Duration | None = None
+    max_lost_writes: Count | None = None
+    max_corrupt: Count | None = None
+    max_unexpected: Count | None = None
+    min_availability: float | None = Field(None, ge=0, le=1)
+    max_replication_lag: Duration | None = None
+
+
+class ErrorRateGuard(Strict):
+    above: float = Field(gt=0, lt=1)
+    sustained: Duration = 3.0
+
+
+class Safeguards(Strict):
+    max_duration: PositiveDuration = 120.0
+    max_error_rate: ErrorRateGuard | None = None
+    expected_outage: Duration | None = None
+    max_lost_writes: int | None = Field(None, ge=0)
+
+
+class Scenario(Strict):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    description: str = ""
+    experiment: str = Field(min_length=1)
+    system: SystemSpec = SandboxSpec()
+    load: Load
+    targets: Targets = Targets()
+    stable: Duration = 2.0
+    safeguards: Safeguards = Safeguards()
+
+    @field_validator("load")
+    @classmethod
+    def _warmup_inside_duration(cls, load: Load) -> Load:
+        if load.warmup >= load.duration:
+            raise ValueError("warmup must be shorter than duration")
+        if (load.locustfile is None) == (load.workload is None):
+            raise ValueError("give exactly one of locustfile (a Locust file) and workload (a workload mapping)")
+        return load

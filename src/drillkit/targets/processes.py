@@ -1,0 +1,197 @@
+"""Starting, identifying and stopping the sandbox's processes, and reaping those of dead runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from drillkit.errors import SandboxError
+from drillkit.evidence import write_atomic
+from drillkit.targets.sandbox.net import FAILURE_SUFFIX
+from drillkit.targets.sandbox.state import ProcessEntry
+
+
+@contextmanager
+def shielded():
+    """Cleanup must finish: a second Ctrl-C or SIGTERM must not orphan processes half-way."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+REGISTRY = "processes.json"
+
+
+def write_registry(root: Path, entries: list[ProcessEntry]) -> None:
+    """Every process a sandbox started, on disk as soon as it starts: what a reaper may stop."""
+    # whole or not at all: the watchdog reads it while the drill writes it
+    write_atomic(Path(root) / REGISTRY, json.dumps([e.model_dump() for e in entries]))
+
+
+def read_registry(root: Path) -> list[ProcessEntry]:
+    path = Path(root) / REGISTRY
+    if not path.exists():
+        return []
+    return [ProcessEntry.model_validate(e) for e in json.loads(path.read_text())]
+
+
+def start_ticks(pid: int) -> int | None:
+    """The kernel's start time of `pid` (field 22 of /proc/PID/stat): a pid reused later differs."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def is_ours(entry: ProcessEntry) -> bool:
+    return start_ticks(entry.pid) == entry.start_ticks
+
+
+def alive(entry: ProcessEntry) -> bool:
+    """Ours and running: an exited child not yet reaped (a zombie) is not alive."""
+    return is_ours(entry) and not _zombie(entry.pid)
+
+
+def entry_for(name: str, pid: int, region: str | None = None) -> ProcessEntry:
+    ticks = start_ticks(pid)
+    if ticks is None:
+        raise SandboxError(f"{name} (pid {pid}) exited right after it started")
+    return ProcessEntry(name=name, pid=pid, start_ticks=ticks, region=region)
+
+
+def spawn_service(module: str, args: list[str], root: Path, name: str) -> tuple[subprocess.Popen, Path]:
+    """Start `python -m module` in its own session, in `/`: it reports its ports through a ready
+    file, and why it failed, if it ever does on its own, through a failure file (see `failures`)."""
+    root = Path(root).absolute()
+    ready = root / f"{name}.ready.json"
+    ready.unlink(missing_ok=True)
+    failure = root / f"{name}{FAILURE_SUFFIX}"
+    failure.unlink(missing_ok=True)
+    log = open(root / f"{name}.log", "ab")
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", module, *args, "--ready-file", str(ready),
+                                 "--failure-file", str(failure)],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd="/")
+    finally:
+        log.close()
+    return proc, ready
+
+
+def wait_ready(proc: subprocess.Popen, ready: Path, name: str, timeout: float = 60) -> dict:
+    """The service's ready file; a service that exits first is an error naming the end of its log.
+    The bound is generous: on a loaded machine, importing moto alone can take seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready.exists():
+            return json.loads(ready.read_text())
+        if proc.poll() is not None:
+            log = ready.parent / f"{name}.log"
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
+            raise SandboxError(f"{name} exited ({proc.returncode}) before it was ready: {' | '.join(tail)}")
+        time.sleep(0.02)
+    raise SandboxError(f"{name} not ready after {timeout:.0f}s")
+
+
+def failures(root: Path) -> list[dict]:
+    """The services of the sandbox in `root` that failed on their own, oldest first:
+    `{"service", "reason", "t", "pid"}` each."""
+    found = []
+    for path in Path(root).glob(f"*{FAILURE_SUFFIX}"):
+        try:
+            found.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return sorted(found, key=lambda f: f.get("t", 0))
+
+
+def kill_group(entry: ProcessEntry, sig: int = signal.SIGKILL) -> bool:
+    """Signal the process group of one of our processes; never touches a pid that is not ours."""
+    if not is_ours(entry):
+        return False
+    try:
+        os.killpg(entry.pid, sig) if entry.group else os.kill(entry.pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_gone(entries: list[ProcessEntry], timeout: float) -> list[ProcessEntry]:
+    deadline = time.monotonic() + timeout
+    alive = list(entries)
+    while alive and time.monotonic() < deadline:
+        for e in alive:
+            try:
+                os.waitpid(e.pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+        alive = [e for e in alive if is_ours(e) and not _zombie(e.pid)]
+        if alive:
+            time.sleep(0.02)
+    return alive
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def stop_all(entries: list[ProcessEntry], grace: float = 3.0) -> None:
+    """SIGTERM every group (postmasters get SIGINT, a fast shutdown), then SIGKILL what remains."""
+    for e in entries:
+        kill_group(e, signal.SIGINT if e.name.startswith("postgres") else signal.SIGTERM)
+    left = wait_gone(entries, grace)
+    for e in left:
+        kill_group(e, signal.SIGKILL)
+    wait_gone(left, 2.0)
+    for e in entries:
+        try:
+            os.killpg(e.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            continue
+        # the leader is gone but members of its group (postgres backends) may linger
+        try:
+            os.killpg(e.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def continue_all(entries: list[ProcessEntry]) -> None:
+    """A frozen postmaster ignores the fast-shutdown signal until continued, then shuts down cleanly."""
+    for e in entries:
+        kill_group(e, signal.SIGCONT)
+
+
+OWNER_FILE = "owner.json"
+
+
+def claim(root: Path, owned: bool = True) -> None:
+    """Mark `root` as belonging to this process: when it dies outright, the next drill reaps it.
+    An unowned folder (`drillkit sandbox up`) lives until it is brought down by hand."""
+    owner = {"pid": os.getpid(), "start_ticks": start_ticks(os.getpid())} if owned else None
+    (root / OWNER_FILE).write_text(json.dumps(owner))
+
+
+def abandoned(root: Path) -> bool:
+    """Whether the process that claimed `root` is dead (never a live drill's, nor an unowned one)."""
+    try:
+        owner = json.loads((root / OWNER_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return owner is not None and start_ticks(owner["pid"]) != owner["start_ticks"]

@@ -1,0 +1,203 @@
+"""The sandbox's regional app tier: a small HTTP service over its region's PostgreSQL.
+
+It never decides by itself whether it may write: it asks the database, so a hot standby
+refuses writes exactly until the moment its promotion completes, as a real app would see it.
+Every response names the serving region in ``X-Region``, which is how the evidence tells
+which region answered. Run as ``python -m drillkit.targets.sandbox.app``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+from urllib.parse import unquote
+
+import psycopg
+from psycopg import errors
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from drillkit.targets.sandbox import objects
+from drillkit.targets.sandbox import postgres as pg
+from drillkit.targets.sandbox.net import LoopbackServer, add_service_arguments, serve_until_signalled, start_service
+
+UPSERT = """
+INSERT INTO records (key, payload, checksum, region) VALUES (%s, %s, %s, %s)
+ON CONFLICT (key) DO UPDATE
+SET payload = EXCLUDED.payload, checksum = EXCLUDED.checksum,
+    written_at = clock_timestamp(), region = EXCLUDED.region
+"""
+READ = "SELECT payload FROM records WHERE key = %s"
+ROLE = "SELECT pg_is_in_recovery()"
+
+
+def checksum(payload: str) -> str:
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class Database:
+    """A pool of autocommit connections shared by the handler threads.
+
+    A burst of new client connections (a healed partition releasing its backlog) must not
+    fork one PostgreSQL backend per connection; broken connections are dropped by the pool.
+    """
+
+    def __init__(self, dsn: str, size: int = 16):
+        self.pool = ConnectionPool(dsn, min_size=2, max_size=size, open=False, timeout=1.0,
+                                   kwargs={"autocommit": True, "connect_timeout": 1},
+                                   reconnect_timeout=0, name="app")
+        self.pool.open(wait=False)
+
+    def execute(self, query: str, params: tuple = ()) -> list[tuple]:
+        try:
+            with self.pool.connection() as conn:
+                cur = conn.execute(query, params)
+                return cur.fetchall() if cur.description else []
+        except PoolTimeout as exc:
+            raise psycopg.OperationalError(f"no database connection: {exc}") from None
+
+    def shutdown(self) -> None:
+        self.pool.close(timeout=0.5)
+
+
+class AppHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: AppServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        self.close_connection = True
+        self._json(code, {"error": message or str(code)})
+
+    def _json(self, status: int, doc: dict[str, Any]) -> None:
+        data = json.dumps(doc).encode()
+        self.send_response_only(status)
+        self.send_header("X-Region", self.server.region)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _dispatch(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        path = self.path.split("?", 1)[0]
+        try:
+            if path == "/health" and self.command in ("GET", "HEAD"):
+                return self._health()
+            if path == "/records" and self.command == "POST":
+                return self._write(body)
+            if path.startswith("/records/") and len(path) > 9 and self.command in ("GET", "HEAD"):
+                return self._read(unquote(path[9:]))
+            if path.startswith("/objects/") and len(path) > 9 and self.server.objects is not None:
+                return self._object(self.command, unquote(path[9:]), body)
+            return self._json(404, {"error": "not found"})
+        except errors.ReadOnlySqlTransaction:
+            self._json(503, {"error": "read-only region"})
+        except psycopg.OperationalError as exc:
+            self._json(503, {"error": _first_line(exc)})
+        except psycopg.Error as exc:
+            self._json(500, {"error": _first_line(exc)})
+
+    def _health(self) -> None:
+        region = self.server.region
+        try:
+            (in_recovery,), = self.server.db.execute(ROLE)
+        except psycopg.Error as exc:
+            return self._json(503, {"region": region, "db": "down", "error": _first_line(exc)})
+        self._json(200, {"region": region, "role": "standby" if in_recovery else "primary", "db": "ok"})
+
+    def _write(self, body: bytes) -> None:
+        try:
+            doc = json.loads(body)
+            key, payload = doc["key"], doc["payload"]
+            if not (isinstance(key, str) and isinstance(payload, str) and key):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            return self._json(400, {"error": 'body must be {"key": non-empty str, "payload": str}'})
+        digest = checksum(payload)
+        self.server.db.execute(UPSERT, (key, payload, digest, self.server.region))
+        self._json(201, {"key": key, "checksum": digest, "region": self.server.region})
+
+    def _read(self, key: str) -> None:
+        rows = self.server.db.execute(READ, (key,))
+        if not rows:
+            return self._json(404, {"error": "not found"})
+        payload = rows[0][0]
+        self._json(200, {"key": key, "payload": payload, "checksum": checksum(payload)})
+
+    def _object(self, method: str, key: str, body: bytes) -> None:
+        """Objects live in the region's S3 bucket; the database decides, as for records, whether
+        this region may write (a standby region's store is the replica's destination)."""
+        store = self.server.objects
+        if method in ("PUT", "DELETE"):
+            (in_recovery,), = self.server.db.execute(ROLE)
+            if in_recovery:
+                return self._json(503, {"error": "read-only region"})
+        try:
+            if method == "PUT":
+                try:
+                    payload = json.loads(body)["payload"]
+                    if not isinstance(payload, str):
+                        raise TypeError
+                except (ValueError, KeyError, TypeError):
+                    return self._json(400, {"error": 'body must be {"payload": str}'})
+                digest = checksum(payload)
+                resp = store.put_object(Bucket=objects.BUCKET, Key=key, Body=payload.encode(),
+                                        Metadata={objects.CHECKSUM_META: digest})
+                return self._json(201, {"key": key, "checksum": digest, "version_id": resp.get("VersionId"),
+                                        "region": self.server.region})
+            if method == "DELETE":
+                resp = store.delete_object(Bucket=objects.BUCKET, Key=key)
+                return self._json(200, {"key": key, "version_id": resp.get("VersionId")})
+            if method in ("GET", "HEAD"):
+                found = objects.read_object(store, key)
+                if found is None:
+                    return self._json(404, {"error": "not found"})
+                payload = found[0].decode(errors="replace")
+                return self._json(200, {"key": key, "payload": payload, "checksum": objects.sha256(found[0])})
+        except Exception as exc:  # botocore: the region's store is unreachable or failing
+            return self._json(503, {"error": f"object store: {_first_line(exc)}"})
+        self._json(405, {"error": f"{method} not allowed on objects"})
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _dispatch
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class AppServer(LoopbackServer):
+    def __init__(self, port: int, region: str, dsn: str, s3_port: int | None = None):
+        self.region, self.db = region, Database(dsn)
+        self.objects = objects.s3_client(s3_port) if s3_port else None
+        super().__init__(("127.0.0.1", port), AppHandler)
+
+
+def command(region: str, db_port: int, s3_ports: dict[str, int] | None = None) -> list[str]:
+    """The arguments that start a region's app over its database (and its store, when it has one),
+    on a port it binds itself and reports in its ready file."""
+    args = ["--region", region, "--port", "0", "--dsn", pg.dsn(db_port)]
+    return args + (["--s3-port", str(s3_ports[region])] if s3_ports and region in s3_ports else [])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m drillkit.targets.sandbox.app", description=__doc__.split("\n")[0])
+    parser.add_argument("--region", required=True)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--dsn", required=True, help="libpq connection string of this region's database")
+    parser.add_argument("--s3-port", type=int, help="this region's object store (S3 API)")
+    add_service_arguments(parser)
+    args = parser.parse_args(argv)
+    start_service(f"app-{args.region}", args, parser)
+    return serve_until_signalled(AppServer(args.port, args.region, args.dsn, args.s3_port), args.ready_file)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

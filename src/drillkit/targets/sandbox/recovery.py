@@ -1,0 +1,163 @@
+"""Corruption and point-in-time recovery on the sandbox: base backups, logical corruption, checksum
+scans, and PITR into a new cluster that takes the region over. A mixin of Sandbox."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg
+
+from drillkit.targets.capabilities import Backup, Corruption, Restore
+from drillkit.errors import FaultError, SandboxError
+from drillkit.targets.sandbox import postgres as pg
+from drillkit.targets import processes
+from drillkit.targets.sandbox.app import command as app_command
+from drillkit.targets.sandbox.net import free_port
+
+
+class Recovery:
+    """Operations of `Sandbox` (which supplies state, _region, _primary, _pg_tools, adopt, link...)."""
+
+    @property
+    def base_backup_dir(self) -> Path:
+        return Path(self.state.root) / "base-backup"
+
+    def corrupt_records(self, count: int, region: str | None = None) -> Corruption:
+        """Logical corruption: rewrite the payload of `count` random records on the primary but keep
+        their checksums, in one transaction, so it replicates like any good write. `t` is the commit."""
+        target = self._region(region or self.state.primary_region)
+        if target.role != "primary":
+            raise FaultError(f"region {target.name} is {target.role}: corruption must be written on the primary")
+        with psycopg.connect(pg.dsn(target.db_port)) as conn:
+            rows = conn.execute(
+                "UPDATE records SET payload = 'corrupted-' || md5(random()::text) "
+                "WHERE key IN (SELECT key FROM records ORDER BY random() LIMIT %s) RETURNING key",
+                (int(count),)).fetchall()
+            conn.commit()
+            t = time.time()
+        if not rows:
+            raise FaultError(f"no records in region {target.name} to corrupt")
+        return Corruption(target.name, t, tuple(sorted(r[0] for r in rows)))
+
+    def scan_checksums(self, region: str | None = None) -> int:
+        """Records whose payload no longer matches the checksum the app stored when it wrote them."""
+        target = self._region(region or self.serving_region())
+        with psycopg.connect(pg.dsn(target.db_port, connect_timeout=1), autocommit=True) as conn:
+            return int(conn.execute(
+                "SELECT count(*) FROM records "
+                "WHERE encode(sha256(convert_to(payload, 'UTF8')), 'hex') <> checksum").fetchone()[0])
+
+    def _switch_wal_and_wait_archived(self, port: int, timeout: float = 30) -> str:
+        """Close the current WAL segment and wait until the archive holds it: WAL still in the
+        primary's pg_wal is out of reach of a restore."""
+        with psycopg.connect(pg.dsn(port), autocommit=True) as conn:
+            segment = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]
+        archived = Path(self.state.archive_dir) / segment
+        deadline = time.monotonic() + timeout
+        while not archived.exists():
+            if time.monotonic() > deadline:
+                raise SandboxError(f"WAL segment {segment} not archived after {timeout:.0f}s")
+            time.sleep(0.02)
+        return segment
+
+    def take_base_backup(self) -> Backup:
+        """The nightly backup a PITR starts from: pg_basebackup of the primary, then a WAL switch
+        so the archive continues exactly where the backup ends."""
+        bins, run_as = self._pg_tools()
+        primary = self._primary()
+        target = self.base_backup_dir
+        shutil.rmtree(target, ignore_errors=True)
+        run_as.own(target)
+        t0 = time.time()
+        pg._run([bins.tool("pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.db_port), "-U", pg.DB_USER,
+                 "-D", str(target), "-X", "stream", "--checkpoint=fast", "--no-sync"],
+                run_as, Path(self.state.root) / "base-backup.log", "pg_basebackup", timeout=120)
+        segment = self._switch_wal_and_wait_archived(primary.db_port)
+        return Backup(str(target), t0, time.time() - t0, segment)
+
+    def restore_to_point_in_time(self, restore_point: float, region: str | None = None,
+                                 timeout: float = 60) -> Restore:
+        """PITR into a new cluster that then serves the region: base backup + archived WAL replayed
+        up to `restore_point` (epoch seconds), promoted, a new app over it; then the cutover: the old
+        app stops (`cutover_at`: no write is acknowledged from the old data after it), the client
+        link moves to the new app, and the old database stops."""
+        name = region or self.state.primary_region
+        old = self._region(name)
+        if not (self.base_backup_dir / "backup_label").is_file():
+            raise FaultError("no base backup to restore from: take one (take_base_backup) before the fault")
+        bins, run_as = self._pg_tools()
+        root = Path(self.state.root)
+        t0 = time.time()
+        if old.role == "primary":
+            self._switch_wal_and_wait_archived(old.db_port)
+
+        n = 1
+        while (root / f"pg-{name}-restored-{n}").exists():
+            n += 1
+        tag = f"{name}-restored-{n}"
+        datadir, log = root / f"pg-{tag}", root / f"pg-{tag}.log"
+        run_as.own(datadir)
+        pg._run(["cp", "-a", f"{self.base_backup_dir}/.", str(datadir)], run_as, log, "copy of the base backup")
+        target_time = _pg_timestamp(restore_point)
+        pg._write_conf(datadir, {
+            "restore_command": f'cp "{self.state.archive_dir}/%f" "%p"',
+            "recovery_target_time": target_time,
+            "recovery_target_action": "promote",
+        })
+        signal_file = datadir / "recovery.signal"
+        signal_file.touch()
+        if run_as.user is not None:
+            os.chown(signal_file, run_as.uid, run_as.gid)
+
+        server = pg.start(bins, run_as, pg.PgServer(tag, datadir, free_port()), log, timeout=timeout,
+                          on_spawn=lambda pid: self.adopt(f"postgres-{tag}", pid, name))
+        db_port = server.port
+        _wait_promoted(db_port, server, timeout)
+        pg._write_conf(datadir, {"recovery_target_time": ""})  # a standby cloned from it must not stop there
+        with psycopg.connect(pg.dsn(db_port), autocommit=True) as conn:
+            newest = conn.execute("SELECT EXTRACT(epoch FROM max(written_at))::float FROM records").fetchone()[0]
+
+        proc, ready = processes.spawn_service("drillkit.targets.sandbox.app", app_command(name, db_port), root, f"app-{tag}")
+        self.adopt(f"app-{tag}", proc.pid, name)
+        app_port = processes.wait_ready(proc, ready, f"app-{tag}")["port"]
+
+        keep = {f"postgres-{tag}", f"app-{tag}"}
+        retired = [p for p in self._processes_of(name) if p.name not in keep]
+        old_apps = [p for p in retired if not p.name.startswith("postgres")]
+        # a SIGTERMed app stops accepting but serves its keep-alive clients until they leave: cut them
+        processes.stop_all(old_apps, grace=0.0)
+        cutover = time.time()
+        self.link(old.link).retarget("127.0.0.1", app_port)
+        processes.stop_all([p for p in retired if p not in old_apps])
+        self.state.processes = [p for p in self.state.processes if p not in retired]
+        old.db_port, old.app_port, old.datadir, old.role = db_port, app_port, str(datadir), "primary"
+        self.state.primary_region = name
+        self._save_registry()
+        return Restore(region=name, restore_point=restore_point, recovery_target_time=target_time,
+                       newest_record_at=newest, cutover_at=cutover, took_s=time.time() - t0, db_port=db_port,
+                       retired=tuple(p.name for p in retired))
+
+
+def _pg_timestamp(t: float) -> str:
+    """An epoch time as PostgreSQL parses it, in UTC to the microsecond."""
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+
+
+def _wait_promoted(port: int, server: pg.PgServer, timeout: float) -> None:
+    """recovery_target_action = promote: the cluster leaves recovery once it reached the target."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process is not None and server.process.poll() is not None:
+            raise SandboxError(f"the restored cluster exited ({server.process.returncode}) during recovery")
+        try:
+            with psycopg.connect(pg.dsn(port, connect_timeout=1), autocommit=True) as conn:
+                if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                    return
+        except psycopg.OperationalError:
+            pass
+        time.sleep(0.05)
+    raise SandboxError(f"the restored cluster on port {port} still in recovery after {timeout:.0f}s")

@@ -1,0 +1,84 @@
+"""The sandbox state file: what runs where. Actions, probes and the CLI read it; only the sandbox writes it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+from drillkit.errors import InputError
+from drillkit.evidence import write_atomic
+
+STATE_FILE = "sandbox.json"
+
+Role = Literal["primary", "standby", "down"]
+
+
+class ProcessEntry(BaseModel):
+    """A process the sandbox started; `start_ticks` proves a pid is still ours before we kill it."""
+
+    name: str
+    pid: int
+    start_ticks: int
+    region: str | None = None
+    group: bool = True
+
+
+class RegionState(BaseModel):
+    name: str
+    role: Role
+    db_port: int
+    datadir: str
+    app_port: int
+    link: str
+    frozen: bool = False
+    s3_port: int | None = None
+
+
+class LinkState(BaseModel):
+    name: str
+    port: int
+    control_port: int
+    upstream: str
+
+
+class SandboxState(BaseModel):
+    kind: Literal["sandbox"] = "sandbox"
+    root: str
+    events_file: str
+    pg_bin: str
+    pg_version: str
+    pg_user: str | None
+    archive_dir: str
+    strategy: str
+    replication_mode: str
+    routing_policy: str
+    primary_region: str
+    router_port: int
+    regions: dict[str, RegionState]
+    links: dict[str, LinkState]
+    processes: list[ProcessEntry] = []
+    object_replicator_port: int | None = None
+    object_source: str = "A"
+    object_destination: str = "B"
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.router_port}"
+
+    def save(self) -> Path:
+        return write_atomic(Path(self.root) / STATE_FILE, self.model_dump_json(indent=2))
+
+
+def load_state(path: str | os.PathLike[str]) -> SandboxState:
+    p = Path(path)
+    if p.is_dir():
+        p = p / STATE_FILE
+    try:
+        return SandboxState.model_validate_json(p.read_text())
+    except FileNotFoundError:
+        raise InputError("no sandbox state here (is the sandbox up?)", file=str(p)) from None
+    except ValueError as exc:
+        raise InputError(f"not a sandbox state file: {str(exc).splitlines()[0]}", file=str(p)) from None
