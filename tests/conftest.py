@@ -54,3 +54,26 @@ def write_record(box, key: str) -> str:
     assert status == 201, body
     return body["region"]
 
+
+
+@pytest.fixture
+def kv_folder():
+    """A folder PostgreSQL's unprivileged user can reach (pytest's tmp_path is 0700 under root)."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="drillkit-kvtest-"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def kv_system(kv_folder, no_leftovers):
+    """A system drillkit did not build (tests/external_kv), running: PostgreSQL, two regions, an lb."""
+    from kvsystem import running_kv_system
+
+    with running_kv_system(kv_folder) as system:
+        yield system

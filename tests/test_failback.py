@@ -70,7 +70,7 @@ def test_failback_rebuilds_shifts_reads_and_switches_over(box):
     box._reload()
     assert box.state.regions["A"].role == "standby" and "repl-B-A" in box.state.links
     assert before | during <= keys_in(box, "A")
-    assert box.region_health("A")["role"] == "standby"
+    assert box.region_health("A").role == "standby"
     assert box.serving_region() == "B", "the rebuilt standby must not take the writes"
 
     failback.shift_reads("A", 50, configuration=cfg)
@@ -80,16 +80,16 @@ def test_failback_rebuilds_shifts_reads_and_switches_over(box):
 
     moved = failback.switchover("A", configuration=cfg)
     box._reload()
-    assert moved["from"] == "B" and moved["promoted_at"] < moved["routed_at"]
+    assert moved["old"] == "B" and moved["promoted_at"] < moved["routed_at"]
     assert box.state.primary_region == "A"
     assert {r: s.role for r, s in box.state.regions.items()} == {"A": "primary", "B": "standby"}
-    assert box.routing()["read_shares"] == {}
+    assert box.routing().read_shares == {}
     assert write(box, "after") == "A"
     assert read_regions(box, "after", 10) == Counter(A=10)
     streaming = box.replication_status()
-    assert [r["state"] for r in streaming] == ["streaming"], streaming
+    assert [r.state for r in streaming] == ["streaming"], streaming
     assert before | during | {"while-shifted", "after"} <= keys_in(box, "A")
-    assert box.region_health("B")["role"] == "standby"
+    assert box.region_health("B").role == "standby"
 
     kinds = [e["kind"] for e in read_events(box.events_file.parent)]
     for kind in ("failback.rebuilt", "failback.caught_up", "routing.shift", "db.switchover"):
@@ -136,7 +136,7 @@ def test_failback_experiment_is_valid():
 def test_failback_rebuilds_the_lost_regions_object_store_and_reverses_replication(no_leftovers):
     """The lost region's store died with it: the rebuild starts an empty one that replicates the
     primary's whole history, and the switchover turns replication back towards the DR region."""
-    from drillkit.targets.sandbox import objects as obj
+    from drillkit.targets.sandbox import s3_service as obj
     from drillkit.targets.sandbox.net import http_json
     from drillkit.scenario import SandboxSpec
 
@@ -161,7 +161,7 @@ def test_failback_rebuilds_the_lost_regions_object_store_and_reverses_replicatio
 
         box.rebuild_as_standby("A")
         caught_up = box.wait_caught_up("A")
-        assert caught_up["objects_seen"] >= 8 + 5 + 1
+        assert caught_up.objects_seen >= 8 + 5 + 1
         assert current("A") == current("B") and "before/0" not in current("A") and "during/4" in current("A")
 
         box.switchover("A")

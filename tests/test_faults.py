@@ -14,7 +14,8 @@ import pytest
 from test_drill import first, ops, run_drill, variant
 
 from conftest import ROOT
-from drillkit.chaos import actions, probes
+from drillkit.chaos import actions
+from drillkit.chaos import observe as probes
 from drillkit.evidence import read_events
 from drillkit.targets.sandbox import postgres as pg
 from drillkit.targets.sandbox.system import Sandbox
@@ -90,8 +91,8 @@ def test_freeze_silences_the_region_until_thawed(box):
     wait_until(lambda: any(e["kind"] == "fault.injected" for e in events(box)), "the freeze")
     frozen = box.region_health("B", timeout=0.4)
     freezer.join(60)
-    assert not frozen["healthy"], frozen
-    assert box.region_health("B", timeout=10.0)["healthy"]
+    assert not frozen.healthy, frozen
+    assert box.region_health("B", timeout=10.0).healthy
     assert actions.thaw_region("B", cfg) == {"region": "B", "thawed": False}
 
     injected = first(events(box), "fault.injected", fault="region-freeze")
@@ -105,7 +106,7 @@ def test_freeze_silences_the_region_until_thawed(box):
 def test_teardown_stops_a_frozen_region(box):
     """down() must not hang on, or leak, processes that cannot run their shutdown handlers."""
     actions.freeze_region("A", configuration=config(box))
-    assert not box.region_health("A", timeout=0.3)["healthy"]
+    assert not box.region_health("A", timeout=0.3).healthy
     started = time.monotonic()
     box.down()
     assert time.monotonic() - started < 60
@@ -114,10 +115,10 @@ def test_teardown_stops_a_frozen_region(box):
 def test_app_tier_loss_keeps_the_database(box):
     killed = actions.kill_app_tier("A", configuration=config(box))
     assert killed == ["app-A"]
-    assert not box.region_health("A", timeout=0.5)["healthy"]
+    assert not box.region_health("A", timeout=0.5).healthy
     with psycopg.connect(pg.dsn(box.state.regions["A"].db_port), autocommit=True) as conn:
         assert conn.execute("SELECT NOT pg_is_in_recovery()").fetchone()[0]
-    assert box.region_health("B")["healthy"]
+    assert box.region_health("B").healthy
     fault = first(events(box), "fault.injected", fault="app-tier-loss")
     assert fault["region"] == "A" and fault["killed"] == ["app-A"]
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT
 from drillkit.chaos import objects as object_actions
 from drillkit.evidence import read_events
-from drillkit.targets.sandbox import objects as obj
+from drillkit.targets.sandbox import s3_service as obj
 from drillkit.targets.sandbox.system import Sandbox
 from drillkit.scenario import ObjectStoreSpec, SandboxSpec
 
@@ -97,7 +97,7 @@ def test_delete_marker_replication_on_and_off_in_the_dr_region(box):
     assert in_region(box, "A", "dm/on") is None and in_region(box, "A", "dm/off") is None
     assert in_region(box, "B", "dm/on") is None, "delete marker replicated: the DR region hides the object"
     assert in_region(box, "B", "dm/off") == b"dm/off", "delete marker not replicated: the DR copy survives"
-    assert status["delete_markers_skipped"] >= 1
+    assert status.delete_markers_skipped >= 1
     dr_versions = obj.versions_by_key(box.objects.client("B"))
     assert dr_versions["dm/on"][0]["delete_marker"] and not dr_versions["dm/off"][0]["delete_marker"]
 
@@ -107,10 +107,10 @@ def test_replication_delay_is_the_lag_and_the_backlog_shows_it(box):
     try:
         t0 = time.time()
         put(box, "delay/one", "late")
-        while (status := box.objects.replication_status())["backlog"] < 1:
+        while (status := box.objects.replication_status()).backlog < 1:
             assert in_region(box, "B", "delay/one") is None, "replicated before it was even pending"
             time.sleep(0.01)
-        assert status["oldest_pending_s"] >= 0.0
+        assert status.oldest_pending_s >= 0.0
         while in_region(box, "B", "delay/one") is None:
             assert time.time() - t0 < 60, "never replicated"
             time.sleep(0.02)

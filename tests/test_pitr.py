@@ -9,7 +9,8 @@ import pytest
 from test_drill import first, ops, run_drill, variant
 
 from conftest import ROOT, write_record
-from drillkit.chaos import CONFIG_KEY, actions, probes
+from drillkit.chaos import CONFIG_KEY, actions
+from drillkit.chaos import observe as probes
 from drillkit.targets.sandbox.system import Sandbox
 
 EDGE_S = 0.1

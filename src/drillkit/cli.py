@@ -145,6 +145,25 @@ def validate(scenario: Path) -> None:
     click.echo(f"{scenario}: valid")
 
 
+@main.command("init")
+@click.argument("folder", required=False, default=Path("."), type=click.Path(path_type=Path))
+@click.option("--kind", type=click.Choice(["external", "sandbox"]), default="external", show_default=True,
+              help="external: a system you run; sandbox: drillkit's embedded one")
+def init_cmd(folder: Path, kind: str) -> None:
+    """Write a workspace (scenario, experiment, workload or locustfile, probes, README) into FOLDER
+    (absent or empty; default: here) that passes `drillkit validate` as written."""
+    from drillkit.scenario.starter import write_workspace
+
+    try:
+        written = write_workspace(folder, kind)
+    except InputError as exc:
+        _fail(str(exc), EXIT_INPUT)
+    for rel in written:
+        click.echo(f"wrote {folder / rel}")
+    click.echo(f"next: fill in the FILL IN values, then drillkit validate {folder / 'scenario.yaml'}"
+               if kind == "external" else f"next: drillkit run {folder / 'scenario.yaml'}")
+
+
 @main.command("measure")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 def measure_cmd(folder: Path) -> None:

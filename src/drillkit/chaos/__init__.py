@@ -65,34 +65,38 @@ def action(*needs: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        sig = inspect.signature(fn)
+        params = list(sig.parameters.values())[1:]
+        config = inspect.Parameter("configuration", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                                   annotation="Configuration")
+        plain = [p for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+        others = [p for p in params if p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD]
+        public = sig.replace(parameters=[*plain, config, *others])
+
         @functools.wraps(fn)
-        def provider(*args: Any, configuration: Configuration = None, **kwargs: Any) -> Any:
+        def provider(*args: Any, **kwargs: Any) -> Any:
             from chaoslib.exceptions import ActivityFailed
 
             from drillkit.targets.capabilities import require
 
+            bound = public.bind(*args, **kwargs)
+            configuration = bound.arguments.pop("configuration", None)
+            call = {}
+            for name, value in bound.arguments.items():
+                if public.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+                    call.update(value)
+                else:
+                    call[name] = value
             try:
                 ctx = context_from(configuration)
                 for capability in needs:
                     require(ctx.target, capability)
-                return fn(ctx, *args, **kwargs)
+                return fn(ctx, **call)
             except DrillkitError as exc:
                 raise ActivityFailed(str(exc)) from exc
 
-        sig = inspect.signature(fn)
-        params = list(sig.parameters.values())[1:]
-        params.append(inspect.Parameter("configuration", inspect.Parameter.KEYWORD_ONLY, default=None,
-                                        annotation="Configuration"))
-        provider.__signature__ = sig.replace(parameters=_ordered(params))  # type: ignore[attr-defined]
+        provider.__signature__ = public  # type: ignore[attr-defined]
         provider.needs = needs  # type: ignore[attr-defined]
         return provider
 
     return wrap
-
-
-def _ordered(params: list[inspect.Parameter]) -> list[inspect.Parameter]:
-    """`configuration` keyword-only, placed before a **kwargs the provider may take."""
-    var_kw = [p for p in params if p.kind is inspect.Parameter.VAR_KEYWORD]
-    rest = [p for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD]
-    return rest + var_kw
-

@@ -25,12 +25,15 @@ def injected(ctx: Context, t: float, fault: str, precondition: bool = False, **f
     ctx.record("fault.injected", t=t, fault=fault, **fields, **({"precondition": True} if precondition else {}))
 
 
+def _killed(ctx: Context, fault: str, result) -> list[str]:
+    injected(ctx, result.t, fault, region=result.region, killed=list(result.processes))
+    return list(result.processes)
+
+
 @action(RegionFaults)
 def kill_region(ctx: Context, region: str) -> list[str]:
     """Region loss: SIGKILL every process of the region (database and app) at once."""
-    result = ctx.target.kill_region(region)
-    injected(ctx, result.t, "region-loss", region=region, killed=list(result.processes))
-    return list(result.processes)
+    return _killed(ctx, "region-loss", ctx.target.kill_region(region))
 
 
 @action(RegionFaults)
@@ -64,9 +67,7 @@ def thaw_region(ctx: Context, region: str) -> dict:
 @action(RegionFaults)
 def kill_app_tier(ctx: Context, region: str) -> list[str]:
     """Loss of the app tier only: compute gone, the region's data (its database) survives."""
-    result = ctx.target.kill_app_tier(region)
-    injected(ctx, result.t, "app-tier-loss", region=region, killed=list(result.processes))
-    return list(result.processes)
+    return _killed(ctx, "app-tier-loss", ctx.target.kill_app_tier(region))
 
 
 @action(ReplayControl)

@@ -9,7 +9,8 @@ marks itself as the drill's fault with a `drillkit` key:
      "drillkit": {"fault": "primary-loss", "at": "end"}}
 
 The control then records `fault.injected` (fault `primary-loss`) when the activity succeeded, at its
-end (default: the fault has taken effect once the action returned) or its start (`"at": "start"`).
+end (default: the fault has taken effect once the provider returned) or its start (`"at": "start"`),
+as chaoslib timed the provider call, without the activity's pauses.
 `{"drillkit": {"clears": "primary-loss"}}` records `fault.cleared` the same way. drillkit's own
 actions record their faults themselves, at the moment the fault took effect.
 """
@@ -17,12 +18,12 @@ actions record their faults themselves, at the moment the fault took effect.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 from drillkit.chaos import context_from
 
 MARK_KEY = "drillkit"
-_started: dict[int, float] = {}
 
 
 def _event(configuration: dict[str, Any] | None, kind: str, **fields: Any) -> None:
@@ -42,13 +43,10 @@ def mark_of(activity: dict[str, Any]) -> dict[str, Any]:
 
 
 def before_activity_control(context: dict, configuration: dict | None = None, **kwargs: Any) -> None:
-    _started[id(context)] = time.time()
     _event(configuration, "activity.start", **_describe(context))
 
 
 def after_activity_control(context: dict, state: dict, configuration: dict | None = None, **kwargs: Any) -> None:
-    ended = time.time()
-    started = _started.pop(id(context), ended)
     status = state.get("status") if isinstance(state, dict) else None
     fields = _describe(context)
     fields.update(status=status, started=state.get("start"), duration=state.get("duration"))
@@ -57,13 +55,18 @@ def after_activity_control(context: dict, state: dict, configuration: dict | Non
     _event(configuration, "activity.end", **fields)
     mark = mark_of(context)
     if mark and status == "succeeded":
-        t = started if mark.get("at") == "start" else ended
+        # chaoslib's own times of the provider call, without the activity's pauses
+        t = _epoch(state.get("start") if mark.get("at") == "start" else state.get("end"))
         if "fault" in mark:
             _event(configuration, "fault.injected", t=t, fault=mark["fault"], activity=context.get("name"),
                    marked=True, **({"precondition": True} if mark.get("precondition") else {}))
         if "clears" in mark:
             _event(configuration, "fault.cleared", t=t, fault=mark["clears"], activity=context.get("name"),
                    marked=True)
+
+
+def _epoch(iso: str | None) -> float:
+    return datetime.fromisoformat(iso).timestamp() if iso else time.time()
 
 
 def before_method_control(context: dict, configuration: dict | None = None, **kwargs: Any) -> None:

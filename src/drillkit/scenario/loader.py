@@ -290,7 +290,34 @@ def load_experiment(path: Path, scenario_file: str | None = None) -> dict[str, A
                              file=shown, field=key)
     _validate_with_chaoslib(experiment, shown)
     _check_controls(experiment, shown)
+    _check_marks(experiment, shown)
     return experiment
+
+
+MARK_KEYS = {"fault": str, "clears": str, "at": str, "precondition": bool}
+
+
+def _check_marks(experiment: dict[str, Any], shown: str) -> None:
+    """An activity's `drillkit` key (drillkit.chaos.control) marks it as the fault or its clearing."""
+    for section in ("method", "rollbacks"):
+        for i, activity in enumerate(experiment.get(section) or []):
+            if not isinstance(activity, dict) or "drillkit" not in activity:
+                continue
+            field = f"{section}[{i}].drillkit"
+            mark = activity["drillkit"]
+            if not isinstance(mark, dict) or not ({"fault", "clears"} & set(mark)):
+                raise InputError('must be an object with "fault" or "clears" (the fault\'s name)', file=shown,
+                                 field=field)
+            for key, value in mark.items():
+                kind = MARK_KEYS.get(key)
+                if kind is None:
+                    raise InputError(f"unknown key (known: {', '.join(MARK_KEYS)})", file=shown,
+                                     field=f"{field}.{key}")
+                if not isinstance(value, kind) or (kind is str and not value):
+                    raise InputError(f"must be a {'boolean' if kind is bool else 'non-empty string'}", file=shown,
+                                     field=f"{field}.{key}")
+            if mark.get("at", "end") not in ("start", "end"):
+                raise InputError('must be "start" or "end"', file=shown, field=f"{field}.at")
 
 
 def _validate_with_chaoslib(experiment: dict[str, Any], shown: str) -> None:

@@ -73,7 +73,13 @@ _HTTP_URL = r"^https?://[^\s/]+(/\S*)?$"
 Url = Annotated[str, Field(pattern=_HTTP_URL, max_length=2000)]
 
 
-class _Secret(Strict):
+class _Audit(Strict):
+    settle: Duration = 0.0
+    """How long the system needs after its last acknowledged write before its final state is whole
+    (a write-behind cache, an async indexer): the audit waits this long after the load stops."""
+
+
+class _Secret(_Audit):
     """A secret (a DSN with a password) is never written in a scenario: it is read from an
     environment variable or a file, and redacted from the evidence."""
 
@@ -95,7 +101,7 @@ class PostgresAudit(_Secret):
     returns: Literal["payload", "checksum"] = "payload"
 
 
-class HttpAudit(Strict):
+class HttpAudit(_Audit):
     """A list endpoint: `{items_field: [...], next_field: URL or null}` pages, followed to the end."""
 
     kind: Literal["http"]
@@ -108,7 +114,7 @@ class HttpAudit(Strict):
     max_pages: int = Field(10_000, ge=1, le=1_000_000)
 
 
-class S3Audit(Strict):
+class S3Audit(_Audit):
     """Every object of a bucket (boto3): its SHA-256 from object metadata, or from its body."""
 
     kind: Literal["s3"]
@@ -119,7 +125,7 @@ class S3Audit(Strict):
     checksum_metadata: str | None = "sha256"
 
 
-class DynamoDBAudit(Strict):
+class DynamoDBAudit(_Audit):
     """A scan of a table (boto3): the key attribute and a payload or checksum attribute."""
 
     kind: Literal["dynamodb"]
@@ -131,7 +137,7 @@ class DynamoDBAudit(Strict):
     checksum_attribute: str | None = None
 
 
-class CommandAudit(Strict):
+class CommandAudit(_Audit):
     """Any program printing one JSON object per line: `{"key", "payload"}` or `{"key", "checksum"}`."""
 
     kind: Literal["command"]

@@ -31,6 +31,7 @@ from drillkit.errors import InputError
 KINDS: dict[str, str] = {
     "sandbox": "drillkit.targets.sandbox.system:Sandbox",
     "external": "drillkit.targets.external.target:ExternalTarget",
+    "fake": "drillkit.targets.fake:FakeTarget",  # tests only: no scenario can choose it
 }
 
 

@@ -20,7 +20,16 @@ class Result:
     """Every capability result is a frozen dataclass; `as_dict` is its journal/event form."""
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)  # type: ignore[call-overload]
+        """As JSON has it (tuples become lists), for the journal and the events."""
+        return _plain(asdict(self))  # type: ignore[call-overload]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,8 @@
-"""Starting, identifying and stopping the sandbox's processes, and reaping those of dead runs."""
+"""Starting, identifying and stopping the processes a target starts, and reaping those of dead runs.
+
+Every target that starts a process (the sandbox's services, the harness's Locust) registers it in its
+folder's `processes.json` with its kernel start time, so only a process that is still ours is ever
+signalled."""
 
 from __future__ import annotations
 
@@ -14,8 +18,23 @@ from pathlib import Path
 
 from drillkit.errors import SandboxError
 from drillkit.evidence import write_atomic
-from drillkit.targets.sandbox.net import FAILURE_SUFFIX
-from drillkit.targets.sandbox.state import ProcessEntry
+from pydantic import BaseModel
+
+
+
+FAILURE_SUFFIX = ".failed.json"
+"""A service that fails on its own writes `<name>.failed.json` in its folder (drillkit.targets.sandbox.net.fail)."""
+
+
+class ProcessEntry(BaseModel):
+    """A process the sandbox started; `start_ticks` proves a pid is still ours before we kill it."""
+
+    name: str
+    pid: int
+    start_ticks: int
+    region: str | None = None
+    group: bool = True
+
 
 
 @contextmanager

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -111,7 +112,7 @@ class ExternalTarget:
         return self.spec.endpoint.rstrip("/")
 
     def ready(self) -> list[tuple[str, dict]]:
-        return [("target.attached", {"kind": self.kind, "endpoint": self.endpoint,
+        return [("target.attached", {"target": self.kind, "endpoint": self.endpoint,
                                      "regions": list(self.spec.regions), "audit": self.spec.audit.kind})]
 
     def facts(self) -> dict[str, str]:
@@ -166,4 +167,5 @@ class ExternalTarget:
         return self.spec.audit.kind
 
     def final_state(self) -> Iterator[tuple[str, str]]:
+        time.sleep(self.spec.audit.settle)
         return self._audit.final_state()

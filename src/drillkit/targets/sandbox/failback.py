@@ -15,7 +15,7 @@ from drillkit.targets import processes
 from drillkit.targets.sandbox.app import command as app_command
 from drillkit.targets.sandbox.linkproxy import command as link_command
 from drillkit.targets.sandbox.net import http_json
-from drillkit.targets.sandbox.objects import replicator_command
+from drillkit.targets.sandbox.s3_service import replicator_command
 from drillkit.targets.sandbox.router import routing_status
 from drillkit.targets.sandbox.state import LinkState
 
@@ -74,7 +74,7 @@ class Failback:
 
     def _start_object_store(self, region: str) -> int:
         """A new, empty store for a rebuilt region: the lost one died with its region's data."""
-        proc, ready = processes.spawn_service("drillkit.targets.sandbox.objects", ["store"], Path(self.state.root),
+        proc, ready = processes.spawn_service("drillkit.targets.sandbox.s3_service", ["store"], Path(self.state.root),
                                               f"s3-{region}")
         self.adopt(f"s3-{region}", proc.pid, region)
         return processes.wait_ready(proc, ready, f"s3-{region}")["port"]
@@ -89,7 +89,7 @@ class Failback:
         processes.stop_all(old)
         self.state.processes = [p for p in self.state.processes if p not in old]
         proc, ready = processes.spawn_service(
-            "drillkit.targets.sandbox.objects",
+            "drillkit.targets.sandbox.s3_service",
             replicator_command(link.port, self._region(destination).s3_port, settings.delay,
                                settings.delete_markers, after),
             Path(self.state.root), "object-replicator")

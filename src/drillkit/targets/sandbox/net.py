@@ -24,10 +24,10 @@ from typing import Any, NoReturn
 
 from drillkit.errors import one_line
 from drillkit.evidence import append_event
+from drillkit.targets.processes import FAILURE_SUFFIX
 
 FAILED_EXIT = 70
 """The exit status of a service that failed on its own (EX_SOFTWARE), never of one that was stopped."""
-FAILURE_SUFFIX = ".failed.json"
 
 _service: dict[str, str | None] = {"name": None, "failure_file": None}
 

@@ -2,7 +2,7 @@
 
 A handle over the state file's ports, used by the Sandbox (`sandbox.objects`) and, through it,
 by the chaos actions; the stores and the replicator themselves run in their own processes
-(drillkit.targets.sandbox.objects).
+(drillkit.targets.sandbox.s3_service).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, Iterator
 from drillkit.errors import FaultError, SandboxError
 from drillkit.targets.capabilities import ObjectAttack, ObjectReplicationStatus, ObjectRestore, ObjectScan
 from drillkit.evidence import OBJECT_KEY_PREFIX
-from drillkit.targets.sandbox import objects as obj
+from drillkit.targets.sandbox import s3_service as obj
 from drillkit.targets.sandbox.net import http_json
 from drillkit.targets.sandbox.state import SandboxState
 

@@ -10,20 +10,11 @@ from pydantic import BaseModel
 
 from drillkit.errors import InputError
 from drillkit.evidence import write_atomic
+from drillkit.targets.processes import ProcessEntry
 
 STATE_FILE = "sandbox.json"
 
 Role = Literal["primary", "standby", "down"]
-
-
-class ProcessEntry(BaseModel):
-    """A process the sandbox started; `start_ticks` proves a pid is still ours before we kill it."""
-
-    name: str
-    pid: int
-    start_ticks: int
-    region: str | None = None
-    group: bool = True
 
 
 class RegionState(BaseModel):

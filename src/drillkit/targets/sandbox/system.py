@@ -27,7 +27,7 @@ from drillkit.targets.sandbox.linkproxy import LinkControl
 from drillkit.targets.sandbox.linkproxy import command as link_command
 from drillkit.targets.sandbox.net import http_json
 from drillkit.targets.sandbox.object_storage import ObjectStorage
-from drillkit.targets.sandbox.objects import replicator_command
+from drillkit.targets.sandbox.s3_service import replicator_command
 from drillkit.targets.sandbox.recovery import Recovery
 from drillkit.targets.sandbox.router import routing_status
 from drillkit.targets.sandbox.state import (
@@ -164,7 +164,7 @@ class Sandbox(Recovery, Failback):
         stores = {}
         if spec.objects is not None:  # moto takes a second to import: start it before initdb
             for r in REGIONS:
-                proc, ready = processes.spawn_service("drillkit.targets.sandbox.objects", ["store"], root, f"s3-{r}")
+                proc, ready = processes.spawn_service("drillkit.targets.sandbox.s3_service", ["store"], root, f"s3-{r}")
                 track(f"s3-{r}", proc.pid, r)
                 stores[r] = (proc, ready)
 
@@ -191,7 +191,7 @@ class Sandbox(Recovery, Failback):
         replicator_port = None
         if s3_ports:
             proc, ready = processes.spawn_service(
-                "drillkit.targets.sandbox.objects",
+                "drillkit.targets.sandbox.s3_service",
                 replicator_command(link_info[OBJECT_REPLICATION_LINK]["port"], s3_ports["B"],
                                    spec.objects.replication_delay, spec.objects.delete_marker_replication),
                 root, "object-replicator")

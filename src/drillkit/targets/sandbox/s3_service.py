@@ -9,8 +9,8 @@ only when told to, and reports its backlog like S3 Replication Time Control's me
 The change feed is recorded by the store process itself (a WSGI layer around moto), because
 listing every version of a bucket on each poll grows with the bucket and would be the lag.
 
-`python -m drillkit.targets.sandbox.objects store ...` runs one region's store;
-`python -m drillkit.targets.sandbox.objects replicate ...` runs the replicator.
+`python -m drillkit.targets.sandbox.s3_service store ...` runs one region's store;
+`python -m drillkit.targets.sandbox.s3_service replicate ...` runs the replicator.
 """
 
 from __future__ import annotations
@@ -344,7 +344,7 @@ def replicator_command(source_port: int, destination_port: int, delay: float, de
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m drillkit.targets.sandbox.objects", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m drillkit.targets.sandbox.s3_service", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     store = sub.add_parser("store", help="one region's S3 API with a versioned bucket")
     store.add_argument("--port", type=int, default=0)

@@ -1,0 +1,171 @@
+"""Drilling a system drillkit did not build: `system.kind: external`, through the CLI, on a real service.
+
+The service (tests/external_kv) has its own API (`PUT /kv/{id}` with a JSON body), its own schema
+and a deliberate data-loss bug: writes are acknowledged from a write-behind buffer. The test starts
+it; the experiment kills its primary with a Chaos Toolkit *process* action (marked as the fault),
+waits, and moves the service's own load balancer to the standby with an *http* action. The ground
+truth comes from the service itself: the crash helper quiesces the primary and records exactly
+which acknowledged writes were still buffered, and the lb logs when it switched.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+from pathlib import Path
+
+import yaml
+from kvsystem import CRASH, KvSystem, table_rows
+
+from drillkit.evidence import read_events
+
+WORKLOAD = {
+    "write": {"method": "PUT", "path": "/kv/{key}", "body": {"value": "{payload}", "sha256": "{checksum}"},
+              "ok": [200]},
+    "read": {"method": "GET", "path": "/kv/{key}", "payload_field": "value", "ok": [200], "not_found": [404]},
+    "weights": {"write": 2, "read": 1},
+    "wait": 0.05,
+}
+OUTAGE_S = 1.5
+
+
+def scenario(folder: Path, system: KvSystem, method: list[dict], endpoint: str | None = None,
+             dsn_env: str = "KV_AUDIT_DSN", rollbacks: list[dict] | None = None) -> Path:
+    experiment = {
+        "title": "the kv service loses its primary", "description": "kill -9 of the primary, then the lb moves",
+        "configuration": {"drillkit_sandbox": {"type": "env", "key": "DRILLKIT_SANDBOX", "default": ""}},
+        "controls": [{"name": "drillkit", "provider": {"type": "python", "module": "drillkit.chaos.control"}}],
+        "method": method, "rollbacks": rollbacks or [],
+    }
+    (folder / "experiment.json").write_text(json.dumps(experiment, indent=2))
+    (folder / "workload.yaml").write_text(yaml.safe_dump(WORKLOAD))
+    doc = {
+        "name": "kv-primary-loss", "experiment": "experiment.json",
+        "system": {"kind": "external", "endpoint": endpoint or system.endpoint, "regions": ["east", "west"],
+                   "region_endpoints": {"east": system.primary_url, "west": system.standby_url},
+                   "region_header": "X-Served-By", "health_path": "/healthz",
+                   "audit": {"kind": "postgres", "dsn_env": dsn_env, "query": "SELECT id, value FROM kv_items",
+                             "settle": "1s"}},
+        "load": {"workload": "workload.yaml", "users": 4, "warmup": "2s", "duration": "9s", "canary": "20ms",
+                 "cooldown": "2s"},
+        "targets": {"rto": "10s"},
+        "stable": "1s",
+        "safeguards": {"max_duration": "2m"},
+    }
+    path = folder / "scenario.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def kill_primary(system: KvSystem) -> dict:
+    return {"type": "action", "name": "kill-primary",
+            "provider": {"type": "process", "path": sys.executable,
+                         "arguments": [CRASH, "--url", system.primary_url, "--pid", str(system.primary_pid),
+                                       "--ground-truth", str(system.ground_truth)]},
+            "drillkit": {"fault": "primary-loss"}, "pauses": {"after": OUTAGE_S}}
+
+
+def route_to_west(system: KvSystem) -> dict:
+    return {"type": "action", "name": "route-to-west",
+            "provider": {"type": "http", "url": f"{system.endpoint}/admin/route", "method": "POST",
+                         "headers": {"Content-Type": "application/json"}, "arguments": {"to": "west"}},
+            "drillkit": {"clears": "primary-loss"}}
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def test_an_external_system_is_drilled_to_its_exact_lost_writes_and_rto(kv_system, kv_folder, drillkit_cli):
+    path = scenario(kv_folder, kv_system, [kill_primary(kv_system), route_to_west(kv_system)])
+    out = kv_folder / "evidence"
+    done = drillkit_cli("run", str(path), "--out", str(out), env={"KV_AUDIT_DSN": kv_system.dsn}, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    truth = json.loads(kv_system.ground_truth.read_text())
+    switches = [json.loads(line) for line in kv_system.switch_log.read_text().splitlines()]
+    summary = json.loads((out / "summary.json").read_text())
+    measures = summary["measures"]
+    audit = json.loads((out / "audit.json").read_text())
+
+    # lost writes: exactly the acknowledged writes the primary still held in its buffer
+    assert truth["pending"], "the crash lost nothing: the drill would prove nothing"
+    assert sorted(audit["lost_keys"]) == truth["pending"]
+    assert measures["writes_lost"] == len(truth["pending"])
+    assert measures["writes_lost_after_fault"] == 0
+    # and the audit read the service's own table: every other acknowledged write is in it
+    rows = table_rows(kv_system.dsn)
+    assert not set(truth["pending"]) & set(rows)
+
+    # RTO: the outage the test created, from the crash to the lb's switch, within 100 ms
+    assert len(switches) == 1 and switches[0]["to"] == "west"
+    outage = switches[0]["t"] - truth["t_gate"]
+    assert abs(measures["rto_s"] - outage) < 0.1, (measures["rto_s"], outage)
+    assert measures["rto_s"] > OUTAGE_S - 0.1
+
+    events = read_events(out)
+    fault = [e for e in events if e["kind"] == "fault.injected"]
+    assert len(fault) == 1 and fault[0]["fault"] == "primary-loss" and fault[0]["marked"] is True
+    assert truth["t_kill"] <= fault[0]["t"] < switches[0]["t"]
+    assert [e["fault"] for e in events if e["kind"] == "fault.cleared"] == ["primary-loss"]
+    assert {"east", "west"} <= {r["region"] for r in _requests(out)}
+    assert json.loads((out / "provenance.json").read_text())["target"] == "external"
+    # drillkit never stopped what it did not start: the standby and the lb still run
+    assert alive(kv_system.standby_pid) and alive(kv_system.lb_pid)
+
+
+def _requests(out: Path) -> list[dict]:
+    return [json.loads(line) for f in (out / "requests").glob("*.jsonl") for line in f.read_text().splitlines()]
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_endpoint_that_does_not_answer_is_refused_before_anything(kv_system, kv_folder, drillkit_cli):
+    path = scenario(kv_folder, kv_system, [kill_primary(kv_system)], endpoint=f"http://127.0.0.1:{_closed_port()}")
+    out = kv_folder / "evidence"
+    done = drillkit_cli("run", str(path), "--out", str(out), env={"KV_AUDIT_DSN": kv_system.dsn})
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "system.endpoint" in lines[0] and "does not answer" in lines[0], lines
+    assert not out.exists() and not kv_system.ground_truth.exists(), "something was started or injected"
+    assert alive(kv_system.primary_pid)
+
+
+def test_a_wrong_audit_dsn_is_refused_before_anything(kv_system, kv_folder, drillkit_cli):
+    path = scenario(kv_folder, kv_system, [kill_primary(kv_system)])
+    wrong = kv_system.dsn.replace("dbname=kvstore", "dbname=no_such_db")
+    assert wrong != kv_system.dsn
+    out = kv_folder / "evidence"
+    done = drillkit_cli("run", str(path), "--out", str(out), env={"KV_AUDIT_DSN": wrong})
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "system.audit.dsn_env" in lines[0] and "no_such_db" in lines[0], lines
+    unset = drillkit_cli("run", str(path), "--out", str(out), env={"KV_AUDIT_DSN": ""})
+    assert unset.returncode == 2 and "KV_AUDIT_DSN is not set" in unset.stderr, unset.stderr
+    assert not out.exists() and not kv_system.ground_truth.exists()
+    assert alive(kv_system.primary_pid)
+
+
+def test_an_action_the_target_cannot_do_fails_naming_the_capability(kv_system, kv_folder, drillkit_cli):
+    pause = {"type": "action", "name": "pause-replay",
+             "provider": {"type": "python", "module": "drillkit.chaos.actions", "func": "pause_replay",
+                          "arguments": {"region": "west"}}}
+    path = scenario(kv_folder, kv_system, [pause])
+    out = kv_folder / "evidence"
+    done = drillkit_cli("run", str(path), "--out", str(out), env={"KV_AUDIT_DSN": kv_system.dsn}, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["verdict"] == "fail"
+    reason = "the external target lacks the ReplayControl capability this action needs"
+    assert any(reason in r for r in summary["reasons"]), summary["reasons"]
+    assert reason in done.stdout
+    assert alive(kv_system.primary_pid), "nothing was injected"
