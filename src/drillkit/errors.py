@@ -17,10 +17,15 @@ class InputError(DrillkitError):
     """The user's input is wrong (scenario, experiment, flag). Exit 2; nothing was started."""
 
     def __init__(self, message: str, *, file: str | None = None, field: str | None = None):
+        self.message = message
         self.file = file
         self.field = field
         where = ": ".join(p for p in (file, field) if p)
         super().__init__(f"{where}: {message}" if where else message)
+
+    def in_file(self, file: str) -> "InputError":
+        """The same error, naming `file` when it names none yet (a scenario field checked later)."""
+        return self if self.file else type(self)(self.message, file=file, field=self.field)
 
 
 class EnvironmentProblem(InputError):

@@ -206,6 +206,10 @@ def topology(e: Evidence) -> dict[str, Any]:
         "primary": primary, "standby": standby,
         "switched": switch is not None, "promoted": promoted is not None,
         "faults": [str(ev.get("fault", "?")) for ev in e.events if ev["kind"] == "fault.injected"],
+        "endpoint": system.get("endpoint", "—"),
+        "regions": ", ".join(map(str, system.get("regions") or [])) or "—",
+        "audit": (system.get("audit") or {}).get("kind", "—") if isinstance(system.get("audit"), dict) else "—",
+        "workload": load.get("workload"),
     }
 
 

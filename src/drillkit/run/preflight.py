@@ -21,7 +21,10 @@ def check_environment(loaded: LoadedScenario, out: str | os.PathLike[str] | None
     from drillkit.targets import plugin
 
     spec = loaded.scenario.system
-    plugin(spec.kind).preflight(spec, loaded.path.parent)
+    try:
+        plugin(spec.kind).preflight(spec, loaded.path.parent)
+    except InputError as exc:
+        raise exc.in_file(str(loaded.path)) from None
     if out is not None:
         check_out(Path(out))
 

@@ -16,14 +16,14 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from drillkit.errors import SandboxError
-from drillkit.evidence import write_atomic
 from pydantic import BaseModel
 
-
+from drillkit.errors import SandboxError
+from drillkit.evidence import write_atomic
 
 FAILURE_SUFFIX = ".failed.json"
-"""A service that fails on its own writes `<name>.failed.json` in its folder (drillkit.targets.sandbox.net.fail)."""
+"""A service that fails on its own writes `<name>.failed.json` in its folder (the path spawn_service
+gives it as --failure-file; drillkit.targets.sandbox.net.fail writes it)."""
 
 
 class ProcessEntry(BaseModel):

@@ -24,7 +24,6 @@ from typing import Any, NoReturn
 
 from drillkit.errors import one_line
 from drillkit.evidence import append_event
-from drillkit.targets.processes import FAILURE_SUFFIX
 
 FAILED_EXIT = 70
 """The exit status of a service that failed on its own (EX_SOFTWARE), never of one that was stopped."""

@@ -18,7 +18,6 @@ from typing import Iterator
 import psycopg
 
 from drillkit.errors import EnvironmentProblem, FaultError, SandboxError
-from drillkit.evidence import append_event
 from drillkit.targets.sandbox import postgres as pg
 from drillkit.targets import processes
 from drillkit.targets.sandbox.app import command as app_command
@@ -111,9 +110,6 @@ class Sandbox(Recovery, Failback):
     @property
     def events_file(self) -> Path:
         return Path(self.state.events_file)
-
-    def event(self, kind: str, **fields) -> dict:
-        return append_event(self.events_file, kind, **fields)
 
     # -- bring up -------------------------------------------------------------------------
 
