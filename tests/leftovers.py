@@ -7,6 +7,11 @@ import time
 from pathlib import Path
 
 MARKERS = ("drillkit.targets.sandbox.", "locust", "postgres", "kvservice")
+FOLDERS = ("drillkit-sandbox-*", "drillkit-external-*", "drillkit-fake-*", "drillkit-kvtest-*")
+
+
+def drill_folders() -> set[Path]:
+    return {f for pattern in FOLDERS for f in Path("/tmp").glob(pattern)}
 
 
 def drill_processes() -> dict[int, str]:
@@ -42,7 +47,7 @@ class Snapshot:
     def __init__(self) -> None:
         self.processes = drill_processes()
         self.ports = listening_ports()
-        self.sandboxes = set(Path("/tmp").glob("drillkit-sandbox-*"))
+        self.sandboxes = drill_folders()
 
     def leaks(self, settle: float = 5.0) -> dict[str, object]:
         """New processes, ports and sandbox folders since the snapshot, after a short settling time."""
@@ -50,7 +55,7 @@ class Snapshot:
         while True:
             procs = {p: c for p, c in drill_processes().items() if p not in self.processes}
             ports = listening_ports() - self.ports
-            folders = set(Path("/tmp").glob("drillkit-sandbox-*")) - self.sandboxes
+            folders = drill_folders() - self.sandboxes
             if not (procs or ports or folders) or time.monotonic() > deadline:
                 return {k: v for k, v in (("processes", procs), ("ports", ports), ("folders", folders)) if v}
             time.sleep(0.1)
