@@ -77,3 +77,19 @@ def kv_system(kv_folder, no_leftovers):
 
     with running_kv_system(kv_folder) as system:
         yield system
+
+
+@pytest.fixture(autouse=True)
+def signal_handlers_restored():
+    """A test that leaves SIGINT or SIGTERM handled otherwise than it found them breaks every later
+    one that relies on them (the watchdog interrupts the main thread through SIGINT's handler)."""
+    import signal
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    after = {sig: signal.getsignal(sig) for sig in before}
+    changed = {signal.Signals(s).name: (before[s], after[s]) for s in before if after[s] != before[s]}
+    if changed:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+        pytest.fail(f"the test left signal handlers changed: {changed}")

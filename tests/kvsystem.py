@@ -45,6 +45,15 @@ class KvSystem:
     folder: Path  # everything of this system: logs, ready files, the database
 
 
+def pid_gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie its parent has not reaped yet."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
 def table_rows(dsn: str) -> dict[str, tuple[str, str]]:
     """Every row of kv_items: id -> (value, sha256)."""
     with psycopg.connect(dsn, autocommit=True) as conn:

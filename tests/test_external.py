@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from kvsystem import CRASH, KvSystem, table_rows
+from kvsystem import CRASH, KvSystem, pid_gone, table_rows
 
 from drillkit.evidence import read_events
 
@@ -74,11 +74,7 @@ def route_to_west(system: KvSystem) -> dict:
 
 
 def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
+    return not pid_gone(pid)
 
 
 def test_an_external_system_is_drilled_to_its_exact_lost_writes_and_rto(kv_system, kv_folder, drillkit_cli):

@@ -10,12 +10,11 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from kvsystem import CRASH, KvSystem, running_kv_system, table_rows
+from kvsystem import CRASH, KvSystem, pid_gone, running_kv_system, table_rows
 
 WAIT = 60.0  # generous bound for conditions on a busy machine
 
@@ -52,14 +51,6 @@ def wait_for(condition, what: str, timeout: float = WAIT):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
-
-
-def pid_gone(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
 def crash(system: KvSystem) -> dict:

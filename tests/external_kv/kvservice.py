@@ -72,6 +72,21 @@ class JsonHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - quiet
         pass
 
+    def _serve(self, method: str) -> None:
+        raise NotImplementedError
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
     def read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length > 0 else b""
@@ -280,18 +295,6 @@ def region_handler(region: Region) -> type[JsonHandler]:
                 self.read_body()
                 self.send_json(404, {"error": "not found"})
 
-        def do_GET(self) -> None:
-            self._serve("GET")
-
-        def do_PUT(self) -> None:
-            self._serve("PUT")
-
-        def do_POST(self) -> None:
-            self._serve("POST")
-
-        def do_DELETE(self) -> None:
-            self._serve("DELETE")
-
     return Handler
 
 
@@ -382,18 +385,6 @@ def lb_handler(lb: Balancer) -> type[JsonHandler]:
             finally:
                 conn.close()
             self.send_raw(status, payload, content_type, served_by)
-
-        def do_GET(self) -> None:
-            self._serve("GET")
-
-        def do_PUT(self) -> None:
-            self._serve("PUT")
-
-        def do_POST(self) -> None:
-            self._serve("POST")
-
-        def do_DELETE(self) -> None:
-            self._serve("DELETE")
 
     return Handler
 
