@@ -93,8 +93,15 @@ class _Signals:
         for fd in (self._read, self._write):
             os.set_blocking(fd, False)
         self._previous_fd = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
-        self.previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, self._on_term),
-                         signal.SIGINT: signal.signal(signal.SIGINT, self._on_int)}
+        # each handler saved before it is replaced, so __exit__ (or the except below) restores all
+        self.previous = {}
+        try:
+            for sig, handler in ((signal.SIGTERM, self._on_term), (signal.SIGINT, self._on_int)):
+                self.previous[sig] = signal.getsignal(sig)
+                signal.signal(sig, handler)
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def _on_term(self, signum, frame):

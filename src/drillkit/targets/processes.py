@@ -43,8 +43,13 @@ def shielded():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {}
     try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            # saved before it is replaced: a signal landing between the two calls must not leave
+            # the handler ignored for the rest of the process (every later SIGINT lost)
+            previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, signal.SIG_IGN)
         yield
     finally:
         for sig, handler in previous.items():
