@@ -226,8 +226,8 @@ def sandbox() -> None:
 @click.option("--pointer", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_SANDBOX_STATE,
               show_default=True, help="file that remembers where the sandbox state is")
 def sandbox_up(scenario: Path | None, pointer: Path) -> None:
-    from drillkit.targets.sandbox.system import Sandbox
     from drillkit.scenario import SandboxSpec, load_scenario
+    from drillkit.targets.sandbox.system import Sandbox
 
     try:
         spec = load_scenario(scenario).scenario.system if scenario else SandboxSpec()

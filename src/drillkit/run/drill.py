@@ -26,8 +26,9 @@ from typing import Callable, Iterator
 
 import yaml
 
-from drillkit import __version__, targets
+from drillkit import __version__
 from drillkit import evidence as ev
+from drillkit import targets
 from drillkit.chaos import CONFIG_KEY, ENV_KEY, EVENTS_CONFIG_KEY, EVENTS_ENV_KEY
 from drillkit.errors import DrillAborted, EnvironmentProblem, InputError, one_line
 from drillkit.load import ENV_REGION_HEADER, ENV_WORKLOAD, LoadRun
@@ -430,8 +431,8 @@ class Drill:
 
     def _probe_verdict(self, summary: dict) -> dict:
         """The verdict is the probes' verdict: the same tests a CI job runs on the evidence."""
-        from drillkit.measure import measure
         from drillkit.judge.verdict import run_probes
+        from drillkit.measure import measure
 
         code = run_probes(self.out)
         probes = {"exit_code": code, "junit": ev.JUNIT, "log": "probes.log"}

@@ -8,8 +8,8 @@
 A plug-in is a class with the lifecycle below and whichever capability protocols of
 drillkit.targets.capabilities its system has:
 
-    Plugin.preflight(spec, scenario_file)   refuse (InputError, exit 2) before anything starts
-    Plugin.up(spec, events_file, scenario_file) -> target   start or attach; writes a state file
+    Plugin.preflight(spec, scenario_dir)    refuse (InputError, exit 2) before anything starts
+    Plugin.up(spec, events_file=, scenario_dir=) -> target  start or attach; writes a state file
     Plugin.attach(state_file) -> target      another handle (chaos providers, watchdog threads)
     Plugin.reap_stale() -> [folder]          stop what a SIGKILLed drill left behind
     target.ready() -> [(event kind, fields)] wait until it can take load; what to record

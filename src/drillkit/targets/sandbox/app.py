@@ -19,8 +19,8 @@ import psycopg
 from psycopg import errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from drillkit.targets.sandbox import s3_service as objects
 from drillkit.targets.sandbox import postgres as pg
+from drillkit.targets.sandbox import s3_service as objects
 from drillkit.targets.sandbox.net import LoopbackServer, add_service_arguments, serve_until_signalled, start_service
 
 UPSERT = """

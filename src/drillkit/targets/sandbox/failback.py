@@ -8,19 +8,19 @@ from pathlib import Path
 
 import psycopg
 
-from drillkit.targets.capabilities import CatchUp, Rebuild, RoutingStatus, Switchover
 from drillkit.errors import FaultError, SandboxError
-from drillkit.targets.sandbox import postgres as pg
 from drillkit.targets import processes
+from drillkit.targets.capabilities import CatchUp, Rebuild, RoutingStatus, Switchover
+from drillkit.targets.sandbox import postgres as pg
 from drillkit.targets.sandbox.app import command as app_command
 from drillkit.targets.sandbox.linkproxy import command as link_command
 from drillkit.targets.sandbox.net import http_json
-from drillkit.targets.sandbox.s3_service import replicator_command
 from drillkit.targets.sandbox.router import routing_status
+from drillkit.targets.sandbox.s3_service import replicator_command
 from drillkit.targets.sandbox.state import LinkState
 
 
-class Failback:
+class FailbackSteps:
     """Operations of `Sandbox` (which supplies state, _region, _primary, _pg_tools, adopt, link...)."""
 
     def rebuild_as_standby(self, region: str, timeout: float = 60) -> Rebuild:

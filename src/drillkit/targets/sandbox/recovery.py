@@ -11,10 +11,10 @@ from pathlib import Path
 
 import psycopg
 
-from drillkit.targets.capabilities import Backup, Corruption, Restore
 from drillkit.errors import FaultError, SandboxError
-from drillkit.targets.sandbox import postgres as pg
 from drillkit.targets import processes
+from drillkit.targets.capabilities import Backup, Corruption, Restore
+from drillkit.targets.sandbox import postgres as pg
 from drillkit.targets.sandbox.app import command as app_command
 from drillkit.targets.sandbox.net import free_port
 

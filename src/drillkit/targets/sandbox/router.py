@@ -22,7 +22,13 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, NamedTuple
 
 from drillkit.targets.capabilities import RoutingStatus
-from drillkit.targets.sandbox.net import LoopbackServer, add_service_arguments, record_event, serve_until_signalled, start_service
+from drillkit.targets.sandbox.net import (
+    LoopbackServer,
+    add_service_arguments,
+    record_event,
+    serve_until_signalled,
+    start_service,
+)
 
 POLICIES = ("dns", "origin-group", "manual")
 CONTROL = "/_drillkit/router"

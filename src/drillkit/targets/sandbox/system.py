@@ -18,27 +18,9 @@ from typing import Iterator
 import psycopg
 
 from drillkit.errors import EnvironmentProblem, FaultError, SandboxError
-from drillkit.targets.sandbox import postgres as pg
-from drillkit.targets import processes
-from drillkit.targets.sandbox.app import command as app_command
-from drillkit.targets.sandbox.failback import Failback
-from drillkit.targets.sandbox.linkproxy import LinkControl
-from drillkit.targets.sandbox.linkproxy import command as link_command
-from drillkit.targets.sandbox.net import http_json
-from drillkit.targets.sandbox.object_storage import ObjectStorage
-from drillkit.targets.sandbox.s3_service import replicator_command
-from drillkit.targets.sandbox.recovery import Recovery
-from drillkit.targets.sandbox.router import routing_status
-from drillkit.targets.sandbox.state import (
-    LinkState,
-    ProcessEntry,
-    RegionState,
-    SandboxState,
-    load_state,
-)
 from drillkit.scenario import SandboxSpec
+from drillkit.targets import processes
 from drillkit.targets.capabilities import (
-    RoutingStatus,
     LagSample,
     LinkChange,
     Promotion,
@@ -46,6 +28,24 @@ from drillkit.targets.capabilities import (
     RegionHealth,
     ReplayChange,
     ReplicaStatus,
+    RoutingStatus,
+)
+from drillkit.targets.sandbox import postgres as pg
+from drillkit.targets.sandbox.app import command as app_command
+from drillkit.targets.sandbox.failback import FailbackSteps
+from drillkit.targets.sandbox.linkproxy import LinkControl
+from drillkit.targets.sandbox.linkproxy import command as link_command
+from drillkit.targets.sandbox.net import http_json
+from drillkit.targets.sandbox.object_storage import ObjectStorage
+from drillkit.targets.sandbox.recovery import Recovery
+from drillkit.targets.sandbox.router import routing_status
+from drillkit.targets.sandbox.s3_service import replicator_command
+from drillkit.targets.sandbox.state import (
+    LinkState,
+    ProcessEntry,
+    RegionState,
+    SandboxState,
+    load_state,
 )
 
 REGIONS = ("A", "B")
@@ -58,7 +58,7 @@ def client_link(region: str) -> str:
     return f"client-{region}"
 
 
-class Sandbox(Recovery, Failback):
+class Sandbox(Recovery, FailbackSteps):
     """A handle on a running sandbox, from its state file: the `sandbox` target plug-in, with every
     capability of drillkit.targets.capabilities (Objects only with `system.objects`).
 
