@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import time
 from pathlib import Path
 
@@ -113,11 +114,18 @@ def test_a_watchdog_that_cannot_look_aborts_rather_than_stops_looking(tmp_path):
 
     m = SafeguardMonitor(tmp_path, Limits(max_duration=1e9))
     m.watch(broken)
-    with pytest.raises(KeyboardInterrupt):  # how the monitor interrupts the drill's main thread
-        with m:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                time.sleep(0.01)
+    # In a drill the monitor runs under the drill's own SIGINT handler (run/drill.py _Signals);
+    # here Python's default one stands in: a process started with SIGINT ignored (a background job
+    # of a non-interactive shell) has none, and interrupt_main would then do nothing.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):  # how the monitor interrupts the drill's main thread
+            with m:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    time.sleep(0.01)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert m.tripped == "harness failure: the watchdog could not check the drill: ValueError: torn read"
     kinds = [json.loads(line)["kind"] for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert kinds == ["service.failed"]

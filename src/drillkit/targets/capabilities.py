@@ -208,12 +208,6 @@ class ObjectRestore(Result):
     took_s: float
 
 
-@dataclass(frozen=True)
-class FinalRecord(Result):
-    key: str
-    checksum: str
-
-
 # -- the lifecycle every target has ---------------------------------------------------------
 
 
