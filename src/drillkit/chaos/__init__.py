@@ -44,6 +44,15 @@ class Context:
         return read_events(self.events_file.parent)
 
 
+def events_file_from(configuration: Configuration, target: Any = None) -> Path:
+    """The drill's event log; only a plain `chaos run` (no `drillkit_events`) needs the target's state."""
+    config = configuration or {}
+    events = config.get(EVENTS_CONFIG_KEY) or os.environ.get(EVENTS_ENV_KEY)
+    if events:
+        return Path(events)
+    return (target if target is not None else context_from(configuration).target).events_file
+
+
 def context_from(configuration: Configuration) -> Context:
     from drillkit.targets import attach
 
@@ -53,8 +62,7 @@ def context_from(configuration: Configuration) -> Context:
         raise InputError(f"no system to act on: set configuration {CONFIG_KEY!r} or ${ENV_KEY} "
                          "(run `drillkit sandbox up` first)")
     target = attach(path)
-    events = config.get(EVENTS_CONFIG_KEY) or os.environ.get(EVENTS_ENV_KEY) or target.events_file
-    return Context(target, Path(events))
+    return Context(target, events_file_from(configuration, target))
 
 
 def action(*needs: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

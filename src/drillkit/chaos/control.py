@@ -21,13 +21,14 @@ import time
 from datetime import datetime
 from typing import Any
 
-from drillkit.chaos import context_from
+from drillkit.chaos import events_file_from
+from drillkit.evidence import append_event
 
 MARK_KEY = "drillkit"
 
 
 def _event(configuration: dict[str, Any] | None, kind: str, **fields: Any) -> None:
-    context_from(configuration).record(kind, **fields)
+    append_event(events_file_from(configuration), kind, **fields)
 
 
 def _describe(activity: dict[str, Any]) -> dict[str, Any]:

@@ -172,6 +172,16 @@ def _message(err: dict[str, Any]) -> str:
     return msg
 
 
+def _invalid(exc: ValidationError, text: str, shown: str, list_known: bool = True) -> InputError:
+    """pydantic's first error as one line naming the file, the key path and its line."""
+    err = exc.errors()[0]
+    loc = _user_loc(tuple(err["loc"]))
+    line = _line_of(text, loc)
+    field = _field_of(loc) + (f" (line {line})" if line else "")
+    message = "unknown key" if err["type"] == "extra_forbidden" and not list_known else _message(err)
+    return InputError(message, file=shown, field=field)
+
+
 def _parse_yaml(text: str, shown: str) -> Any:
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
@@ -199,11 +209,7 @@ def load_scenario(path: str | Path) -> LoadedScenario:
     try:
         scenario = Scenario.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = _user_loc(tuple(err["loc"]))
-        line = _line_of(text, loc)
-        field = _field_of(loc) + (f" (line {line})" if line else "")
-        raise InputError(_message(err), file=shown, field=field) from None
+        raise _invalid(exc, text, shown) from None
     except RecursionError:
         raise InputError("a value refers to itself (YAML alias loop)", file=shown) from None
     base = path.resolve().parent
@@ -236,12 +242,7 @@ def load_workload(path: Path, scenario_file: str) -> Workload:
     try:
         return Workload.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = _user_loc(tuple(err["loc"]))
-        line = _line_of(text, loc)
-        field = _field_of(loc) + (f" (line {line})" if line else "")
-        message = _message(err) if err["type"] != "extra_forbidden" else "unknown key"
-        raise InputError(message, file=shown, field=field) from None
+        raise _invalid(exc, text, shown, list_known=False) from None
 
 
 def _yaml_kind(value: Any) -> str:

@@ -15,6 +15,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 from pydantic import BaseModel
 
@@ -219,3 +220,22 @@ def abandoned(root: Path) -> bool:
     except (OSError, ValueError):
         return False
     return owner is not None and start_ticks(owner["pid"]) != owner["start_ticks"]
+
+
+def stop_registered(root: Path, grace: float = 1.0) -> int:
+    """Stop every process `root`'s registry holds that is still ours (continued first: a frozen
+    one must be able to exit); how many there were."""
+    ours = [e for e in read_registry(root) if is_ours(e)]
+    continue_all(ours)
+    stop_all(ours, grace=grace)
+    return len(ours)
+
+
+def reap_abandoned(base: Path, prefix: str, reap: Callable[[Path], object]) -> list[str]:
+    """`reap` every `base/prefix*` folder whose owner is dead (SIGKILLed); never a live drill's."""
+    reaped = []
+    for root in base.glob(f"{prefix}*"):
+        if abandoned(root):
+            reap(root)
+            reaped.append(str(root))
+    return reaped

@@ -35,6 +35,12 @@ def _get(url: str, timeout: float = TIMEOUT) -> tuple[int, dict[str, str]]:
         return exc.code, dict(exc.headers or {})
 
 
+def _release(root: Path) -> None:
+    """Stop what drillkit registered under `root` (its Locust) and drop the folder."""
+    processes.stop_registered(root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
 class ExternalTarget:
     kind = "external"
 
@@ -86,18 +92,7 @@ class ExternalTarget:
 
     @classmethod
     def reap_stale(cls, base_dir: str | Path | None = None) -> list[str]:
-        reaped = []
-        for root in Path(base_dir or tempfile.gettempdir()).glob(f"{PREFIX}*"):
-            if processes.abandoned(root):
-                cls._stop_registered(root)
-                reaped.append(str(root))
-        return reaped
-
-    @staticmethod
-    def _stop_registered(root: Path) -> None:
-        ours = [e for e in processes.read_registry(root) if processes.is_ours(e)]
-        processes.stop_all(ours, grace=1.0)
-        shutil.rmtree(root, ignore_errors=True)
+        return processes.reap_abandoned(Path(base_dir or tempfile.gettempdir()), PREFIX, _release)
 
     @property
     def state_file(self) -> Path:
@@ -129,7 +124,7 @@ class ExternalTarget:
     def down(self) -> None:
         """Stop what drillkit started for the drill (its load); the user's system is left as it is."""
         with processes.shielded():
-            self._stop_registered(self.root)
+            _release(self.root)
 
     def lacks(self) -> list[str]:
         return [] if (self.spec.region_endpoints or self.spec.region_header) else ["Regions"]

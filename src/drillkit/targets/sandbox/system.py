@@ -536,21 +536,12 @@ def _drop_pg_leftovers(root: Path) -> None:
 def reap(state_file: str | os.PathLike[str]) -> int:
     """Stop the processes of a sandbox whose harness died; only those it recorded and still ours."""
     root = Path(state_file).parent if Path(state_file).is_file() else Path(state_file)
-    ours = [e for e in processes.read_registry(root) if processes.is_ours(e)]
-    processes.continue_all(ours)
-    processes.stop_all(ours, grace=1.0)
+    stopped = processes.stop_registered(root)
     _drop_pg_leftovers(root)
     shutil.rmtree(root, ignore_errors=True)
-    return len(ours)
+    return stopped
 
 
 def reap_stale(base_dir: str | os.PathLike[str] | None = None) -> list[str]:
     """Reap the sandboxes whose owning harness is dead (SIGKILLed); never a live drill's."""
-    base = Path(base_dir or tempfile.gettempdir())
-    reaped = []
-    for root in base.glob(f"{SANDBOX_PREFIX}*"):
-        if not processes.abandoned(root):
-            continue
-        reap(root)
-        reaped.append(str(root))
-    return reaped
+    return processes.reap_abandoned(Path(base_dir or tempfile.gettempdir()), SANDBOX_PREFIX, reap)
