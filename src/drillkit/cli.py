@@ -102,7 +102,8 @@ def main() -> None:
 @click.option("--var", "variables", multiple=True, metavar="KEY=VALUE",
               help="override an experiment configuration key (repeatable)")
 @click.option("--quiet", is_flag=True, help="no progress lines")
-def run(scenario: Path, out: Path | None, variables: tuple[str, ...], quiet: bool) -> None:
+@click.option("--yes", is_flag=True, help="drill a real (not emulated) AWS account: see `drillkit plan` first")
+def run(scenario: Path, out: Path | None, variables: tuple[str, ...], quiet: bool, yes: bool) -> None:
     """Run the drill described by SCENARIO and write its evidence folder."""
     from drillkit.run.drill import Drill, default_out
     from drillkit.scenario import load_scenario
@@ -110,7 +111,7 @@ def run(scenario: Path, out: Path | None, variables: tuple[str, ...], quiet: boo
     try:
         loaded = load_scenario(scenario)
         drill = Drill(loaded, out or default_out(loaded.name), _parse_vars(variables),
-                      progress=None if quiet else (lambda msg: click.echo(msg, err=True)))
+                      progress=None if quiet else (lambda msg: click.echo(msg, err=True)), confirmed=yes)
     except InputError as exc:
         _fail(str(exc), EXIT_INPUT)
     except Exception as exc:  # a harness bug before anything started: one line, not a traceback
@@ -143,6 +144,32 @@ def validate(scenario: Path) -> None:
     except Exception as exc:  # a validator bug: one line, and not the exit code of a user's mistake
         _fail(f"{scenario}: internal error while validating: {type(exc).__name__}: {exc}", EXIT_ABORTED)
     click.echo(f"{scenario}: valid")
+
+
+@main.command("plan")
+@click.argument("scenario", type=click.Path(path_type=Path))
+@click.option("--var", "variables", multiple=True, metavar="KEY=VALUE",
+              help="override an experiment configuration key (repeatable)")
+def plan_cmd(scenario: Path, variables: tuple[str, ...]) -> None:
+    """Print every mutating AWS call the drill of SCENARIO would make, with its parameters and what
+    undoes it, and make none (the session refuses mutating calls). `system.kind: aws` only."""
+    from drillkit.scenario import apply_vars, load_experiment, load_scenario
+
+    try:
+        loaded = load_scenario(scenario)
+        if loaded.scenario.system.kind != "aws":
+            raise InputError(f"system.kind is {loaded.scenario.system.kind}: only an aws scenario has a plan",
+                             file=str(scenario), field="system.kind")
+        from drillkit.targets.aws.plan import plan_drill
+
+        experiment = apply_vars(load_experiment(loaded.experiment_path), _parse_vars(variables), str(loaded.path))
+        plan = plan_drill(loaded, experiment)
+    except InputError as exc:
+        _fail(str(exc.in_file(str(scenario))), EXIT_INPUT)
+    except DrillkitError as exc:
+        _fail(str(exc), EXIT_ABORTED)
+    for line in plan.lines():
+        click.echo(line)
 
 
 @main.command("init")
@@ -225,26 +252,57 @@ def sandbox() -> None:
               help="take the system settings from this scenario")
 @click.option("--pointer", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_SANDBOX_STATE,
               show_default=True, help="file that remembers where the sandbox state is")
-def sandbox_up(scenario: Path | None, pointer: Path) -> None:
-    from drillkit.scenario import SandboxSpec, load_scenario
+@click.option("--emulate", type=click.Choice(["aws"]), help="also start an emulated AWS account over the sandbox")
+@click.option("--yes", is_flag=True, help="attach to a real AWS account (an aws scenario)")
+def sandbox_up(scenario: Path | None, pointer: Path, emulate: str | None, yes: bool) -> None:
+    """Bring the sandbox up (or, with an external or aws scenario, attach to its system) and print
+    what `chaos run` needs."""
+    from drillkit.scenario import ObjectStoreSpec, SandboxSpec, load_scenario
     from drillkit.targets.sandbox.system import Sandbox
 
     try:
-        spec = load_scenario(scenario).scenario.system if scenario else SandboxSpec()
-        if spec.kind != "sandbox":
-            raise InputError(f"system.kind is {spec.kind}: only a sandbox is brought up by hand", file=str(scenario),
-                             field="system.kind")
+        loaded = load_scenario(scenario) if scenario else None
+        spec = loaded.scenario.system if loaded else SandboxSpec(objects=ObjectStoreSpec() if emulate else None)
         if pointer.exists():
             raise InputError("a sandbox is already up; run `drillkit sandbox down` first", file=str(pointer))
-        box = Sandbox.up(spec, owned=False)
+        if spec.kind != "sandbox":
+            if emulate:
+                raise InputError("--emulate starts a sandbox: give no scenario, or a sandbox one", field="--emulate")
+            from drillkit.run.preflight import check_environment
+            from drillkit.targets import plugin
+
+            check_environment(loaded, confirmed=yes)
+            pointer.parent.mkdir(parents=True, exist_ok=True)
+            target = plugin(spec.kind).up(spec, events_file=pointer.parent.absolute() / f"{pointer.name}.events.jsonl",
+                                          scenario_dir=loaded.path.parent, owned=False)
+            lines = [f"{spec.kind} target attached: endpoint {target.endpoint}"]
+            state = target.state_file
+        else:
+            box = Sandbox.up(spec, owned=False)
+            lines = [f"sandbox up: endpoint {box.endpoint}"]
+            state = box.state_file
+            if emulate:
+                from drillkit.targets.aws.emulated import start
+
+                try:
+                    account = start(box)
+                except BaseException:
+                    box.down()
+                    raise
+                lines += [f"emulated AWS account {account['account']} at {account['url']} "
+                          f"(regions {', '.join(account['regions'])})",
+                          f"export AWS_ENDPOINT_URL={account['url']}",
+                          "export AWS_ACCESS_KEY_ID=emulated AWS_SECRET_ACCESS_KEY=emulated AWS_REGION=us-east-1",
+                          f"export DRILLKIT_APP_URL={box.endpoint}"]
     except InputError as exc:
         _fail(str(exc), EXIT_INPUT)
     except DrillkitError as exc:
         _fail(str(exc), EXIT_ABORTED)
     pointer.parent.mkdir(parents=True, exist_ok=True)
-    pointer.write_text(str(box.state_file))
-    click.echo(f"sandbox up: endpoint {box.endpoint}")
-    click.echo(f"export DRILLKIT_SANDBOX={box.state_file}")
+    pointer.write_text(str(state))
+    for line in lines:
+        click.echo(line)
+    click.echo(f"export DRILLKIT_SANDBOX={state}")
 
 
 def _pointed_state(pointer: Path) -> str:
@@ -271,6 +329,15 @@ def sandbox_down(pointer: Path) -> None:
         if stale:
             return
         _fail(str(exc), EXIT_INPUT)
+    from drillkit.targets import kind_of
+
+    if kind_of(state) != "sandbox":
+        from drillkit.targets import attach
+
+        attach(state).down()
+        pointer.unlink(missing_ok=True)
+        click.echo("target detached")
+        return
     stopped = reap(state)
     pointer.unlink(missing_ok=True)
     click.echo(f"sandbox down: {stopped} process groups stopped")

@@ -29,6 +29,8 @@ PROVENANCE = "provenance.json"
 CHAOS_LOG = "chaostoolkit.log"
 HARNESS_ERROR = "harness-error.txt"
 WORKLOAD = "workload.json"
+AWS_CALLS = "aws_calls.jsonl"
+"""Every AWS call a drill made (drillkit.targets.aws.session writes it; the report reads it)."""
 
 WRITE_OPS = ("write", "obj_write")
 """Op classes whose acknowledged keys the audit expects in final_state (objects as `obj/<key>`)."""
@@ -68,7 +70,11 @@ Verdict = Literal["pass", "fail", "aborted"]
 
 def append_event(path: str | os.PathLike[str], kind: str, t: float | None = None, **fields: Any) -> dict[str, Any]:
     """Append one event line; O_APPEND keeps lines whole when several processes write."""
-    record = {"t": time.time() if t is None else t, "kind": kind, **fields}
+    return append_record(path, {"t": time.time() if t is None else t, "kind": kind, **fields})
+
+
+def append_record(path: str | os.PathLike[str], record: dict[str, Any]) -> dict[str, Any]:
+    """Append one JSON line in a single write, so lines stay whole when several processes append."""
     line = (json.dumps(record, default=str) + "\n").encode()
     fd = os.open(os.fspath(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -76,6 +82,14 @@ def append_event(path: str | os.PathLike[str], kind: str, t: float | None = None
     finally:
         os.close(fd)
     return record
+
+
+def read_aws_calls(folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The AWS call trail; a drill on another target has none."""
+    path = Path(folder) / AWS_CALLS
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def write_atomic(path: str | os.PathLike[str], text: str, mode: int = 0o644) -> Path:

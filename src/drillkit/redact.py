@@ -35,7 +35,7 @@ SECRET_KEY = re.compile(
     r"(^|_)(passwords?|passwd|passphrase|secrets?|tokens?|api_?keys?|access_?keys?(_id)?|secret_?keys?"
     r"|private_?keys?|credentials?|authorization)($|_)")
 
-REDACTED_FILES = (ev.JOURNAL, ev.SCENARIO, ev.PROVENANCE, ev.EVENTS, ev.CHAOS_LOG, ev.HARNESS_ERROR)
+REDACTED_FILES = (ev.JOURNAL, ev.SCENARIO, ev.PROVENANCE, ev.EVENTS, ev.CHAOS_LOG, ev.HARNESS_ERROR, ev.AWS_CALLS)
 """The files a drill writes before it is measured; *.log and *.txt anywhere in the folder too."""
 
 UNTOUCHED = (ev.REQUESTS_DIR, ev.FINAL_STATE, ev.LAG)

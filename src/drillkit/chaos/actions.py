@@ -8,6 +8,7 @@ from typing import Any
 from chaoslib.exceptions import ActivityFailed
 
 from drillkit.chaos import Context, action
+from drillkit.errors import FaultError
 from drillkit.targets.capabilities import (
     Links,
     PointInTimeRecovery,
@@ -130,7 +131,10 @@ def wait_for_routing(ctx: Context, region: str, timeout: float = 30) -> dict:
     deadline = time.monotonic() + float(timeout)
     answer = None
     while time.monotonic() < deadline:
-        answer = ctx.target.serving_region()
+        try:
+            answer = ctx.target.serving_region()
+        except FaultError as exc:  # an endpoint still resolving to the lost region does not answer
+            answer = f"no answer ({exc})"
         if answer == region:
             return {"region": region}
         time.sleep(0.02)

@@ -19,6 +19,9 @@ ENV_EVIDENCE = "DRILLKIT_EVIDENCE"
 ENV_TIMEOUT = "DRILLKIT_REQUEST_TIMEOUT"
 ENV_WORKLOAD = "DRILLKIT_WORKLOAD"
 ENV_REGION_HEADER = "DRILLKIT_REGION_HEADER"
+ENV_KEY_PREFIX = "DRILLKIT_KEY_PREFIX"
+"""Prefixed to every key the drill's users write, so the audit of a system that holds other data
+reads only this drill's keys."""
 
 
 class LoadRun:

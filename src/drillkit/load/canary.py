@@ -21,7 +21,7 @@ from drillkit.load.workload import DR_RECORDS, Workload, checksum, read_outcome,
 
 class Canary:
     def __init__(self, endpoint: str, evidence: Path, interval: float = 0.02, timeout: float = 1.0,
-                 workload: Workload = DR_RECORDS, region_header: str | None = "X-Region"):
+                 workload: Workload = DR_RECORDS, region_header: str | None = "X-Region", key_prefix: str = ""):
         self.workload = workload
         self.region_header = region_header
         url = urlparse(endpoint)
@@ -34,7 +34,7 @@ class Canary:
         self._local = threading.local()
         self._last_acked: str | None = None
         self._seq = 0
-        self._prefix = f"canary-{os.getpid()}-{int(time.time())}"
+        self._prefix = f"{key_prefix}canary-{os.getpid()}-{int(time.time())}"
         workers = int(timeout / interval) * 2 + 4
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="canary")
         self._clock = threading.Thread(target=self._tick, name="canary-clock", daemon=True)

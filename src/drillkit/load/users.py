@@ -13,7 +13,7 @@ import uuid
 from locust import HttpUser
 
 from drillkit.evidence import OBJECT_KEY_PREFIX as OBJECT_PREFIX
-from drillkit.load import ENV_EVIDENCE, ENV_REGION_HEADER, ENV_TIMEOUT, ENV_WORKLOAD
+from drillkit.load import ENV_EVIDENCE, ENV_KEY_PREFIX, ENV_REGION_HEADER, ENV_TIMEOUT, ENV_WORKLOAD
 from drillkit.load.workload import DR_RECORDS, Operation, Workload, checksum, read_outcome, render
 
 
@@ -89,7 +89,7 @@ class DrillUser(HttpUser):
         HistoryRecorder.attach(self.environment)
         self.timeout = float(os.environ.get(ENV_TIMEOUT, "1.0"))
         self.acked: dict[str, list[str]] = {"write": [], "obj_write": []}
-        self.prefix = uuid.uuid4().hex[:8]
+        self.prefix = os.environ.get(ENV_KEY_PREFIX, "") + uuid.uuid4().hex[:8]
         self.seq = 0
 
     def write_record(self) -> None:

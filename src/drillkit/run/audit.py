@@ -9,17 +9,23 @@ from pathlib import Path
 from drillkit.targets.capabilities import FinalStateAudit
 
 
-def write_final_state(system: FinalStateAudit, path: Path) -> int:
+def write_final_state(system: FinalStateAudit, path: Path, scope: str = "") -> tuple[int, int]:
     """Write the final state, whole or not at all: an audit that fails half-way leaves no file,
-    so the data measures become unknown ("not audited"), never a count of lost writes."""
+    so the data measures become unknown ("not audited"), never a count of lost writes.
+
+    With a `scope` (the drill's key prefix), only this drill's keys are kept: a system drillkit
+    did not build holds other data, which is neither lost nor unexpected. Returns (kept, outside)."""
     tmp = path.with_name(f".{path.name}.partial")
-    count = 0
+    count = outside = 0
     try:
         with open(tmp, "w") as fh:
             for key, checksum in system.final_state():
+                if not key.startswith(scope):
+                    outside += 1
+                    continue
                 fh.write(json.dumps({"key": key, "checksum": checksum}) + "\n")
                 count += 1
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return count
+    return count, outside

@@ -13,6 +13,7 @@ import logging.handlers
 import os
 import platform
 import queue
+import secrets
 import signal
 import socket
 import subprocess
@@ -31,7 +32,7 @@ from drillkit import evidence as ev
 from drillkit import targets
 from drillkit.chaos import CONFIG_KEY, ENV_KEY, EVENTS_CONFIG_KEY, EVENTS_ENV_KEY
 from drillkit.errors import DrillAborted, EnvironmentProblem, InputError, one_line
-from drillkit.load import ENV_REGION_HEADER, ENV_WORKLOAD, LoadRun
+from drillkit.load import ENV_KEY_PREFIX, ENV_REGION_HEADER, ENV_WORKLOAD, LoadRun
 from drillkit.load.canary import Canary
 from drillkit.load.workload import DR_RECORDS
 from drillkit.manifest import signing_key, write_manifest
@@ -41,7 +42,7 @@ from drillkit.run.preflight import check_environment
 from drillkit.run.safeguards import Limits, SafeguardMonitor
 from drillkit.run.sampler import LagSampler
 from drillkit.scenario import LoadedScenario, apply_vars, load_experiment
-from drillkit.targets.capabilities import FinalStateAudit, ReplicationObservation, has, require
+from drillkit.targets.capabilities import AwsApi, FinalStateAudit, ReplicationObservation, has, require
 from drillkit.targets.processes import shielded
 
 Progress = Callable[[str], None]
@@ -216,7 +217,7 @@ class Environment:
 
 class Drill:
     def __init__(self, loaded: LoadedScenario, out: Path, variables: dict[str, str] | None = None,
-                 progress: Progress | None = None, judge_with_probes: bool = True):
+                 progress: Progress | None = None, judge_with_probes: bool = True, confirmed: bool = False):
         self.judge_with_probes = judge_with_probes
         self.signing_key = signing_key()
         self.loaded = loaded
@@ -225,9 +226,13 @@ class Drill:
         self.experiment = apply_vars(load_experiment(loaded.experiment_path), self.variables, str(loaded.path))
         # absolute: the sandbox's services and Locust run in other working directories
         self.out = Path(out).absolute()
-        check_environment(loaded, self.out)
+        check_environment(loaded, self.out, confirmed=confirmed)
         self.env = Environment(loaded, self.out, progress or (lambda _msg: None))
         self.abort_reason: str | None = None
+        # a system drillkit did not build holds other data: the drill's own users (a workload
+        # mapping) prefix their keys, and the audit reads only those
+        scoped = loaded.workload is not None and hasattr(self.scenario.system, "audit")
+        self.key_prefix = f"dk{secrets.token_hex(4)}-" if scoped else ""
 
     @property
     def stages(self) -> dict[str, float]:
@@ -293,6 +298,8 @@ class Drill:
         env.started(self._rollbacks_if_aborted)
         provenance["versions"].update(target.facts())
         watchdog.watch(env.plugin.attach(target.state_file).service_failure)  # its own handle too
+        if has(target, AwsApi):
+            watchdog.stop_when(env.plugin.attach(target.state_file).stop_condition, target.spec.aws.alarm_poll)
         for kind, fields in target.ready():
             env.event(kind, **fields)
         sampler = self._start_sampler(env)
@@ -316,17 +323,18 @@ class Drill:
             if part is not None:
                 part.stop()
         with env.stage("audit"):
-            records, source = self._audit(target)
-        env.event("audit.done", records=records, region=source)
+            (records, outside), source = self._audit(target)
+        env.event("audit.done", records=records, region=source,
+                  **({"scope": self.key_prefix, "outside_scope": outside} if self.key_prefix else {}))
         signals.check(watchdog)
 
-    def _audit(self, target) -> tuple[int, str]:
+    def _audit(self, target) -> tuple[tuple[int, int], str]:
         """Read the final state. When that fails, nothing is known of the data: the drill is
         aborted and its data measures are null ("not audited"), never losses."""
         try:
             auditor = require(target, FinalStateAudit)
             source = auditor.audit_source()
-            return write_final_state(auditor, self.out / ev.FINAL_STATE), source
+            return write_final_state(auditor, self.out / ev.FINAL_STATE, self.key_prefix), source
         except Exception as exc:
             error = one_line(exc)
             self.env.event("audit.failed", error=error)
@@ -353,13 +361,14 @@ class Drill:
             return None
         # its own handle: sampling re-reads the state file, which must never race this thread's
         # registry updates (adopt) on a shared one
-        sampler = LagSampler(env.plugin.attach(env.target.state_file), self.out / ev.LAG).start()
+        sampler = LagSampler(env.plugin.attach(env.target.state_file), self.out / ev.LAG,
+                             interval=getattr(env.target, "lag_interval", 0.2)).start()
         env.started(sampler.stop)
         return sampler
 
     def _start_load(self, endpoint: str) -> LoadRun:
         load_spec = self.scenario.load
-        extra = {ENV_REGION_HEADER: self._region_header() or ""}
+        extra = {ENV_REGION_HEADER: self._region_header() or "", ENV_KEY_PREFIX: self.key_prefix}
         if self.loaded.workload is not None:
             extra[ENV_WORKLOAD] = str(self.out / ev.WORKLOAD)
         run = LoadRun(self.loaded.locustfile_path, endpoint, load_spec.users,
@@ -373,7 +382,8 @@ class Drill:
         if not spec.canary:
             return None
         canary = Canary(endpoint, self.out, interval=spec.canary, timeout=spec.request_timeout,
-                        workload=self.loaded.workload or DR_RECORDS, region_header=self._region_header()).start()
+                        workload=self.loaded.workload or DR_RECORDS, region_header=self._region_header(),
+                        key_prefix=self.key_prefix).start()
         self.env.started(canary.stop)
         return canary
 

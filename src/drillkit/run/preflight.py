@@ -15,14 +15,15 @@ from drillkit.errors import EnvironmentProblem, InputError
 from drillkit.scenario import LoadedScenario
 
 
-def check_environment(loaded: LoadedScenario, out: str | os.PathLike[str] | None = None) -> None:
+def check_environment(loaded: LoadedScenario, out: str | os.PathLike[str] | None = None,
+                      confirmed: bool = False) -> None:
     """Refuse a drill whose target is not there or this machine cannot host, or whose evidence
     folder cannot be written."""
     from drillkit.targets import plugin
 
     spec = loaded.scenario.system
     try:
-        plugin(spec.kind).preflight(spec, loaded.path.parent)
+        plugin(spec.kind).preflight(spec, loaded.path.parent, confirmed=confirmed)
     except InputError as exc:
         raise exc.in_file(str(loaded.path)) from None
     if out is not None:

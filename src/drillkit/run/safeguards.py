@@ -104,6 +104,9 @@ class SafeguardMonitor:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="safeguards", daemon=True)
         self._service_failure: Callable[[], str | None] = lambda: None
+        self._stop_condition: Callable[[], str | None] = lambda: None
+        self._stop_every = 1.0
+        self._stop_next = 0.0
 
     def __enter__(self) -> "SafeguardMonitor":
         self._thread.start()
@@ -121,11 +124,23 @@ class SafeguardMonitor:
         """From now on, abort the drill as soon as `service_failure()` names a reason."""
         self._service_failure = service_failure
 
+    def stop_when(self, condition: Callable[[], str | None], every: float = 1.0) -> None:
+        """From now on, every `every` seconds, abort the drill as a safeguard when `condition()`
+        names a reason (an AWS target's CloudWatch alarm in ALARM)."""
+        self._stop_condition, self._stop_every = condition, every
+
+    def _stop_condition_due(self) -> str | None:
+        now = time.monotonic()
+        if now < self._stop_next:
+            return None
+        self._stop_next = now + self._stop_every
+        return self._stop_condition()
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
                 failure = self._service_failure()
-                reason = None if failure else self.check(time.time())
+                reason = None if failure else (self.check(time.time()) or self._stop_condition_due())
             except Exception as exc:  # a watchdog that cannot look must not stop looking in silence
                 self._trip("service.failed", f"harness failure: the watchdog could not check the drill: "
                                              f"{one_line(exc)}")

@@ -7,6 +7,7 @@
 from drillkit.scenario.loader import LoadedScenario, apply_vars, load_experiment, load_scenario, load_workload
 from drillkit.scenario.schema import (
     AuditSpec,
+    AwsSpec,
     ExternalSpec,
     ObjectStoreSpec,
     SandboxSpec,
@@ -14,5 +15,5 @@ from drillkit.scenario.schema import (
     SystemSpec,
 )
 
-__all__ = ["AuditSpec", "ExternalSpec", "LoadedScenario", "ObjectStoreSpec", "SandboxSpec", "Scenario", "SystemSpec",
+__all__ = ["AuditSpec", "AwsSpec", "ExternalSpec", "LoadedScenario", "ObjectStoreSpec", "SandboxSpec", "Scenario", "SystemSpec",
            "apply_vars", "load_experiment", "load_scenario", "load_workload"]

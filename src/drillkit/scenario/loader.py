@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin
@@ -196,6 +197,29 @@ def _parse_yaml(text: str, shown: str) -> Any:
         raise InputError(f"not valid YAML: {exc}", file=shown) from None
 
 
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand_env(value: Any, loc: tuple[Any, ...], shown: str) -> Any:
+    """`${NAME}` in a string under `system` is the environment variable NAME: the same scenario
+    drills staging, production or the emulated account by what the shell exports. An unset one
+    is an input error naming the field."""
+    if isinstance(value, dict):
+        return {k: _expand_env(v, (*loc, k), shown) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, (*loc, i), shown) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def lookup(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise InputError(f"${{{name}}} is not set in the environment", file=shown, field=_field_of(loc))
+        return os.environ[name]
+
+    return _ENV_REF.sub(lookup, value)
+
+
 def load_scenario(path: str | Path) -> LoadedScenario:
     """Read, validate and resolve a scenario; raise InputError naming file, field and line."""
     path = Path(path)
@@ -206,6 +230,8 @@ def load_scenario(path: str | Path) -> LoadedScenario:
         raise InputError("the scenario is empty", file=shown)
     if not isinstance(raw, dict):
         raise InputError(f"a scenario must be a YAML mapping, not a {_yaml_kind(raw)}", file=shown)
+    if isinstance(raw.get("system"), dict):
+        raw = {**raw, "system": _expand_env(raw["system"], ("system",), shown)}
     try:
         scenario = Scenario.model_validate(raw)
     except ValidationError as exc:

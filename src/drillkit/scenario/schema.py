@@ -149,10 +149,10 @@ AuditSpec = Annotated[Union[PostgresAudit, HttpAudit, S3Audit, DynamoDBAudit, Co
                       Field(discriminator="kind")]
 
 
-class ExternalSpec(Strict):
-    """A running system drillkit did not start and never stops (drillkit.targets.external)."""
+class DataPlane(Strict):
+    """What clients and the audit reach, for a system drillkit did not start: the endpoint, the
+    regions it names in its answers, and where the final state is read."""
 
-    kind: Literal["external"]
     endpoint: Url
     regions: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]] = []
     region_endpoints: dict[str, Url] = {}
@@ -168,6 +168,88 @@ class ExternalSpec(Strict):
         return self
 
 
+class ExternalSpec(DataPlane):
+    """A running system drillkit did not start and never stops (drillkit.targets.external)."""
+
+    kind: Literal["external"]
+
+
+AccountId = Annotated[str, Field(pattern=r"^[0-9]{12}$")]
+AwsRegion = Annotated[str, Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")]
+Name = Annotated[str, Field(min_length=1, max_length=2048)]
+
+
+class AwsRegions(Strict):
+    primary: AwsRegion
+    secondary: AwsRegion
+
+    @model_validator(mode="after")
+    def _two(self):
+        if self.primary == self.secondary:
+            raise ValueError("primary and secondary must be two regions")
+        return self
+
+
+class AwsDatabase(Strict):
+    """`rds-replica`: a primary instance and its cross-region read replica (ids or ARNs).
+    `aurora-cluster`: a cluster and the instance a failover must name. `aurora-global`: a global
+    cluster and the secondary cluster (ARN) to fail over to."""
+
+    kind: Literal["rds-replica", "aurora-cluster", "aurora-global"] = "rds-replica"
+    primary: Name
+    replica: Name
+
+
+class AwsDns(Strict):
+    """A Route 53 hosted zone (id or name) and the failover record pair clients resolve."""
+
+    zone: Name
+    record: Name
+
+
+class AwsObjects(Strict):
+    source_bucket: Name
+    replica_bucket: Name
+
+
+class AwsTable(Strict):
+    table: Name
+
+
+class AwsAccount(Strict):
+    """The account, regions and resources a drill may touch: nothing else is ever called."""
+
+    profile: str | None = None
+    endpoint_url: Url | None = None
+    """Else $AWS_ENDPOINT_URL, else AWS itself."""
+    accounts: list[AccountId] = Field(min_length=1)
+    regions: AwsRegions
+    required_tag: dict[str, str] = {}
+    database: AwsDatabase | None = None
+    dns: AwsDns | None = None
+    objects: AwsObjects | None = None
+    dynamodb: AwsTable | None = None
+    alarms: list[Name] = []
+    """CloudWatch alarms (in either region) that stop the drill when one goes to ALARM."""
+    fis_templates: list[Name] = []
+    """FIS experiment templates the experiment may start: ids, or the value of their Name tag."""
+    alarm_poll: PositiveDuration = 1.0
+
+    @field_validator("required_tag")
+    @classmethod
+    def _one_tag(cls, tag: dict[str, str]) -> dict[str, str]:
+        if len(tag) > 1:
+            raise ValueError("name one tag: {key: value}")
+        return tag
+
+
+class AwsSpec(DataPlane):
+    """A system on AWS (drillkit.targets.aws): the data plane as for `external`, plus the account."""
+
+    kind: Literal["aws"]
+    aws: AwsAccount
+
+
 def _default_kind(value: Any) -> Any:
     """`kind` defaults to sandbox, as before there was any other."""
     if isinstance(value, dict) and "kind" not in value:
@@ -175,8 +257,8 @@ def _default_kind(value: Any) -> Any:
     return value
 
 
-SystemSpec = Annotated[Union[SandboxSpec, ExternalSpec], BeforeValidator(_default_kind), Field(discriminator="kind")]
-UNION_TAGS = frozenset({"sandbox", "external", "postgres", "http", "s3", "dynamodb", "command"})
+SystemSpec = Annotated[Union[SandboxSpec, ExternalSpec, AwsSpec], BeforeValidator(_default_kind), Field(discriminator="kind")]
+UNION_TAGS = frozenset({"sandbox", "external", "aws", "postgres", "http", "s3", "dynamodb", "command"})
 """Tags pydantic puts in an error's location inside a discriminated union (not keys of the file)."""
 
 

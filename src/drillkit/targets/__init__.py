@@ -2,13 +2,16 @@
 
     sandbox/    the embedded two-region system drillkit starts and stops itself
     external/   a running system drillkit did not start: endpoint, workload mapping, audit adapter
+    aws/        an AWS account (allowlisted, planned, trailed) over the external data plane; and
+                the emulated account that rehearses it on the sandbox
     fake.py     an in-memory target for tests; tests/test_target_contract.py holds every target to
                 the same contract
 
 A plug-in is a class with the lifecycle below and whichever capability protocols of
 drillkit.targets.capabilities its system has:
 
-    Plugin.preflight(spec, scenario_dir)    refuse (InputError, exit 2) before anything starts
+    Plugin.preflight(spec, scenario_dir, confirmed=)  refuse (InputError, exit 2) before anything
+                                             starts; `confirmed`: the operator's --yes
     Plugin.up(spec, events_file=, scenario_dir=) -> target  start or attach; writes a state file
     Plugin.attach(state_file) -> target      another handle (chaos providers, watchdog threads)
     Plugin.reap_stale() -> [folder]          stop what a SIGKILLed drill left behind
@@ -31,6 +34,7 @@ from drillkit.errors import InputError
 KINDS: dict[str, str] = {
     "sandbox": "drillkit.targets.sandbox.system:Sandbox",
     "external": "drillkit.targets.external.target:ExternalTarget",
+    "aws": "drillkit.targets.aws.target:AwsTarget",
     "fake": "drillkit.targets.fake:FakeTarget",  # tests only: no scenario can choose it
 }
 

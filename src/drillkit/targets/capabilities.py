@@ -181,6 +181,7 @@ class ObjectReplicationStatus(Result):
     delete_markers_replicated: int = 0
     delete_markers_skipped: int = 0
     errors: int = 0
+    paused: bool = False
 
 
 @dataclass(frozen=True)
@@ -322,8 +323,8 @@ class ObjectStore(Protocol):
 
     def replication_status(self) -> ObjectReplicationStatus: ...
 
-    def configure_replication(self, delay: float | None = None,
-                              delete_markers: bool | None = None) -> ObjectReplicationStatus: ...
+    def configure_replication(self, delay: float | None = None, delete_markers: bool | None = None,
+                              paused: bool | None = None) -> ObjectReplicationStatus: ...
 
     def wait_replicated(self, timeout: float = 30) -> ObjectReplicationStatus: ...
 
@@ -349,9 +350,19 @@ class FinalStateAudit(Protocol):
     def final_state(self) -> Iterator[tuple[str, str]]: ...
 
 
+@runtime_checkable
+class AwsApi(Protocol):
+    """An AWS account to act on (drillkit.targets.aws.account.Account): allowlisted, guarded, trailed;
+    and the scenario's CloudWatch alarms as stop conditions."""
+
+    def aws_account(self) -> Any: ...
+
+    def stop_condition(self) -> str | None: ...
+
+
 CAPABILITIES: dict[str, type] = {c.__name__: c for c in (
     Regions, RegionFaults, Runbook, ReplicationObservation, ReplayControl, Links, PointInTimeRecovery,
-    Failback, Objects, FinalStateAudit)}
+    Failback, Objects, FinalStateAudit, AwsApi)}
 
 C = TypeVar("C")
 

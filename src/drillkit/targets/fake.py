@@ -39,7 +39,7 @@ class FakeTarget:
     # -- lifecycle ------------------------------------------------------------------------
 
     @classmethod
-    def preflight(cls, spec: Any = None, scenario_dir: Path | None = None) -> None:
+    def preflight(cls, spec: Any = None, scenario_dir: Path | None = None, confirmed: bool = False) -> None:
         return None
 
     @classmethod

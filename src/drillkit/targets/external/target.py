@@ -54,7 +54,7 @@ class ExternalTarget:
     # -- lifecycle ------------------------------------------------------------------------
 
     @classmethod
-    def preflight(cls, spec: ExternalSpec, scenario_dir: Path | None = None) -> None:
+    def preflight(cls, spec: ExternalSpec, scenario_dir: Path | None = None, confirmed: bool = False) -> None:
         """Before anything starts: the endpoint (and each region endpoint) answers HTTP, and the
         audit adapter can read. Otherwise one line naming the field, exit 2, nothing injected."""
         probes = [("system.endpoint", spec.endpoint)]

@@ -13,7 +13,7 @@ import hashlib
 import json
 from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, quote, unquote
 
 import psycopg
 from psycopg import errors
@@ -30,6 +30,8 @@ SET payload = EXCLUDED.payload, checksum = EXCLUDED.checksum,
     written_at = clock_timestamp(), region = EXCLUDED.region
 """
 READ = "SELECT payload FROM records WHERE key = %s"
+LIST = "SELECT key, payload FROM records WHERE key > %s ORDER BY key LIMIT %s"
+PAGE = 1000
 ROLE = "SELECT pg_is_in_recovery()"
 
 
@@ -92,6 +94,8 @@ class AppHandler(BaseHTTPRequestHandler):
                 return self._health()
             if path == "/records" and self.command == "POST":
                 return self._write(body)
+            if path == "/records" and self.command == "GET":
+                return self._list(parse_qs(self.path.partition("?")[2]).get("after", [""])[0])
             if path.startswith("/records/") and len(path) > 9 and self.command in ("GET", "HEAD"):
                 return self._read(unquote(path[9:]))
             if path.startswith("/objects/") and len(path) > 9 and self.server.objects is not None:
@@ -130,6 +134,13 @@ class AppHandler(BaseHTTPRequestHandler):
             return self._json(404, {"error": "not found"})
         payload = rows[0][0]
         self._json(200, {"key": key, "payload": payload, "checksum": checksum(payload)})
+
+    def _list(self, after: str) -> None:
+        """Every record, in key order, a page at a time: `{"items": [{key, payload}], "next": URL | null}`
+        (what an audit through the app's own API reads)."""
+        rows = self.server.db.execute(LIST, (after, PAGE))
+        following = f"/records?after={quote(rows[-1][0], safe='')}" if len(rows) == PAGE else None
+        self._json(200, {"items": [{"key": k, "payload": p} for k, p in rows], "next": following})
 
     def _object(self, method: str, key: str, body: bytes) -> None:
         """Objects live in the region's S3 bucket; the database decides, as for records, whether

@@ -58,6 +58,7 @@ class Routing:
         self.threshold, self.ttl, self.events = threshold, ttl, events
         self.cond = threading.Condition()
         self.health = {r: True for r in regions}
+        self.inverted = {r: False for r in regions}
         self.streak = {r: 0 for r in regions}
         self.published = self.effective = primary
         self.pending: tuple[float, str, str] | None = None
@@ -78,8 +79,10 @@ class Routing:
         return next((r for r in self.regions if r != region), None)
 
     def observe(self, region: str, ok: bool) -> None:
-        """Count consecutive results against the current state; flip after `threshold` of them."""
+        """Count consecutive results against the current state; flip after `threshold` of them.
+        An inverted check (Route 53's `Inverted`) counts a passing probe as a failure."""
         with self.cond:
+            ok = ok != self.inverted[region]
             if ok == self.health[region]:
                 self.streak[region] = 0
                 return
@@ -107,6 +110,16 @@ class Routing:
         with self.cond:
             self.primary = to
             self._publish(to, reason)
+
+    def invert(self, region: str, inverted: bool) -> None:
+        """Route 53's health-check inversion: the check reports the opposite of what it sees, so
+        the health (and, under ``dns``, the answer) follows after `threshold` checks."""
+        with self.cond:
+            if self.inverted[region] == inverted:
+                return
+            self.inverted[region] = inverted
+            self.streak[region] = 0
+            self._event("health.inverted", region=region, inverted=inverted)
 
     def shift_reads(self, region: str, percent: float) -> None:
         """Send `percent` % of the reads to `region`; writes keep following the answer. A repeated
@@ -346,6 +359,18 @@ class RouterHandler(BaseHTTPRequestHandler):
             if to not in routing.regions:
                 return self._json(400, {"error": f"unknown region {to!r}", "regions": routing.regions})
             routing.switch(to, reason)
+            return self._json(200, routing.status())
+        if self.command == "POST" and path == CONTROL + "/health":
+            try:
+                order = json.loads(body or b"{}")
+                region, inverted = order["region"], order["inverted"]
+                if not isinstance(inverted, bool):
+                    raise TypeError
+            except (ValueError, KeyError, TypeError):
+                return self._json(400, {"error": 'body must be {"region": region, "inverted": bool}'})
+            if region not in routing.regions:
+                return self._json(400, {"error": f"unknown region {region!r}", "regions": routing.regions})
+            routing.invert(region, inverted)
             return self._json(200, routing.status())
         if self.command == "POST" and path == CONTROL + "/reads":
             try:

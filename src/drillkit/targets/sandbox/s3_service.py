@@ -200,16 +200,23 @@ class Replicator:
                        "errors": 0}
         self.max_latency_s = 0.0
         self.last_error: str | None = None
+        self.paused = False
 
     def status(self) -> dict[str, Any]:
         with self.lock:
             oldest = self.pending[0]["t"] if self.pending else None
             return {"backlog": len(self.pending), "oldest_pending_s": None if oldest is None else time.time() - oldest,
                     "seen": self.seq, "delay": self.delay, "delete_markers": self.delete_markers,
+                    "paused": self.paused,
                     "max_latency_s": self.max_latency_s, "last_error": self.last_error, **self.counts}
 
-    def configure(self, delay: float | None = None, delete_markers: bool | None = None) -> dict[str, Any]:
+    def configure(self, delay: float | None = None, delete_markers: bool | None = None,
+                  paused: bool | None = None) -> dict[str, Any]:
+        """Paused (a replication rule removed) copies nothing; changes keep queueing, and are
+        copied once the rule is back, as S3 does for objects written while a rule is suspended."""
         with self.lock:
+            if paused is not None:
+                self.paused = bool(paused)
             if delay is not None:
                 self.delay = float(delay)
             if delete_markers is not None:
@@ -249,6 +256,8 @@ class Replicator:
 
     def _due(self) -> list[dict[str, Any]]:
         with self.lock:
+            if self.paused:
+                return []
             now, out = time.time(), []
             for change in self.pending:
                 if change["t"] + self.delay > now or len(out) >= self.batch:
@@ -305,7 +314,7 @@ class ReplicatorHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         try:
             doc = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-            status = self.server.replicator.configure(doc.get("delay"), doc.get("delete_markers"))
+            status = self.server.replicator.configure(doc.get("delay"), doc.get("delete_markers"), doc.get("paused"))
         except (ValueError, TypeError, AttributeError) as exc:
             return self._json(400, {"error": str(exc)})
         self._json(200, status)

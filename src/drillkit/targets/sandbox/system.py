@@ -84,7 +84,7 @@ class Sandbox(Recovery, FailbackSteps):
         return self.state.endpoint
 
     @classmethod
-    def preflight(cls, spec: SandboxSpec, scenario_dir: Path | None = None) -> None:
+    def preflight(cls, spec: SandboxSpec, scenario_dir: Path | None = None, confirmed: bool = False) -> None:
         """This machine can host the sandbox: PostgreSQL binaries, a temp folder, a loopback port."""
         from drillkit.targets.sandbox.preflight import check_host
 
@@ -371,6 +371,14 @@ class Sandbox(Recovery, FailbackSteps):
         status, body = self._router("")
         if status != 200:
             raise FaultError(f"router answered {status}")
+        return routing_status(body)
+
+    def invert_health_check(self, region: str, inverted: bool) -> RoutingStatus:
+        """The router's health check of `region` reports the opposite of what it sees (Route 53's
+        `Inverted`): under ``dns`` the answer follows after the failure threshold, as in Route 53."""
+        status, body = self._router("/health", "POST", {"region": region, "inverted": inverted})
+        if status != 200:
+            raise FaultError(f"the router refused: {body.get('error', status)}")
         return routing_status(body)
 
     def _router(self, path: str, method: str = "GET", body: dict | None = None) -> tuple[int, dict]:
