@@ -6,8 +6,8 @@ import os
 import time
 from pathlib import Path
 
-MARKERS = ("drillkit.targets.sandbox.", "locust", "postgres", "kvservice")
-FOLDERS = ("drillkit-sandbox-*", "drillkit-external-*", "drillkit-fake-*", "drillkit-kvtest-*")
+MARKERS = ("drillkit.targets.sandbox.", "drillkit.targets.aws.", "locust", "postgres", "kvservice")
+FOLDERS = ("drillkit-sandbox-*", "drillkit-external-*", "drillkit-aws-*", "drillkit-fake-*", "drillkit-kvtest-*")
 
 
 def drill_folders() -> set[Path]:

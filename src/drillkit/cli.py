@@ -292,7 +292,7 @@ def sandbox_up(scenario: Path | None, pointer: Path, emulate: str | None, yes: b
                 lines += [f"emulated AWS account {account['account']} at {account['url']} "
                           f"(regions {', '.join(account['regions'])})",
                           f"export AWS_ENDPOINT_URL={account['url']}",
-                          "export AWS_ACCESS_KEY_ID=emulated AWS_SECRET_ACCESS_KEY=emulated AWS_REGION=us-east-1",
+                          "export AWS_ACCESS_KEY_ID=AKIAEMULATEDACCOUNT0 AWS_SECRET_ACCESS_KEY=emulated-account-secret AWS_REGION=us-east-1",
                           f"export DRILLKIT_APP_URL={box.endpoint}"]
     except InputError as exc:
         _fail(str(exc), EXIT_INPUT)

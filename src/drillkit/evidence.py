@@ -87,9 +87,7 @@ def append_record(path: str | os.PathLike[str], record: dict[str, Any]) -> dict[
 def read_aws_calls(folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The AWS call trail; a drill on another target has none."""
     path = Path(folder) / AWS_CALLS
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_jsonl(path) if path.exists() else []
 
 
 def write_atomic(path: str | os.PathLike[str], text: str, mode: int = 0o644) -> Path:

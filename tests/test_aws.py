@@ -1,0 +1,327 @@
+"""The aws target, rehearsed on the emulated account (moto's server whose calls act on the sandbox),
+the way a user meets it: `drillkit sandbox up --emulate aws`, the exports it prints, then
+`drillkit plan`, `drillkit run` and plain `chaos run` on the shipped scenarios, unchanged.
+
+Ground truths: the emulated account's own log of the calls it received (none mutating under
+`plan`; the call trail's request ids), its describe output before and after (rollbacks put the
+account back), and the sandbox's two PostgreSQL databases read directly (which acknowledged
+writes the promoted replica lacks)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psycopg
+import pytest
+import yaml
+
+from drillkit.evidence import REQUESTS_DIR, read_aws_calls, read_events, read_jsonl
+
+ROOT = Path(__file__).resolve().parent.parent
+REGION_LOSS = ROOT / "scenarios" / "aws" / "roadcall-region-loss.yaml"
+FIS_CUT = ROOT / "scenarios" / "aws" / "fis-replication-cut.yaml"
+PLANTED_ENV_SECRET = "planted-env-secret-Zq9xW2mT"
+PLANTED_SCENARIO_SECRET = "planted-scenario-secret-Kp3vR8"
+
+
+class Emulated:
+    def __init__(self, folder: Path, cli):
+        self.folder, self.cli = folder, cli
+        self.pointer = folder / "pointer"
+        up = cli("sandbox", "up", "--emulate", "aws", "--pointer", str(self.pointer), timeout=240)
+        assert up.returncode == 0, up.stderr
+        self.env = {}
+        for line in up.stdout.splitlines():
+            if line.startswith("export "):
+                for pair in line[len("export "):].split():
+                    key, _, value = pair.partition("=")
+                    self.env[key] = value
+        self.sandbox_state = Path(self.env.pop("DRILLKIT_SANDBOX"))
+        self.url = self.env["AWS_ENDPOINT_URL"]
+
+    def info(self) -> dict:
+        with urllib.request.urlopen(self.url + "/_drillkit/emulated", timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def mutating(self) -> list[dict]:
+        return [c for c in self.info()["calls"] if c["mutating"]]
+
+    def client(self, service: str, region: str = "us-east-1"):
+        import boto3
+
+        return boto3.session.Session(aws_access_key_id="test", aws_secret_access_key="test").client(
+            service, region_name=region, endpoint_url=self.url)
+
+    def snapshot(self) -> dict:
+        """What the drills' rollbacks must put back: health checks, records, the replication rule,
+        running experiments, alarm states."""
+        r53, s3, fis = self.client("route53"), self.client("s3"), self.client("fis")
+        zone = r53.list_hosted_zones_by_name(DNSName="roadcall.example.")["HostedZones"][0]["Id"]
+        checks = {c["Id"]: c["HealthCheckConfig"].get("Inverted") for c in r53.list_health_checks()["HealthChecks"]}
+        records = sorted((r.get("SetIdentifier") or "", r.get("Failover") or "", json.dumps(r.get("ResourceRecords")))
+                         for r in r53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"])
+        rule = s3.get_bucket_replication(Bucket="roadcall-docs-use1")["ReplicationConfiguration"]
+        running = [e["id"] for e in fis.list_experiments()["experiments"]
+                   if e["state"]["status"] not in ("completed", "stopped", "failed")]
+        alarms = {a["AlarmName"]: a["StateValue"]
+                  for r in ("us-east-1", "us-west-2") for a in self.client("cloudwatch", r).describe_alarms()["MetricAlarms"]}
+        return {"health_checks": checks, "records": records, "replication": rule, "running_experiments": running,
+                "alarms": alarms}
+
+    def dsn(self, region: str) -> str:
+        state = json.loads(self.sandbox_state.read_text())
+        return f"host=127.0.0.1 port={state['regions'][region]['db_port']} user=drillkit dbname=drillkit connect_timeout=3"
+
+    def keys(self, region: str) -> set[str]:
+        with psycopg.connect(self.dsn(region)) as conn:
+            return {k for (k,) in conn.execute("SELECT key FROM records")}
+
+    def down(self) -> None:
+        down = self.cli("sandbox", "down", "--pointer", str(self.pointer), timeout=120)
+        assert down.returncode == 0, down.stderr
+
+
+@pytest.fixture
+def emulated(tmp_path, drillkit_cli, no_leftovers):
+    account = Emulated(tmp_path, drillkit_cli)
+    try:
+        yield account
+    finally:
+        account.down()
+
+
+def with_planted_secret(scenario: Path, folder: Path) -> Path:
+    """The shipped scenario, its experiment given a `secrets` block holding a planted value."""
+    experiment = json.loads((scenario.parent / yaml.safe_load(scenario.read_text())["experiment"]).resolve().read_text())
+    experiment["secrets"] = {"aws": {"aws_secret_access_key": PLANTED_SCENARIO_SECRET}}
+    (folder / "experiment.json").write_text(json.dumps(experiment))
+    doc = yaml.safe_load(scenario.read_text())
+    doc["experiment"] = str(folder / "experiment.json")
+    doc["load"]["workload"] = str((scenario.parent / doc["load"]["workload"]).resolve())
+    out = folder / scenario.name
+    out.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return out
+
+
+def read_requests(folder: Path) -> list[dict]:
+    return [op for path in sorted((folder / REQUESTS_DIR).glob("*.jsonl")) for op in read_jsonl(path)]
+
+
+def everything_in(folder: Path) -> str:
+    return "\n".join(p.read_text(errors="replace") for p in folder.rglob("*") if p.is_file())
+
+
+def test_plan_lists_every_mutating_call_and_makes_none(emulated, drillkit_cli):
+    for scenario, expected in ((REGION_LOSS, {"fis.StartExperiment", "rds.PromoteReadReplica",
+                                              "route53.ChangeResourceRecordSets"}),
+                               (FIS_CUT, {"fis.StartExperiment"})):
+        before = len(emulated.mutating())
+        plan = drillkit_cli("plan", str(scenario), env=emulated.env)
+        assert plan.returncode == 0, plan.stderr
+        planned = {line.split()[2] for line in plan.stdout.splitlines() if line.strip().startswith("would call")}
+        assert planned == expected, plan.stdout
+        assert "undone by:" in plan.stdout and "none was made" in plan.stdout
+        assert len(emulated.mutating()) == before == 0, emulated.mutating()
+
+
+def test_region_loss_drill_measures_the_failover_and_trails_every_call(emulated, drillkit_cli, tmp_path):
+    before = emulated.snapshot()
+    scenario = with_planted_secret(REGION_LOSS, tmp_path)
+    out = tmp_path / "evidence"
+    env = {**emulated.env, "AWS_SECRET_ACCESS_KEY": PLANTED_ENV_SECRET}
+    run = drillkit_cli("run", str(scenario), "--out", str(out), timeout=400, env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    m = summary["measures"]
+
+    # t_fault is the end of the FIS activity (the experiment running), RTO measured after it
+    events = read_events(out)
+    fault = next(e for e in events if e["kind"] == "fault.injected")
+    fis_end = next(e for e in events if e["kind"] == "activity.end" and e["name"] == "lose-primary-region")
+    assert fault["fault"] == "region-loss" and abs(m["t_fault"] - fault["t"]) < 1e-6
+    assert fault["t"] <= fis_end["t"]
+    assert m["rto_s"] is not None and m["rto_s"] > 0
+
+    # lost writes: the acknowledged writes the promoted replica lacks, read from PostgreSQL directly
+    acked = {op["key"] for op in read_requests(out) if op["op"] == "write" and op["ok"]}
+    in_b, in_a = emulated.keys("B"), emulated.keys("A")
+    truly_lost = acked - in_b
+    assert m["writes_lost"] == len(truly_lost)
+    assert truly_lost <= in_a  # each was acknowledged by the primary, then lost with the region
+    assert m["records_unexpected"] == 0
+
+    # the call trail: every mutating call the account received, with its request id
+    trail = [c for c in read_aws_calls(out) if c["mutating"]]
+    received = emulated.mutating()
+    assert [(c["service"], c["operation"]) for c in trail] == [(c["service"], c["operation"]) for c in received]
+    assert [c["operation"] for c in trail] == ["StartExperiment", "PromoteReadReplica", "ChangeResourceRecordSets",
+                                               "StopExperiment"]
+    assert all(c["request_id"] and c["ok"] and c["account"] == "123456789012" for c in trail)
+
+    # the provenance says emulated; no credential appears anywhere in the evidence
+    assert json.loads((out / "provenance.json").read_text())["versions"]["aws"] == "emulated"
+    text = everything_in(out)
+    assert PLANTED_ENV_SECRET not in text and PLANTED_SCENARIO_SECRET not in text
+
+    # rollbacks: the FIS experiment stopped, health checks and the rule as they were; the failover
+    # itself (promotion, PRIMARY record) is the drill's outcome and stays
+    after = emulated.snapshot()
+    assert after["running_experiments"] == [] and after["health_checks"] == before["health_checks"]
+    assert after["replication"] == before["replication"] and after["alarms"] == before["alarms"]
+    replica = emulated.client("rds", "us-west-2").describe_db_instances(
+        DBInstanceIdentifier="roadcall-db-replica")["DBInstances"][0]
+    assert "ReadReplicaSourceDBInstanceIdentifier" not in replica
+
+
+def test_fis_cut_under_drillkit_run_and_plain_chaos_run_leaves_the_account_as_it_was(emulated, drillkit_cli, tmp_path):
+    before = emulated.snapshot()
+    out = tmp_path / "evidence"
+    run = drillkit_cli("run", str(FIS_CUT), "--out", str(out), timeout=300, env=emulated.env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    m = json.loads((out / "summary.json").read_text())["measures"]
+    assert m["writes_lost"] == 0 and m["rto_s"] == 0
+    lag = [line.split(",") for line in (out / "lag.csv").read_text().splitlines()[1:]]
+    assert lag and max(float(row[2]) for row in lag) > 1.0  # the replica fell behind during the cut
+    assert emulated.snapshot() == before
+
+    # the same experiment under plain `chaos run`, on an attached aws target
+    pointer = tmp_path / "aws-pointer"
+    attach = drillkit_cli("sandbox", "up", "--scenario", str(FIS_CUT), "--pointer", str(pointer), env=emulated.env)
+    assert attach.returncode == 0, attach.stderr
+    state = attach.stdout.strip().splitlines()[-1].partition("=")[2]
+    try:
+        journal = tmp_path / "journal.json"
+        chaos = subprocess.run([str(Path(sys.executable).parent / "chaos"), "run", "--journal-path", str(journal),
+                                str(ROOT / "experiments" / "aws" / "fis-replication-cut.json")],
+                               cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                               env={**os.environ, **emulated.env, "DRILLKIT_SANDBOX": state})
+        assert chaos.returncode == 0, chaos.stdout[-3000:] + chaos.stderr[-3000:]
+        assert json.loads(journal.read_text())["status"] == "completed"
+    finally:
+        detach = drillkit_cli("sandbox", "down", "--pointer", str(pointer))
+        assert detach.returncode == 0, detach.stderr
+    assert emulated.snapshot() == before
+
+
+def test_alarm_in_alarm_trips_the_safeguard_and_the_rollbacks_restore_the_account(emulated, tmp_path):
+    before = emulated.snapshot()
+    out = tmp_path / "evidence"
+    drill = subprocess.Popen([sys.executable, "-m", "drillkit.cli", "run", str(FIS_CUT), "--out", str(out)],
+                             cwd=ROOT, env={**os.environ, **emulated.env}, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any(
+                e["kind"] == "fault.injected" for e in (read_events(out) if (out / "events.jsonl").exists() else [])):
+            time.sleep(0.1)
+        emulated.client("cloudwatch", "us-west-2").set_alarm_state(
+            AlarmName="roadcall-replica-lag", StateValue="ALARM", StateReason="test: replica lag over 5 s")
+        output, _ = drill.communicate(timeout=180)
+    finally:
+        if drill.poll() is None:
+            drill.kill()
+            drill.wait()
+    assert drill.returncode == 3, output
+    tripped = [e for e in read_events(out) if e["kind"] == "safeguard.tripped"]
+    assert tripped and "roadcall-replica-lag" in tripped[0]["reason"], output
+    assert json.loads((out / "summary.json").read_text())["verdict"] == "aborted"
+    emulated.client("cloudwatch", "us-west-2").set_alarm_state(
+        AlarmName="roadcall-replica-lag", StateValue="OK", StateReason="test: reset")
+    assert emulated.snapshot() == before  # the experiment stopped by the rollbacks, nothing else changed
+
+
+def test_preflight_refuses_before_any_mutating_call(emulated, drillkit_cli, tmp_path):
+    def variant(name: str, change) -> Path:
+        doc = yaml.safe_load(FIS_CUT.read_text())
+        doc["experiment"] = str((FIS_CUT.parent / doc["experiment"]).resolve())
+        doc["load"]["workload"] = str((FIS_CUT.parent / doc["load"]["workload"]).resolve())
+        change(doc["system"]["aws"])
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return path
+
+    cases = {
+        "other-account": (lambda aws: aws.update(accounts=["999999999999"]), "system.aws.accounts",
+                          "123456789012, which is not in system.aws.accounts"),
+        "missing-replica": (lambda aws: aws["database"].update(replica="no-such-replica"),
+                            "system.aws.database.replica", "'no-such-replica' not found"),
+        "missing-template": (lambda aws: aws.update(fis_templates=["no-such-template"]), "system.aws.fis_templates",
+                             "'no-such-template'"),
+        "untagged": (lambda aws: aws.update(required_tag={"drill": "other-value"}), "system.aws.database.primary",
+                     "lacks the required tag drill=other-value"),
+    }
+    for name, (change, field, words) in cases.items():
+        run = drillkit_cli("run", str(variant(name, change)), "--out", str(tmp_path / f"out-{name}"), env=emulated.env)
+        assert run.returncode == 2, (name, run.stdout, run.stderr)
+        line = run.stderr.strip()
+        assert len(line.splitlines()) == 1 and field in line and words in line, (name, line)
+        assert not (tmp_path / f"out-{name}").exists()
+    assert emulated.mutating() == []
+
+
+def test_a_real_account_needs_yes(tmp_path, drillkit_cli, no_leftovers):
+    """An account that is not drillkit's emulated one counts as real: a plain moto server (no
+    emulation marker), holding the same resources, is refused without --yes."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        url = f"http://127.0.0.1:{server._server.server_address[1]}"
+        env = {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y",
+               "AWS_REGION": "us-east-1", "DRILLKIT_APP_URL": "http://127.0.0.1:9"}
+        import boto3
+
+        session = boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="y")
+        rds = session.client("rds", region_name="us-east-1", endpoint_url=url)
+        primary = rds.create_db_instance(DBInstanceIdentifier="roadcall-db", Engine="postgres",
+                                         DBInstanceClass="db.t3.micro", AllocatedStorage=20,
+                                         Tags=[{"Key": "drill", "Value": "allowed"}])["DBInstance"]
+        session.client("rds", region_name="us-west-2", endpoint_url=url).create_db_instance_read_replica(
+            DBInstanceIdentifier="roadcall-db-replica", SourceDBInstanceIdentifier=primary["DBInstanceArn"],
+            Tags=[{"Key": "drill", "Value": "allowed"}])
+        doc = yaml.safe_load(FIS_CUT.read_text())
+        doc["experiment"] = str((FIS_CUT.parent / doc["experiment"]).resolve())
+        doc["load"]["workload"] = str((FIS_CUT.parent / doc["load"]["workload"]).resolve())
+        doc["system"]["aws"].update(alarms=[], fis_templates=[])
+        path = tmp_path / "real.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        run = drillkit_cli("run", str(path), "--out", str(tmp_path / "out"), env=env)
+        assert run.returncode == 2, run.stderr
+        assert "is a real AWS account: pass --yes" in run.stderr and not (tmp_path / "out").exists()
+        # with --yes the account is accepted; the (absent) endpoint is what refuses now
+        confirmed = drillkit_cli("run", str(path), "--yes", "--out", str(tmp_path / "out"), env=env)
+        assert confirmed.returncode == 2 and "system.endpoint" in confirmed.stderr, confirmed.stderr
+    finally:
+        server.stop()
+    shutil.rmtree(tmp_path / "out", ignore_errors=True)
+
+
+def test_the_guard_refuses_a_region_off_the_allowlist_and_a_mutation_in_plan_mode(tmp_path):
+    """Unit level: the botocore hooks, without any server (the call is refused before it is sent)."""
+    from drillkit.scenario.schema import AwsAccount
+    from drillkit.targets.aws.account import Account
+    from drillkit.targets.aws.session import MutationBlocked, RegionNotAllowed
+
+    spec = AwsAccount.model_validate({"accounts": ["123456789012"], "endpoint_url": "http://127.0.0.1:9",
+                                      "regions": {"primary": "us-east-1", "secondary": "us-west-2"}})
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "x")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "y")
+    account = Account(spec, trail=tmp_path / "trail.jsonl", blocking=True)
+    with pytest.raises(RegionNotAllowed, match="ap-south-1"):
+        account.client("rds", "ap-south-1").describe_db_instances()
+    with pytest.raises(MutationBlocked, match="PromoteReadReplica"):
+        account.client("rds", "us-west-2").promote_read_replica(DBInstanceIdentifier="x")
+    with pytest.raises(MutationBlocked):
+        account.client("rds", "us-east-1").modify_db_instance(DBInstanceIdentifier="x", MasterUserPassword="s3cr3t-pw!")
+    trail = [json.loads(line) for line in (tmp_path / "trail.jsonl").read_text().splitlines()]
+    assert [(c["operation"], c["ok"]) for c in trail] == [
+        ("DescribeDBInstances", False), ("PromoteReadReplica", False), ("ModifyDBInstance", False)]
+    assert trail[2]["params"]["MasterUserPassword"] == "***" and "s3cr3t-pw!" not in json.dumps(trail)
