@@ -164,6 +164,8 @@ def test_region_loss_drill_measures_the_failover_and_trails_every_call(emulated,
     assert [c["operation"] for c in trail] == ["StartExperiment", "PromoteReadReplica", "ChangeResourceRecordSets",
                                                "StopExperiment"]
     assert all(c["request_id"] and c["ok"] and c["account"] == "123456789012" for c in trail)
+    report = (out / "report.html").read_text()
+    assert "who did what" in report and all(c["request_id"] in report for c in trail)
 
     # the provenance says emulated; no credential appears anywhere in the evidence
     assert json.loads((out / "provenance.json").read_text())["versions"]["aws"] == "emulated"
@@ -325,3 +327,20 @@ def test_the_guard_refuses_a_region_off_the_allowlist_and_a_mutation_in_plan_mod
     assert [(c["operation"], c["ok"]) for c in trail] == [
         ("DescribeDBInstances", False), ("PromoteReadReplica", False), ("ModifyDBInstance", False)]
     assert trail[2]["params"]["MasterUserPassword"] == "***" and "s3cr3t-pw!" not in json.dumps(trail)
+
+
+def test_shipped_aws_experiments_pass_chaos_validate_and_scenarios_validate(drillkit_cli, tmp_path):
+    env = {"DRILLKIT_APP_URL": "http://127.0.0.1:9"}
+    for experiment in sorted((ROOT / "experiments" / "aws").glob("*.json")):
+        check = subprocess.run([str(Path(sys.executable).parent / "chaos"), "--no-log-file", "validate", str(experiment)],
+                               cwd=tmp_path, capture_output=True, text=True, timeout=120, env={**os.environ, **env})
+        assert check.returncode == 0, (experiment.name, check.stdout[-2000:], check.stderr[-2000:])
+    scenarios = sorted((ROOT / "scenarios" / "aws").glob("*.yaml"))
+    assert len(scenarios) >= 2
+    for scenario in scenarios:
+        valid = drillkit_cli("validate", str(scenario), env=env)
+        assert valid.returncode == 0, valid.stderr
+    without = {k: v for k, v in os.environ.items() if k != "DRILLKIT_APP_URL"}
+    unset = subprocess.run([sys.executable, "-m", "drillkit.cli", "validate", str(scenarios[0])], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120, env=without)
+    assert unset.returncode == 2 and "system.endpoint: ${DRILLKIT_APP_URL} is not set" in unset.stderr, unset.stderr

@@ -25,6 +25,7 @@ class Evidence:
     scenario: dict[str, Any] | None = None
     provenance: dict[str, Any] | None = None
     lag: pd.DataFrame | None = None
+    aws_calls: list[dict[str, Any]] = field(default_factory=list)
     history: History | None = None
     files: list[tuple[str, int]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
@@ -57,6 +58,10 @@ def load(folder: str | Path) -> Evidence:
     e.provenance = _json(folder / ev.PROVENANCE, e, "operator, host or versions")
     e.scenario = _scenario(folder / ev.SCENARIO, e)
     e.lag = _lag(folder / ev.LAG, e)
+    try:
+        e.aws_calls = ev.read_aws_calls(folder)
+    except (OSError, ValueError) as exc:
+        e.problems.append(f"{ev.AWS_CALLS}: unreadable ({exc}); the AWS call trail is not shown")
     files = sorted((folder / ev.REQUESTS_DIR).glob("*.jsonl"))
     if not files:
         e.missing.append(f"{ev.REQUESTS_DIR}/*.jsonl (so no timeline chart)")

@@ -70,6 +70,7 @@ def context(e: Evidence) -> dict[str, Any]:
         "lost": view.lost_writes(m),
         "activities": view.activities(e.journal),
         "topo": view.topology(e),
+        "aws_calls": view.aws_calls(e, t_ref),
         "provenance": view.provenance(e.provenance),
         "folder_name": e.folder.name,
         "files": e.files,

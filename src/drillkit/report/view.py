@@ -207,10 +207,27 @@ def topology(e: Evidence) -> dict[str, Any]:
         "switched": switch is not None, "promoted": promoted is not None,
         "faults": [str(ev.get("fault", "?")) for ev in e.events if ev["kind"] == "fault.injected"],
         "endpoint": system.get("endpoint", "—"),
+        "aws": system.get("aws") if isinstance(system.get("aws"), dict) else {},
+        "aws_provenance": next((str(ev["aws"]) for ev in e.events if ev["kind"] == "target.attached" and "aws" in ev),
+                               "not recorded"),
         "regions": ", ".join(map(str, system.get("regions") or [])) or "—",
         "audit": (system.get("audit") or {}).get("kind", "—") if isinstance(system.get("audit"), dict) else "—",
         "workload": load.get("workload"),
     }
+
+
+def aws_calls(e: Evidence, t_ref: float | None) -> dict[str, Any] | None:
+    """The call trail as "who did what": every mutating call, and a count of the reads."""
+    if not e.aws_calls:
+        return None
+    mutating = [c for c in e.aws_calls if c.get("mutating")]
+    rows = [{"at": fmt.rel(c["t0"] - t_ref) if t_ref is not None and c.get("t0") else fmt.clock(c.get("t0")),
+             "call": f"{c.get('service')}.{c.get('operation')}", "region": c.get("region") or "—",
+             "resource": str(c.get("resource") or "—"), "request_id": c.get("request_id") or "—",
+             "caller": c.get("caller") or "—", "ok": "ok" if c.get("ok") else (c.get("error") or "failed")}
+            for c in mutating]
+    return {"rows": rows, "reads": len(e.aws_calls) - len(mutating),
+            "accounts": sorted({str(c.get("account")) for c in e.aws_calls if c.get("account")})}
 
 
 def provenance(p: dict | None) -> list[tuple[str, str]] | None:

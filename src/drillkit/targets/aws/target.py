@@ -77,9 +77,9 @@ class AwsTarget(ExternalTarget):
 
     @classmethod
     def reap_stale(cls, base_dir=None) -> list[str]:
-        from drillkit.targets.external.target import _release
+        from drillkit.targets.external.target import release
 
-        return processes.reap_abandoned(Path(base_dir or tempfile.gettempdir()), PREFIX, _release)
+        return processes.reap_abandoned(Path(base_dir or tempfile.gettempdir()), PREFIX, release)
 
     @property
     def lag_interval(self) -> float:

@@ -35,7 +35,7 @@ def _get(url: str, timeout: float = TIMEOUT) -> tuple[int, dict[str, str]]:
         return exc.code, dict(exc.headers or {})
 
 
-def _release(root: Path) -> None:
+def release(root: Path) -> None:
     """Stop what drillkit registered under `root` (its Locust) and drop the folder."""
     processes.stop_registered(root)
     shutil.rmtree(root, ignore_errors=True)
@@ -92,7 +92,7 @@ class ExternalTarget:
 
     @classmethod
     def reap_stale(cls, base_dir: str | Path | None = None) -> list[str]:
-        return processes.reap_abandoned(Path(base_dir or tempfile.gettempdir()), PREFIX, _release)
+        return processes.reap_abandoned(Path(base_dir or tempfile.gettempdir()), PREFIX, release)
 
     @property
     def state_file(self) -> Path:
@@ -124,7 +124,7 @@ class ExternalTarget:
     def down(self) -> None:
         """Stop what drillkit started for the drill (its load); the user's system is left as it is."""
         with processes.shielded():
-            _release(self.root)
+            release(self.root)
 
     def lacks(self) -> list[str]:
         return [] if (self.spec.region_endpoints or self.spec.region_header) else ["Regions"]
