@@ -344,3 +344,48 @@ def test_shipped_aws_experiments_pass_chaos_validate_and_scenarios_validate(dril
     unset = subprocess.run([sys.executable, "-m", "drillkit.cli", "validate", str(scenarios[0])], cwd=ROOT,
                            capture_output=True, text=True, timeout=120, env=without)
     assert unset.returncode == 2 and "system.endpoint: ${DRILLKIT_APP_URL} is not set" in unset.stderr, unset.stderr
+
+
+def test_health_check_inversion_and_replication_pause_roll_back(emulated, drillkit_cli, tmp_path):
+    """The actions no shipped experiment uses yet, under plain `chaos run`: inverting the primary's
+    health check moves the router's answer after its threshold (as Route 53 does), removing the
+    replication rule pauses the replicator, and the rollbacks put the account back."""
+    before = emulated.snapshot()
+    aws = "drillkit.chaos.aws"
+    experiment = {
+        "title": "inversion and pause", "description": "each undone by its rollback",
+        "configuration": {"drillkit_sandbox": {"type": "env", "key": "DRILLKIT_SANDBOX"}},
+        "method": [
+            {"type": "action", "name": "invert", "provider": {"type": "python", "module": aws,
+                                                              "func": "invert_health_check"}},
+            {"type": "action", "name": "dns-follows", "provider": {
+                "type": "python", "module": "drillkit.chaos.actions", "func": "wait_for_routing",
+                "arguments": {"region": "B", "timeout": 60}}},
+            {"type": "action", "name": "pause", "provider": {"type": "python", "module": aws,
+                                                             "func": "pause_object_replication"}},
+        ],
+        "rollbacks": [
+            {"type": "action", "name": name, "provider": {"type": "python", "module": aws, "func": name}}
+            for name in ("restore_health_checks", "resume_object_replication", "restore_records")],
+    }
+    path = tmp_path / "experiment.json"
+    path.write_text(json.dumps(experiment))
+    pointer = tmp_path / "aws-pointer"
+    attach = drillkit_cli("sandbox", "up", "--scenario", str(REGION_LOSS), "--pointer", str(pointer), env=emulated.env)
+    assert attach.returncode == 0, attach.stderr
+    state = attach.stdout.strip().splitlines()[-1].partition("=")[2]
+    try:
+        journal = tmp_path / "journal.json"
+        chaos = subprocess.run([str(Path(sys.executable).parent / "chaos"), "--no-log-file", "run", "--rollback-strategy",
+                                "always", "--journal-path", str(journal), str(path)],
+                               cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                               env={**os.environ, **emulated.env, "DRILLKIT_SANDBOX": state})
+        assert chaos.returncode == 0, chaos.stdout[-3000:] + chaos.stderr[-3000:]
+        doc = json.loads(journal.read_text())
+        assert doc["status"] == "completed" and all(r["status"] == "succeeded" for r in doc["rollbacks"])
+    finally:
+        assert drillkit_cli("sandbox", "down", "--pointer", str(pointer)).returncode == 0
+    effects = [(e["effect"], e.get("inverted", e.get("paused"))) for e in emulated.info()["effects"]]
+    assert effects == [("health_check.inverted", True), ("objects.replication", True),
+                       ("health_check.inverted", False), ("objects.replication", False)], effects
+    assert emulated.snapshot() == before

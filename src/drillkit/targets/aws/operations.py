@@ -75,11 +75,15 @@ def plan_restore_health_checks(account: Account) -> list[PlannedCall]:
             for check, inverted in account.book.doc.get("health_checks", {}).items()]
 
 
-def restore_health_checks(account: Account) -> list[str]:
-    calls = plan_restore_health_checks(account)
+def _put_back(account: Account, calls: list[PlannedCall], section: str, param: str) -> list[str]:
+    """A rollback: make its calls, then forget what they restored."""
     account.make(calls)
-    account.book.take("health_checks")
-    return [c.params["HealthCheckId"] for c in calls]
+    account.book.take(section)
+    return [c.params[param] for c in calls]
+
+
+def restore_health_checks(account: Account) -> list[str]:
+    return _put_back(account, plan_restore_health_checks(account), "health_checks", "HealthCheckId")
 
 
 def _upsert(account: Account, rrsets: list[dict[str, Any]], rollback: str) -> PlannedCall:
@@ -223,10 +227,7 @@ def plan_resume_object_replication(account: Account) -> list[PlannedCall]:
 
 
 def resume_object_replication(account: Account) -> list[str]:
-    calls = plan_resume_object_replication(account)
-    account.make(calls)
-    account.book.take("replication")
-    return [c.params["Bucket"] for c in calls]
+    return _put_back(account, plan_resume_object_replication(account), "replication", "Bucket")
 
 
 # -- FIS ------------------------------------------------------------------------------------------
