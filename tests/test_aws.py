@@ -27,6 +27,7 @@ from drillkit.evidence import REQUESTS_DIR, read_aws_calls, read_events, read_js
 ROOT = Path(__file__).resolve().parent.parent
 REGION_LOSS = ROOT / "scenarios" / "aws" / "roadcall-region-loss.yaml"
 FIS_CUT = ROOT / "scenarios" / "aws" / "fis-replication-cut.yaml"
+S3_PAUSE = ROOT / "scenarios" / "aws" / "s3-pause-then-region-loss.yaml"
 PLANTED_ENV_SECRET = "planted-env-secret-Zq9xW2mT"
 PLANTED_SCENARIO_SECRET = "planted-scenario-secret-Kp3vR8"
 
@@ -82,6 +83,35 @@ class Emulated:
     def keys(self, region: str) -> set[str]:
         with psycopg.connect(self.dsn(region)) as conn:
             return {k for (k,) in conn.execute("SELECT key FROM records")}
+
+    def objects(self, region: str) -> set[str]:
+        """The keys of the region's data-plane bucket, read from its S3 server directly."""
+        from drillkit.targets.sandbox.s3_service import BUCKET, current_objects, s3_client
+
+        state = json.loads(self.sandbox_state.read_text())
+        return set(current_objects(s3_client(state["regions"][region]["s3_port"])))
+
+    def answering_region(self) -> str:
+        with urllib.request.urlopen(self.env["DRILLKIT_APP_URL"] + "/health", timeout=5) as resp:
+            return resp.headers["X-Region"]
+
+    def chaos_run(self, experiment: Path, folder: Path, scenario: Path, *options: str) -> dict:
+        """Plain `chaos run` of a shipped experiment, on an aws target attached for it: the journal."""
+        pointer = folder / "aws-pointer"
+        attach = self.cli("sandbox", "up", "--scenario", str(scenario), "--pointer", str(pointer), env=self.env)
+        assert attach.returncode == 0, attach.stderr
+        state = attach.stdout.strip().splitlines()[-1].partition("=")[2]
+        try:
+            journal = folder / "journal.json"
+            chaos = subprocess.run([str(Path(sys.executable).parent / "chaos"), "--no-log-file", "run", *options,
+                                    "--journal-path", str(journal), str(experiment)],
+                                   cwd=folder, capture_output=True, text=True, timeout=300,
+                                   env={**os.environ, **self.env, "DRILLKIT_SANDBOX": state})
+            assert chaos.returncode == 0, chaos.stdout[-3000:] + chaos.stderr[-3000:]
+            return json.loads(journal.read_text())
+        finally:
+            detach = self.cli("sandbox", "down", "--pointer", str(pointer))
+            assert detach.returncode == 0, detach.stderr
 
     def down(self) -> None:
         down = self.cli("sandbox", "down", "--pointer", str(self.pointer), timeout=120)
@@ -194,22 +224,72 @@ def test_fis_cut_under_drillkit_run_and_plain_chaos_run_leaves_the_account_as_it
     assert emulated.snapshot() == before
 
     # the same experiment under plain `chaos run`, on an attached aws target
-    pointer = tmp_path / "aws-pointer"
-    attach = drillkit_cli("sandbox", "up", "--scenario", str(FIS_CUT), "--pointer", str(pointer), env=emulated.env)
-    assert attach.returncode == 0, attach.stderr
-    state = attach.stdout.strip().splitlines()[-1].partition("=")[2]
-    try:
-        journal = tmp_path / "journal.json"
-        chaos = subprocess.run([str(Path(sys.executable).parent / "chaos"), "run", "--journal-path", str(journal),
-                                str(ROOT / "experiments" / "aws" / "fis-replication-cut.json")],
-                               cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                               env={**os.environ, **emulated.env, "DRILLKIT_SANDBOX": state})
-        assert chaos.returncode == 0, chaos.stdout[-3000:] + chaos.stderr[-3000:]
-        assert json.loads(journal.read_text())["status"] == "completed"
-    finally:
-        detach = drillkit_cli("sandbox", "down", "--pointer", str(pointer))
-        assert detach.returncode == 0, detach.stderr
+    journal = emulated.chaos_run(ROOT / "experiments" / "aws" / "fis-replication-cut.json", tmp_path, FIS_CUT)
+    assert journal["status"] == "completed"
     assert emulated.snapshot() == before
+
+
+def test_s3_pause_then_region_loss_loses_the_objects_written_since_the_pause(emulated, drillkit_cli, tmp_path):
+    """The replication rule removed, 5 s of load, the region lost: S3 replicates only what is
+    written while a rule is enabled, so the objects acknowledged since the pause are lost. Ground
+    truth: region B's bucket and database, read directly, against the clients' record."""
+    before = emulated.snapshot()
+    out = tmp_path / "evidence"
+    run = drillkit_cli("run", str(S3_PAUSE), "--out", str(out), timeout=400, env=emulated.env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    m = json.loads((out / "summary.json").read_text())["measures"]
+    events = read_events(out)
+    t_pause = next(e["t"] for e in events if e["kind"] == "fault.injected" and e["fault"] == "object-replication-paused")
+    t_fault = m["t_fault"]
+    assert t_fault == next(e["t"] for e in events if e["kind"] == "fault.injected" and e["fault"] == "region-loss")
+    assert t_fault - t_pause >= 5.0  # the pause the experiment held before the region was lost
+
+    ops = read_requests(out)
+    acked_objects = [op for op in ops if op["op"] == "obj_write" and op["ok"]]
+    in_b = {f"obj/{key}" for key in emulated.objects("B")}
+    truly_lost = [op for op in acked_objects if op["key"] not in in_b]
+    store = m["rpo_by_store"]["objects"]
+    assert store["writes_lost"] == len({op["key"] for op in truly_lost}) > 0
+    assert store["writes_acked"] == len(acked_objects)
+    # every object acknowledged between the pause and the region loss is lost; none after the failover
+    window = [op for op in acked_objects if op["t0"] > t_pause and op["t1"] < t_fault]
+    assert window and all(op["key"] not in in_b for op in window)
+    assert all(op["key"] in in_b for op in acked_objects if op["t0"] > t_fault and op["region"] == "B")
+    # the objects' RPO is the pause (the earliest lost object), the records' the database's lag
+    earliest = min(op["t1"] for op in truly_lost if op["t1"] <= t_fault)
+    assert store["rpo_s"] == pytest.approx(t_fault - earliest, abs=1e-5)
+    assert store["rpo_s"] >= t_fault - t_pause - 0.5
+    records = m["rpo_by_store"]["records"]
+    acked_records = {op["key"] for op in ops if op["op"] == "write" and op["ok"]}
+    assert records["writes_lost"] == len(acked_records - emulated.keys("B"))
+    assert records["rpo_s"] < store["rpo_s"] and m["rpo_s"] == store["rpo_s"]
+    # lag.csv carries the replication rule's S3 metrics (OperationsPendingReplication / ReplicationLatency)
+    lag = [line.split(",") for line in (out / "lag.csv").read_text().splitlines()[1:]]
+    assert any(row[4] != "" for row in lag)
+    # the rollbacks put the rule back and stopped the experiment; the failover itself stays
+    after = emulated.snapshot()
+    assert after["replication"] == before["replication"] and after["running_experiments"] == []
+    assert after["health_checks"] == before["health_checks"] and after["alarms"] == before["alarms"]
+
+
+@pytest.mark.parametrize("experiment, scenario", [("roadcall-region-loss.json", REGION_LOSS),
+                                                  ("s3-pause-then-region-loss.json", S3_PAUSE)])
+def test_region_loss_experiments_under_plain_chaos_run(emulated, tmp_path, experiment, scenario):
+    """The shipped region-loss experiments as a Chaos Toolkit user runs them: the replica promoted,
+    the Route 53 answer moved to region B, the fault stopped, and the account left as it was but for
+    the failover (the PRIMARY record and the promoted replica)."""
+    before = emulated.snapshot()
+    journal = emulated.chaos_run(ROOT / "experiments" / "aws" / experiment, tmp_path, scenario)
+    assert journal["status"] == "completed" and all(r["status"] == "succeeded" for r in journal["rollbacks"])
+    assert emulated.answering_region() == "B"
+    replica = emulated.client("rds", "us-west-2").describe_db_instances(
+        DBInstanceIdentifier="roadcall-db-replica")["DBInstances"][0]
+    assert "ReadReplicaSourceDBInstanceIdentifier" not in replica
+    effects = [e["effect"] for e in emulated.info()["effects"]]
+    assert "db.promoted" in effects and "routing.switched" in effects
+    after = emulated.snapshot()
+    assert after["records"] != before["records"]  # the failover pair swapped: the drill's outcome
+    assert {k: v for k, v in after.items() if k != "records"} == {k: v for k, v in before.items() if k != "records"}
 
 
 def test_alarm_in_alarm_trips_the_safeguard_and_the_rollbacks_restore_the_account(emulated, tmp_path):
@@ -370,22 +450,9 @@ def test_health_check_inversion_and_replication_pause_roll_back(emulated, drillk
     }
     path = tmp_path / "experiment.json"
     path.write_text(json.dumps(experiment))
-    pointer = tmp_path / "aws-pointer"
-    attach = drillkit_cli("sandbox", "up", "--scenario", str(REGION_LOSS), "--pointer", str(pointer), env=emulated.env)
-    assert attach.returncode == 0, attach.stderr
-    state = attach.stdout.strip().splitlines()[-1].partition("=")[2]
-    try:
-        journal = tmp_path / "journal.json"
-        chaos = subprocess.run([str(Path(sys.executable).parent / "chaos"), "--no-log-file", "run", "--rollback-strategy",
-                                "always", "--journal-path", str(journal), str(path)],
-                               cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                               env={**os.environ, **emulated.env, "DRILLKIT_SANDBOX": state})
-        assert chaos.returncode == 0, chaos.stdout[-3000:] + chaos.stderr[-3000:]
-        doc = json.loads(journal.read_text())
-        assert doc["status"] == "completed" and all(r["status"] == "succeeded" for r in doc["rollbacks"])
-    finally:
-        assert drillkit_cli("sandbox", "down", "--pointer", str(pointer)).returncode == 0
-    effects = [(e["effect"], e.get("inverted", e.get("paused"))) for e in emulated.info()["effects"]]
-    assert effects == [("health_check.inverted", True), ("objects.replication", True),
-                       ("health_check.inverted", False), ("objects.replication", False)], effects
+    doc = emulated.chaos_run(path, tmp_path, REGION_LOSS, "--rollback-strategy", "always")
+    assert doc["status"] == "completed" and all(r["status"] == "succeeded" for r in doc["rollbacks"])
+    effects = [(e["effect"], e.get("inverted", e.get("rule_enabled"))) for e in emulated.info()["effects"]]
+    assert effects == [("health_check.inverted", True), ("objects.replication", False),
+                       ("health_check.inverted", False), ("objects.replication", True)], effects
     assert emulated.snapshot() == before

@@ -162,6 +162,32 @@ def test_a_wrong_audit_dsn_is_refused_before_anything(kv_system, kv_folder, dril
     assert alive(kv_system.primary_pid)
 
 
+def test_objects_need_an_object_audit_and_a_wrong_one_is_refused_before_anything(kv_system, kv_folder, drillkit_cli):
+    """A mapping that writes objects with nothing to audit them would count every object as lost."""
+    path = scenario(kv_folder, kv_system, [kill_primary(kv_system)])
+    workload = kv_folder / "workload.yaml"
+    doc = yaml.safe_load(workload.read_text())
+    doc["obj_write"] = {"method": "PUT", "path": "/blob/{key}", "body": {"value": "{payload}"}}
+    doc["weights"]["obj_write"] = 1
+    workload.write_text(yaml.safe_dump(doc))
+    out = kv_folder / "evidence"
+    env = {"KV_AUDIT_DSN": kv_system.dsn}
+    done = drillkit_cli("run", str(path), "--out", str(out), env=env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    line, = done.stderr.strip().splitlines()
+    assert f"{path}: system.object_audit: " in line and "every object would count as lost" in line, line
+    spec = yaml.safe_load(path.read_text())
+    spec["system"]["object_audit"] = {"kind": "postgres", "dsn_env": "KV_AUDIT_DSN",
+                                      "query": "SELECT id, value FROM no_such_blobs"}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    bad = drillkit_cli("run", str(path), "--out", str(out), env=env)
+    assert bad.returncode == 2, bad.stdout + bad.stderr
+    line, = bad.stderr.strip().splitlines()
+    assert "system.object_audit.query" in line and "no_such_blobs" in line, line
+    assert not out.exists() and not kv_system.ground_truth.exists()
+    assert alive(kv_system.primary_pid)
+
+
 def test_an_action_the_target_cannot_do_fails_naming_the_capability(kv_system, kv_folder, drillkit_cli):
     pause = {"type": "action", "name": "pause-replay",
              "provider": {"type": "python", "module": "drillkit.chaos.actions", "func": "pause_replay",

@@ -456,6 +456,25 @@ def test_object_writes_are_audited_beside_records_with_their_own_rto(tmp_path):
     assert m["reads_ok"] == 1
 
 
+def test_rpo_by_store_each_store_its_own_and_rpo_the_worst(tmp_path):
+    """Records lost 0.3 s before the fault, objects 2.5 s before: each store its RPO, rpo_s the worst."""
+    ops = [W(8.0, 8.1, "r1"), W(9.6, 9.7, "r2"), W(9.7, 9.8, "r3"),
+           op(7.4, 7.5, "obj_write", "obj/o1", ck="c-o1"), op(8.9, 9.0, "obj_write", "obj/o2", ck="c-o2"),
+           op(9.0, 9.1, "obj_write", "obj/o3", ck="c-o3"), op(11.0, 11.1, "obj_write", "obj/o4", ck="c-o4")]
+    final = {"r1": "c-r1", "r3": "c-r3", "obj/o4": "c-o4"}
+    m = m_of(drill(tmp_path, ops, final))
+    assert m["rpo_by_store"] == {"records": {"rpo_s": approx(10.0 - 9.7), "writes_acked": 3, "writes_lost": 1},
+                                 "objects": {"rpo_s": approx(10.0 - 7.5), "writes_acked": 4, "writes_lost": 3}}
+    assert m["rpo_s"] == approx(2.5) and m["writes_lost"] == 4
+
+
+def test_rpo_by_store_names_only_stores_written_and_is_unknown_without_audit(tmp_path):
+    m = m_of(drill(tmp_path / "a", [W(8.0, 8.1, "r1")], {}))
+    assert m["rpo_by_store"] == {"records": {"rpo_s": approx(1.9), "writes_acked": 1, "writes_lost": 1}}
+    unaudited = m_of(drill(tmp_path / "b", [W(8.0, 8.1, "r1")], False, events=[{"t": 12, "kind": "drill.aborted"}]))
+    assert unaudited["rpo_by_store"] is None
+
+
 def test_object_backlog_from_lag_csv(tmp_path):
     lag = ("t,region,replay_lag_s,lag_bytes,object_backlog,object_backlog_age_s\n"
            "9.0,B,0.1,100,,\n9.0,B,,,3,0.25\n10.0,B,0.4,900,,\n10.0,B,,,12,1.5\n")

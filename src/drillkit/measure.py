@@ -30,6 +30,7 @@ from .evidence import (
     FINAL_STATE,
     JOURNAL,
     LAG,
+    OBJECT_KEY_PREFIX,
     READ_OPS,
     REQUESTS_DIR,
     SCENARIO,
@@ -479,7 +480,7 @@ def _rto(ops: dict[str, Any], t_fault: float | None, stable: float) -> dict[str,
 
 
 AUDIT_MEASURES = ("rpo_s", "writes_lost", "writes_lost_after_fault", "writes_recovered", "records_unexpected",
-                  "records_corrupt", "lost_window")
+                  "records_corrupt", "lost_window", "rpo_by_store")
 """The measures only the data audit (final_state.jsonl) can give: null ("not audited") without it."""
 
 
@@ -526,7 +527,19 @@ def _audit(ops: dict[str, Any], final: dict[str, np.ndarray] | None, t_fault: fl
     lost_after = lost & (last_t1 > t_fault) if t_fault is not None else np.zeros(n, bool)
 
     lost_t1 = wt1[wok & lost[wk]]
-    before = lost_t1[lost_t1 <= t_fault] if t_fault is not None else lost_t1[:0]
+
+    def rpo(t1: np.ndarray) -> float:
+        early = t1[t1 <= t_fault] if t_fault is not None else t1[:0]
+        return _r(t_fault - early.min()) if early.size else 0.0
+
+    is_object = (np.fromiter((str(k).startswith(OBJECT_KEY_PREFIX) for k in key_names), bool, n)
+                 if _is_op(ops, "obj_write").any() else np.zeros(n, bool))
+    by_store = {}
+    for store, mine in (("records", ~is_object), ("objects", is_object)):
+        if not (mine[wk] & wok).any():
+            continue
+        by_store[store] = {"rpo_s": rpo(wt1[wok & (lost & mine)[wk]]), "writes_acked": int((wok & mine[wk]).sum()),
+                           "writes_lost": int((lost & mine).sum())}
 
     def by_time(mask: np.ndarray, when: np.ndarray | None) -> list[str]:
         idx = np.flatnonzero(mask)
@@ -542,7 +555,8 @@ def _audit(ops: dict[str, Any], final: dict[str, np.ndarray] | None, t_fault: fl
         "recovered": by_time(recovered, last_write_t1),
     }
     m = {
-        "rpo_s": _r(t_fault - before.min()) if before.size else 0.0,
+        "rpo_s": rpo(lost_t1),
+        "rpo_by_store": by_store,
         "writes_lost": int(lost.sum()),
         "writes_lost_after_fault": int(lost_after.sum()),
         "writes_recovered": int(recovered.sum()),

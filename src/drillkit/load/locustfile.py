@@ -6,7 +6,8 @@ from locust import constant
 from drillkit.load.users import DrillUser, MappedUser
 
 _WORKLOAD = MappedUser.from_environment()
-_TASKS = {"write": DrillUser.write_record, "read": DrillUser.read_record, "delete": DrillUser.delete_record}
+_TASKS = {"write": DrillUser.write_record, "read": DrillUser.read_record, "delete": DrillUser.delete_record,
+          "obj_write": DrillUser.write_object, "obj_read": DrillUser.read_object}
 
 
 class MappedWorkload(MappedUser):

@@ -75,7 +75,8 @@ class DrillUser(HttpUser):
 
     Records go through a workload mapping (drillkit.load.workload): the sandbox's records API
     (`DR_RECORDS`) by default, or the user's own API (`MappedUser`). Objects go to the region's
-    S3 bucket (`PUT /objects/{key}`, recorded under `obj/<key>`, the key the audit gives them).
+    store (the mapping's `obj_write` / `obj_read`; the sandbox's `PUT /objects/{key}` by default),
+    recorded under `obj/<key>`, the key the objects audit gives them.
     A read of a key the serving region does not have (404) is a correct answer from a working
     service, so it counts as ok with `found: false`; losing the key is the audit's business.
     """
@@ -99,10 +100,13 @@ class DrillUser(HttpUser):
         self._write("write", key, payload, path, body, method, self.workload.write.ok)
 
     def write_object(self) -> None:
+        op = self.workload.obj_write
+        if op is None:
+            return self.write_record()
         key = self._next_key()
         payload = os.urandom(self.payload_bytes // 2).hex()
-        self._write("obj_write", f"{OBJECT_PREFIX}{key}", payload, f"/objects/{key}",
-                    json.dumps({"payload": payload}).encode(), "PUT", (200, 201))
+        method, path, body = render(op, key, payload)
+        self._write("obj_write", f"{OBJECT_PREFIX}{key}", payload, path, body, method, op.ok)
 
     def read_record(self) -> None:
         acked = self.acked["write"]
@@ -113,11 +117,12 @@ class DrillUser(HttpUser):
         self._read("read", key, method, path, body, self.workload.read)
 
     def read_object(self) -> None:
-        acked = self.acked["obj_write"]
-        if not acked:
+        acked, op = self.acked["obj_write"], self.workload.obj_read
+        if not acked or op is None:
             return self.write_object()
         key = self._pick(acked)
-        self._read("obj_read", key, "GET", f"/objects/{key.removeprefix(OBJECT_PREFIX)}", None, _OBJECT_READ)
+        method, path, body = render(op, key.removeprefix(OBJECT_PREFIX))
+        self._read("obj_read", key, method, path, body, op)
 
     def delete_record(self) -> None:
         """Delete an acknowledged key (recorded as `delete`; the key leaves the set read back)."""
@@ -186,7 +191,6 @@ class MappedUser(DrillUser):
 
 
 _JSON = {"Content-Type": "application/json"}
-_OBJECT_READ = Operation(method="GET", path="/objects/{key}", payload_field="payload")
 
 
 def _reason(resp) -> str:

@@ -16,7 +16,7 @@ import json
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 PLACEHOLDERS = ("key", "payload", "checksum")
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -71,13 +71,21 @@ class Operation(_Strict):
         return value
 
 
+OpClass = Literal["write", "read", "delete", "obj_write", "obj_read"]
+"""The operation classes a mapping may define, named as the history records them."""
+
+
 class Workload(_Strict):
-    """The user's API for the drill's load: writes of unique keys, reads of acknowledged ones."""
+    """The user's API for the drill's load: writes of unique keys, reads of acknowledged ones, and
+    optionally objects (`obj_write` / `obj_read`, recorded under `obj/<key>`, the keys the
+    objects audit gives them)."""
 
     write: Operation
     read: Operation | None = None
     delete: Operation | None = None
-    weights: dict[Literal["write", "read", "delete"], int] = Field(default_factory=lambda: {"write": 1, "read": 1})
+    obj_write: Operation | None = None
+    obj_read: Operation | None = None
+    weights: dict[OpClass, int] = Field(default_factory=lambda: {"write": 1, "read": 1})
     payload_bytes: int = Field(128, ge=2, le=1 << 20)
     wait: float = Field(0.02, ge=0, le=60)
 
@@ -87,6 +95,12 @@ class Workload(_Strict):
         if any(w < 0 for w in value.values()) or not any(value.values()):
             raise ValueError("weights must be >= 0 and not all 0")
         return value
+
+    @model_validator(mode="after")
+    def _objects(self):
+        if self.obj_read is not None and self.obj_write is None:
+            raise ValueError("obj_read needs obj_write (reads go to objects the load wrote)")
+        return self
 
     def tasks(self) -> dict[str, int]:
         """Operation class → weight, for the classes this mapping defines."""
@@ -153,5 +167,8 @@ def read_outcome(op: Operation, status: int | None, body: bytes | str | None) ->
 DR_RECORDS = Workload(
     write=Operation(method="POST", path="/records", body={"key": "{key}", "payload": "{payload}"}, ok=[201]),
     read=Operation(method="GET", path="/records/{key}", payload_field="payload"),
+    obj_write=Operation(method="PUT", path="/objects/{key}", body={"payload": "{payload}"}, ok=[200, 201]),
+    obj_read=Operation(method="GET", path="/objects/{key}", payload_field="payload"),
 )
-"""The sandbox app's records API: the built-in mapping (loadtests/dr_workload.py uses it)."""
+"""The sandbox app's records and objects API: the built-in mapping (loadtests/dr_workload.py uses
+it; its objects only where a task writes them, as loadtests/objects_workload.py does)."""

@@ -169,6 +169,11 @@ def build_rows(summary: dict) -> list[Row]:
     row = _simple(by_kind, targets, "rpo", "RPO", "≤", fmt.secs(rpo), ("rpo",), show=_seconds)
     if rpo and t_fault is not None:
         row.detail = f"recovery point {fmt.clock(t_fault - rpo)} UTC"
+    stores = m.get("rpo_by_store") or {}
+    if len(stores) > 1:
+        row.detail = " · ".join(filter(None, [row.detail, ", ".join(
+            f"{store} {fmt.secs(v.get('rpo_s'))} ({fmt.count(v.get('writes_lost'))} of "
+            f"{fmt.count(v.get('writes_acked'))} lost)" for store, v in stores.items())]))
     if row.status == "fail":
         row.finding = (f"The recovery point was {fmt.secs(rpo)} before the fault: the earliest "
                        f"lost write was acknowledged at "

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+from drillkit.evidence import OBJECT_KEY_PREFIX
 from drillkit.targets.capabilities import FinalStateAudit
 
 
@@ -14,13 +15,14 @@ def write_final_state(system: FinalStateAudit, path: Path, scope: str = "") -> t
     so the data measures become unknown ("not audited"), never a count of lost writes.
 
     With a `scope` (the drill's key prefix), only this drill's keys are kept: a system drillkit
-    did not build holds other data, which is neither lost nor unexpected. Returns (kept, outside)."""
+    did not build holds other data, which is neither lost nor unexpected (objects' keys are scoped
+    the same way under their `obj/`). Returns (kept, outside)."""
     tmp = path.with_name(f".{path.name}.partial")
     count = outside = 0
     try:
         with open(tmp, "w") as fh:
             for key, checksum in system.final_state():
-                if not key.startswith(scope):
+                if not key.removeprefix(OBJECT_KEY_PREFIX).startswith(scope):
                     outside += 1
                     continue
                 fh.write(json.dumps({"key": key, "checksum": checksum}) + "\n")

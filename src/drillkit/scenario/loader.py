@@ -246,6 +246,7 @@ def load_scenario(path: str | Path) -> LoadedScenario:
     if scenario.load.workload is not None:
         workload_path = (base / scenario.load.workload).resolve()
         workload = load_workload(workload_path, shown)
+        _check_object_audit(scenario, workload, shown)
         locustfile = MAPPED_LOCUSTFILE
     else:
         locustfile = (base / scenario.load.locustfile).resolve()
@@ -269,6 +270,15 @@ def load_workload(path: Path, scenario_file: str) -> Workload:
         return Workload.model_validate(raw)
     except ValidationError as exc:
         raise _invalid(exc, text, shown, list_known=False) from None
+
+
+def _check_object_audit(scenario: Scenario, workload: Workload, shown: str) -> None:
+    """Objects written with nothing to audit them would all count as lost: refuse before anything starts."""
+    writes_objects = "obj_write" in workload.tasks() or "obj_read" in workload.tasks()
+    audits = getattr(scenario.system, "object_audit", None)
+    if writes_objects and audits is None and scenario.system.kind != "sandbox":
+        raise InputError("the workload mapping writes objects (obj_write) but system.object_audit is not set: "
+                         "without it every object would count as lost", file=shown, field="system.object_audit")
 
 
 def _yaml_kind(value: Any) -> str:

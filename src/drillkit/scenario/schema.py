@@ -159,6 +159,9 @@ class DataPlane(Strict):
     region_header: str | None = "X-Region"
     health_path: str = Field("/", pattern=r"^/")
     audit: AuditSpec
+    object_audit: AuditSpec | None = None
+    """The objects' final state (keys as the load wrote them; drillkit files them under `obj/`),
+    for a workload mapping with `obj_write`."""
 
     @model_validator(mode="after")
     def _known_regions(self):

@@ -182,6 +182,8 @@ class ObjectReplicationStatus(Result):
     delete_markers_skipped: int = 0
     errors: int = 0
     paused: bool = False
+    disabled: bool = False
+    not_replicated: int = 0
 
 
 @dataclass(frozen=True)
@@ -324,7 +326,7 @@ class ObjectStore(Protocol):
     def replication_status(self) -> ObjectReplicationStatus: ...
 
     def configure_replication(self, delay: float | None = None, delete_markers: bool | None = None,
-                              paused: bool | None = None) -> ObjectReplicationStatus: ...
+                              paused: bool | None = None, disabled: bool | None = None) -> ObjectReplicationStatus: ...
 
     def wait_replicated(self, timeout: float = 30) -> ObjectReplicationStatus: ...
 

@@ -11,11 +11,14 @@ What each call does here, beyond what moto stores:
     route53 UpdateHealthCheck Inverted       inverts the router's health check of that region
     route53 ChangeResourceRecordSets         the failover record whose value is PRIMARY becomes the
                                              router's answer (TTL applies, as resolvers cache)
-    s3 Delete/PutBucketReplication (source)  pauses / resumes drillkit's object replicator
+    s3 Delete/PutBucketReplication (source)  disables / re-enables drillkit's object replicator: as
+                                             on S3, what is written while no rule is enabled is never
+                                             replicated (S3 Batch Replication would copy it)
     fis StartExperiment / StopExperiment     the mapped sandbox fault, for the action's duration:
         aws:network:disrupt-connectivity         every link of the target subnets' region cut
         aws:network:route-table-disrupt-cross-region-connectivity   the region-to-region links cut
-        aws:s3:bucket-pause-replication          the object replicator paused
+        aws:s3:bucket-pause-replication          the object replicator paused (changes queue and are
+                                                 copied when the pause ends, as FIS documents)
     cloudwatch                               ReplicaLag (AWS/RDS) and the object replicator's
                                              ReplicationLatency / OperationsPendingReplication
                                              (AWS/S3) fed from the sandbox once a second
@@ -188,10 +191,13 @@ class Effects:
             paused = True
         if paused != self.rule_paused:
             self.rule_paused = paused
-            self._replication_paused()
+            if self.sandbox.state.object_replicator_port:
+                self.sandbox.objects.configure_replication(disabled=paused)
+                self._note("objects.replication", rule_enabled=not paused)
 
     def _replication_paused(self) -> None:
-        paused = self.rule_paused or any(e["pauses_objects"] for e in self.experiments.values() if e["running"])
+        """FIS's bucket-pause-replication: changes queue and are copied once the pause ends."""
+        paused = any(e["pauses_objects"] for e in self.experiments.values() if e["running"])
         if self.sandbox.state.object_replicator_port:
             self.sandbox.objects.configure_replication(paused=paused)
             self._note("objects.replication", paused=paused)

@@ -32,6 +32,8 @@ class AwsTarget(ExternalTarget):
         self.account = Account(spec.aws, trail=Path(events_file).parent / ev.AWS_CALLS, book=root / ROLLBACKS)
         if caller:
             self.account.guard.caller = caller
+        self._seen_points: dict[str, datetime] = {}
+        self._s3_dims: dict[str, str] | None | bool = False  # False: not read yet
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -98,7 +100,7 @@ class AwsTarget(ExternalTarget):
         return [("target.attached", {"target": self.kind, "endpoint": self.endpoint, "account": caller.get("account"),
                                      "caller": caller.get("arn"), "aws": provenance,
                                      "regions": [self.spec.aws.regions.primary, self.spec.aws.regions.secondary],
-                                     "audit": self.spec.audit.kind})]
+                                     "audit": self.audit_source()})]
 
     def facts(self) -> dict[str, str]:
         from importlib.metadata import version
@@ -112,7 +114,8 @@ class AwsTarget(ExternalTarget):
 
     def lacks(self) -> list[str]:
         missing = super().lacks()
-        if self.spec.aws.database is None or self.spec.aws.database.kind != "rds-replica":
+        if (self.spec.aws.database is None or self.spec.aws.database.kind != "rds-replica") and \
+                self.spec.aws.objects is None:
             missing.append("ReplicationObservation")
         return missing
 
@@ -137,31 +140,72 @@ class AwsTarget(ExternalTarget):
     def replication_status(self) -> list[ReplicaStatus]:
         """The replica as RDS describes it (state: its replication status; lag: the latest ReplicaLag)."""
         db = self.spec.aws.database
+        if db is None or db.kind != "rds-replica":
+            return []
         inst = self.account.client("rds", self.spec.aws.regions.secondary).describe_db_instances(
             DBInstanceIdentifier=db.replica)["DBInstances"][0]
         infos = {i.get("StatusType"): i.get("Status") for i in inst.get("StatusInfos", [])}
-        lag = self.replication_lag()
+        lag = [s for s in self.replication_lag() if s.replay_lag_s is not None]
         return [ReplicaStatus(application_name=db.replica, state=infos.get("read replication") or inst["DBInstanceStatus"],
                               sync_state="async", lag_bytes=None, replay_lag_s=lag[0].replay_lag_s if lag else None)]
 
     def replication_lag(self) -> list[LagSample]:
-        db = self.spec.aws.database
-        if db is None or db.kind != "rds-replica":
-            return []
+        """The newest CloudWatch datapoints since the last call: the replica's ReplicaLag (RDS), and
+        the replication rule's OperationsPendingReplication / ReplicationLatency (S3, with RTC's
+        metrics on) as the objects' backlog and the age of its oldest object. A datapoint seen
+        before is not sampled again."""
+        aws, samples = self.spec.aws, []
+        secondary = aws.regions.secondary
+        if aws.database is not None and aws.database.kind == "rds-replica":
+            lag = self._newest("AWS/RDS", "ReplicaLag", secondary, {"DBInstanceIdentifier": aws.database.replica})
+            if lag is not None:
+                samples.append(LagSample(t=lag[0], region=secondary, replay_lag_s=lag[1], lag_bytes=None))
+        dims = self._s3_metric_dimensions()
+        if dims is not None:
+            pending = self._newest("AWS/S3", "OperationsPendingReplication", aws.regions.primary, dims)
+            latency = self._newest("AWS/S3", "ReplicationLatency", aws.regions.primary, dims)
+            if pending is not None or latency is not None:
+                t = max(p[0] for p in (pending, latency) if p is not None)
+                samples.append(LagSample(t=t, region=secondary, replay_lag_s=None, lag_bytes=None,
+                                         object_backlog=None if pending is None else int(pending[1]),
+                                         object_backlog_age_s=None if latency is None else latency[1]))
+        return samples
+
+    def _newest(self, namespace: str, metric: str, region: str, dims: dict[str, str]) -> tuple[float, float] | None:
+        """(time, Maximum) of the metric's newest datapoint, once; None when there is none new."""
         now = datetime.now(timezone.utc)
         try:
-            points = self.account.client("cloudwatch", self.spec.aws.regions.secondary).get_metric_statistics(
-                Namespace="AWS/RDS", MetricName="ReplicaLag", StartTime=now - timedelta(minutes=5), EndTime=now,
-                Period=1 if self.is_emulated else 60, Statistics=["Maximum"], Dimensions=[{"Name": "DBInstanceIdentifier", "Value": db.replica}],
-            )["Datapoints"]
+            points = self.account.client("cloudwatch", region).get_metric_statistics(
+                Namespace=namespace, MetricName=metric, StartTime=now - timedelta(minutes=5), EndTime=now,
+                Period=1 if self.is_emulated else 60, Statistics=["Maximum"],
+                Dimensions=[{"Name": k, "Value": v} for k, v in dims.items()])["Datapoints"]
         except Exception as exc:  # a gap in lag.csv is the truth; say why in the events
-            ev.append_event(self.events_file, "lag.unavailable", error=one_line(exc))
-            return []
+            ev.append_event(self.events_file, "lag.unavailable", metric=metric, error=one_line(exc))
+            return None
         if not points:
-            return []
+            return None
         latest = max(points, key=lambda p: p["Timestamp"])
-        if latest["Timestamp"] == getattr(self, "_last_point", None):
-            return []  # the same datapoint again: nothing new to sample
-        self._last_point = latest["Timestamp"]
-        return [LagSample(t=latest["Timestamp"].timestamp(), region=self.spec.aws.regions.secondary,
-                          replay_lag_s=float(latest["Maximum"]), lag_bytes=None)]
+        if self._seen_points.get(metric) == latest["Timestamp"]:
+            return None
+        self._seen_points[metric] = latest["Timestamp"]
+        return latest["Timestamp"].timestamp(), float(latest["Maximum"])
+
+    def _s3_metric_dimensions(self) -> dict[str, str] | None:
+        """The replication rule's metric dimensions, read once (before any fault pauses the rule)."""
+        objects = self.spec.aws.objects
+        if objects is None:
+            return None
+        if self._s3_dims is False:
+            self._s3_dims = None
+            try:
+                rules = self.account.client("s3", self.spec.aws.regions.primary).get_bucket_replication(
+                    Bucket=objects.source_bucket)["ReplicationConfiguration"]["Rules"]
+            except Exception as exc:
+                ev.append_event(self.events_file, "lag.unavailable", metric="s3 replication rule", error=one_line(exc))
+                return None
+            for rule in rules:
+                if rule.get("Destination", {}).get("Bucket", "").rsplit(":", 1)[-1] == objects.replica_bucket:
+                    self._s3_dims = {"SourceBucket": objects.source_bucket,
+                                     "DestinationBucket": objects.replica_bucket, "RuleId": rule.get("ID", "")}
+                    break
+        return self._s3_dims

@@ -37,22 +37,27 @@ def sha256(payload: str | bytes) -> str:
 
 class AuditAdapter(Protocol):
     kind: str
+    field: str
 
     def check(self) -> None: ...
 
     def final_state(self) -> Iterator[tuple[str, str]]: ...
 
 
-def adapter_for(spec: AuditSpec, scenario_dir: Path) -> AuditAdapter:
+def adapter_for(spec: AuditSpec, scenario_dir: Path, field: str = FIELD) -> AuditAdapter:
+    """The adapter for `spec`; its input errors name `field` (system.audit or system.object_audit)."""
     kinds = {"postgres": PostgresAdapter, "http": HttpAdapter, "s3": S3Adapter, "dynamodb": DynamoDBAdapter,
              "command": CommandAdapter}
-    return kinds[spec.kind](spec, scenario_dir)
+    adapter = kinds[spec.kind](spec, scenario_dir)
+    adapter.field = field
+    return adapter
 
 
 class PostgresAdapter:
     """`query` over the user's PostgreSQL: rows of (key, payload) or (key, checksum)."""
 
     kind = "postgres"
+    field = FIELD
 
     def __init__(self, spec: PostgresAudit, scenario_dir: Path):
         self.spec = spec
@@ -63,17 +68,17 @@ class PostgresAdapter:
             value = os.environ.get(self.spec.dsn_env)
             if not value:
                 raise InputError(f"the environment variable {self.spec.dsn_env} is not set",
-                                 field=f"{FIELD}.dsn_env")
+                                 field=f"{self.field}.dsn_env")
             return value
         path = Path(self.spec.dsn_file)
         path = path if path.is_absolute() else self.scenario_dir / path
         try:
             return path.read_text().strip()
         except OSError as exc:
-            raise InputError(f"cannot read {path}: {exc.strerror or exc}", field=f"{FIELD}.dsn_file") from None
+            raise InputError(f"cannot read {path}: {exc.strerror or exc}", field=f"{self.field}.dsn_file") from None
 
     def _where(self) -> str:
-        return f"{FIELD}.{'dsn_env' if self.spec.dsn_env else 'dsn_file'}"
+        return f"{self.field}.{'dsn_env' if self.spec.dsn_env else 'dsn_file'}"
 
     def _connect(self):
         import psycopg
@@ -90,10 +95,10 @@ class PostgresAdapter:
             try:
                 cur = conn.execute(f"SELECT * FROM ({self.spec.query}) AS drillkit_audit LIMIT 0")  # noqa: S608
             except psycopg.Error as exc:
-                raise InputError(f"the audit query fails: {_pg_error(exc)}", field=f"{FIELD}.query") from None
+                raise InputError(f"the audit query fails: {_pg_error(exc)}", field=f"{self.field}.query") from None
             if len(cur.description or ()) < 2:
                 raise InputError(f"the audit query must return two columns (key, {self.spec.returns})",
-                                 field=f"{FIELD}.query")
+                                 field=f"{self.field}.query")
 
     def final_state(self) -> Iterator[tuple[str, str]]:
         with self._connect() as conn, conn.cursor(name="drillkit_audit") as cur:
@@ -114,6 +119,7 @@ class HttpAdapter:
     """A paginated list endpoint: `{items: [...], next: URL}` until `next` is null."""
 
     kind = "http"
+    field = FIELD
 
     def __init__(self, spec: HttpAudit, scenario_dir: Path):
         self.spec = spec
@@ -136,7 +142,7 @@ class HttpAdapter:
         try:
             self._page(self.spec.url)
         except FaultError as exc:
-            raise InputError(str(exc), field=f"{FIELD}.url") from None
+            raise InputError(str(exc), field=f"{self.field}.url") from None
 
     def final_state(self) -> Iterator[tuple[str, str]]:
         url: str | None = self.spec.url
@@ -172,6 +178,7 @@ class S3Adapter:
     """Every object under `prefix`: its checksum from `checksum_metadata`, else its body's SHA-256."""
 
     kind = "s3"
+    field = FIELD
 
     def __init__(self, spec: S3Audit, scenario_dir: Path):
         self.spec = spec
@@ -184,7 +191,7 @@ class S3Adapter:
             self._client().head_bucket(Bucket=self.spec.bucket)
         except Exception as exc:  # botocore's errors share no base worth naming here
             raise InputError(f"cannot read bucket {self.spec.bucket}: {_boto_error(exc)}",
-                             field=f"{FIELD}.bucket") from None
+                             field=f"{self.field}.bucket") from None
 
     def final_state(self) -> Iterator[tuple[str, str]]:
         client = self._client()
@@ -204,6 +211,7 @@ class DynamoDBAdapter:
     """A scan of the table: `key_attribute` and a payload (hashed here) or checksum attribute."""
 
     kind = "dynamodb"
+    field = FIELD
 
     def __init__(self, spec: DynamoDBAudit, scenario_dir: Path):
         self.spec = spec
@@ -216,7 +224,7 @@ class DynamoDBAdapter:
             self._client().describe_table(TableName=self.spec.table)
         except Exception as exc:
             raise InputError(f"cannot read table {self.spec.table}: {_boto_error(exc)}",
-                             field=f"{FIELD}.table") from None
+                             field=f"{self.field}.table") from None
 
     def final_state(self) -> Iterator[tuple[str, str]]:
         from boto3.dynamodb.types import TypeDeserializer
@@ -240,6 +248,7 @@ class CommandAdapter:
     """Any program printing JSON lines `{"key", "payload"}` or `{"key", "checksum"}`."""
 
     kind = "command"
+    field = FIELD
 
     def __init__(self, spec: CommandAudit, scenario_dir: Path):
         self.spec = spec
@@ -252,7 +261,7 @@ class CommandAdapter:
         program = self.argv[0]
         found = Path(program).is_file() if "/" in program else shutil.which(program)
         if not found or ("/" in program and not os.access(program, os.X_OK)):
-            raise InputError(f"{program} is not an executable program", field=f"{FIELD}.argv")
+            raise InputError(f"{program} is not an executable program", field=f"{self.field}.argv")
 
     def final_state(self) -> Iterator[tuple[str, str]]:
         try:

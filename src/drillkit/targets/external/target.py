@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from drillkit.errors import EnvironmentProblem, FaultError, InputError, one_line
-from drillkit.evidence import write_atomic
+from drillkit.evidence import OBJECT_KEY_PREFIX, write_atomic
 from drillkit.scenario.schema import ExternalSpec
 from drillkit.targets import processes
 from drillkit.targets.capabilities import RegionHealth
@@ -41,6 +41,14 @@ def release(root: Path) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
+def _audits(spec: ExternalSpec, scenario_dir: Path) -> list[tuple[str, AuditAdapter]]:
+    """(key prefix, adapter) for the records and, when the scenario names one, the objects."""
+    audits = [("", adapter_for(spec.audit, scenario_dir))]
+    if spec.object_audit is not None:
+        audits.append((OBJECT_KEY_PREFIX, adapter_for(spec.object_audit, scenario_dir, "system.object_audit")))
+    return audits
+
+
 class ExternalTarget:
     kind = "external"
 
@@ -49,7 +57,7 @@ class ExternalTarget:
         self.spec = spec
         self._events_file = events_file
         self.scenario_dir = scenario_dir
-        self._audit: AuditAdapter = adapter_for(spec.audit, scenario_dir)
+        self._audits: list[tuple[str, AuditAdapter]] = _audits(spec, scenario_dir)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -65,7 +73,8 @@ class ExternalTarget:
                 _get(url)
             except (OSError, ValueError) as exc:
                 raise EnvironmentProblem(f"{url} does not answer: {one_line(exc)}", field=field) from None
-        adapter_for(spec.audit, scenario_dir or Path.cwd()).check()
+        for _, adapter in _audits(spec, scenario_dir or Path.cwd()):
+            adapter.check()
 
     @classmethod
     def up(cls, spec: ExternalSpec, events_file: str | Path, scenario_dir: Path | None = None,
@@ -108,7 +117,7 @@ class ExternalTarget:
 
     def ready(self) -> list[tuple[str, dict]]:
         return [("target.attached", {"target": self.kind, "endpoint": self.endpoint,
-                                     "regions": list(self.spec.regions), "audit": self.spec.audit.kind})]
+                                     "regions": list(self.spec.regions), "audit": self.audit_source()})]
 
     def facts(self) -> dict[str, str]:
         return {}
@@ -159,8 +168,11 @@ class ExternalTarget:
     # -- FinalStateAudit --------------------------------------------------------------------
 
     def audit_source(self) -> str:
-        return self.spec.audit.kind
+        return " + ".join(adapter.kind for _, adapter in self._audits)
 
     def final_state(self) -> Iterator[tuple[str, str]]:
-        time.sleep(self.spec.audit.settle)
-        return self._audit.final_state()
+        """The records' final state, then the objects' (keys filed under `obj/`, as the load records them)."""
+        time.sleep(max(spec.settle for spec in filter(None, (self.spec.audit, self.spec.object_audit))))
+        for prefix, adapter in self._audits:
+            for key, checksum in adapter.final_state():
+                yield prefix + key, checksum

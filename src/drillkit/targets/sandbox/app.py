@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote
@@ -98,6 +99,8 @@ class AppHandler(BaseHTTPRequestHandler):
                 return self._list(parse_qs(self.path.partition("?")[2]).get("after", [""])[0])
             if path.startswith("/records/") and len(path) > 9 and self.command in ("GET", "HEAD"):
                 return self._read(unquote(path[9:]))
+            if path == "/objects" and self.command == "GET" and self.server.objects is not None:
+                return self._list_objects(parse_qs(self.path.partition("?")[2]).get("after", [""])[0])
             if path.startswith("/objects/") and len(path) > 9 and self.server.objects is not None:
                 return self._object(self.command, unquote(path[9:]), body)
             return self._json(404, {"error": "not found"})
@@ -141,6 +144,21 @@ class AppHandler(BaseHTTPRequestHandler):
         rows = self.server.db.execute(LIST, (after, PAGE))
         following = f"/records?after={quote(rows[-1][0], safe='')}" if len(rows) == PAGE else None
         self._json(200, {"items": [{"key": k, "payload": p} for k, p in rows], "next": following})
+
+    def _list_objects(self, after: str) -> None:
+        """Every current object of the region's bucket, in key order, a page at a time, as `/records` lists records."""
+        store = self.server.objects
+        try:
+            page = store.list_objects_v2(Bucket=objects.BUCKET, StartAfter=after, MaxKeys=PAGE)
+            keys = [item["Key"] for item in page.get("Contents", [])]
+            with ThreadPoolExecutor(8) as pool:
+                bodies = list(pool.map(lambda k: objects.read_object(store, k), keys))
+        except Exception as exc:  # botocore: the region's store is unreachable or failing
+            return self._json(503, {"error": f"object store: {_first_line(exc)}"})
+        items = [{"key": k, "payload": found[0].decode(errors="replace")}
+                 for k, found in zip(keys, bodies) if found is not None]
+        following = f"/objects?after={quote(keys[-1], safe='')}" if page.get("IsTruncated") and keys else None
+        self._json(200, {"items": items, "next": following})
 
     def _object(self, method: str, key: str, body: bytes) -> None:
         """Objects live in the region's S3 bucket; the database decides, as for records, whether

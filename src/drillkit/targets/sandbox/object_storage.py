@@ -46,9 +46,9 @@ class ObjectStorage:
         return ObjectReplicationStatus(**self._replicator("GET"))
 
     def configure_replication(self, delay: float | None = None, delete_markers: bool | None = None,
-                              paused: bool | None = None) -> ObjectReplicationStatus:
-        body = {k: v for k, v in (("delay", delay), ("delete_markers", delete_markers), ("paused", paused))
-                if v is not None}
+                              paused: bool | None = None, disabled: bool | None = None) -> ObjectReplicationStatus:
+        body = {k: v for k, v in (("delay", delay), ("delete_markers", delete_markers), ("paused", paused),
+                                  ("disabled", disabled)) if v is not None}
         return ObjectReplicationStatus(**self._replicator("POST", body))
 
     def _replicator(self, method: str, body: dict | None = None) -> dict[str, Any]:

@@ -197,26 +197,31 @@ class Replicator:
         self.seq = after
         self.lock = threading.Lock()
         self.counts = {"replicated": 0, "delete_markers_replicated": 0, "delete_markers_skipped": 0,
-                       "errors": 0}
+                       "errors": 0, "not_replicated": 0}
         self.max_latency_s = 0.0
         self.last_error: str | None = None
         self.paused = False
+        self.disabled = False
 
     def status(self) -> dict[str, Any]:
         with self.lock:
             oldest = self.pending[0]["t"] if self.pending else None
             return {"backlog": len(self.pending), "oldest_pending_s": None if oldest is None else time.time() - oldest,
                     "seen": self.seq, "delay": self.delay, "delete_markers": self.delete_markers,
-                    "paused": self.paused,
+                    "paused": self.paused, "disabled": self.disabled,
                     "max_latency_s": self.max_latency_s, "last_error": self.last_error, **self.counts}
 
     def configure(self, delay: float | None = None, delete_markers: bool | None = None,
-                  paused: bool | None = None) -> dict[str, Any]:
-        """Paused (a replication rule removed) copies nothing; changes keep queueing, and are
-        copied once the rule is back, as S3 does for objects written while a rule is suspended."""
+                  paused: bool | None = None, disabled: bool | None = None) -> dict[str, Any]:
+        """Paused (FIS's bucket-pause-replication) copies nothing; changes keep queueing and are
+        copied once the pause ends. Disabled (the replication rule removed or disabled) never
+        copies a change made meanwhile, as S3 replicates only objects written while a rule is
+        enabled (older ones need S3 Batch Replication); they count as `not_replicated`."""
         with self.lock:
             if paused is not None:
                 self.paused = bool(paused)
+            if disabled is not None:
+                self.disabled = bool(disabled)
             if delay is not None:
                 self.delay = float(delay)
             if delete_markers is not None:
@@ -229,7 +234,10 @@ class Replicator:
                 with urllib.request.urlopen(f"{self.feed_url}?after={self.seq}", timeout=2.0) as resp:
                     changes = json.loads(resp.read())
                 with self.lock:
-                    self.pending.extend(changes)
+                    if self.disabled:
+                        self.counts["not_replicated"] += len(changes)
+                    else:
+                        self.pending.extend(changes)
                     if changes:
                         self.seq = changes[-1]["seq"]
             except Exception as exc:  # the source region may be down: keep what is pending, retry
@@ -314,7 +322,8 @@ class ReplicatorHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         try:
             doc = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-            status = self.server.replicator.configure(doc.get("delay"), doc.get("delete_markers"), doc.get("paused"))
+            status = self.server.replicator.configure(doc.get("delay"), doc.get("delete_markers"), doc.get("paused"),
+                                                      doc.get("disabled"))
         except (ValueError, TypeError, AttributeError) as exc:
             return self._json(400, {"error": str(exc)})
         self._json(200, status)
