@@ -293,18 +293,39 @@ def test_region_loss_experiments_under_plain_chaos_run(emulated, tmp_path, exper
 
 
 def test_alarm_in_alarm_trips_the_safeguard_and_the_rollbacks_restore_the_account(emulated, tmp_path):
+    """A watched alarm going to ALARM is recorded with CloudWatch's change time and the drill goes
+    on; a stop-condition alarm going to ALARM then stops it (exit 3) and the rollbacks run."""
     before = emulated.snapshot()
+    doc = yaml.safe_load(FIS_CUT.read_text())
+    doc["experiment"] = str((FIS_CUT.parent / doc["experiment"]).resolve())
+    doc["load"]["workload"] = str((FIS_CUT.parent / doc["load"]["workload"]).resolve())
+    doc["system"]["aws"]["watch_alarms"] = ["roadcall-s3-replication"]
+    scenario = tmp_path / "watched.yaml"
+    scenario.write_text(yaml.safe_dump(doc, sort_keys=False))
     out = tmp_path / "evidence"
-    drill = subprocess.Popen([sys.executable, "-m", "drillkit.cli", "run", str(FIS_CUT), "--out", str(out)],
+
+    def events() -> list[dict]:
+        return read_events(out) if (out / "events.jsonl").exists() else []
+
+    def wait_for(condition) -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not condition():
+            time.sleep(0.1)
+        assert condition()
+
+    drill = subprocess.Popen([sys.executable, "-m", "drillkit.cli", "run", str(scenario), "--out", str(out)],
                              cwd=ROOT, env={**os.environ, **emulated.env}, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not any(
-                e["kind"] == "fault.injected" for e in (read_events(out) if (out / "events.jsonl").exists() else [])):
-            time.sleep(0.1)
-        emulated.client("cloudwatch", "us-west-2").set_alarm_state(
-            AlarmName="roadcall-replica-lag", StateValue="ALARM", StateReason="test: replica lag over 5 s")
+        wait_for(lambda: any(e["kind"] == "fault.injected" for e in events()))
+        east, west = emulated.client("cloudwatch", "us-east-1"), emulated.client("cloudwatch", "us-west-2")
+        t_before = time.time()
+        east.set_alarm_state(AlarmName="roadcall-s3-replication", StateValue="ALARM", StateReason="test: detection")
+        t_after = time.time()
+        wait_for(lambda: any(e["kind"] == "alarm.state" and e["alarm"] == "roadcall-s3-replication"
+                             and e["state"] == "ALARM" for e in events()))
+        assert drill.poll() is None  # a watched alarm does not stop the drill
+        west.set_alarm_state(AlarmName="roadcall-replica-lag", StateValue="ALARM", StateReason="test: replica lag over 5 s")
         output, _ = drill.communicate(timeout=180)
     finally:
         if drill.poll() is None:
@@ -313,9 +334,16 @@ def test_alarm_in_alarm_trips_the_safeguard_and_the_rollbacks_restore_the_accoun
     assert drill.returncode == 3, output
     tripped = [e for e in read_events(out) if e["kind"] == "safeguard.tripped"]
     assert tripped and "roadcall-replica-lag" in tripped[0]["reason"], output
-    assert json.loads((out / "summary.json").read_text())["verdict"] == "aborted"
-    emulated.client("cloudwatch", "us-west-2").set_alarm_state(
-        AlarmName="roadcall-replica-lag", StateValue="OK", StateReason="test: reset")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["verdict"] == "aborted"
+    raised = summary["measures"]["alarms_raised"]
+    assert [(a["alarm"], a["stops_drill"]) for a in raised] == [("roadcall-s3-replication", False),
+                                                               ("roadcall-replica-lag", True)]
+    assert t_before - 1.0 < raised[0]["raised_at"] < t_after + 1.0  # CloudWatch's change time (ms resolution)
+    assert raised[0]["after_fault_s"] == pytest.approx(raised[0]["raised_at"] - summary["measures"]["t_fault"])
+    assert "Alarms raised" in (out / "report.html").read_text()
+    for client, name in ((east, "roadcall-s3-replication"), (west, "roadcall-replica-lag")):
+        client.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="test: reset")
     assert emulated.snapshot() == before  # the experiment stopped by the rollbacks, nothing else changed
 
 
@@ -441,6 +469,8 @@ def test_health_check_inversion_and_replication_pause_roll_back(emulated, drillk
             {"type": "action", "name": "dns-follows", "provider": {
                 "type": "python", "module": "drillkit.chaos.actions", "func": "wait_for_routing",
                 "arguments": {"region": "B", "timeout": 60}}},
+            {"type": "probe", "name": "check-status", "provider": {"type": "python", "module": aws,
+                                                                    "func": "health_check_status"}},
             {"type": "action", "name": "pause", "provider": {"type": "python", "module": aws,
                                                              "func": "pause_object_replication"}},
         ],
@@ -452,6 +482,12 @@ def test_health_check_inversion_and_replication_pause_roll_back(emulated, drillk
     path.write_text(json.dumps(experiment))
     doc = emulated.chaos_run(path, tmp_path, REGION_LOSS, "--rollback-strategy", "always")
     assert doc["status"] == "completed" and all(r["status"] == "succeeded" for r in doc["rollbacks"])
+    status = next(r["output"] for r in doc["run"] if r["activity"]["name"] == "check-status")
+    assert status["healthy"] is False and status["statuses"][0].startswith("Failure: inverted")
+    r53 = emulated.client("route53")
+    check = status["health_check"]
+    observed = r53.get_health_check_status(HealthCheckId=check)["HealthCheckObservations"]
+    assert observed[0]["StatusReport"]["Status"].startswith("Success")  # restored: region A answers again
     effects = [(e["effect"], e.get("inverted", e.get("rule_enabled"))) for e in emulated.info()["effects"]]
     assert effects == [("health_check.inverted", True), ("objects.replication", False),
                        ("health_check.inverted", False), ("objects.replication", True)], effects

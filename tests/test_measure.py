@@ -475,6 +475,21 @@ def test_rpo_by_store_names_only_stores_written_and_is_unknown_without_audit(tmp
     assert unaudited["rpo_by_store"] is None
 
 
+def test_alarms_raised_at_their_change_time_after_the_fault(tmp_path):
+    def state(t, alarm, st, previous, changed_at, stops=False):
+        return {"t": t, "kind": "alarm.state", "alarm": alarm, "region": "us-west-2", "state": st,
+                "previous": previous, "changed_at": changed_at, "stops_drill": stops}
+
+    events = [state(1.0, "lag", "OK", None, 0.5), state(1.0, "s3", "ALARM", None, 0.2),  # ALARM before: raised
+              state(12.1, "lag", "ALARM", "OK", 11.75),                              # raised 1.75 s after the fault
+              state(14.0, "lag", "OK", "ALARM", 13.9), state(15.0, "lag", "ALARM", "OK", 14.8, True)]
+    m = m_of(drill(tmp_path, [W(8.0, 8.1, "r1")], events=events))
+    assert m["alarms_raised"] == [
+        {"alarm": "s3", "region": "us-west-2", "raised_at": 0.2, "after_fault_s": approx(-9.8), "stops_drill": False},
+        {"alarm": "lag", "region": "us-west-2", "raised_at": 11.75, "after_fault_s": approx(1.75), "stops_drill": False},
+        {"alarm": "lag", "region": "us-west-2", "raised_at": 14.8, "after_fault_s": approx(4.8), "stops_drill": True}]
+
+
 def test_object_backlog_from_lag_csv(tmp_path):
     lag = ("t,region,replay_lag_s,lag_bytes,object_backlog,object_backlog_age_s\n"
            "9.0,B,0.1,100,,\n9.0,B,,,3,0.25\n10.0,B,0.4,900,,\n10.0,B,,,12,1.5\n")

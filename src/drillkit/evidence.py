@@ -30,6 +30,10 @@ CHAOS_LOG = "chaostoolkit.log"
 HARNESS_ERROR = "harness-error.txt"
 WORKLOAD = "workload.json"
 AWS_CALLS = "aws_calls.jsonl"
+
+ALARM_STATE = "alarm.state"
+"""Event kind: a scenario alarm's state as first seen and at every change (alarm, region, state,
+previous, changed_at: the source's own change time)."""
 """Every AWS call a drill made (drillkit.targets.aws.session writes it; the report reads it)."""
 
 WRITE_OPS = ("write", "obj_write")

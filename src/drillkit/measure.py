@@ -26,6 +26,7 @@ import yaml
 from .durations import parse_duration
 from .errors import EvidenceError
 from .evidence import (
+    ALARM_STATE,
     EVENTS,
     FINAL_STATE,
     JOURNAL,
@@ -103,6 +104,7 @@ def measure(folder: Path | str) -> Summary:
     m["availability"] = avail
     audit["availability_per_second"] = series
     m.update(_lag(folder))
+    m["alarms_raised"] = _alarms_raised(events, t_fault)
     m["t_fault"] = _r(t_fault)
     t_start = next((e["t"] for e in events if e.get("kind") == "drill.start"), None)
     t_end = next((e["t"] for e in reversed(events) if e.get("kind") == "drill.end"), None)
@@ -399,6 +401,20 @@ def _lag(folder: Path) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- the measures
+
+
+def _alarms_raised(events: list[dict[str, Any]], t_fault: float | None) -> list[dict[str, Any]]:
+    """Each time a scenario alarm went to ALARM during the drill (a state seen change, or ALARM at
+    first sight), at the time its source says it changed, and how long after the fault."""
+    out = []
+    for e in events:
+        if e.get("kind") != ALARM_STATE or e.get("state") != "ALARM" or e.get("previous") == "ALARM":
+            continue
+        at = float(e["changed_at"])
+        out.append({"alarm": e.get("alarm"), "region": e.get("region"), "raised_at": _r(at),
+                    "after_fault_s": None if t_fault is None else _r(at - t_fault),
+                    "stops_drill": bool(e.get("stops_drill"))})
+    return out
 
 
 def _r(x: Any) -> float | None:

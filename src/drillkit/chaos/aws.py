@@ -99,8 +99,22 @@ def stop_experiments(ctx: Context, timeout: float = 300) -> list[str]:
 
 @action(AwsApi)
 def alarms_in_alarm(ctx: Context) -> list[dict[str, Any]]:
-    """Probe: the scenario's alarms that are in ALARM now, with when each changed."""
+    """Probe: the scenario's stop-condition alarms that are in ALARM now, with when each changed."""
     return _account(ctx).alarms_in_alarm()
+
+
+@action(AwsApi)
+def alarm_states(ctx: Context) -> list[dict[str, Any]]:
+    """Probe: every scenario alarm (stop conditions and watched), its state and when it changed."""
+    return _account(ctx).alarm_states()
+
+
+@action(AwsApi)
+def health_check_status(ctx: Context, region: str = "primary") -> dict[str, Any]:
+    """Probe: the Route 53 health check of a region's failover record, as its checkers report it
+    (`healthy` as Route 53 decides it; a tolerance such as `{"type": "jsonpath", "path": "$.healthy",
+    "expect": false}` waits on it)."""
+    return ops.health_check_status(_account(ctx), region)
 
 
 @action(AwsApi)

@@ -226,7 +226,12 @@ def aws_calls(e: Evidence, t_ref: float | None) -> dict[str, Any] | None:
              "resource": str(c.get("resource") or "—"), "request_id": c.get("request_id") or "—",
              "caller": c.get("caller") or "—", "ok": "ok" if c.get("ok") else (c.get("error") or "failed")}
             for c in mutating]
-    return {"rows": rows, "reads": len(e.aws_calls) - len(mutating),
+    alarms = [{"at": fmt.rel(a["raised_at"] - t_ref) if t_ref is not None else fmt.clock(a["raised_at"]),
+               "alarm": a.get("alarm"), "region": a.get("region") or "—",
+               "after_fault": "—" if a.get("after_fault_s") is None else fmt.secs(a["after_fault_s"]),
+               "role": "stop condition" if a.get("stops_drill") else "watched"}
+              for a in e.measures.get("alarms_raised") or []]
+    return {"rows": rows, "reads": len(e.aws_calls) - len(mutating), "alarms": alarms,
             "accounts": sorted({str(c.get("account")) for c in e.aws_calls if c.get("account")})}
 
 

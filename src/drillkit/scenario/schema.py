@@ -234,9 +234,19 @@ class AwsAccount(Strict):
     dynamodb: AwsTable | None = None
     alarms: list[Name] = []
     """CloudWatch alarms (in either region) that stop the drill when one goes to ALARM."""
+    watch_alarms: list[Name] = []
+    """CloudWatch alarms that should fire during the drill (the detection under test): each state
+    change is recorded with AWS's own change time, and when it went to ALARM after the fault."""
     fis_templates: list[Name] = []
     """FIS experiment templates the experiment may start: ids, or the value of their Name tag."""
     alarm_poll: PositiveDuration = 1.0
+
+    @model_validator(mode="after")
+    def _alarms_once(self):
+        both = sorted(set(self.alarms) & set(self.watch_alarms))
+        if both:
+            raise ValueError(f"{', '.join(both)} is in both alarms (stop conditions) and watch_alarms")
+        return self
 
     @field_validator("required_tag")
     @classmethod

@@ -158,6 +158,8 @@ class Account:
                                  "dynamodb.table", spec.dynamodb.table)
             found["dynamodb"] = {"arn": table["TableArn"], "replicas": [r["RegionName"] for r in table.get("Replicas", [])]}
         found["alarms"] = {name: self._alarm(name)["region"] for name in spec.alarms}
+        found["watch_alarms"] = {name: self._alarm(name, "system.aws.watch_alarms")["region"]
+                                 for name in spec.watch_alarms}
         found["fis_templates"] = {ref: self.fis_template(ref) for ref in spec.fis_templates}
         return found
 
@@ -241,13 +243,13 @@ class Account:
         return {"zone": self.zone_id(), "records": [{k: r.get(k) for k in ("SetIdentifier", "Failover", "Weight",
                                                                                "HealthCheckId")} for r in sets]}
 
-    def _alarm(self, name: str) -> dict[str, Any]:
+    def _alarm(self, name: str, field: str = "system.aws.alarms") -> dict[str, Any]:
         for region in (self.spec.regions.primary, self.spec.regions.secondary):
             found = self.client("cloudwatch", region).describe_alarms(AlarmNames=[name])["MetricAlarms"]
             if found:
                 return {"region": region, **found[0]}
         raise InputError(f"no CloudWatch alarm {name!r} in {self.spec.regions.primary} or "
-                         f"{self.spec.regions.secondary}", field="system.aws.alarms")
+                         f"{self.spec.regions.secondary}", field=field)
 
     def fis_template(self, ref: str) -> str:
         """A template id, from its id or the value of its Name tag."""
@@ -262,18 +264,22 @@ class Account:
 
     # -- alarms ------------------------------------------------------------------------------
 
-    def alarms_in_alarm(self) -> list[dict[str, Any]]:
-        """The scenario's alarms whose state is ALARM, with the time each changed."""
+    def alarm_states(self, names: list[str] | None = None) -> list[dict[str, Any]]:
+        """Each named alarm (default: the stop conditions and the watched ones), its state, and the
+        time AWS says it changed to it."""
         out = []
         by_region: dict[str, list[str]] = {}
-        for name in self.spec.alarms:
+        for name in (self.spec.alarms + self.spec.watch_alarms) if names is None else names:
             by_region.setdefault(self._alarm_region(name), []).append(name)
-        for region, names in by_region.items():
-            for alarm in self.client("cloudwatch", region).describe_alarms(AlarmNames=names)["MetricAlarms"]:
-                if alarm["StateValue"] == "ALARM":
-                    out.append({"alarm": alarm["AlarmName"], "region": region,
-                                "since": alarm["StateUpdatedTimestamp"].timestamp(), "reason": alarm.get("StateReason")})
+        for region, chunk in by_region.items():
+            for alarm in self.client("cloudwatch", region).describe_alarms(AlarmNames=chunk)["MetricAlarms"]:
+                out.append({"alarm": alarm["AlarmName"], "region": region, "state": alarm["StateValue"],
+                            "since": alarm["StateUpdatedTimestamp"].timestamp(), "reason": alarm.get("StateReason")})
         return out
+
+    def alarms_in_alarm(self) -> list[dict[str, Any]]:
+        """The scenario's stop-condition alarms whose state is ALARM, with the time each changed."""
+        return [a for a in self.alarm_states(self.spec.alarms) if a["state"] == "ALARM"]
 
     def _alarm_region(self, name: str) -> str:
         regions = self.book.doc.setdefault("_alarm_regions", {})

@@ -9,6 +9,8 @@ What each call does here, beyond what moto stores:
                                              once it accepts writes; AWS returns at once and the
                                              instance is `modifying` for minutes)
     route53 UpdateHealthCheck Inverted       inverts the router's health check of that region
+    route53 GetHealthCheckStatus             the region's endpoint as it answers now through its client
+                                             link (inverted when the check is), not moto's Success
     route53 ChangeResourceRecordSets         the failover record whose value is PRIMARY becomes the
                                              router's answer (TTL applies, as resolvers cache)
     s3 Delete/PutBucketReplication (source)  disables / re-enables drillkit's object replicator: as
@@ -76,6 +78,7 @@ def aws_region_of(sandbox_region: str) -> str:
 _SCOPE = re.compile(r"Credential=[^/]+/\d+/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
 _REST = [  # (service, method, path pattern, operation) for the REST services the layer acts on
     ("route53", "POST", r"^/2013-04-01/healthcheck/[^/]+$", "UpdateHealthCheck"),
+    ("route53", "GET", r"^/2013-04-01/healthcheck/[^/]+/status$", "GetHealthCheckStatus"),
     ("route53", "POST", r"^/2013-04-01/hostedzone/[^/]+/rrset/?$", "ChangeResourceRecordSets"),
     ("fis", "POST", r"^/experiments/?$", "StartExperiment"),
     ("fis", "DELETE", r"^/experiments/[^/]+$", "StopExperiment"),
@@ -152,6 +155,32 @@ class Effects:
                 self._start(call.region, json.loads(response)["experiment"]["id"])
             elif call.service == "fis" and call.operation == "StopExperiment":
                 self._stop(call.region, json.loads(response)["experiment"]["id"], "stopped")
+
+    def respond(self, call: Call, path: str, status: int, response: bytes) -> bytes:
+        """A response moto cannot give: a health check's status as the region's endpoint answers
+        now (through its client link), inverted when the check is; moto always says Success."""
+        if call.operation != "GetHealthCheckStatus" or status != 200:
+            return response
+        check = path.split("/")[3]
+        r53 = self.client("route53", "us-east-1")
+        zone = r53.list_hosted_zones_by_name(DNSName=ZONE)["HostedZones"][0]["Id"]
+        region = next((_region_of_value(r) for r in r53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
+                       if r.get("HealthCheckId") == check), None)
+        if region is None:
+            return response
+        seen = self.sandbox.region_health(region)
+        healthy = seen.healthy != bool(self.inverted[region])
+        text = (f"Success: HTTP Status Code {seen.status}, OK" if healthy else
+                f"Failure: {'inverted: ' if self.inverted[region] else ''}"
+                f"{f'HTTP Status Code {seen.status}' if seen.status else seen.error or 'no answer'}")
+        checked = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        from xml.sax.saxutils import escape
+
+        return ('<?xml version="1.0" encoding="UTF-8"?>\n<GetHealthCheckStatusResponse '
+                'xmlns="https://route53.amazonaws.com/doc/2013-04-01/"><HealthCheckObservations>'
+                f'<HealthCheckObservation><Region>{aws_region_of(region)}</Region><IPAddress>127.0.0.1</IPAddress>'
+                f'<StatusReport><Status>{escape(text)}</Status><CheckedTime>{checked}</CheckedTime></StatusReport>'
+                '</HealthCheckObservation></HealthCheckObservations></GetHealthCheckStatusResponse>').encode()
 
     def _promote(self, instance: str) -> None:
         region = next((r for r, name in DB.items() if name == instance), None)
@@ -340,13 +369,20 @@ def layer(moto_app: Callable, effects: Effects, counter: Counter) -> Callable:
         seen: dict[str, Any] = {}
 
         def capture(status, headers, exc_info=None):
-            seen["status"] = int(status.split()[0])
-            return start_response(status, headers, exc_info)
+            seen.update(line=status, status=int(status.split()[0]), headers=headers, exc_info=exc_info)
+            return lambda data: None
 
         response = b"".join(moto_app(environ, capture))
-        counter.add(call, seen.get("status", 500))
-        effects.after(call, seen.get("status", 500), response)
-        return [response]
+        code = seen.get("status", 500)
+        counter.add(call, code)
+        effects.after(call, code, response)
+        answered = effects.respond(call, environ.get("PATH_INFO", ""), code, response)
+        headers = seen.get("headers", [])
+        if answered is not response:
+            headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+            headers.append(("Content-Length", str(len(answered))))
+        start_response(seen.get("line", "500 Internal Server Error"), headers, seen.get("exc_info"))
+        return [answered]
 
     return app
 

@@ -69,6 +69,19 @@ def invert_health_check(account: Account, region: str = "primary", inverted: boo
     return {"health_check": calls[0].params["HealthCheckId"], "inverted": inverted}
 
 
+def health_check_status(account: Account, region: str = "primary") -> dict[str, Any]:
+    """The Route 53 health check of a region's failover record as its checkers report it now:
+    healthy when more than 18 % of them report success (Route 53's own rule)."""
+    check = _failover_record(account, region).get("HealthCheckId")
+    if not check:
+        raise InputError(f"the {region} failover record has no health check", field="system.aws.dns.record")
+    observations = account.client("route53").get_health_check_status(HealthCheckId=check)["HealthCheckObservations"]
+    statuses = [o.get("StatusReport", {}).get("Status", "") for o in observations]
+    ok = sum(text.startswith("Success") for text in statuses)
+    return {"region": region, "health_check": check, "healthy": bool(statuses) and ok / len(statuses) > 0.18,
+            "checkers": len(statuses), "reporting_success": ok, "statuses": sorted(set(statuses))}
+
+
 def plan_restore_health_checks(account: Account) -> list[PlannedCall]:
     return [PlannedCall("route53", account.spec.regions.primary, "UpdateHealthCheck",
                         {"HealthCheckId": check, "Inverted": inverted}, "none: this is the rollback")

@@ -33,6 +33,7 @@ class AwsTarget(ExternalTarget):
         if caller:
             self.account.guard.caller = caller
         self._seen_points: dict[str, datetime] = {}
+        self._alarm_seen: dict[str, str] = {}
         self._s3_dims: dict[str, str] | None | bool = False  # False: not read yet
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -125,10 +126,21 @@ class AwsTarget(ExternalTarget):
     # -- stop conditions --------------------------------------------------------------------
 
     def stop_condition(self) -> str | None:
-        """A scenario alarm in ALARM stops the drill (the safeguard), naming it and since when."""
-        if not self.spec.aws.alarms:
+        """A stop-condition alarm in ALARM stops the drill (the safeguard), naming it and since when.
+        Every scenario alarm's state (stop conditions and watched ones) goes to the events as first
+        seen and at each change, with the time CloudWatch says it changed."""
+        aws = self.spec.aws
+        if not aws.alarms and not aws.watch_alarms:
             return None
-        firing = self.account.alarms_in_alarm()
+        states = self.account.alarm_states()
+        for alarm in states:
+            previous = self._alarm_seen.get(alarm["alarm"])
+            if previous != alarm["state"]:
+                self._alarm_seen[alarm["alarm"]] = alarm["state"]
+                ev.append_event(self.events_file, ev.ALARM_STATE, alarm=alarm["alarm"], region=alarm["region"],
+                                state=alarm["state"], previous=previous, changed_at=alarm["since"],
+                                reason=alarm["reason"], stops_drill=alarm["alarm"] in aws.alarms)
+        firing = [a for a in states if a["alarm"] in aws.alarms and a["state"] == "ALARM"]
         if not firing:
             return None
         first = firing[0]
