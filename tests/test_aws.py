@@ -375,6 +375,17 @@ def test_preflight_refuses_before_any_mutating_call(emulated, drillkit_cli, tmp_
         assert not (tmp_path / f"out-{name}").exists()
     assert emulated.mutating() == []
 
+    # a stop condition already in ALARM: the drill would stop at once, so it does not start
+    west = emulated.client("cloudwatch", "us-west-2")
+    west.set_alarm_state(AlarmName="roadcall-replica-lag", StateValue="ALARM", StateReason="test: firing before")
+    run = drillkit_cli("run", str(FIS_CUT), "--out", str(tmp_path / "out-firing"), env=emulated.env)
+    west.set_alarm_state(AlarmName="roadcall-replica-lag", StateValue="OK", StateReason="test: reset")
+    assert run.returncode == 2, run.stdout + run.stderr
+    line, = run.stderr.strip().splitlines()
+    assert "system.aws.alarms" in line and "roadcall-replica-lag (us-west-2) is in ALARM already" in line, line
+    assert not (tmp_path / "out-firing").exists()
+    assert [c["operation"] for c in emulated.mutating()] == ["SetAlarmState", "SetAlarmState"]  # the test's own
+
 
 def test_a_real_account_needs_yes(tmp_path, drillkit_cli, no_leftovers):
     """An account that is not drillkit's emulated one counts as real: a plain moto server (no

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from drillkit import evidence as ev
-from drillkit.errors import InputError, one_line
+from drillkit.errors import EnvironmentProblem, InputError, one_line
 from drillkit.evidence import write_atomic
 from drillkit.scenario.schema import AwsSpec
 from drillkit.targets import processes
@@ -45,6 +45,12 @@ class AwsTarget(ExternalTarget):
         account = Account(spec.aws, blocking=True)
         identity = account.identity()
         account.resolve()
+        firing = account.alarms_in_alarm()
+        if firing:  # as FIS refuses to start an experiment whose stop condition is in ALARM
+            first = firing[0]
+            since = datetime.fromtimestamp(first["since"], timezone.utc).isoformat(timespec="seconds")
+            raise EnvironmentProblem(f"CloudWatch alarm {first['alarm']} ({first['region']}) is in ALARM already "
+                                     f"(since {since}): the drill would stop at once", field="system.aws.alarms")
         if not identity.emulated and not confirmed:
             raise InputError(f"account {identity.account} is a real AWS account: pass --yes to drill it "
                              f"(drillkit plan shows every call the drill would make)", field="system.aws.accounts")
