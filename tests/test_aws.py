@@ -73,8 +73,10 @@ class Emulated:
                    if e["state"]["status"] not in ("completed", "stopped", "failed")]
         alarms = {a["AlarmName"]: a["StateValue"]
                   for r in ("us-east-1", "us-west-2") for a in self.client("cloudwatch", r).describe_alarms()["MetricAlarms"]}
+        instances = sorted(i["DBInstanceIdentifier"] for r in ("us-east-1", "us-west-2")
+                           for i in self.client("rds", r).describe_db_instances()["DBInstances"])
         return {"health_checks": checks, "records": records, "replication": rule, "running_experiments": running,
-                "alarms": alarms}
+                "alarms": alarms, "db_instances": instances}
 
     def dsn(self, region: str) -> str:
         state = json.loads(self.sandbox_state.read_text())
@@ -467,8 +469,9 @@ def test_shipped_aws_experiments_pass_chaos_validate_and_scenarios_validate(dril
 
 def test_health_check_inversion_and_replication_pause_roll_back(emulated, drillkit_cli, tmp_path):
     """The actions no shipped experiment uses yet, under plain `chaos run`: inverting the primary's
-    health check moves the router's answer after its threshold (as Route 53 does), removing the
-    replication rule pauses the replicator, and the rollbacks put the account back."""
+    health check moves the router's answer after its threshold (as Route 53 does) and its status
+    reads Failure, removing the replication rule disables the replicator, a point-in-time restore
+    makes a new instance, and the rollbacks put the account back (the restored instance deleted)."""
     before = emulated.snapshot()
     aws = "drillkit.chaos.aws"
     experiment = {
@@ -484,15 +487,21 @@ def test_health_check_inversion_and_replication_pause_roll_back(emulated, drillk
                                                                     "func": "health_check_status"}},
             {"type": "action", "name": "pause", "provider": {"type": "python", "module": aws,
                                                              "func": "pause_object_replication"}},
+            {"type": "action", "name": "restore", "provider": {"type": "python", "module": aws,
+                                                               "func": "restore_database"}},
         ],
         "rollbacks": [
             {"type": "action", "name": name, "provider": {"type": "python", "module": aws, "func": name}}
-            for name in ("restore_health_checks", "resume_object_replication", "restore_records")],
+            for name in ("restore_health_checks", "resume_object_replication", "restore_records", "delete_restored")],
     }
     path = tmp_path / "experiment.json"
     path.write_text(json.dumps(experiment))
     doc = emulated.chaos_run(path, tmp_path, REGION_LOSS, "--rollback-strategy", "always")
     assert doc["status"] == "completed" and all(r["status"] == "succeeded" for r in doc["rollbacks"])
+    restored = next(r["output"] for r in doc["run"] if r["activity"]["name"] == "restore")
+    assert restored["restored"] == "drillkit-restore-roadcall-db" and restored["took_s"] >= 0
+    deleted = next(r["output"] for r in doc["rollbacks"] if r["activity"]["name"] == "delete_restored")
+    assert deleted == ["drillkit-restore-roadcall-db"]
     status = next(r["output"] for r in doc["run"] if r["activity"]["name"] == "check-status")
     assert status["healthy"] is False and status["statuses"][0].startswith("Failure: inverted")
     r53 = emulated.client("route53")
@@ -503,3 +512,49 @@ def test_health_check_inversion_and_replication_pause_roll_back(emulated, drillk
     assert effects == [("health_check.inverted", True), ("objects.replication", False),
                        ("health_check.inverted", False), ("objects.replication", True)], effects
     assert emulated.snapshot() == before
+
+
+def test_aurora_cluster_failover_names_its_target_and_waits_for_the_new_writer(tmp_path):
+    """The aurora-cluster path against moto's RDS (no sandbox: the effect is moto's own state):
+    resolve, plan and FailoverDBCluster with TargetDBInstanceIdentifier, done once the named
+    instance is the cluster's writer; the trail names the call."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from drillkit.scenario.schema import AwsAccount
+    from drillkit.targets.aws import operations as ops
+    from drillkit.targets.aws.account import Account
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        url = f"http://127.0.0.1:{server._server.server_address[1]}"
+        rds = boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="y").client(
+            "rds", region_name="us-east-1", endpoint_url=url)
+        tag = [{"Key": "drill", "Value": "allowed"}]
+        rds.create_db_cluster(DBClusterIdentifier="roadcall-aurora", Engine="aurora-postgresql",
+                              MasterUsername="admin", MasterUserPassword="not-a-secret-1", Tags=tag)
+        for name in ("roadcall-aurora-1", "roadcall-aurora-2"):
+            rds.create_db_instance(DBInstanceIdentifier=name, DBClusterIdentifier="roadcall-aurora",
+                                   Engine="aurora-postgresql", DBInstanceClass="db.r6g.large", Tags=tag)
+        spec = AwsAccount.model_validate({
+            "accounts": ["123456789012"], "endpoint_url": url, "required_tag": {"drill": "allowed"},
+            "regions": {"primary": "us-east-1", "secondary": "us-west-2"},
+            "database": {"kind": "aurora-cluster", "primary": "roadcall-aurora", "replica": "roadcall-aurora-2"}})
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "x")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "y")
+        planning = Account(spec, blocking=True)
+        planning.resolve()
+        call, = ops.plan_promote_database(planning)
+        assert (call.operation, call.params) == ("FailoverDBCluster", {
+            "DBClusterIdentifier": "roadcall-aurora", "TargetDBInstanceIdentifier": "roadcall-aurora-2"})
+        account = Account(spec, trail=tmp_path / "trail.jsonl", book=tmp_path / "book.json")
+        done = ops.promote_database(account, timeout=30)
+        assert done["operation"] == "FailoverDBCluster" and done["resource"] == "roadcall-aurora-2"
+        members = rds.describe_db_clusters(DBClusterIdentifier="roadcall-aurora")["DBClusters"][0]["DBClusterMembers"]
+        assert {m["DBInstanceIdentifier"]: m["IsClusterWriter"] for m in members} == {
+            "roadcall-aurora-1": False, "roadcall-aurora-2": True}
+        trail = [json.loads(line) for line in (tmp_path / "trail.jsonl").read_text().splitlines()]
+        assert [c["operation"] for c in trail if c["mutating"]] == ["FailoverDBCluster"]
+    finally:
+        server.stop()

@@ -98,6 +98,24 @@ def stop_experiments(ctx: Context, timeout: float = 300) -> list[str]:
 
 
 @action(AwsApi)
+def restore_database(ctx: Context, source: str = "primary", to: str = "latest", name: str | None = None,
+                     timeout: float = 7200) -> dict:
+    """Restore the database to a point in time (the latest restorable, or an ISO 8601 time) into
+    a new instance named drillkit-restore-…, and time it until the instance is available."""
+    done = ops.restore_database(_account(ctx), source, to, name, timeout)
+    ctx.record("aws.db.restored", **done)
+    return done
+
+
+@action(AwsApi)
+def delete_restored(ctx: Context) -> list[str]:
+    """Rollback: delete the instances this drill restored (only drillkit-restore-… ones)."""
+    deleted = ops.delete_restored(_account(ctx))
+    ctx.record("aws.restore.deleted", instances=deleted)
+    return deleted
+
+
+@action(AwsApi)
 def alarms_in_alarm(ctx: Context) -> list[dict[str, Any]]:
     """Probe: the scenario's stop-condition alarms that are in ALARM now, with when each changed."""
     return _account(ctx).alarms_in_alarm()

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from botocore import xform_name
+
 from drillkit.errors import FaultError, InputError, one_line
 from drillkit.scenario.schema import AwsAccount
 from drillkit.targets.aws.session import Guard, Session
@@ -293,7 +295,7 @@ class Account:
         out = []
         for call in calls:
             client = self.client(call.service, call.region)
-            method = getattr(client, _snake(call.operation))
+            method = getattr(client, xform_name(call.operation))
             out.append(method(**call.params))
         return out
 
@@ -304,9 +306,3 @@ class Account:
                 raise FaultError(f"{what}: not done after {timeout:g} s")
             time.sleep(every)
         return time.time() - start
-
-
-def _snake(operation: str) -> str:
-    import re
-
-    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", operation).lower()

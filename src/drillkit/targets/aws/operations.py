@@ -8,6 +8,7 @@
                                                      FailoverGlobalCluster
     pause_object_replication / resume_object_replication       S3 replication rule removed / restored
     start_experiment / stop_experiments              FIS, through chaostoolkit-aws
+    restore_database / delete_restored               an RDS point-in-time restore into a new instance, timed
 """
 
 from __future__ import annotations
@@ -202,6 +203,72 @@ def promote_database(account: Account, timeout: float = 900, allow_data_loss: bo
     return {"operation": calls[0].operation, "resource": db.replica, "took_s": round(time.time() - t0, 3)}
 
 
+# -- restore ------------------------------------------------------------------------------------
+
+RESTORED_PREFIX = "drillkit-restore-"
+"""Every instance a drill restores is named so: its rollback deletes only those."""
+
+
+def plan_restore_database(account: Account, source: str = "primary", to: str = "latest",
+                          name: str | None = None) -> list[PlannedCall]:
+    """A point-in-time restore of the database (`source`: the primary or the replica) into a new
+    instance, to the latest restorable time or an ISO 8601 time."""
+    db = _require(account, "database")
+    if db.kind != "rds-replica":
+        raise InputError("restore_database restores an RDS instance: system.aws.database.kind must be rds-replica",
+                         field="system.aws.database.kind")
+    if source not in ("primary", "replica"):
+        raise InputError(f"source must be primary or replica, not {source!r}", field="arguments.source")
+    source_id = db.primary if source == "primary" else db.replica
+    target = name or f"{RESTORED_PREFIX}{source_id}"[:63]
+    if not target.startswith(RESTORED_PREFIX):
+        raise InputError(f"the restored instance's name must start with {RESTORED_PREFIX} (its rollback deletes it)",
+                         field="arguments.name")
+    when: dict[str, Any] = {"UseLatestRestorableTime": True}
+    if to != "latest":
+        try:
+            from datetime import datetime
+
+            when = {"RestoreTime": datetime.fromisoformat(to.replace("Z", "+00:00")).isoformat()}
+        except ValueError:
+            raise InputError(f"to must be latest or an ISO 8601 time, not {to!r}", field="arguments.to") from None
+    tags = [{"Key": k, "Value": v} for k, v in {**account.spec.required_tag, "drillkit": "restore"}.items()]
+    region = account.spec.regions.primary if source == "primary" else account.spec.regions.secondary
+    return [PlannedCall("rds", region, "RestoreDBInstanceToPointInTime",
+                        {"SourceDBInstanceIdentifier": source_id, "TargetDBInstanceIdentifier": target, **when,
+                         "Tags": tags},
+                        f"rds.DeleteDBInstance DBInstanceIdentifier={target} SkipFinalSnapshot (delete_restored)")]
+
+
+def restore_database(account: Account, source: str = "primary", to: str = "latest", name: str | None = None,
+                     timeout: float = 7200) -> dict[str, Any]:
+    """Start the restore, then wait until the new instance is `available`: the restore, timed."""
+    call, = plan_restore_database(account, source, to, name)
+    target = call.params["TargetDBInstanceIdentifier"]
+    account.book.remember("restores", target, call.region)
+    t0 = time.time()
+    account.make([call])
+    rds = account.client("rds", call.region)
+
+    def available() -> bool:
+        return rds.describe_db_instances(DBInstanceIdentifier=target)["DBInstances"][0]["DBInstanceStatus"] == "available"
+
+    account.wait(f"the restore of {target}", available, timeout, every=2.0)
+    return {"operation": call.operation, "source": call.params["SourceDBInstanceIdentifier"], "restored": target,
+            "region": call.region, "to": to, "took_s": round(time.time() - t0, 3)}
+
+
+def plan_delete_restored(account: Account) -> list[PlannedCall]:
+    return [PlannedCall("rds", region, "DeleteDBInstance",
+                        {"DBInstanceIdentifier": target, "SkipFinalSnapshot": True, "DeleteAutomatedBackups": True},
+                        "none: this is the rollback")
+            for target, region in account.book.doc.get("restores", {}).items() if target.startswith(RESTORED_PREFIX)]
+
+
+def delete_restored(account: Account) -> list[str]:
+    return _put_back(account, plan_delete_restored(account), "restores", "DBInstanceIdentifier")
+
+
 # -- S3 replication ------------------------------------------------------------------------------
 
 
@@ -326,5 +393,6 @@ PLANNERS = {
     "pause_object_replication": plan_pause_object_replication,
     "resume_object_replication": plan_resume_object_replication,
     "start_experiment": plan_start_experiment, "stop_experiments": plan_stop_experiments,
+    "restore_database": plan_restore_database, "delete_restored": plan_delete_restored,
 }
 """The plan of each chaos action of drillkit.chaos.aws, by its name."""
