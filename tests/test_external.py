@@ -62,7 +62,7 @@ def kill_primary(system: KvSystem) -> dict:
     return {"type": "action", "name": "kill-primary",
             "provider": {"type": "process", "path": sys.executable,
                          "arguments": [CRASH, "--url", system.primary_url, "--pid", str(system.primary_pid),
-                                       "--ground-truth", str(system.ground_truth)]},
+                                       "--ground-truth", str(system.ground_truth), "--min-pending", "3"]},
             "drillkit": {"fault": "primary-loss"}, "pauses": {"after": OUTAGE_S}}
 
 

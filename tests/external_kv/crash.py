@@ -3,7 +3,8 @@
 
   python crash.py --url http://127.0.0.1:PORT --pid PID --ground-truth PATH
 
-POSTs {url}/admin/hold (new requests block, requests in flight finish, flushing stops, the reply
+POSTs {url}/admin/hold (flushing stops and, once --min-pending acknowledged writes are buffered,
+new requests block and requests in flight finish; the reply
 lists the acknowledged writes still only in memory), SIGKILLs PID, waits until it is gone, and
 writes {"pending": [...], "t_hold": ..., "t_gate": ..., "t_kill": ...} to PATH atomically and to
 stdout. `pending` is then exactly the acknowledged writes the crash lost; `t_gate` is when the
@@ -36,8 +37,9 @@ def gone(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
-def hold(url: str) -> dict:
-    request = urllib.request.Request(f"{url.rstrip('/')}/admin/hold", data=b"{}", method="POST",
+def hold(url: str, min_pending: int = 0) -> dict:
+    request = urllib.request.Request(f"{url.rstrip('/')}/admin/hold", method="POST",
+                                     data=json.dumps({"min_pending": min_pending}).encode(),
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=HOLD_TIMEOUT) as resp:
         body = json.loads(resp.read())
@@ -60,11 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", required=True, help="the region's own URL, e.g. http://127.0.0.1:PORT")
     parser.add_argument("--pid", type=int, required=True, help="the region's process id")
     parser.add_argument("--ground-truth", required=True, help="where to write the ground truth JSON")
+    parser.add_argument("--min-pending", type=int, default=0,
+                        help="wait until this many acknowledged writes are buffered (so the crash loses some)")
     args = parser.parse_args(argv)
     try:
         if gone(args.pid):
             raise ProcessLookupError(f"no running process {args.pid}")
-        held = hold(args.url)
+        held = hold(args.url, args.min_pending)
         os.kill(args.pid, signal.SIGKILL)
         t_kill = time.time()
         deadline = time.monotonic() + GONE_TIMEOUT

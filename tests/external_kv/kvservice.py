@@ -12,8 +12,9 @@ Two subcommands:
       PUT  /kv/{id}     {"value": str, "sha256": str} -> 200 {"id", "state": "buffered"}
       GET  /kv/{id}     -> 200 {"id", "value", "sha256"} | 404 {"error": "not found"}
       GET  /healthz     -> 200 {"ok": true, "region": NAME}
-      POST /admin/hold  -> quiesce for an exact crash: new requests block forever, requests in
-                           flight finish, flushing stops; 200 {"pending": [ids still buffered],
+      POST /admin/hold {"min_pending": N} -> quiesce for an exact crash: flushing stops, then (once
+                           N acknowledged writes are buffered, or after 10 s) new requests block
+                           forever and requests in flight finish; 200 {"pending": [ids still buffered],
                            "t": time at the response, "t_gate": time new requests began to block}
 
   lb --upstream NAME=HOST:PORT ... --active NAME --ready-file PATH --switch-log PATH
@@ -52,6 +53,7 @@ ON CONFLICT (id) DO UPDATE SET value = EXCLUDED.value, sha256 = EXCLUDED.sha256,
 """
 SCHEMA_LOCK = 0x6B76_0001  # serializes CREATE TABLE IF NOT EXISTS of regions starting together
 UPSTREAM_TIMEOUT = 1.0
+HOLD_WAIT = 10.0  # the longest a hold waits for buffered writes
 
 
 def write_ready(path: str, port: int) -> None:
@@ -226,13 +228,22 @@ class Region:
             self.in_flight -= 1
             self.gate.notify_all()
 
-    def hold(self) -> dict:
+    def hold(self, min_pending: int = 0) -> dict:
+        """Stop flushing, wait (up to HOLD_WAIT s) until at least `min_pending` acknowledged writes
+        are buffered, so the crash is sure to lose some, then gate new requests and let those in
+        flight finish."""
+        self.flush_lock.acquire()  # never released: no flush after this
+        deadline = time.time() + HOLD_WAIT
+        while time.time() < deadline:
+            with self.buffer_lock:
+                if len(self.buffer) >= min_pending:
+                    break
+            time.sleep(0.005)
         with self.gate:
             self.holding = True
             t_gate = time.time()
             while self.in_flight > 0:
                 self.gate.wait()
-        self.flush_lock.acquire()  # never released: no flush after this
         with self.buffer_lock:
             pending = sorted(self.buffer)
         return {"pending": pending, "t": time.time(), "t_gate": t_gate}
@@ -254,9 +265,13 @@ def region_handler(region: Region) -> type[JsonHandler]:
                 region.leave()  # the response is written (or the client is gone)
 
         def _admin(self, method: str, path: str) -> None:
-            self.read_body()
+            raw = self.read_body()
             if method == "POST" and path == "/admin/hold":
-                self.send_json(200, region.hold())
+                try:
+                    min_pending = int((json.loads(raw or b"{}") or {}).get("min_pending", 0))
+                except (ValueError, TypeError, AttributeError):
+                    return self.send_json(400, {"error": 'body must be {"min_pending": int}'})
+                self.send_json(200, region.hold(min_pending))
             else:
                 self.send_json(404, {"error": "not found"})
 
