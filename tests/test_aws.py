@@ -153,7 +153,9 @@ def everything_in(folder: Path) -> str:
 def test_plan_lists_every_mutating_call_and_makes_none(emulated, drillkit_cli):
     for scenario, expected in ((REGION_LOSS, {"fis.StartExperiment", "rds.PromoteReadReplica",
                                               "route53.ChangeResourceRecordSets"}),
-                               (FIS_CUT, {"fis.StartExperiment"})):
+                               (FIS_CUT, {"fis.StartExperiment"}),
+                               (S3_PAUSE, {"s3.DeleteBucketReplication", "fis.StartExperiment",
+                                           "rds.PromoteReadReplica", "route53.ChangeResourceRecordSets"})):
         before = len(emulated.mutating())
         plan = drillkit_cli("plan", str(scenario), env=emulated.env)
         assert plan.returncode == 0, plan.stderr
