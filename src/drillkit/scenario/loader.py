@@ -274,9 +274,8 @@ def load_workload(path: Path, scenario_file: str) -> Workload:
 
 def _check_object_audit(scenario: Scenario, workload: Workload, shown: str) -> None:
     """Objects written with nothing to audit them would all count as lost: refuse before anything starts."""
-    writes_objects = "obj_write" in workload.tasks() or "obj_read" in workload.tasks()
-    audits = getattr(scenario.system, "object_audit", None)
-    if writes_objects and audits is None and scenario.system.kind != "sandbox":
+    if {"obj_write", "obj_read"} & set(workload.tasks()) and scenario.system.kind != "sandbox" \
+            and scenario.system.object_audit is None:
         raise InputError("the workload mapping writes objects (obj_write) but system.object_audit is not set: "
                          "without it every object would count as lost", file=shown, field="system.object_audit")
 

@@ -43,6 +43,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import parse_qs
+from xml.sax.saxutils import escape
 
 from drillkit.targets.aws.session import is_mutating
 
@@ -162,10 +163,7 @@ class Effects:
         if call.operation != "GetHealthCheckStatus" or status != 200:
             return response
         check = path.split("/")[3]
-        r53 = self.client("route53", "us-east-1")
-        zone = r53.list_hosted_zones_by_name(DNSName=ZONE)["HostedZones"][0]["Id"]
-        region = next((_region_of_value(r) for r in r53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
-                       if r.get("HealthCheckId") == check), None)
+        region = next((_region_of_value(r) for r in self._records() if r.get("HealthCheckId") == check), None)
         if region is None:
             return response
         seen = self.sandbox.region_health(region)
@@ -174,8 +172,6 @@ class Effects:
                 f"Failure: {'inverted: ' if self.inverted[region] else ''}"
                 f"{f'HTTP Status Code {seen.status}' if seen.status else seen.error or 'no answer'}")
         checked = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
-        from xml.sax.saxutils import escape
-
         return ('<?xml version="1.0" encoding="UTF-8"?>\n<GetHealthCheckStatusResponse '
                 'xmlns="https://route53.amazonaws.com/doc/2013-04-01/"><HealthCheckObservations>'
                 f'<HealthCheckObservation><Region>{aws_region_of(region)}</Region><IPAddress>127.0.0.1</IPAddress>'
@@ -190,10 +186,15 @@ class Effects:
         _detach_replica(aws_region_of(region), instance)
         self._note("db.promoted", region=region, instance=instance)
 
-    def _route53(self) -> None:
+    def _records(self) -> list[dict[str, Any]]:
+        """The roadcall zone's record sets, as moto holds them now."""
         r53 = self.client("route53", "us-east-1")
         zone = r53.list_hosted_zones_by_name(DNSName=ZONE)["HostedZones"][0]["Id"]
-        records = r53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
+        return r53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
+
+    def _route53(self) -> None:
+        r53 = self.client("route53", "us-east-1")
+        records = self._records()
         for rrset in records:
             if rrset["Name"] != RECORD or "HealthCheckId" not in rrset:
                 continue
@@ -220,16 +221,19 @@ class Effects:
             paused = True
         if paused != self.rule_paused:
             self.rule_paused = paused
-            if self.sandbox.state.object_replicator_port:
-                self.sandbox.objects.configure_replication(disabled=paused)
-                self._note("objects.replication", rule_enabled=not paused)
+            self._replicator(disabled=paused)
 
     def _replication_paused(self) -> None:
         """FIS's bucket-pause-replication: changes queue and are copied once the pause ends."""
-        paused = any(e["pauses_objects"] for e in self.experiments.values() if e["running"])
+        self._replicator(paused=any(e["pauses_objects"] for e in self.experiments.values() if e["running"]))
+
+    def _replicator(self, **mode: bool) -> None:
+        """Pause (`paused`: changes queue) or disable (`disabled`: changes are never copied) the
+        sandbox's object replicator, and note it (`rule_enabled` for the rule, `paused` for FIS)."""
         if self.sandbox.state.object_replicator_port:
-            self.sandbox.objects.configure_replication(paused=paused)
-            self._note("objects.replication", paused=paused)
+            self.sandbox.objects.configure_replication(**mode)
+            noted = {"rule_enabled": not mode["disabled"]} if "disabled" in mode else mode
+            self._note("objects.replication", **noted)
 
     # FIS
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import datetime
 from typing import Any
 
 from drillkit.errors import FaultError, InputError
@@ -227,8 +228,6 @@ def plan_restore_database(account: Account, source: str = "primary", to: str = "
     when: dict[str, Any] = {"UseLatestRestorableTime": True}
     if to != "latest":
         try:
-            from datetime import datetime
-
             when = {"RestoreTime": datetime.fromisoformat(to.replace("Z", "+00:00")).isoformat()}
         except ValueError:
             raise InputError(f"to must be latest or an ISO 8601 time, not {to!r}", field="arguments.to") from None

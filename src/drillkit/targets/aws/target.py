@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import tempfile
 from datetime import datetime, timedelta, timezone
+from functools import cached_property
 from pathlib import Path
 
 from drillkit import evidence as ev
@@ -34,7 +35,6 @@ class AwsTarget(ExternalTarget):
             self.account.guard.caller = caller
         self._seen_points: dict[str, datetime] = {}
         self._alarm_seen: dict[str, str] = {}
-        self._s3_dims: dict[str, str] | None | bool = False  # False: not read yet
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -47,10 +47,8 @@ class AwsTarget(ExternalTarget):
         account.resolve()
         firing = account.alarms_in_alarm()
         if firing:  # as FIS refuses to start an experiment whose stop condition is in ALARM
-            first = firing[0]
-            since = datetime.fromtimestamp(first["since"], timezone.utc).isoformat(timespec="seconds")
-            raise EnvironmentProblem(f"CloudWatch alarm {first['alarm']} ({first['region']}) is in ALARM already "
-                                     f"(since {since}): the drill would stop at once", field="system.aws.alarms")
+            raise EnvironmentProblem(f"{_firing(firing[0], already=True)}: the drill would stop at once",
+                                     field="system.aws.alarms")
         if not identity.emulated and not confirmed:
             raise InputError(f"account {identity.account} is a real AWS account: pass --yes to drill it "
                              f"(drillkit plan shows every call the drill would make)", field="system.aws.accounts")
@@ -121,8 +119,7 @@ class AwsTarget(ExternalTarget):
 
     def lacks(self) -> list[str]:
         missing = super().lacks()
-        if (self.spec.aws.database is None or self.spec.aws.database.kind != "rds-replica") and \
-                self.spec.aws.objects is None:
+        if self._rds_replica is None and self.spec.aws.objects is None:
             missing.append("ReplicationObservation")
         return missing
 
@@ -147,18 +144,14 @@ class AwsTarget(ExternalTarget):
                                 state=alarm["state"], previous=previous, changed_at=alarm["since"],
                                 reason=alarm["reason"], stops_drill=alarm["alarm"] in aws.alarms)
         firing = [a for a in states if a["alarm"] in aws.alarms and a["state"] == "ALARM"]
-        if not firing:
-            return None
-        first = firing[0]
-        since = datetime.fromtimestamp(first["since"], timezone.utc).isoformat(timespec="milliseconds")
-        return f"CloudWatch alarm {first['alarm']} ({first['region']}) is in ALARM since {since}"
+        return _firing(firing[0]) if firing else None
 
     # -- ReplicationObservation (RDS read replica: ReplicaLag from CloudWatch) -------------------
 
     def replication_status(self) -> list[ReplicaStatus]:
         """The replica as RDS describes it (state: its replication status; lag: the latest ReplicaLag)."""
-        db = self.spec.aws.database
-        if db is None or db.kind != "rds-replica":
+        db = self._rds_replica
+        if db is None:
             return []
         inst = self.account.client("rds", self.spec.aws.regions.secondary).describe_db_instances(
             DBInstanceIdentifier=db.replica)["DBInstances"][0]
@@ -174,11 +167,11 @@ class AwsTarget(ExternalTarget):
         before is not sampled again."""
         aws, samples = self.spec.aws, []
         secondary = aws.regions.secondary
-        if aws.database is not None and aws.database.kind == "rds-replica":
-            lag = self._newest("AWS/RDS", "ReplicaLag", secondary, {"DBInstanceIdentifier": aws.database.replica})
+        if self._rds_replica is not None:
+            lag = self._newest("AWS/RDS", "ReplicaLag", secondary, {"DBInstanceIdentifier": self._rds_replica.replica})
             if lag is not None:
                 samples.append(LagSample(t=lag[0], region=secondary, replay_lag_s=lag[1], lag_bytes=None))
-        dims = self._s3_metric_dimensions()
+        dims = self._s3_metric_dimensions
         if dims is not None:
             pending = self._newest("AWS/S3", "OperationsPendingReplication", aws.regions.primary, dims)
             latency = self._newest("AWS/S3", "ReplicationLatency", aws.regions.primary, dims)
@@ -208,22 +201,31 @@ class AwsTarget(ExternalTarget):
         self._seen_points[metric] = latest["Timestamp"]
         return latest["Timestamp"].timestamp(), float(latest["Maximum"])
 
+    @cached_property
     def _s3_metric_dimensions(self) -> dict[str, str] | None:
-        """The replication rule's metric dimensions, read once (before any fault pauses the rule)."""
+        """The replication rule's metric dimensions, read once (the sampler's first call comes
+        before any fault removes the rule)."""
         objects = self.spec.aws.objects
         if objects is None:
             return None
-        if self._s3_dims is False:
-            self._s3_dims = None
-            try:
-                rules = self.account.client("s3", self.spec.aws.regions.primary).get_bucket_replication(
-                    Bucket=objects.source_bucket)["ReplicationConfiguration"]["Rules"]
-            except Exception as exc:
-                ev.append_event(self.events_file, "lag.unavailable", metric="s3 replication rule", error=one_line(exc))
-                return None
-            for rule in rules:
-                if rule.get("Destination", {}).get("Bucket", "").rsplit(":", 1)[-1] == objects.replica_bucket:
-                    self._s3_dims = {"SourceBucket": objects.source_bucket,
-                                     "DestinationBucket": objects.replica_bucket, "RuleId": rule.get("ID", "")}
-                    break
-        return self._s3_dims
+        try:
+            rules = self.account.client("s3", self.spec.aws.regions.primary).get_bucket_replication(
+                Bucket=objects.source_bucket)["ReplicationConfiguration"]["Rules"]
+        except Exception as exc:
+            ev.append_event(self.events_file, "lag.unavailable", metric="s3 replication rule", error=one_line(exc))
+            return None
+        rule = next((r for r in rules if r.get("Destination", {}).get("Bucket", "").rsplit(":", 1)[-1]
+                     == objects.replica_bucket), None)
+        return None if rule is None else {"SourceBucket": objects.source_bucket,
+                                          "DestinationBucket": objects.replica_bucket, "RuleId": rule.get("ID", "")}
+
+    @property
+    def _rds_replica(self):
+        """The database, when it is an RDS cross-region read replica (the one kind observed here)."""
+        db = self.spec.aws.database
+        return db if db is not None and db.kind == "rds-replica" else None
+
+
+def _firing(alarm: dict, already: bool = False) -> str:
+    since = datetime.fromtimestamp(alarm["since"], timezone.utc).isoformat(timespec="milliseconds")
+    return f"CloudWatch alarm {alarm['alarm']} ({alarm['region']}) is in ALARM {'already ' * already}since {since}"

@@ -44,6 +44,11 @@ class AuditAdapter(Protocol):
     def final_state(self) -> Iterator[tuple[str, str]]: ...
 
 
+class _Adapter:
+    field = FIELD
+    """The scenario field its input errors name (adapter_for sets system.object_audit)."""
+
+
 def adapter_for(spec: AuditSpec, scenario_dir: Path, field: str = FIELD) -> AuditAdapter:
     """The adapter for `spec`; its input errors name `field` (system.audit or system.object_audit)."""
     kinds = {"postgres": PostgresAdapter, "http": HttpAdapter, "s3": S3Adapter, "dynamodb": DynamoDBAdapter,
@@ -53,11 +58,10 @@ def adapter_for(spec: AuditSpec, scenario_dir: Path, field: str = FIELD) -> Audi
     return adapter
 
 
-class PostgresAdapter:
+class PostgresAdapter(_Adapter):
     """`query` over the user's PostgreSQL: rows of (key, payload) or (key, checksum)."""
 
     kind = "postgres"
-    field = FIELD
 
     def __init__(self, spec: PostgresAudit, scenario_dir: Path):
         self.spec = spec
@@ -115,11 +119,10 @@ def _pg_error(exc: Exception) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-class HttpAdapter:
+class HttpAdapter(_Adapter):
     """A paginated list endpoint: `{items: [...], next: URL}` until `next` is null."""
 
     kind = "http"
-    field = FIELD
 
     def __init__(self, spec: HttpAudit, scenario_dir: Path):
         self.spec = spec
@@ -174,11 +177,10 @@ def _boto_error(exc: Exception) -> str:
     return one_line(exc)
 
 
-class S3Adapter:
+class S3Adapter(_Adapter):
     """Every object under `prefix`: its checksum from `checksum_metadata`, else its body's SHA-256."""
 
     kind = "s3"
-    field = FIELD
 
     def __init__(self, spec: S3Audit, scenario_dir: Path):
         self.spec = spec
@@ -207,11 +209,10 @@ class S3Adapter:
                 yield key.removeprefix(self.spec.prefix), checksum
 
 
-class DynamoDBAdapter:
+class DynamoDBAdapter(_Adapter):
     """A scan of the table: `key_attribute` and a payload (hashed here) or checksum attribute."""
 
     kind = "dynamodb"
-    field = FIELD
 
     def __init__(self, spec: DynamoDBAudit, scenario_dir: Path):
         self.spec = spec
@@ -244,11 +245,10 @@ class DynamoDBAdapter:
                     yield str(key), str(checksum)
 
 
-class CommandAdapter:
+class CommandAdapter(_Adapter):
     """Any program printing JSON lines `{"key", "payload"}` or `{"key", "checksum"}`."""
 
     kind = "command"
-    field = FIELD
 
     def __init__(self, spec: CommandAudit, scenario_dir: Path):
         self.spec = spec
