@@ -7,7 +7,7 @@ ops for 60 s (half writes of unique keys, half reads) spread over two worker fil
 injected at 30 s; the old primary keeps acknowledging writes for 0.1 s (split brain: lost, after
 the fault); every op started in the following 3 s fails; writes acknowledged in the 0.5 s before
 the fault never reached the standby (lost, they make the RPO); a few unacknowledged writes landed.
-Only measure() + write_summary() are timed; the best of --repeat runs is reported, since other
+Only summarize() + write_summary() are timed; the best of --repeat runs is reported, since other
 work on a shared machine only ever adds time.
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drillkit.measure import measure, write_summary
+from drillkit.judge import summarize, write_summary
 
 T_BASE = 1_700_000_000.0
 DURATION = 60.0
@@ -36,7 +36,7 @@ REPLICATION_LAG = 0.5
 
 
 def build(folder: Path, n_ops: int, users: int, files: int) -> dict:
-    """Write the evidence folder; return the answers measure() must find."""
+    """Write the evidence folder; return the answers summarize() must find."""
     per_user = n_ops // users
     step = DURATION / per_user
     k = np.arange(per_user)
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         times = []
         for _ in range(args.repeat):
             t = time.perf_counter()
-            summary = measure(folder)
+            summary = summarize(folder)
             write_summary(folder, summary)
             times.append(time.perf_counter() - t)
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())

@@ -1,4 +1,4 @@
-"""measure() against hand-built histories whose answers are known exactly."""
+"""summarize() against hand-built histories whose answers are known exactly."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from drillkit.errors import EvidenceError
-from drillkit.measure import measure, write_summary
+from drillkit.judge import summarize, write_summary
 
 approx = lambda x: pytest.approx(x, abs=1e-9)  # noqa: E731
 
@@ -58,14 +58,14 @@ def drill(tmp_path: Path, ops, final=None, *, fault=10.0, stable="2s", targets=N
 
 
 def m_of(folder):
-    return measure(folder)["measures"]
+    return summarize(folder)["measures"]
 
 
 # ---------------------------------------------------------------- RTO
 
 
 def test_no_outage(tmp_path):
-    s = measure(drill(tmp_path, [W(9, 9.1), R(9.2, 9.3), W(11, 11.1), R(12, 12.1)]))
+    s = summarize(drill(tmp_path, [W(9, 9.1), R(9.2, 9.3), W(11, 11.1), R(12, 12.1)]))
     m = s["measures"]
     assert m["rto_s"] == 0 and m["rto_write_s"] == 0 and m["rto_read_s"] == 0
     assert m["rto_by_op"]["write"]["failures"] == 0 and m["rto_by_op"]["write"]["recovered"]
@@ -111,7 +111,7 @@ def test_failure_just_outside_stable_starts_a_new_outage(tmp_path):
 
 def test_never_recovered(tmp_path):
     ops = [W(9, 9.1)] + [W(10 + i / 2, 10.5 + i / 2, ok=False) for i in range(10)] + [R(9, 9.1), R(14, 14.1)]
-    s = measure(drill(tmp_path, ops, targets={"rto": "10s"}))
+    s = summarize(drill(tmp_path, ops, targets={"rto": "10s"}))
     m = s["measures"]
     assert m["rto_write_s"] is None and m["rto_s"] is None and m["rto_read_s"] == 0
     assert m["rto_by_op"]["write"]["recovered"] is False and m["not_recovered"] == ["write"]
@@ -162,7 +162,7 @@ def test_a_class_with_no_ops_and_other_classes(tmp_path):
 
 def test_no_fault_event(tmp_path):
     ops = [W(9, 9.5, ok=False), W(10, 10.1), W(13, 13.1)]
-    s = measure(drill(tmp_path, ops, fault=None))
+    s = summarize(drill(tmp_path, ops, fault=None))
     m = s["measures"]
     assert m["t_fault"] is None and m["rto_s"] == 0 and m["rpo_s"] == 0
     assert any("no fault.injected" in n for n in s["notes"])
@@ -238,7 +238,7 @@ def test_empty_final_state_loses_every_acknowledged_write(tmp_path):
 def test_key_lists_are_capped_in_summary_and_complete_in_audit(tmp_path):
     ops = [W(1 + i / 100, 1.005 + i / 100, f"k{i:02d}") for i in range(25)]
     folder = drill(tmp_path, ops, final={})
-    s = measure(folder)
+    s = summarize(folder)
     assert len(s["measures"]["lost_keys_first"]) == 10
     write_summary(folder, s)
     audit = json.loads((folder / "audit.json").read_text())
@@ -254,7 +254,7 @@ def test_counts_and_availability(tmp_path):
     ops = [W(100.2, 100.3), R(100.5, 100.6), W(101.1, 101.2, ok=False), R(101.5, 101.6, ok=False),
            R(101.7, 101.8), W(103.9, 104.0)]
     folder = drill(tmp_path, ops, fault=None)
-    s = measure(folder)
+    s = summarize(folder)
     m = s["measures"]
     assert (m["writes_acked"], m["writes_failed"], m["reads_ok"], m["reads_failed"], m["ops_total"]) == (2, 1, 2, 1, 6)
     assert m["availability"] == approx(4 / 6)
@@ -280,12 +280,15 @@ def test_targets_become_checks(tmp_path):
                "max_unexpected": 0, "min_availability": 0.5, "max_replication_lag": "1s"}
     ops = concurrent_outage() + [W(9.7, 9.8, "lost")]
     final = {o["key"]: o["checksum"] for o in ops if o["ok"] and o["key"] != "lost"}
-    s = measure(drill(tmp_path, ops, final=final, targets=targets, lag="t,region,replay_lag_s,lag_bytes\n1,b,0.2,1\n"))
+    s = summarize(drill(tmp_path, ops, final=final, targets=targets, lag="t,region,replay_lag_s,lag_bytes\n1,b,0.2,1\n"))
     checks = {c["name"]: c for c in s["checks"]}
-    assert list(checks) == ["rto", "rto_write", "rpo", "max_lost_writes", "max_corrupt", "max_unexpected",
+    assert list(checks) == ["experiment", "rto", "rto_write", "rpo", "max_lost_writes", "max_corrupt", "max_unexpected",
                             "min_availability", "max_replication_lag", "recovered"]
-    assert checks["rto"] == {"name": "rto", "target": 10.0, "measured": approx(1.55), "passed": True,
+    assert checks["rto"] == {"name": "rto", "kind": "rto", "target": 10.0, "measured": approx(1.55), "passed": True,
                              "message": "RTO 1.550 s within target 10 s"}
+    assert [checks[n]["kind"] for n in ("experiment", "rpo", "max_lost_writes", "max_corrupt", "min_availability",
+                                         "max_replication_lag", "recovered")] == [
+        "experiment", "rpo", "lost_writes", "integrity", "availability", "replication_lag", "recovered"]
     assert checks["rto_write"]["message"] == "write RTO 1.550 s exceeds target 1 s" and not checks["rto_write"]["passed"]
     assert checks["rpo"]["measured"] == approx(0.2) and checks["rpo"]["passed"] is True
     assert checks["rpo"]["message"] == "RPO 0.200 s within target 0.5 s"
@@ -300,33 +303,34 @@ def test_targets_become_checks(tmp_path):
 
 
 def test_lag_target_without_samples_fails(tmp_path):
-    s = measure(drill(tmp_path, [W(1, 1.1)], targets={"max_replication_lag": "1s"}))
-    assert s["checks"][0]["passed"] is False and s["checks"][0]["message"] == "max replication lag not measured; target 1 s"
+    s = summarize(drill(tmp_path, [W(1, 1.1)], targets={"max_replication_lag": "1s"}))
+    lag = next(c for c in s["checks"] if c["kind"] == "replication_lag")
+    assert lag["passed"] is False and lag["message"] == "max replication lag not measured; target 1 s"
 
 
 def test_bad_target_names_the_field(tmp_path):
     with pytest.raises(EvidenceError, match=r"scenario.yaml: targets.rto: "):
-        measure(drill(tmp_path, [W(1, 1.1)], targets={"rto": "soon"}))
+        summarize(drill(tmp_path, [W(1, 1.1)], targets={"rto": "soon"}))
 
 
 def test_verdict_aborted(tmp_path):
     ops = [W(9, 9.1)]
-    s = measure(drill(tmp_path, ops, events=[{"t": 12, "kind": "drill.aborted", "reason": "SIGINT"}]))
+    s = summarize(drill(tmp_path, ops, events=[{"t": 12, "kind": "drill.aborted", "reason": "SIGINT"}]))
     assert s["verdict"] == "aborted" and s["reasons"] == ["drill aborted: SIGINT"]
 
 
 def test_aborted_before_the_audit_has_no_final_state(tmp_path):
-    s = measure(drill(tmp_path, [W(9, 9.1)], final=False, events=[{"t": 12, "kind": "drill.aborted"}]))
+    s = summarize(drill(tmp_path, [W(9, 9.1)], final=False, events=[{"t": 12, "kind": "drill.aborted"}]))
     assert s["verdict"] == "aborted" and s["measures"]["writes_lost"] is None
 
 
 def test_journal_decides_completion(tmp_path):
     folder = drill(tmp_path, [W(9, 9.1)])
     (folder / "journal.json").write_text(json.dumps({"status": "completed", "deviated": True}))
-    s = measure(folder)
+    s = summarize(folder)
     assert s["verdict"] == "fail" and "deviated" in s["reasons"][0]
     (folder / "journal.json").unlink()
-    s = measure(folder)
+    s = summarize(folder)
     assert s["verdict"] == "pass" and any("journal.json" in n for n in s["notes"])
 
 
@@ -336,12 +340,12 @@ def test_journal_decides_completion(tmp_path):
 def test_not_a_drill_folder(tmp_path):
     (tmp_path / "x").mkdir()
     with pytest.raises(EvidenceError, match=r"x: not a drill evidence folder \(no requests/ or events.jsonl\)"):
-        measure(tmp_path / "x")
+        summarize(tmp_path / "x")
 
 
 def test_missing_final_state_is_an_error(tmp_path):
     with pytest.raises(EvidenceError, match="final_state.jsonl: missing"):
-        measure(drill(tmp_path, [W(1, 1.1)], final=False))
+        summarize(drill(tmp_path, [W(1, 1.1)], final=False))
 
 
 def test_malformed_request_names_file_and_line(tmp_path):
@@ -349,10 +353,10 @@ def test_malformed_request_names_file_and_line(tmp_path):
     with open(folder / "requests" / "w0.jsonl", "a") as fh:
         fh.write('{"t0": 3, "t1": 3.1, "op": "write", "key": 7, "ok": true}\n')
     with pytest.raises(EvidenceError, match=r"w0.jsonl: line 3: key: must be a string"):
-        measure(folder)
+        summarize(folder)
     (folder / "requests" / "w0.jsonl").write_text('{"t0": 1, "t1": 1.1, "op": "write", "key": "k", "ok": tru\n')
     with pytest.raises(EvidenceError, match=r"w0.jsonl: line 1: not JSON"):
-        measure(folder)
+        summarize(folder)
 
 
 def test_several_files_blank_lines_and_extra_fields(tmp_path):
@@ -366,7 +370,7 @@ def test_several_files_blank_lines_and_extra_fields(tmp_path):
 
 def test_summary_is_plain_json(tmp_path):
     folder = drill(tmp_path, concurrent_outage(), targets={"rto": "10s"})
-    path = write_summary(folder, measure(folder))
+    path = write_summary(folder, summarize(folder))
     data = json.loads(path.read_text())
     assert data["evidence_format"] == 1 and data["scenario"] == "t" and data["verdict"] == "pass"
     for key in ("rto_s", "rto_write_s", "rto_read_s", "rpo_s", "writes_acked", "writes_lost", "writes_lost_after_fault",
@@ -386,27 +390,27 @@ def test_request_fields_are_typed(tmp_path, line, says):
     folder = drill(tmp_path, [W(1, 1.1)])
     (folder / "requests" / "w0.jsonl").write_text(line + "\n")
     with pytest.raises(EvidenceError, match=f"w0.jsonl: line 1: {says}"):
-        measure(folder)
+        summarize(folder)
 
 
 def test_no_load_at_all(tmp_path):
     folder = tmp_path / "d"
     folder.mkdir()
     (folder / "events.jsonl").write_text(json.dumps({"t": 1, "kind": "drill.aborted", "reason": "port in use"}) + "\n")
-    s = measure(folder)
+    s = summarize(folder)
     m = s["measures"]
     assert s["verdict"] == "aborted" and m["ops_total"] == 0 and m["availability"] is None and m["rto_s"] == 0
     assert s["scenario"] is None and m["t_start"] is None
 
 
 def test_parallel_parse_gives_the_same_answers(tmp_path, monkeypatch):
-    import drillkit.measure as measure_module
+    import drillkit.measure.read as measure_module
 
     ops = concurrent_outage() + [R(9 + i / 10, 9.05 + i / 10, f"k{i}") for i in range(50)] + [op(12, 12.5, "object_put", "o")]
     folder = drill(tmp_path, ops, final=["nope"])
-    serial = measure(folder)
+    serial = summarize(folder)
     monkeypatch.setattr(measure_module, "PARALLEL_MIN_BYTES", 0)
-    parallel = measure(folder)
+    parallel = summarize(folder)
     if len(os.sched_getaffinity(0)) > 1:
         parts = measure_module._parallel_parts(sorted((folder / "requests").glob("*.jsonl")))
         assert parts is not None and len(parts) == 2  # one file, split at a line boundary
@@ -416,14 +420,14 @@ def test_parallel_parse_gives_the_same_answers(tmp_path, monkeypatch):
     with open(folder / "requests" / "w0.jsonl", "a") as fh:
         fh.write('{"t0": 3, "t1": 3.1, "op": "write", "key": "k", "ok": "yes"}\n')
     with pytest.raises(EvidenceError, match=r"w0.jsonl: line 63: ok: must be true or false"):
-        measure(folder)
+        summarize(folder)
 
 
 def test_a_record_split_across_lines_is_rejected(tmp_path):
     folder = drill(tmp_path, [W(1, 1.1)])
     (folder / "requests" / "w0.jsonl").write_text('{"t0": 1, "t1": 1.1, "op": "write", "key": "a\nb", "ok": true}\n')
     with pytest.raises(EvidenceError, match=r"w0.jsonl: line 1: not JSON"):
-        measure(folder)
+        summarize(folder)
 
 
 def test_a_precondition_fault_does_not_start_the_clock(tmp_path):
@@ -533,7 +537,7 @@ def test_a_failed_runbook_step_or_a_missed_check_fails_the_drill(tmp_path):
                        step("dr-checksums", output=3, tolerance=0), step("tamper-scan", output=[1], tolerance=0)],
                "rollbacks": [step("heal", "failed", exception="link control refused")]}
     (folder / "journal.json").write_text(json.dumps(journal))
-    s = measure(folder)
+    s = summarize(folder)
     assert s["verdict"] == "fail"
     assert s["reasons"] == ["runbook step 'rebuild' failed: ActivityFailed: standby exited",
                             "check 'dr-checksums' gave 3, its tolerance is 0",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -35,7 +36,11 @@ def test_the_run_verdict_comes_from_the_probes(drill):
     summary = json.loads((drill / "summary.json").read_text())
     assert summary["probes"]["exit_code"] == 0
     junit = (drill / "junit.xml").read_text()
-    assert "test_rto" in junit and 'failures="0"' in junit
+    assert 'failures="0"' in junit
+    # one probe per check of the drill, named by the check
+    cases = re.findall(r'name="test_check\[(.+?)\]" ', junit)
+    assert cases == [c["name"] for c in summary["checks"]]
+    assert {"experiment", "rto", "recovered"} <= set(cases) and any(c.startswith("runbook_step[") for c in cases)
 
 
 def test_probes_pass_on_the_archived_drill(drill):
@@ -52,7 +57,7 @@ def test_an_impossible_target_fails_naming_it(drill, tmp_path):
     (copy / "scenario.yaml").write_text(yaml.safe_dump(scenario))
     proc = probes("--drill-evidence", str(copy))
     assert proc.returncode == 1
-    assert "test_rto[rto]" in proc.stdout and "exceeds target 0.001 s" in proc.stdout
+    assert "test_check[rto]" in proc.stdout and "exceeds target 0.001 s" in proc.stdout
 
 
 def test_a_folder_that_is_not_a_drill_is_one_clear_line(tmp_path):

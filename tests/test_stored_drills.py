@@ -1,4 +1,4 @@
-"""measure() is a pure function of the evidence: on drills recorded before the target seam was
+"""summarize() is a pure function of the evidence: on drills recorded before the target seam was
 introduced (drillkit bd3e49f, the sandbox driven directly), it gives the same bytes today."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from drillkit.measure import measure
+from drillkit.judge import summarize
 
 ARCHIVE = Path(__file__).parent / "data" / "stored-drills.tar.gz"
 DRILLS = ("data-corruption-pitr", "failback", "ground-truth-outage", "ground-truth-rpo", "partition",
@@ -29,15 +29,21 @@ def _without_clock(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.startswith(' "measured_at": '))
 
 
-ADDED_SINCE = ("rpo_by_store", "alarms_raised")
+ADDED_SINCE = ("rpo_by_store", "alarms_raised", "alarms", "time_to_detect_s", "phases")
 """Measures added after the archive was recorded: every other byte must be the same."""
+JUDGED_SINCE = ("experiment", "runbook_step", "rollback")
+"""Check kinds added since (the experiment's own outcome was a reason, not a check); every check
+gained its `kind`."""
 
 
 @pytest.mark.parametrize("name", DRILLS)
 def test_measure_reproduces_the_stored_drill_byte_for_byte(stored, name):
     expected = (stored / f"{name}.measure.json").read_text()
-    again = json.loads(json.dumps(measure(stored / name)))
+    again = json.loads(json.dumps(summarize(stored / name)))
     added = {k: again["measures"].pop(k) for k in ADDED_SINCE}
+    assert all(c["passed"] for c in again["checks"] if c["kind"] in JUDGED_SINCE)  # they all completed
+    again["checks"] = [{k: v for k, v in c.items() if k != "kind"} for c in again["checks"]
+                       if c["kind"] not in JUDGED_SINCE]
     assert _without_clock(json.dumps(again, sort_keys=True, indent=1)) == _without_clock(expected)
     # the added measures agree with the stored ones: RPO per store, the worst of them rpo_s
     m = json.loads(expected)["measures"]
@@ -45,7 +51,11 @@ def test_measure_reproduces_the_stored_drill_byte_for_byte(stored, name):
     assert max(v["rpo_s"] for v in stores.values()) == m["rpo_s"]
     assert sum(v["writes_lost"] for v in stores.values()) == m["writes_lost"]
     assert sum(v["writes_acked"] for v in stores.values()) == m["writes_acked"]
-    assert added["alarms_raised"] == []
+    assert added["alarms_raised"] == [] and added["alarms"] == [] and added["time_to_detect_s"] is None
+    # every runbook step and rollback the journal holds is in a phase
+    journal = json.loads((stored / name / "journal.json").read_text())
+    timed = {a for p in added["phases"].values() for a in p["activities"]}
+    assert {r["activity"]["name"] for r in journal["run"] + journal.get("rollbacks", [])} <= timed
 
 
 def test_the_stored_drills_cover_losses_and_recoveries(stored):

@@ -134,11 +134,11 @@ def run(scenario: Path, out: Path | None, variables: tuple[str, ...], quiet: boo
 @click.argument("scenario", type=click.Path(path_type=Path))
 def validate(scenario: Path) -> None:
     """Check a scenario and its experiment without starting anything."""
-    from drillkit.scenario import load_experiment, load_scenario
+    from drillkit.scenario import check_fit, load_experiment, load_scenario
 
     try:
         loaded = load_scenario(scenario)
-        load_experiment(loaded.experiment_path)
+        check_fit(loaded, load_experiment(loaded.experiment_path))
     except InputError as exc:
         _fail(str(exc), EXIT_INPUT)
     except Exception as exc:  # a validator bug: one line, and not the exit code of a user's mistake
@@ -200,10 +200,11 @@ def measure_cmd(folder: Path) -> None:
     not rewritten: its stored measures are compared with the recomputed ones instead.
     """
     from drillkit import evidence as ev
-    from drillkit.measure import compare_measures, measure, write_summary
+    from drillkit.judge import summarize, write_summary
+    from drillkit.measure import compare_measures
 
     try:
-        summary = measure(folder)
+        summary = summarize(folder)
         sealed = (folder / ev.MANIFEST).exists()
         if not sealed:
             write_summary(folder, summary)

@@ -30,11 +30,22 @@ CHAOS_LOG = "chaostoolkit.log"
 HARNESS_ERROR = "harness-error.txt"
 WORKLOAD = "workload.json"
 AWS_CALLS = "aws_calls.jsonl"
+"""Every AWS call a drill made (drillkit.targets.aws.session writes it; the report reads it)."""
 
 ALARM_STATE = "alarm.state"
 """Event kind: a scenario alarm's state as first seen and at every change (alarm, region, state,
 previous, changed_at: the source's own change time)."""
-"""Every AWS call a drill made (drillkit.targets.aws.session writes it; the report reads it)."""
+ALARM_RAISED = "alarm.raised"
+"""Event kind: a scenario alarm's condition seen holding by the live evaluator (alarm, metric,
+region, value, threshold); `alarm.cleared` when it no longer holds."""
+ALARM_CLEARED = "alarm.cleared"
+
+ALARM_METRICS = {"replication_lag": "replay_lag_s", "object_backlog_age": "object_backlog_age_s",
+                 "object_backlog": "object_backlog"}
+"""A scenario alarm's metric -> the lag.csv column it is evaluated on."""
+TIME_METRICS = frozenset({"replication_lag", "object_backlog_age"})
+"""Metrics that grow one second per second while nothing is applied: the moment such a metric
+passed its threshold is recoverable from any later sample (t - value + threshold)."""
 
 WRITE_OPS = ("write", "obj_write")
 """Op classes whose acknowledged keys the audit expects in final_state (objects as `obj/<key>`)."""

@@ -11,7 +11,9 @@ marks itself as the drill's fault with a `drillkit` key:
 The control then records `fault.injected` (fault `primary-loss`) when the activity succeeded, at its
 end (default: the fault has taken effect once the provider returned) or its start (`"at": "start"`),
 as chaoslib timed the provider call, without the activity's pauses.
-`{"drillkit": {"clears": "primary-loss"}}` records `fault.cleared` the same way. drillkit's own
+`{"drillkit": {"clears": "primary-loss"}}` records `fault.cleared` the same way.
+`{"drillkit": {"phase": "promote"}}` puts the activity in the runbook phase `promote`: its events
+carry the phase, and `targets.phases.promote` budgets the whole group (drillkit.measure.phases). drillkit's own
 actions record their faults themselves, at the moment the fault took effect.
 """
 
@@ -33,8 +35,10 @@ def _event(configuration: dict[str, Any] | None, kind: str, **fields: Any) -> No
 
 def _describe(activity: dict[str, Any]) -> dict[str, Any]:
     provider = activity.get("provider", {})
-    return {"name": activity.get("name"), "type": activity.get("type"),
-            "function": provider.get("func") or provider.get("path")}
+    out = {"name": activity.get("name"), "type": activity.get("type"),
+           "function": provider.get("func") or provider.get("path")}
+    phase = mark_of(activity).get("phase")
+    return out | ({"phase": phase} if phase else {})
 
 
 def mark_of(activity: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 `pytest probes/ --drill-evidence DIR` re-judges an archived drill without starting anything;
 `pytest probes/ --drill SCENARIO` runs the drill once per session, then judges it. The probes
-read only the evidence folder, through measure(), so CI and an auditor get the same verdict.
+read only the evidence folder, through summarize() (measure, then judge), so CI and an auditor get
+the same verdict. Every check of the drill is one test, `test_check[<check name>]`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 from drillkit.errors import DrillkitError
 
 EVIDENCE_KEY = pytest.StashKey[Path]()
+SUMMARY_KEY = pytest.StashKey[dict]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -31,16 +33,26 @@ def pytest_configure(config: pytest.Config) -> None:
     if evidence and scenario:
         raise pytest.UsageError("--drill and --drill-evidence exclude each other")
     if evidence:
-        from drillkit.measure import measure
-
         folder = Path(evidence)
-        try:
-            measure(folder)
-        except DrillkitError as exc:
-            raise pytest.UsageError(str(exc)) from None
-        config.stash[EVIDENCE_KEY] = folder
     elif scenario:
-        config.stash[EVIDENCE_KEY] = _run_drill(Path(scenario), config.getoption("--drill-out"))
+        folder = _run_drill(Path(scenario), config.getoption("--drill-out"))
+    else:
+        return
+    from drillkit.judge.summary import summarize
+
+    try:
+        config.stash[SUMMARY_KEY] = summarize(folder)
+    except DrillkitError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[EVIDENCE_KEY] = folder
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`drill_check` is every check of the drill under judgement, one test each, named by the check."""
+    if "drill_check" in metafunc.fixturenames:
+        summary = metafunc.config.stash.get(SUMMARY_KEY, None)
+        checks = summary["checks"] if summary is not None else []
+        metafunc.parametrize("drill_check", checks, ids=[str(c["name"]) for c in checks])
 
 
 def _run_drill(scenario: Path, out: str | None) -> Path:
@@ -65,24 +77,9 @@ def drill_evidence(pytestconfig: pytest.Config) -> Path:
 
 
 @pytest.fixture(scope="session")
-def drill_summary(drill_evidence: Path) -> dict:
-    """The measurements of the drill, recomputed from its evidence."""
-    from drillkit.measure import measure
-
-    return measure(drill_evidence)
-
-
-@pytest.fixture(scope="session")
-def drill_check(drill_summary: dict):
-    """`drill_check("rto")` → the check for that target, or a skip when the scenario sets none."""
-
-    def lookup(name: str) -> dict:
-        for check in drill_summary["checks"]:
-            if check["name"] == name:
-                return check
-        pytest.skip(f"the scenario sets no {name} target")
-
-    return lookup
+def drill_summary(pytestconfig: pytest.Config, drill_evidence: Path) -> dict:
+    """The measures, checks and verdict of the drill, recomputed from its evidence."""
+    return pytestconfig.stash[SUMMARY_KEY]
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:

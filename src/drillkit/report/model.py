@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from drillkit.judge import checks
 from drillkit.report import fmt
 
 CLASS_ORDER = ("write", "read")
@@ -43,26 +44,20 @@ def _norm(name: Any) -> str:
     return re.sub(r"[^a-z0-9]+", "_", str(name).lower())
 
 
-def kind_of(check_name: Any) -> str | None:
-    n = _norm(check_name)
-    if "rto" in n:
-        for cls in CLASS_ORDER:
-            if cls in n:
-                return f"rto:{cls}"
-        return "rto"
-    if n == "recovered":
-        return "recovered"
-    if "rpo" in n:
-        return "rpo"
-    if "lost" in n:
-        return "lost_after" if "after" in n else "lost"
-    if any(w in n for w in ("corrupt", "integrity", "unexpected")):
-        return "integrity"
-    if "availab" in n:
-        return "availability"
-    if "lag" in n:
-        return "lag"
-    return None
+_ROW_OF_KIND = {checks.RPO: "rpo", checks.LOST_WRITES: "lost", checks.INTEGRITY: "integrity",
+               checks.AVAILABILITY: "availability", checks.REPLICATION_LAG: "lag",
+               checks.RECOVERED: "recovered"}
+JOURNAL_KINDS = frozenset({checks.EXPERIMENT, checks.RUNBOOK_STEP, checks.ROLLBACK})
+"""Checks the activities table shows; they are findings when they fail, not rows of targets."""
+
+
+def kind_of(check: dict[str, Any]) -> str | None:
+    """The row a check belongs to, from its kind (drillkit.judge.checks)."""
+    kind = checks.kind_of(check)
+    if kind == checks.RTO:
+        cls = str(check.get("name")).removeprefix("rto").strip("_")
+        return f"rto:{cls}" if cls in CLASS_ORDER else "rto"
+    return _ROW_OF_KIND.get(kind, kind)
 
 
 def _cap(cls: str) -> str:
@@ -100,8 +95,8 @@ def build_rows(summary: dict) -> list[Row]:
     targets = summary.get("targets") or {}
     by_kind: dict[str | None, list[dict]] = {}
     for c in summary.get("checks") or []:
-        if isinstance(c, dict):
-            by_kind.setdefault(kind_of(c.get("name")), []).append(c)
+        if isinstance(c, dict) and checks.kind_of(c) not in JOURNAL_KINDS:
+            by_kind.setdefault(kind_of(c), []).append(c)
     rows: list[Row] = []
 
     rto_checks = by_kind.get("rto", [])
@@ -264,15 +259,33 @@ def build_rows(summary: dict) -> list[Row]:
                 row.finding = (f"{row.label} was not measured (the evidence holds no result for "
                                f"it); the target is {row.target.lstrip('≤≥ ')}.")
 
-    for c in by_kind.pop(None, []):
-        row = Row(f"check:{c.get('name')}", str(c.get("name")), target=str(c.get("target", "—")),
-                  measured=_plain(c.get("measured")), detail=str(c.get("message") or ""),
-                  status=_status([c]), checks=[c])
+    for c in [c for kind in list(by_kind) for c in by_kind.pop(kind)]:
+        label, target, measured = _own_row(c)
+        row = Row(f"check:{c.get('name')}", label, target=target, measured=measured,
+                  detail=str(c.get("message") or ""), status=_status([c]), checks=[c])
         if row.status == "fail":
             row.finding = str(c.get("message") or f"{c.get('name')}: measured "
                               f"{_plain(c.get('measured'))}; the target is {c.get('target')}.")
         rows.append(row)
     return rows
+
+
+def _own_row(c: dict[str, Any]) -> tuple[str, str, str]:
+    """Label, target and measured figure of a check with a row of its own (phase budgets, alarms,
+    RPO per store, time to detect, and any kind this report does not know)."""
+    kind, subject = checks.kind_of(c), c.get("subject")
+    target, measured = c.get("target"), c.get("measured")
+    if kind == checks.PHASE:
+        return (f"Phase — {subject}", f"≤ {fmt.human_target(target, True)}",
+                fmt.secs(fmt.num(measured), none="not run"))
+    if kind == checks.RPO_STORE:
+        return f"RPO — {subject}", f"≤ {fmt.human_target(target, True)}", fmt.secs(fmt.num(measured))
+    if kind == checks.TIME_TO_DETECT:
+        return "Time to detect (slowest alarm)", f"≤ {fmt.human_target(target, True)}", fmt.secs(fmt.num(measured))
+    if kind == checks.ALARM:
+        return (f"Alarm — {subject}", "raised" if target == "fire" else "stays quiet",
+                "raised" if measured else "not raised")
+    return str(c.get("name")), str(target if target is not None else "—"), _plain(measured)
 
 
 def _seconds(target: Any) -> str:
@@ -302,7 +315,7 @@ def findings(summary: dict, rows: list[Row], abort_reason: str | None) -> list[s
         out.insert(0, f"The drill was aborted ({abort_reason or 'no reason recorded'}); "
                       "measurements cover only what ran before it stopped.")
     if verdict != "pass":
-        told = {str(c.get("message")) for c in summary.get("checks") or [] if isinstance(c, dict)}
+        told = {str(c.get("message")) for r in rows for c in r.checks if isinstance(c, dict)}
         out += [str(r) for r in summary.get("reasons") or []
                 if str(r) not in told and not (abort_reason and abort_reason in str(r))]
     if verdict != "pass" and not out:

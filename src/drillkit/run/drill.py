@@ -40,8 +40,8 @@ from drillkit.redact import redact_evidence
 from drillkit.run.audit import write_final_state
 from drillkit.run.preflight import check_environment
 from drillkit.run.safeguards import Limits, SafeguardMonitor
-from drillkit.run.sampler import LagSampler
-from drillkit.scenario import LoadedScenario, apply_vars, load_experiment
+from drillkit.run.sampler import AlarmEvaluator, LagSampler
+from drillkit.scenario import LoadedScenario, apply_vars, check_fit, load_experiment
 from drillkit.targets.capabilities import AwsApi, FinalStateAudit, ReplicationObservation, has, require
 from drillkit.targets.processes import shielded
 
@@ -224,6 +224,7 @@ class Drill:
         self.scenario = loaded.scenario
         self.variables = variables or {}
         self.experiment = apply_vars(load_experiment(loaded.experiment_path), self.variables, str(loaded.path))
+        check_fit(loaded, self.experiment)
         # absolute: the sandbox's services and Locust run in other working directories
         self.out = Path(out).absolute()
         check_environment(loaded, self.out, confirmed=confirmed)
@@ -361,8 +362,9 @@ class Drill:
             return None
         # its own handle: sampling re-reads the state file, which must never race this thread's
         # registry updates (adopt) on a shared one
+        alarms = AlarmEvaluator(self.scenario.alarms, env.events) if self.scenario.alarms else None
         sampler = LagSampler(env.plugin.attach(env.target.state_file), self.out / ev.LAG,
-                             interval=getattr(env.target, "lag_interval", 0.2)).start()
+                             interval=getattr(env.target, "lag_interval", 0.2), alarms=alarms).start()
         env.started(sampler.stop)
         return sampler
 
@@ -439,33 +441,35 @@ class Drill:
             self.env.event("rollbacks.error", error=str(exc))
         self.env.event("rollbacks.end")
 
-    def _probe_verdict(self, summary: dict) -> dict:
-        """The verdict is the probes' verdict: the same tests a CI job runs on the evidence."""
+    def _run_probes(self, summary: dict) -> dict:
+        """The shipped probes hold every check as one test (junit.xml, the file a CI job reads).
+        They judge the same evidence through the same summarize(): when they disagree with the
+        verdict, or could not run, the harness broke and the drill is aborted (still measured and
+        reported)."""
+        from drillkit.judge.summary import summarize
         from drillkit.judge.verdict import run_probes
-        from drillkit.measure import measure
 
         code = run_probes(self.out)
         probes = {"exit_code": code, "junit": ev.JUNIT, "log": "probes.log"}
-        if summary["verdict"] != "aborted":
-            if code in (0, 1):
-                summary["verdict"] = "pass" if code == 0 else "fail"
-            else:  # the judge itself broke: the drill is aborted, and still measured and reported
-                reason = f"the probes could not run (pytest exit {code}); see probes.log"
-                self.env.event("drill.aborted", reason=reason)
-                self.env.progress(f"✗ aborted: {reason}")
-                summary = measure(self.out)
+        expected = {"pass": 0, "fail": 1}.get(summary["verdict"])
+        if expected is not None and code != expected:
+            reason = (f"the probes could not run (pytest exit {code}); see probes.log" if code not in (0, 1)
+                      else f"the probes gave pytest exit {code} on a drill judged {summary['verdict']}; see probes.log")
+            self.env.event("drill.aborted", reason=reason)
+            self.env.progress(f"✗ aborted: {reason}")
+            summary = summarize(self.out)
         summary["probes"] = probes
         return summary
 
     def _judge(self) -> dict:
-        from drillkit.measure import measure, write_summary
+        from drillkit.judge.summary import summarize, write_summary
 
         with self.env.stage("measure"):
-            summary = measure(self.out)
+            summary = summarize(self.out)
             write_summary(self.out, summary)
         if self.judge_with_probes:
             with self.env.stage("probes"):
-                summary = self._probe_verdict(summary)
+                summary = self._run_probes(summary)
                 write_summary(self.out, summary)
         with self.env.stage("report"):
             from drillkit.report import render_report

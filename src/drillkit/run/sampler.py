@@ -1,20 +1,52 @@
-"""The replication-lag sampler: a thread writing lag.csv while the drill runs."""
+"""The replication-lag sampler: a thread writing lag.csv while the drill runs, and the live
+evaluator of the scenario's alarms over each sample (`alarm.raised` / `alarm.cleared` events)."""
 
 from __future__ import annotations
 
 import csv
 import threading
 from pathlib import Path
+from typing import Any
 
-from drillkit.evidence import LAG_COLUMNS
-from drillkit.targets.capabilities import ReplicationObservation
+from drillkit.evidence import ALARM_CLEARED, ALARM_METRICS, ALARM_RAISED, LAG_COLUMNS, append_event
+from drillkit.scenario.schema import Alarm
+from drillkit.targets.capabilities import LagSample, ReplicationObservation
+
+
+class AlarmEvaluator:
+    """Each alarm is raised at the first sample over its threshold and cleared at the first one at
+    or under it, per region, as CloudWatch evaluates a one-datapoint alarm."""
+
+    def __init__(self, alarms: list[Alarm], events: Path | None):
+        self.alarms = alarms
+        self.events = events
+        self.raised: set[tuple[str, str]] = set()
+
+    def observe(self, sample: LagSample) -> None:
+        for alarm in self.alarms:
+            if alarm.region is not None and alarm.region != sample.region:
+                continue
+            value = getattr(sample, ALARM_METRICS[alarm.metric])  # LagSample's fields are lag.csv's columns
+            if value is None:
+                continue
+            key = (alarm.name, sample.region)
+            fields: dict[str, Any] = {"alarm": alarm.name, "metric": alarm.metric, "region": sample.region,
+                                      "value": value, "threshold": alarm.above}
+            if value > alarm.above and key not in self.raised:
+                self.raised.add(key)
+                append_event(self.events, ALARM_RAISED, t=sample.t, **fields)
+            elif value <= alarm.above and key in self.raised:
+                self.raised.discard(key)
+                append_event(self.events, ALARM_CLEARED, t=sample.t, **fields)
 
 
 class LagSampler:
-    def __init__(self, system: ReplicationObservation, path: Path, interval: float = 0.2):
+    def __init__(self, system: ReplicationObservation, path: Path, interval: float = 0.2,
+                 alarms: AlarmEvaluator | None = None):
         self.system = system
         self.path = path
         self.interval = interval
+        self.alarms = alarms
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lag-sampler", daemon=True)
         self.samples = 0
@@ -43,6 +75,9 @@ class LagSampler:
                                   _cell(s.object_backlog, "d"), _cell(s.object_backlog_age_s, ".6f")))
                     self.samples += 1
                 fh.flush()
+                if self.alarms is not None:
+                    for s in rows:
+                        self.alarms.observe(s)
                 self._stop.wait(self.interval)
 
     def stop(self) -> None:

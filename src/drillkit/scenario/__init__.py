@@ -4,7 +4,7 @@
     loaded = load_scenario("scenarios/region-loss.yaml")   # InputError names file, field and line
 """
 
-from drillkit.scenario.loader import LoadedScenario, apply_vars, load_experiment, load_scenario, load_workload
+from drillkit.scenario.loader import LoadedScenario, apply_vars, check_fit, load_experiment, load_scenario, load_workload
 from drillkit.scenario.schema import (
     AuditSpec,
     AwsSpec,
@@ -16,4 +16,4 @@ from drillkit.scenario.schema import (
 )
 
 __all__ = ["AuditSpec", "AwsSpec", "ExternalSpec", "LoadedScenario", "ObjectStoreSpec", "SandboxSpec", "Scenario", "SystemSpec",
-           "apply_vars", "load_experiment", "load_scenario", "load_workload"]
+           "apply_vars", "check_fit", "load_experiment", "load_scenario", "load_workload"]

@@ -330,7 +330,23 @@ def load_experiment(path: Path, scenario_file: str | None = None) -> dict[str, A
     return experiment
 
 
-MARK_KEYS = {"fault": str, "clears": str, "at": str, "precondition": bool}
+MARK_KEYS = {"fault": str, "clears": str, "at": str, "precondition": bool, "phase": str}
+
+
+def check_fit(loaded: LoadedScenario, experiment: dict[str, Any]) -> None:
+    """What the scenario says about its experiment holds: each phase budget names a phase the
+    experiment has (an activity's name, or a `phase` its drillkit mark names)."""
+    known = []
+    for section in ("method", "rollbacks"):
+        for activity in experiment.get(section) or []:
+            if isinstance(activity, dict):
+                mark = activity.get("drillkit") if isinstance(activity.get("drillkit"), dict) else {}
+                known += [str(mark["phase"])] if mark.get("phase") else [str(activity.get("name"))]
+    for phase in loaded.scenario.targets.phases:
+        if phase not in known:
+            raise InputError(f"names no phase of {loaded.experiment_path.name} (its phases: "
+                             f"{', '.join(dict.fromkeys(known)) or 'none'})", file=str(loaded.path),
+                             field=f"targets.phases.{phase}")
 
 
 def _check_marks(experiment: dict[str, Any], shown: str) -> None:
@@ -341,9 +357,9 @@ def _check_marks(experiment: dict[str, Any], shown: str) -> None:
                 continue
             field = f"{section}[{i}].drillkit"
             mark = activity["drillkit"]
-            if not isinstance(mark, dict) or not ({"fault", "clears"} & set(mark)):
-                raise InputError('must be an object with "fault" or "clears" (the fault\'s name)', file=shown,
-                                 field=field)
+            if not isinstance(mark, dict) or not ({"fault", "clears", "phase"} & set(mark)):
+                raise InputError('must be an object with "fault" or "clears" (the fault\'s name), or "phase"',
+                                 file=shown, field=field)
             for key, value in mark.items():
                 kind = MARK_KEYS.get(key)
                 if kind is None:

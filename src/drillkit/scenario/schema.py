@@ -287,6 +287,10 @@ class Load(Strict):
     canary: Duration | None = 0.02
 
 
+PhaseName = Annotated[str, Field(min_length=1, max_length=200)]
+Store = Literal["records", "objects"]
+
+
 class Targets(Strict):
     rto: Duration | None = None
     rto_write: Duration | None = None
@@ -297,6 +301,31 @@ class Targets(Strict):
     max_unexpected: Count | None = None
     min_availability: float | None = Field(None, ge=0, le=1)
     max_replication_lag: Duration | None = None
+    phases: dict[PhaseName, Duration] = {}
+    """Budgets per runbook phase: an activity's name, or the `phase` its drillkit mark names."""
+    rpo_by_store: dict[Store, Duration] = {}
+    """RPO per data store, where the seeds state different ones (records, objects)."""
+    max_time_to_detect: Duration | None = None
+    """The longest any scenario alarm may take from its condition holding to being raised."""
+
+
+class Alarm(Strict):
+    """A condition over what the drill observes, evaluated live by the sampler (`alarm.raised`,
+    `alarm.cleared`) and from lag.csv afterwards (when the condition first held)."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    metric: Literal["replication_lag", "object_backlog_age", "object_backlog"]
+    above: float = Field(ge=0)
+    """Seconds for replication_lag and object_backlog_age (a duration), objects for object_backlog."""
+    region: str | None = None
+    expect: Literal["fire", "quiet"] | None = None
+    """`fire`: the drill is built to trip this alarm, and fails if it is never raised; `quiet`:
+    it fails if it is."""
+
+    @field_validator("above", mode="before")
+    @classmethod
+    def _threshold(cls, value: Any) -> Any:
+        return _duration(value) if isinstance(value, str) else value
 
 
 class ErrorRateGuard(Strict):
@@ -320,6 +349,16 @@ class Scenario(Strict):
     targets: Targets = Targets()
     stable: Duration = 2.0
     safeguards: Safeguards = Safeguards()
+    alarms: list[Alarm] = []
+
+    @field_validator("alarms")
+    @classmethod
+    def _alarm_names_once(cls, alarms: list[Alarm]) -> list[Alarm]:
+        names = [a.name for a in alarms]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"alarm {', '.join(twice)} is defined twice")
+        return alarms
 
     @field_validator("load")
     @classmethod

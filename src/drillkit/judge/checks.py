@@ -1,0 +1,200 @@
+"""Judging: measures, targets and the journal in, typed checks out.
+
+Each check has a kind (the objective it holds: RTO, RPO, a phase budget, an alarm…) so that the
+probes, the report and `drillkit history` read `Check.kind`, never a check's name or message. The
+verdict follows from the checks alone: aborted when the drill was stopped, fail when any check
+failed, pass otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+from drillkit.measure import AUDIT_MEASURES, Measures
+
+# check kinds
+RECOVERED = "recovered"
+RTO = "rto"
+RPO = "rpo"
+RPO_STORE = "rpo_store"
+LOST_WRITES = "lost_writes"
+INTEGRITY = "integrity"
+AVAILABILITY = "availability"
+REPLICATION_LAG = "replication_lag"
+PHASE = "phase"
+ALARM = "alarm"
+TIME_TO_DETECT = "time_to_detect"
+EXPERIMENT = "experiment"
+RUNBOOK_STEP = "runbook_step"
+ROLLBACK = "rollback"
+
+KINDS = (EXPERIMENT, RUNBOOK_STEP, ROLLBACK, RECOVERED, RTO, RPO, RPO_STORE, LOST_WRITES, INTEGRITY,
+         AVAILABILITY, REPLICATION_LAG, PHASE, ALARM, TIME_TO_DETECT)
+
+# target key -> (measure, kind, label, how it compares)
+TARGETS: dict[str, tuple[str, str, str, str]] = {
+    "rto": ("rto_s", RTO, "RTO", "max_duration"),
+    "rto_write": ("rto_write_s", RTO, "write RTO", "max_duration"),
+    "rto_read": ("rto_read_s", RTO, "read RTO", "max_duration"),
+    "rpo": ("rpo_s", RPO, "RPO", "max_duration"),
+    "max_lost_writes": ("writes_lost", LOST_WRITES, "lost writes", "max_count"),
+    "max_corrupt": ("records_corrupt", INTEGRITY, "corrupt records", "max_count"),
+    "max_unexpected": ("records_unexpected", INTEGRITY, "unexpected records", "max_count"),
+    "min_availability": ("availability", AVAILABILITY, "availability", "min_ratio"),
+    "max_replication_lag": ("max_replication_lag_s", REPLICATION_LAG, "max replication lag", "max_duration"),
+    "max_time_to_detect": ("time_to_detect_s", TIME_TO_DETECT, "time to detect", "max_duration"),
+}
+NAME_KINDS = {name: spec[1] for name, spec in TARGETS.items()} | {RECOVERED: RECOVERED}
+"""For summaries written before checks had a kind: their names were exactly these target keys."""
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    kind: str
+    target: Any
+    measured: Any
+    passed: bool
+    message: str
+    subject: str | None = None
+    """What the check is about when its kind has several: the phase, the store, the alarm, the step."""
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if self.subject is None:
+            del out["subject"]
+        return out
+
+
+def kind_of(check: dict[str, Any]) -> str | None:
+    """A stored check's kind: its own, or (older summaries) the one its target key names."""
+    return check.get("kind") or NAME_KINDS.get(str(check.get("name")))
+
+
+def judge(measures: Measures, targets: dict[str, Any], journal: dict[str, Any] | None) -> list[Check]:
+    """Every check of the drill: the experiment's own outcome, one per target the scenario sets, and
+    always `recovered`. `targets` is the parsed Targets model as a dict (seconds, counts, ratios)."""
+    m = measures.values
+    checks = _experiment(measures, journal)
+    for name, (key, kind, label, how) in TARGETS.items():
+        if targets.get(name) is not None:
+            checks.append(_hold(name, kind, label, how, targets[name], m.get(key), key, m))
+    for store, budget in (targets.get("rpo_by_store") or {}).items():
+        got = (m.get("rpo_by_store") or {}).get(store)
+        measured = got["rpo_s"] if got else (None if m.get("rpo_by_store") is None else 0.0)
+        checks.append(_hold(f"rpo:{store}", RPO_STORE, f"RPO of {store}", "max_duration", budget, measured,
+                            "rpo_by_store", m, subject=store))
+    recorded = m.get("phases") or {}
+    for phase, budget in (targets.get("phases") or {}).items():
+        got = recorded.get(phase)
+        check = _hold(f"phase:{phase}", PHASE, f"phase {phase!r}", "max_duration", budget,
+                      got["duration_s"] if got else None, "phases", m, subject=phase)
+        if got and got["status"] != "succeeded":
+            check = Check(check.name, PHASE, check.target, check.measured, False,
+                          f"phase {phase!r} did not succeed ({got['status']}); budget {budget:g} s", phase)
+        checks.append(check)
+    checks += [_alarm(a) for a in m.get("alarms") or [] if a.get("expect")]
+    stuck = m.get("not_recovered") or []
+    checks.append(Check(RECOVERED, RECOVERED, True, not stuck, not stuck,
+                        f"not recovered: {', '.join(stuck)} (no recovery held for the stable window before "
+                        "the load ended)" if stuck else "every op class recovered"))
+    return checks
+
+
+def verdict(measures: Measures, checks: list[Check]) -> str:
+    if measures.aborted:
+        return "aborted"
+    return "fail" if any(not c.passed for c in checks) else "pass"
+
+
+def reasons(measures: Measures, checks: list[Check]) -> list[str]:
+    out = [f"drill aborted: {r}" for r in measures.aborted]
+    if not measures.aborted:
+        out += [c.message for c in checks if not c.passed]
+    return out
+
+
+_SHOW: dict[str, Callable[[Any], str]] = {
+    "max_duration": lambda v: f"{v:g} s", "max_count": str, "min_ratio": lambda v: f"{v * 100:g}%"}
+
+
+def _hold(name: str, kind: str, label: str, how: str, target: Any, measured: Any, key: str,
+          m: dict[str, Any], subject: str | None = None) -> Check:
+    shown = _SHOW[how](target)
+    if measured is None:
+        if kind == RTO:
+            unknown = "not recovered"
+        elif key in AUDIT_MEASURES and not m.get("audited"):
+            unknown = "not audited"
+        elif kind == PHASE:
+            unknown = "not run"
+        else:
+            unknown = "not measured"
+        return Check(name, kind, target, None, False, f"{label} {unknown}; target {shown}", subject)
+    if how == "min_ratio":
+        passed = measured >= target
+        message = f"{label} {measured * 100:.3f}% {'meets' if passed else 'below'} target {shown}"
+    elif how == "max_count":
+        passed = measured <= target
+        message = f"{label}: {measured} {'within' if passed else 'exceeds'} limit {shown}"
+    else:
+        passed = measured <= target
+        message = f"{label} {measured:.3f} s {'within' if passed else 'exceeds'} target {shown}"
+    return Check(name, kind, target, measured, bool(passed), message, subject)
+
+
+def _alarm(a: dict[str, Any]) -> Check:
+    name, raised = a["alarm"], a["raised_at"] is not None
+    if a["expect"] == "fire":
+        if raised:
+            message = f"alarm {name!r} raised" + (
+                f" {a['time_to_detect_s']:.3f} s after its condition held" if a["time_to_detect_s"] is not None
+                else "")
+        elif a["condition_held_at"] is not None:
+            message = f"alarm {name!r} never raised, though {a['metric']} exceeded {a['threshold']:g} (peak {a['peak']:g})"
+        else:
+            peak = "no samples" if a["peak"] is None else f"peak {a['peak']:g}"
+            message = f"alarm {name!r} never raised: {a['metric']} never exceeded {a['threshold']:g} ({peak})"
+        return Check(f"alarm:{name}", ALARM, "fire", raised, raised, message, name)
+    message = (f"alarm {name!r} raised {a['raised_count']} time(s); it should stay quiet" if raised
+               else f"alarm {name!r} stayed quiet")
+    return Check(f"alarm:{name}", ALARM, "quiet", raised, not raised, message, name)
+
+
+def _experiment(measures: Measures, journal: dict[str, Any] | None) -> list[Check]:
+    """The experiment ran to its end, every runbook step and rollback succeeded, and every check in
+    the method with a plain tolerance met it (Chaos Toolkit holds only the steady-state probes to
+    their tolerance)."""
+    problems = [f"drill aborted: {r}" for r in measures.aborted]
+    out = []
+    if journal is not None:
+        if journal.get("status") != "completed":
+            problems.append(f"experiment status is {journal.get('status')!r}, not 'completed'")
+        if journal.get("deviated"):
+            problems.append("experiment deviated from its steady-state hypothesis")
+        for part, kind, what in (("run", RUNBOOK_STEP, "runbook step"), ("rollbacks", ROLLBACK, "rollback")):
+            for i, run in enumerate(journal.get(part) or []):
+                if isinstance(run, dict) and isinstance(run.get("activity"), dict):
+                    out.append(_activity(run, kind, what, i))
+    head = Check(EXPERIMENT, EXPERIMENT, "completed", journal.get("status") if journal else None, not problems,
+                 "; ".join(problems) if problems else "experiment completed", None)
+    return [head] + out
+
+
+def _activity(run: dict[str, Any], kind: str, what: str, i: int) -> Check:
+    activity = run["activity"]
+    name = str(activity.get("name", "?"))
+    status = run.get("status")
+    message = f"{what} {name!r} {status or 'has no status'}"
+    passed = status != "failed"
+    if status == "failed":
+        error = run.get("exception") or ""
+        error = ("".join(map(str, error)) if isinstance(error, list) else str(error)).strip().splitlines()
+        message = f"{what} {name!r} failed" + (f": {error[-1][:200]}" if error else "")
+    tolerance = activity.get("tolerance")
+    if (kind == RUNBOOK_STEP and isinstance(tolerance, (bool, int, float, str)) and status == "succeeded"
+            and run.get("output") != tolerance):
+        passed = False
+        message = f"check {name!r} gave {run.get('output')!r}, its tolerance is {tolerance!r}"
+    return Check(f"{kind}[{i}]", kind, "succeeded", status, passed, message, name)

@@ -1,0 +1,135 @@
+"""measure: the drill's figures, a pure function of its evidence folder (docs/measurements.md).
+
+    read.py     the folder's files as typed columns (requests, final state, scenario)
+    rto.py      RTO per op class, outages, availability, op counts
+    audit.py    lost / recovered / unexpected / corrupt per key; RPO overall and per store
+    lag.py      replication lag from lag.csv; the AWS alarms' state changes
+    alarms.py   the scenario's alarms: when each condition held, when it was raised, time to detect
+    phases.py   runbook phases timed from the event log
+
+No verdict is decided here: drillkit.judge holds these measures against the scenario's targets.
+An archived drill re-derives the same figures months later. Vectorised over numpy/pandas: a
+million-op history is measured in seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from drillkit.errors import EvidenceError
+from drillkit.evidence import EVENTS, FINAL_STATE, REQUESTS_DIR, SCENARIO, read_events
+
+from . import read
+from .alarms import alarms
+from .audit import AUDIT_MEASURES, audit
+from .lag import alarms_raised, lag, read_lag
+from .phases import phases
+from .read import DEFAULT_STABLE, seconds
+from .rto import availability, counts, rto
+
+__all__ = ["AUDIT_MEASURES", "Measures", "compare_measures", "measure"]
+
+
+@dataclass
+class Measures:
+    """What measure() found: the figures (summary.json's `measures`), the full key lists and
+    series (audit.json), the scenario as stored, the reasons the drill was aborted, and notes on
+    what the folder lacked."""
+
+    folder: Path
+    scenario: dict[str, Any]
+    values: dict[str, Any]
+    audit: dict[str, Any]
+    aborted: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.values.get(name, default)
+
+
+def measure(folder: Path | str) -> Measures:
+    """Every measure of the drill in `folder`, from its files only."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise EvidenceError(f"{folder}: no such folder")
+    if not (folder / REQUESTS_DIR).is_dir() and not (folder / EVENTS).exists():
+        raise EvidenceError(f"{folder}: not a drill evidence folder (no {REQUESTS_DIR}/ or {EVENTS})")
+    notes: list[str] = []
+    scenario = read.read_scenario(folder, notes)
+    stable = read.duration(scenario.get("stable", DEFAULT_STABLE), folder / SCENARIO, "stable")
+    try:
+        events = read_events(folder)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EvidenceError(f"{folder / EVENTS}: malformed event log ({exc})") from exc
+    aborted = [str(e.get("reason", "no reason recorded")) for e in events if e.get("kind") == "drill.aborted"]
+    t_fault = next((float(e["t"]) for e in events
+                    if e.get("kind") == "fault.injected" and not e.get("precondition")), None)
+    if t_fault is None:
+        notes.append("no fault.injected event: RTO and RPO are 0")
+
+    ops = read.read_ops(folder)
+    final = read.read_final_state(folder, required=not aborted)
+    if final is None:
+        notes.append(f"not audited: no {FINAL_STATE} (the drill was aborted before or during the data audit), "
+                     "so the data measures are unknown")
+
+    m: dict[str, Any] = {}
+    m.update(rto(ops, t_fault, stable))
+    audit_measures, lists = audit(ops, final, t_fault)
+    m.update(audit_measures)
+    m["audited"] = final is not None
+    m.update(counts(ops))
+    avail, series = availability(ops)
+    m["availability"] = avail
+    lists["availability_per_second"] = series
+    frame = read_lag(folder)
+    m.update(lag(frame))
+    m["alarms_raised"] = alarms_raised(events, t_fault)
+    m["alarms"] = alarms(_alarm_definitions(scenario, folder), events, frame, t_fault)
+    detected = [a["time_to_detect_s"] for a in m["alarms"] if a["time_to_detect_s"] is not None]
+    m["time_to_detect_s"] = max(detected) if detected else None
+    m["phases"] = phases(events)
+    m["t_fault"] = seconds(t_fault)
+    t_start = next((e["t"] for e in events if e.get("kind") == "drill.start"), None)
+    t_end = next((e["t"] for e in reversed(events) if e.get("kind") == "drill.end"), None)
+    m["t_start"] = seconds(t_start if t_start is not None else (ops["t0"].min() if ops["t0"].size else None))
+    m["t_end"] = seconds(t_end if t_end is not None else (ops["t1"].max() if ops["t1"].size else None))
+    return Measures(folder, scenario, m, lists, aborted, notes)
+
+
+def _alarm_definitions(scenario: dict[str, Any], folder: Path) -> list[dict[str, Any]]:
+    from pydantic import ValidationError
+
+    from drillkit.scenario.schema import Alarm
+
+    raw = scenario.get("alarms") or []
+    if not isinstance(raw, list):
+        raise EvidenceError(f"{folder / SCENARIO}: alarms: must be a list")
+    out = []
+    for i, item in enumerate(raw):
+        try:
+            out.append(Alarm.model_validate(item).model_dump())
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise EvidenceError(f"{folder / SCENARIO}: alarms[{i}].{where}: {err['msg']}") from None
+    return out
+
+
+def compare_measures(stored: dict[str, Any], recomputed: dict[str, Any], tolerance: float = 1e-6) -> list[str]:
+    """The measures whose stored value differs from the recomputed one, as `name: stored → now`."""
+    out = []
+    for name in sorted(set(stored) | set(recomputed)):
+        a, b = stored.get(name), recomputed.get(name)
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+            same = abs(a - b) <= tolerance
+        else:
+            same = a == b
+        if not same:
+            out.append(f"{name}: {a!r} → {b!r}")
+    return out

@@ -1,0 +1,68 @@
+"""The scenario's alarms as measured results: when each condition first held (from lag.csv), when
+the live evaluator raised it (from events.jsonl), and the time to detect between the two.
+
+The moment a condition first held is the ground truth the alarm is held against. For a metric that
+grows one second per second while nothing is applied (replication lag, object backlog age) it is
+exact from the first sample over the threshold: `t - value + threshold`, never before the previous
+sample of the same series. For a count (object backlog) it is that first sample's time, to the
+sampling interval.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from drillkit.evidence import ALARM_CLEARED, ALARM_METRICS, ALARM_RAISED, TIME_METRICS
+
+from .read import seconds as _r
+
+
+def alarms(definitions: list[dict[str, Any]], events: list[dict[str, Any]], lag: pd.DataFrame | None,
+           t_fault: float | None) -> list[dict[str, Any]]:
+    return [_alarm(d, events, lag, t_fault) for d in definitions]
+
+
+def _alarm(d: dict[str, Any], events: list[dict[str, Any]], lag: pd.DataFrame | None,
+           t_fault: float | None) -> dict[str, Any]:
+    name, metric, threshold = d["name"], d["metric"], float(d["above"])
+    onset, peak = _onset(lag, metric, threshold, d.get("region"))
+    mine = [e for e in events if e.get("alarm") == name and e.get("kind") in (ALARM_RAISED, ALARM_CLEARED)]
+    raised = next((float(e["t"]) for e in mine if e["kind"] == ALARM_RAISED), None)
+    cleared = next((float(e["t"]) for e in mine if e["kind"] == ALARM_CLEARED and raised is not None
+                    and e["t"] >= raised), None)
+    return {
+        "alarm": name, "metric": metric, "threshold": threshold, "region": d.get("region"),
+        "expect": d.get("expect"),
+        "condition_held_at": _r(onset), "raised_at": _r(raised), "cleared_at": _r(cleared),
+        "raised_count": sum(e["kind"] == ALARM_RAISED for e in mine),
+        "time_to_detect_s": _r(raised - onset) if None not in (raised, onset) else None,
+        "raised_after_fault_s": _r(raised - t_fault) if None not in (raised, t_fault) else None,
+        "peak": _r(peak) if metric in TIME_METRICS else (None if peak is None else int(peak)),
+    }
+
+
+def _onset(lag: pd.DataFrame | None, metric: str, threshold: float, region: str | None
+           ) -> tuple[float | None, float | None]:
+    column = ALARM_METRICS[metric]
+    if lag is None or column not in lag.columns:
+        return None, None
+    rows = lag if region is None else lag[lag["region"].astype(str) == region]
+    values = pd.to_numeric(rows[column], errors="coerce")
+    rows = rows[values.notna()]
+    values = values[values.notna()].to_numpy(float)
+    if not values.size:
+        return None, None
+    t = pd.to_numeric(rows["t"], errors="coerce").to_numpy(float)
+    over = np.flatnonzero(values > threshold)
+    if not over.size:
+        return None, float(values.max())
+    i = int(over[0])
+    onset = t[i]
+    if metric in TIME_METRICS:
+        onset = t[i] - values[i] + threshold
+        if i > 0:
+            onset = max(onset, t[i - 1])
+    return float(onset), float(values.max())

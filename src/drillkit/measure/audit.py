@@ -1,0 +1,104 @@
+"""The data audit, in Jepsen's vocabulary: per key, lost, recovered, unexpected, corrupt; and RPO,
+overall and per data store (records, objects)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from drillkit.evidence import OBJECT_KEY_PREFIX, WRITE_OPS
+
+from .read import is_op, seconds as _r
+
+FIRST_KEYS = 10
+
+AUDIT_MEASURES = ("rpo_s", "writes_lost", "writes_lost_after_fault", "writes_recovered", "records_unexpected",
+                  "records_corrupt", "lost_window", "rpo_by_store")
+"""The measures only the data audit (final_state.jsonl) can give: null ("not audited") without it."""
+
+
+def audit(ops: dict[str, Any], final: dict[str, np.ndarray] | None, t_fault: float | None) -> tuple[dict, dict]:
+    """Jepsen's per-key verdicts: lost, recovered, unexpected, corrupt."""
+    names = ("lost", "lost_after_fault", "corrupt", "unexpected", "recovered")
+    if final is None:
+        m = {k: None for k in AUDIT_MEASURES}
+        m.update({f"{n}_keys_first": [] for n in names})
+        return m, {f"{n}_keys": None for n in names}
+
+    w = is_op(ops, *WRITE_OPS)
+    nw = int(w.sum())
+    keys, key_names = pd.factorize(np.concatenate([ops["key"][w], final["key"]]))
+    wk, fk = keys[:nw], keys[nw:]
+    wck, fck = ops["checksum"][w], final["checksum"]
+    wt0, wt1, wok = ops["t0"][w], ops["t1"][w], ops["ok"][w]
+    n = len(key_names)
+
+    present = np.zeros(n, bool)
+    present[fk] = True
+    final_ck = np.full(n, None, dtype=object)
+    final_ck[fk] = fck
+    written = np.zeros(n, bool)
+    written[wk] = True
+    acked = np.zeros(n, bool)
+    acked[wk[wok]] = True
+    last_write_t1 = np.full(n, -np.inf)
+    np.maximum.at(last_write_t1, wk, wt1)
+
+    a_idx = np.flatnonzero(wok)
+    a_idx = a_idx[np.lexsort((wt1[a_idx], wk[a_idx]))]
+    a_last = a_idx[np.r_[wk[a_idx][1:] != wk[a_idx][:-1], True]] if a_idx.size else a_idx
+    last_t0, last_t1, last_ck = np.full(n, np.nan), np.full(n, np.nan), np.full(n, None, dtype=object)
+    last_t0[wk[a_last]], last_t1[wk[a_last]], last_ck[wk[a_last]] = wt0[a_last], wt1[a_last], wck[a_last]
+
+    lost = acked & ~present
+    recovered = written & ~acked & present
+    unexpected = present & ~written
+    corrupt = acked & present & pd.notna(last_ck) & (final_ck != last_ck)
+    u = np.flatnonzero(~wok & corrupt[wk])
+    u = u[pd.notna(wck[u]) & (wck[u] == final_ck[wk[u]]) & (wt1[u] > last_t0[wk[u]])]
+    corrupt[wk[u]] = False
+    lost_after = lost & (last_t1 > t_fault) if t_fault is not None else np.zeros(n, bool)
+
+    lost_t1 = wt1[wok & lost[wk]]
+
+    def rpo(t1: np.ndarray) -> float:
+        early = t1[t1 <= t_fault] if t_fault is not None else t1[:0]
+        return _r(t_fault - early.min()) if early.size else 0.0
+
+    is_object = (np.fromiter((str(k).startswith(OBJECT_KEY_PREFIX) for k in key_names), bool, n)
+                 if is_op(ops, "obj_write").any() else np.zeros(n, bool))
+    by_store = {}
+    for store, mine in (("records", ~is_object), ("objects", is_object)):
+        if not (mine[wk] & wok).any():
+            continue
+        by_store[store] = {"rpo_s": rpo(wt1[wok & (lost & mine)[wk]]), "writes_acked": int((wok & mine[wk]).sum()),
+                           "writes_lost": int((lost & mine).sum())}
+
+    def by_time(mask: np.ndarray, when: np.ndarray | None) -> list[str]:
+        idx = np.flatnonzero(mask)
+        if when is not None:
+            idx = idx[np.argsort(when[idx], kind="stable")]
+        return [str(k) for k in key_names[idx]]
+
+    lists = {
+        "lost": by_time(lost, last_t1),
+        "lost_after_fault": by_time(lost_after, last_t1),
+        "corrupt": by_time(corrupt, last_t1),
+        "unexpected": by_time(unexpected, None),
+        "recovered": by_time(recovered, last_write_t1),
+    }
+    m = {
+        "rpo_s": rpo(lost_t1),
+        "rpo_by_store": by_store,
+        "writes_lost": int(lost.sum()),
+        "writes_lost_after_fault": int(lost_after.sum()),
+        "writes_recovered": int(recovered.sum()),
+        "records_unexpected": int(unexpected.sum()),
+        "records_corrupt": int(corrupt.sum()),
+        "lost_window": [_r(lost_t1.min()), _r(lost_t1.max())] if lost_t1.size else None,
+    }
+    m.update({f"{k}_keys_first": v[:FIRST_KEYS] for k, v in lists.items()})
+    return m, {f"{k}_keys": v for k, v in lists.items()}
+

@@ -1,0 +1,113 @@
+"""RTO per op class, the outages after the fault, availability and op counts (docs/measurements.md)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from drillkit.evidence import READ_OPS, WRITE_OPS
+
+from .read import is_op, seconds as _r
+
+BASE_CLASSES = ("write", "read")
+
+
+def _failure_bursts(t0: np.ndarray, t1: np.ndarray, ok: np.ndarray, t_fault: float | None,
+                    stable: float) -> list[dict]:
+    """Every failure burst of one op class after the fault, in order: the first is the outage RTO
+    times; later ones are a failback's switchover or a flapping recovery. A burst is failures whose
+    starts lie within `stable` of each other. It starts at the end of its first failure and ends at
+    the end of the first success that started after its last failure, provided some op started
+    `stable` after that failure (else the load ended inside it: no end)."""
+    fail = ~ok & (t1 > t_fault) if t_fault is not None else np.zeros(len(ok), bool)
+    if not fail.any():
+        return []
+    order = np.argsort(t0[fail], kind="stable")
+    ft0, ft1 = t0[fail][order], t1[fail][order]
+    cuts = np.flatnonzero(np.diff(ft0) > stable) + 1
+    good = np.argsort(t0[ok], kind="stable")
+    gt0 = t0[ok][good]
+    first_end_after = np.minimum.accumulate(t1[ok][good][::-1])[::-1]
+    latest_start = t0.max()
+    bursts = []
+    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, ft0.size]):
+        last = float(ft0[hi - 1])
+        i = int(np.searchsorted(gt0, last, side="right"))
+        end = float(first_end_after[i]) if i < gt0.size and latest_start >= last + stable else None
+        bursts.append({"start": float(ft1[lo:hi].min()), "last_failure": last, "end": end,
+                       "failures": int(hi - lo)})
+    return bursts
+
+
+def _rto_class(t1: np.ndarray, ok: np.ndarray, t_fault: float | None, bursts: list[dict]) -> dict:
+    """Recovery of one op class: the end of its first failure burst."""
+    out = {"rto_s": 0.0, "resolution_s": None, "t_recovered": None, "t_first_failure": None,
+           "t_last_failure": None, "failures": sum(b["failures"] for b in bursts), "recovered": True}
+    if not bursts:
+        return out
+    out["t_first_failure"] = _r(t1[~ok & (t1 > t_fault)].min())
+    first = bursts[0]
+    out["t_last_failure"] = _r(first["last_failure"])
+    if first["end"] is None:
+        out.update(rto_s=None, recovered=False)
+        return out
+    r_t1 = first["end"]
+    before = t1[t1 < r_t1]
+    out.update(
+        rto_s=_r(max(0.0, r_t1 - t_fault)),
+        t_recovered=_r(r_t1),
+        resolution_s=_r(r_t1 - before.max()) if before.size else None,
+    )
+    return out
+
+
+def rto(ops: dict[str, Any], t_fault: float | None, stable: float) -> dict[str, Any]:
+    t0, t1, ok = ops["t0"], ops["t1"], ops["ok"]
+    classes = list(BASE_CLASSES) + sorted(c for c in ops["classes"] if c not in BASE_CLASSES)
+    by_op = {}
+    outages = []
+    for cls in classes:
+        sel = is_op(ops, cls)
+        bursts = _failure_bursts(t0[sel], t1[sel], ok[sel], t_fault, stable)
+        by_op[cls] = _rto_class(t1[sel], ok[sel], t_fault, bursts)
+        outages += [{"op": cls, "start": _r(b["start"]), "end": None if b["end"] is None else _r(b["end"]),
+                     "duration_s": None if b["end"] is None else _r(max(0.0, b["end"] - b["start"])),
+                     "failures": b["failures"]} for b in bursts]
+    worst = None if any(v["rto_s"] is None for v in by_op.values()) else max(by_op, key=lambda c: by_op[c]["rto_s"])
+    return {
+        "rto_s": None if worst is None else by_op[worst]["rto_s"],
+        "rto_write_s": by_op["write"]["rto_s"],
+        "rto_read_s": by_op["read"]["rto_s"],
+        "rto_by_op": by_op,
+        "rto_resolution_s": None if worst is None else by_op[worst]["resolution_s"],
+        "not_recovered": [c for c, v in by_op.items() if not v["recovered"]],
+        "outages": sorted(outages, key=lambda o: (o["start"], o["op"])),
+    }
+
+
+
+def counts(ops: dict[str, Any]) -> dict[str, int]:
+    ok = ops["ok"]
+    is_w, is_r = is_op(ops, *WRITE_OPS), is_op(ops, *READ_OPS)
+    return {
+        "writes_acked": int((is_w & ok).sum()),
+        "writes_failed": int((is_w & ~ok).sum()),
+        "reads_ok": int((is_r & ok).sum()),
+        "reads_failed": int((is_r & ~ok).sum()),
+        "ops_total": int(ok.size),
+    }
+
+
+def availability(ops: dict[str, Any]) -> tuple[float | None, dict[str, Any]]:
+    """Share of ops that succeeded, overall and per second of start time."""
+    t0, ok = ops["t0"], ops["ok"]
+    if not t0.size:
+        return None, {"origin": None, "ok": [], "failed": []}
+    origin = math.floor(t0.min())
+    sec = np.floor(t0 - origin).astype(np.int64)
+    n_ok = np.bincount(sec[ok], minlength=sec.max() + 1)
+    n_failed = np.bincount(sec[~ok], minlength=sec.max() + 1)
+    return float(ok.mean()), {"origin": origin, "ok": n_ok.tolist(), "failed": n_failed.tolist()}
+
