@@ -32,6 +32,9 @@ WORKLOAD = "workload.json"
 AWS_CALLS = "aws_calls.jsonl"
 """Every AWS call a drill made (drillkit.targets.aws.session writes it; the report reads it)."""
 
+ACTIVITY_END = "activity.end"
+"""A runbook or hypothesis activity ended (the chaos control); phases are timed from these."""
+
 ALARM_STATE = "alarm.state"
 """Event kind: a scenario alarm's state as first seen and at every change (alarm, region, state,
 previous, changed_at: the source's own change time)."""

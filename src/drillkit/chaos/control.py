@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from drillkit.chaos import events_file_from
-from drillkit.evidence import append_event
+from drillkit.evidence import ACTIVITY_END, append_event
 
 MARK_KEY = "drillkit"
 
@@ -57,7 +57,7 @@ def after_activity_control(context: dict, state: dict, configuration: dict | Non
     fields.update(status=status, started=state.get("start"), duration=state.get("duration"))
     if state.get("exception"):
         fields["error"] = str(state["exception"][-1]).strip()
-    _event(configuration, "activity.end", **fields)
+    _event(configuration, ACTIVITY_END, **fields)
     mark = mark_of(context)
     if mark and status == "succeeded":
         # chaoslib's own times of the provider call, without the activity's pauses

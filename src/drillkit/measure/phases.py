@@ -8,11 +8,12 @@ fault marks are timed).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from .read import seconds as _r
+from drillkit.evidence import ACTIVITY_END
 
-ACTIVITY_END = "activity.end"
+from .read import seconds as _r
 
 
 def phases(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -38,8 +39,6 @@ def phases(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def _started(e: dict[str, Any], fallback: float) -> float:
-    from datetime import datetime
-
     try:
         return datetime.fromisoformat(e["started"]).timestamp() if e.get("started") else fallback
     except (TypeError, ValueError):

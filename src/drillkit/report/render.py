@@ -67,6 +67,8 @@ def context(e: Evidence) -> dict[str, Any]:
         "phases": [p.cells(t_ref) for p in phases],
         "phases_missing": "no activity events in events.jsonl and no journal.json"
         if not e.events else "no activities recorded in events.jsonl",
+        "phase_budgets": view.phase_budgets(s, t_ref),
+        "alarms": view.alarms(s, t_ref),
         "lost": view.lost_writes(m),
         "activities": view.activities(e.journal),
         "topo": view.topology(e),

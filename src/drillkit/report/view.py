@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from drillkit.evidence import ACTIVITY_END, TIME_METRICS
+from drillkit.judge import checks
 from drillkit.report import fmt
 from drillkit.report.load import Evidence
 
@@ -80,7 +82,7 @@ def _activity_phases(e: Evidence) -> list[Phase]:
         name = str(ev.get("name", "?"))
         if ev["kind"] == "activity.start":
             started.setdefault(name, []).append(ev)
-        elif ev["kind"] == "activity.end":
+        elif ev["kind"] == ACTIVITY_END:
             begin = started.get(name, [])
             s = begin.pop(0) if begin else None
             rows.append(Phase(name, str(ev.get("type") or (s or {}).get("type") or "activity"),
@@ -289,3 +291,46 @@ def abort_reason(e: Evidence) -> str | None:
         return str(ev.get("reason") or "no reason recorded")
     reasons = e.summary.get("reasons") or []
     return str(reasons[0]) if reasons else None
+
+
+def phase_budgets(summary: dict[str, Any], t_ref: float | None) -> list[dict[str, str]]:
+    """Every measured runbook phase, with its budget and status where `targets.phases` sets one."""
+    m = summary.get("measures") or {}
+    held = {c.get("subject"): c for c in summary.get("checks") or []
+            if isinstance(c, dict) and checks.kind_of(c) == checks.PHASE}
+    off = (lambda t: fmt.rel(t - t_ref)) if t_ref is not None else fmt.clock
+    rows = []
+    for name, p in (m.get("phases") or {}).items():
+        c = held.pop(name, None)
+        rows.append({"name": name, "activities": ", ".join(p.get("activities") or []),
+                     "start": off(p["start"]), "duration": fmt.dur(p.get("duration_s")),
+                     "budget": fmt.dur(c["target"]) if c else "—",
+                     "status": ("pass" if c["passed"] else "fail") if c else "none",
+                     "message": str(c.get("message") or "") if c else ""})
+    for name, c in held.items():   # a budget for a phase the drill never reached
+        rows.append({"name": str(name), "activities": "", "start": "—", "duration": "not run",
+                     "budget": fmt.dur(c["target"]), "status": "fail", "message": str(c.get("message") or "")})
+    return rows
+
+
+def alarms(summary: dict[str, Any], t_ref: float | None) -> list[dict[str, str]]:
+    """Each scenario alarm: when its condition first held, when it was raised, the time between."""
+    m = summary.get("measures") or {}
+    held = {c.get("subject"): c for c in summary.get("checks") or []
+            if isinstance(c, dict) and checks.kind_of(c) == checks.ALARM}
+    off = (lambda t: "—" if t is None else fmt.rel(t - t_ref)) if t_ref is not None else fmt.clock
+    rows = []
+    for a in m.get("alarms") or []:
+        c = held.get(a.get("alarm"))
+        limit = (fmt.dur(a["threshold"]) if a.get("metric") in TIME_METRICS
+                 else fmt.count(a.get("threshold")))
+        rows.append({"name": str(a.get("alarm")), "condition": f"{a.get('metric')} > {limit}"
+                     + (f" in region {a['region']}" if a.get("region") else ""),
+                     "held": off(a.get("condition_held_at")), "raised": off(a.get("raised_at")),
+                     "cleared": off(a.get("cleared_at")),
+                     "detect": fmt.dur(a.get("time_to_detect_s")) if a.get("time_to_detect_s") is not None
+                     else "—",
+                     "expect": str(a.get("expect") or "—"),
+                     "status": ("pass" if c["passed"] else "fail") if c else "none",
+                     "message": str(c.get("message") or "") if c else ""})
+    return rows
