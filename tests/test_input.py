@@ -397,3 +397,28 @@ def test_run_refuses_a_non_empty_out_folder(tmp_path, refused):
     (out / "precious.txt").write_text("keep me")
     refused("scenarios/ground-truth-outage.yaml", out=out, named="--out")
     assert (out / "precious.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("change, named, says", [
+    (lambda d: d["targets"].update(phases={"promte": "5s"}), "targets.phases.promte",
+     "names no phase of region-loss.json (its phases:"),
+    (lambda d: d.update(alarms=[{"name": "a", "metric": "replication_lag", "above": "1s"}] * 2), "alarms",
+     "alarm a is defined twice"),
+    (lambda d: d.update(alarms=[{"name": "a", "metric": "lag", "above": "1s"}]), "alarms.0.metric", "replication_lag"),
+    (lambda d: d["targets"].update(rpo_by_store={"tables": "1s"}), "targets.rpo_by_store.tables", "records"),
+])
+def test_phases_alarms_and_store_targets_are_checked_against_the_experiment(tmp_path, change, named, says):
+    data = copy.deepcopy(BASE)
+    change(data)
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    result = validate_refused(path)
+    assert named in result.stderr and says in result.stderr, result.stderr
+
+
+def test_run_refuses_a_phase_budget_the_experiment_has_no_phase_for(tmp_path, refused):
+    data = copy.deepcopy(BASE)
+    data["targets"]["phases"] = {"restore": "5s"}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    refused(str(path), out=tmp_path / "out", named="targets.phases.restore")

@@ -153,7 +153,7 @@ def validate(scenario: Path) -> None:
 def plan_cmd(scenario: Path, variables: tuple[str, ...]) -> None:
     """Print every mutating AWS call the drill of SCENARIO would make, with its parameters and what
     undoes it, and make none (the session refuses mutating calls). `system.kind: aws` only."""
-    from drillkit.scenario import apply_vars, load_experiment, load_scenario
+    from drillkit.scenario import apply_vars, check_fit, load_experiment, load_scenario
 
     try:
         loaded = load_scenario(scenario)
@@ -163,6 +163,7 @@ def plan_cmd(scenario: Path, variables: tuple[str, ...]) -> None:
         from drillkit.targets.aws.plan import plan_drill
 
         experiment = apply_vars(load_experiment(loaded.experiment_path), _parse_vars(variables), str(loaded.path))
+        check_fit(loaded, experiment)
         plan = plan_drill(loaded, experiment)
     except InputError as exc:
         _fail(str(exc.in_file(str(scenario))), EXIT_INPUT)

@@ -1,0 +1,202 @@
+"""Phases, alarms and per-store RPO, measured and judged on hand-built evidence whose answers are
+known exactly; and the live alarm evaluator on samples of known values."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from drillkit.evidence import read_events
+from drillkit.judge import checks, summarize
+from drillkit.run.sampler import AlarmEvaluator
+from drillkit.scenario.schema import Alarm
+from drillkit.targets.capabilities import LagSample
+
+from test_measure import W, drill, op
+
+approx = lambda x: pytest.approx(x, abs=1e-6)  # noqa: E731
+
+
+def with_scenario(folder, **keys):
+    scenario = json.loads((folder / "scenario.yaml").read_text())
+    scenario.update(keys)
+    (folder / "scenario.yaml").write_text(json.dumps(scenario))
+    return folder
+
+
+def activity(name, started, duration, status="succeeded", phase=None, t_end=None):
+    from datetime import datetime, timezone
+
+    ev = {"t": t_end if t_end is not None else started + duration + 0.05, "kind": "activity.end",
+          "name": name, "type": "action", "status": status, "duration": duration,
+          "started": datetime.fromtimestamp(started, timezone.utc).isoformat()}
+    return ev | ({"phase": phase} if phase else {})
+
+
+BASE = 1_700_000_000.0   # activity times are ISO timestamps: use real epoch seconds
+
+
+def base_drill(tmp_path, events=(), lag=None, targets=None, **scenario):
+    ops = [W(BASE + 1, BASE + 1.1, "k1"), W(BASE + 30, BASE + 30.1, "k2")]
+    evs = [{"t": BASE, "kind": "drill.start"}, *events]
+    folder = drill(tmp_path, ops, fault=BASE + 10, events=evs, lag=lag, targets=targets)
+    return with_scenario(folder, **scenario) if scenario else folder
+
+
+def by_kind(summary, kind):
+    return [c for c in summary["checks"] if c["kind"] == kind]
+
+
+# ---------------------------------------------------------------- phases
+
+
+def test_phases_group_marked_activities_span_first_start_to_last_end(tmp_path):
+    events = [activity("kill-region-a", BASE + 10, 0.2),
+              activity("promote-standby", BASE + 11, 1.5, phase="promote"),
+              activity("standby-accepts-writes", BASE + 13, 0.25, phase="promote"),   # a 0.5 s gap counts
+              activity("switch-dns", BASE + 14, 0.75)]
+    s = summarize(base_drill(tmp_path, events, targets={"phases": {"promote": "2s", "switch-dns": "0.5s"}}))
+    p = s["measures"]["phases"]
+    assert list(p) == ["kill-region-a", "promote", "switch-dns"]
+    assert p["promote"]["duration_s"] == approx(2.25)
+    assert p["promote"]["activities"] == ["promote-standby", "standby-accepts-writes"]
+    assert p["promote"]["start"] == approx(BASE + 11) and p["promote"]["end"] == approx(BASE + 13.25)
+    assert p["switch-dns"]["duration_s"] == approx(0.75)
+    held = {c["subject"]: c for c in by_kind(s, checks.PHASE)}
+    assert held["promote"]["name"] == "phase:promote" and held["promote"]["passed"] is False
+    assert held["promote"]["measured"] == approx(2.25) and held["promote"]["target"] == 2.0
+    assert held["promote"]["message"] == "phase 'promote' 2.250 s exceeds target 2 s"
+    assert held["switch-dns"]["passed"] is False
+    assert s["verdict"] == "fail" and "phase 'promote' 2.250 s exceeds target 2 s" in s["reasons"]
+
+
+def test_a_phase_within_budget_passes_and_one_that_failed_fails_whatever_its_time(tmp_path):
+    events = [activity("promote-standby", BASE + 11, 0.5, phase="promote"),
+              activity("verify", BASE + 12, 0.1, status="failed")]
+    s = summarize(base_drill(tmp_path, events, targets={"phases": {"promote": "1s", "verify": "1s"}}))
+    held = {c["subject"]: c for c in by_kind(s, checks.PHASE)}
+    assert held["promote"]["passed"] is True
+    assert held["verify"]["passed"] is False
+    assert held["verify"]["message"] == "phase 'verify' did not succeed (failed); budget 1 s"
+
+
+def test_a_budgeted_phase_that_never_ran_fails_as_not_run(tmp_path):
+    s = summarize(base_drill(tmp_path, [], targets={"phases": {"restore": "5s"}}))
+    (c,) = by_kind(s, checks.PHASE)
+    assert c["passed"] is False and c["measured"] is None and c["message"] == "phase 'restore' not run; target 5 s"
+
+
+# ---------------------------------------------------------------- alarms
+
+LAG = ("t,region,replay_lag_s,lag_bytes,object_backlog,object_backlog_age_s\n"
+       + "".join(f"{BASE + t},b,{v},0,,\n" for t, v in
+                 [(10.0, 0.0), (10.2, 0.15), (10.4, 0.35), (10.6, 0.55), (10.8, 0.75), (11.0, 0.0)])
+       + f"{BASE + 10.5},b,,,4,0.3\n{BASE + 10.7},b,,,9,0.5\n")
+
+
+def raised(t, name, **f):
+    return {"t": BASE + t, "kind": "alarm.raised", "alarm": name, **f}
+
+
+def test_alarm_onset_is_the_first_sample_over_less_the_excess_and_time_to_detect_follows(tmp_path):
+    """Lag 0.55 at +10.6 with threshold 0.5: it crossed 0.5 at +10.55, raised at +10.6 (that sample)."""
+    alarms = [{"name": "db-lag", "metric": "replication_lag", "above": "500ms", "expect": "fire"},
+              {"name": "backlog", "metric": "object_backlog", "above": 5, "region": "b"},
+              {"name": "quiet-one", "metric": "replication_lag", "above": "5s", "expect": "quiet"}]
+    events = [raised(10.6, "db-lag"), {"t": BASE + 11.0, "kind": "alarm.cleared", "alarm": "db-lag"},
+              raised(10.7, "backlog")]
+    s = summarize(base_drill(tmp_path, events, lag=LAG, targets={"max_time_to_detect": "40ms"}, alarms=alarms))
+    a = {x["alarm"]: x for x in s["measures"]["alarms"]}
+    assert a["db-lag"]["condition_held_at"] == approx(BASE + 10.55)
+    assert a["db-lag"]["raised_at"] == approx(BASE + 10.6) and a["db-lag"]["cleared_at"] == approx(BASE + 11.0)
+    assert a["db-lag"]["time_to_detect_s"] == approx(0.05) and a["db-lag"]["raised_after_fault_s"] == approx(0.6)
+    assert a["db-lag"]["peak"] == approx(0.75) and a["db-lag"]["raised_count"] == 1
+    # a count metric: the first sample over it, to the sampling interval
+    assert a["backlog"]["condition_held_at"] == approx(BASE + 10.7) and a["backlog"]["time_to_detect_s"] == approx(0)
+    assert a["backlog"]["peak"] == 9
+    assert a["quiet-one"]["condition_held_at"] is None and a["quiet-one"]["raised_at"] is None
+    assert s["measures"]["time_to_detect_s"] == approx(0.05)
+    alarm_checks = {c["subject"]: c for c in by_kind(s, checks.ALARM)}
+    assert set(alarm_checks) == {"db-lag", "quiet-one"}          # no `expect`: measured, not judged
+    assert alarm_checks["db-lag"]["passed"] and alarm_checks["quiet-one"]["passed"]
+    (ttd,) = by_kind(s, checks.TIME_TO_DETECT)
+    assert ttd["passed"] is False and ttd["message"] == "time to detect 0.050 s exceeds target 0.04 s"
+
+
+def test_the_onset_is_never_before_the_previous_sample(tmp_path):
+    """A jump from 0 to 2.0 in one sample interval: the series says nothing earlier than the last 0."""
+    lag = ("t,region,replay_lag_s,lag_bytes,object_backlog,object_backlog_age_s\n"
+           f"{BASE + 10},b,0.0,0,,\n{BASE + 10.2},b,2.0,0,,\n")
+    alarms = [{"name": "db-lag", "metric": "replication_lag", "above": "0.5s"}]
+    s = summarize(base_drill(tmp_path, [raised(10.2, "db-lag")], lag=lag, alarms=alarms))
+    (a,) = s["measures"]["alarms"]
+    assert a["condition_held_at"] == approx(BASE + 10.0) and a["time_to_detect_s"] == approx(0.2)
+
+
+def test_an_alarm_that_should_fire_and_never_does_fails_the_drill(tmp_path):
+    alarms = [{"name": "db-lag", "metric": "replication_lag", "above": "0.5s", "expect": "fire"},
+              {"name": "never", "metric": "replication_lag", "above": "2s", "expect": "fire"},
+              {"name": "noisy", "metric": "replication_lag", "above": "0.1s", "expect": "quiet"}]
+    s = summarize(base_drill(tmp_path, [raised(10.4, "noisy"), raised(10.9, "noisy")], lag=LAG, alarms=alarms))
+    c = {x["subject"]: x for x in by_kind(s, checks.ALARM)}
+    assert c["db-lag"]["message"] == "alarm 'db-lag' never raised, though replication_lag exceeded 0.5 (peak 0.75)"
+    assert c["never"]["message"] == "alarm 'never' never raised: replication_lag never exceeded 2 (peak 0.75)"
+    assert c["noisy"]["message"] == "alarm 'noisy' raised 2 time(s); it should stay quiet"
+    assert not any(x["passed"] for x in c.values())
+    # the quiet alarm's condition (lag > 0.1) held from +10.15; raised at +10.4
+    assert s["verdict"] == "fail" and s["measures"]["time_to_detect_s"] == approx(0.25)
+
+
+def test_the_live_evaluator_raises_and_clears_once_per_crossing_per_region(tmp_path):
+    events = tmp_path / "events.jsonl"
+    ev = AlarmEvaluator([Alarm(name="db-lag", metric="replication_lag", above="0.5s"),
+                         Alarm(name="b-only", metric="replication_lag", above=0.1, region="b")], events)
+    for t, region, lag in [(1, "b", 0.2), (2, "c", 0.6), (3, "b", 0.6), (4, "b", 0.9), (5, "b", 0.5),
+                           (6, "b", None), (7, "b", 0.7)]:
+        ev.observe(LagSample(t=t, region=region, replay_lag_s=lag, lag_bytes=None))
+    got = [(e["kind"], e["alarm"], e["region"], e["t"]) for e in read_events(tmp_path)]
+    assert got == [("alarm.raised", "b-only", "b", 1), ("alarm.raised", "db-lag", "c", 2),
+                   ("alarm.raised", "db-lag", "b", 3), ("alarm.cleared", "db-lag", "b", 5),
+                   ("alarm.raised", "db-lag", "b", 7)]
+
+
+# ---------------------------------------------------------------- per-store RPO
+
+
+def test_per_store_rpo_targets_each_hold_their_own_store(tmp_path):
+    ops = [W(8.0, 8.1, "r1"), W(9.6, 9.7, "r2"), op(7.4, 7.5, "obj_write", "obj/o1", ck="c-o1"),
+           op(11.0, 11.1, "obj_write", "obj/o4", ck="c-o4")]
+    s = summarize(drill(tmp_path, ops, {"r1": "c-r1", "obj/o4": "c-o4"},
+                        targets={"rpo_by_store": {"records": "0.5s", "objects": "2s"}}))
+    c = {x["subject"]: x for x in by_kind(s, checks.RPO_STORE)}
+    assert c["records"]["measured"] == approx(0.3) and c["records"]["passed"] is True
+    assert c["objects"]["measured"] == approx(2.5) and c["objects"]["passed"] is False
+    assert c["objects"]["name"] == "rpo:objects"
+    assert c["objects"]["message"] == "RPO of objects 2.500 s exceeds target 2 s"
+
+
+def test_a_store_never_written_has_rpo_zero_and_an_unaudited_one_is_unknown(tmp_path):
+    s = summarize(drill(tmp_path / "a", [W(8.0, 8.1, "r1")], targets={"rpo_by_store": {"objects": "1s"}}))
+    (c,) = by_kind(s, checks.RPO_STORE)
+    assert c["measured"] == 0.0 and c["passed"] is True
+    s = summarize(drill(tmp_path / "b", [W(8.0, 8.1, "r1")], False, targets={"rpo_by_store": {"records": "1s"}},
+                        events=[{"t": 12, "kind": "drill.aborted", "reason": "test"}]))
+    (c,) = by_kind(s, checks.RPO_STORE)
+    assert c["measured"] is None and c["message"] == "RPO of records not audited; target 1 s"
+    assert s["verdict"] == "aborted"
+
+
+# ---------------------------------------------------------------- the order and kinds of checks
+
+
+def test_checks_come_in_one_order_each_with_a_kind(tmp_path):
+    events = [activity("promote-standby", BASE + 11, 0.5)]
+    alarms = [{"name": "db-lag", "metric": "replication_lag", "above": "0.5s", "expect": "fire"}]
+    s = summarize(base_drill(tmp_path, events + [raised(10.6, "db-lag")], lag=LAG, alarms=alarms,
+                             targets={"rto": "5s", "rpo_by_store": {"records": "1s"},
+                                      "phases": {"promote-standby": "1s"}}))
+    assert [(c["name"], c["kind"]) for c in s["checks"]] == [
+        ("experiment", "experiment"), ("rto", "rto"), ("rpo:records", "rpo_store"),
+        ("phase:promote-standby", "phase"), ("alarm:db-lag", "alarm"), ("recovered", "recovered")]
+    assert s["verdict"] == "pass"
