@@ -51,3 +51,62 @@ def test_rpo_equals_the_replication_cut_and_the_lost_writes_are_those_acked_insi
     for key in lost - inside:
         assert cut - TOLERANCE < acked[key] <= cut + TOLERANCE or kill < acked[key] < kill + 0.05, \
             (key, acked[key] - cut)
+
+
+def test_a_lag_alarm_fires_one_sample_after_the_lag_passes_its_threshold_and_a_phase_over_budget_fails(
+        tmp_path, drillkit_cli, no_leftovers):
+    """A 3 s replication cut with a lag alarm at 1 s: the condition truly held from the last commit
+    the standby replayed (just before the cut) + 1 s, and the live evaluator raises it at the first
+    lag.csv sample over 1 s. An alarm at 30 s that should fire never does, and a 1 ms budget on the
+    promotion is missed: the drill fails naming both, and the history shows the phase."""
+    import yaml
+
+    from conftest import ROOT
+
+    threshold, cut_s = 1.0, 3
+    scenario = yaml.safe_load((ROOT / "scenarios/ground-truth-rpo.yaml").read_text())
+    scenario["experiment"] = str(ROOT / "experiments/replica-lag-then-region-loss.json")
+    scenario["load"]["locustfile"] = str(ROOT / "loadtests/dr_workload.py")
+    scenario["alarms"] = [{"name": "db-lag", "metric": "replication_lag", "above": f"{threshold}s", "expect": "fire"},
+                          {"name": "db-lag-30s", "metric": "replication_lag", "above": "30s", "expect": "fire"}]
+    scenario["targets"]["phases"] = {"promote-standby": "1ms"}
+    path = tmp_path / "alarm.yaml"
+    path.write_text(yaml.safe_dump(scenario))
+    out = tmp_path / "drills" / "alarm"
+    code, summary, events = run_drill(drillkit_cli, path, out, "--var", f"replication_cut_seconds={cut_s}")
+    assert code == 1, summary["reasons"]
+    m = summary["measures"]
+    promote = m["phases"]["promote-standby"]
+    assert summary["reasons"] == [
+        f"phase 'promote-standby' {promote['duration_s']:.3f} s exceeds target 0.001 s",
+        "alarm 'db-lag-30s' never raised: replication_lag never exceeded 30 "
+        f"(peak {m['alarms'][1]['peak']:g})"], summary["reasons"]
+
+    cut = first(events, "fault.injected", fault="link-blackhole")["t"]
+    alarm = m["alarms"][0]
+    raised = [e for e in events if e["kind"] == "alarm.raised" and e["alarm"] == "db-lag"]
+    assert len(raised) == 1 and alarm["raised_at"] == pytest.approx(raised[0]["t"], abs=1e-6)
+    # the evaluator raised it at the first sample over the threshold, one sampling gap after the one before
+    import csv
+
+    rows = [r for r in csv.DictReader((out / "lag.csv").open()) if r["region"] == "B" and r["replay_lag_s"]]
+    i = next(i for i, r in enumerate(rows) if float(r["replay_lag_s"]) > threshold)
+    assert float(rows[i]["t"]) == pytest.approx(alarm["raised_at"], abs=1e-6)
+    gap = float(rows[i]["t"]) - float(rows[i - 1]["t"])
+    assert 0 <= alarm["time_to_detect_s"] <= gap + 1e-6
+    # ground truth: the standby's last replayed commit was acknowledged just before the cut
+    assert cut + threshold - TOLERANCE <= alarm["condition_held_at"] <= cut + threshold + 0.01, alarm
+    assert m["time_to_detect_s"] == alarm["time_to_detect_s"]
+    checks = {c["name"]: c for c in summary["checks"]}
+    assert checks["alarm:db-lag"]["passed"] and checks["alarm:db-lag"]["kind"] == "alarm"
+    assert not checks["phase:promote-standby"]["passed"]
+    junit = (out / "junit.xml").read_text()
+    assert 'name="test_check[phase:promote-standby]"' in junit and 'name="test_check[alarm:db-lag]"' in junit
+    report = (out / "report.html").read_text()
+    assert "Runbook phases and their budgets" in report and "time to detect" in report.lower()
+
+    history = drillkit_cli("history", str(tmp_path / "drills"))
+    assert history.returncode == 0, history.stderr
+    assert f"promote-standby {promote['duration_s']:.3f} s / 0.001 s ✗" in history.stdout, history.stdout
+    page = (tmp_path / "drills" / "history.html").read_text()
+    assert "Runbook phases" in page and "promote-standby" in page

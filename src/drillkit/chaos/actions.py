@@ -10,6 +10,8 @@ from chaoslib.exceptions import ActivityFailed
 from drillkit.chaos import Context, action
 from drillkit.errors import FaultError
 from drillkit.targets.capabilities import (
+    AppScaling,
+    BackupRestore,
     Links,
     PointInTimeRecovery,
     RegionFaults,
@@ -249,4 +251,25 @@ def wait_for_writable(ctx: Context, timeout: float = 30) -> dict:
             return {"region": region}
         time.sleep(0.05)
     raise ActivityFailed(f"the global endpoint does not reach a writable region after {timeout}s: {health}")
+
+
+@action(AppScaling)
+def scale_app_tier(ctx: Context, region: str, instances: int, timeout: float = 30) -> dict:
+    """Runbook: start (or stop) app instances until `region` runs `instances`, within its quota;
+    done when every new one is healthy (pilot light's scale-up, a warm standby's growth)."""
+    result = ctx.target.scale_app_tier(region, int(instances), timeout=float(timeout))
+    ctx.record("app.scaled", t=result.t, region=result.region, before=result.before, after=result.after,
+               took_s=round(result.took_s, 6), instances=list(result.instances))
+    return result.as_dict()
+
+
+@action(BackupRestore)
+def restore_region_from_backup(ctx: Context, region: str, timeout: float = 120) -> dict:
+    """Runbook (backup-and-restore): restore `region`'s database from the base backup and WAL the
+    copy job delivered to it, replayed to the end and promoted; it then needs its app tier."""
+    result = ctx.target.restore_region(region, timeout=float(timeout))
+    ctx.record("db.restored", t=result.t, region=result.region, source="backup copy", base_backup=result.base_backup,
+               wal_segments=result.wal_segments, last_segment=result.last_segment,
+               newest_record_at=result.newest_record_at, took_s=round(result.took_s, 6))
+    return result.as_dict()
 

@@ -17,6 +17,7 @@ from markupsafe import Markup
 import drillkit
 from drillkit import evidence as ev
 from drillkit.errors import EvidenceError, InputError
+from drillkit.judge import checks
 from drillkit.report import fmt, pages
 from drillkit.report.charts import chart_style, inline_svg
 
@@ -38,6 +39,7 @@ class Drill:
     operator: str = ""
     commit: str = ""
     has_report: bool = False
+    checks: list[dict[str, Any]] = field(default_factory=list)
 
     def m(self, key: str) -> float | None:
         return fmt.num(self.measures.get(key))
@@ -48,6 +50,22 @@ class Drill:
 
     def rto_text(self) -> str:
         return "not recovered" if self.not_recovered else fmt.secs(self.m("rto_s"))
+
+    def phases(self) -> dict[str, tuple[float | None, float | None, bool | None]]:
+        """{phase: (measured s, budget s, passed)}: every measured phase, and every budgeted one
+        (a budgeted phase that never ran has no measured time and failed)."""
+        recorded = self.measures.get("phases") if isinstance(self.measures.get("phases"), dict) else {}
+        out = {str(k): (fmt.num((v or {}).get("duration_s")), None, None) for k, v in recorded.items()}
+        for c in self.checks:
+            if isinstance(c, dict) and checks.kind_of(c) == checks.PHASE and c.get("subject"):
+                out[str(c["subject"])] = (fmt.num(c.get("measured")), fmt.num(c.get("target")),
+                                          bool(c.get("passed")))
+        return out
+
+    def phases_text(self) -> str:
+        """The budgeted phases, `promote 2.25 s / 2 s ✗`; unbudgeted ones are in the HTML only."""
+        return ", ".join(f"{name} {_phase_cell(got, budget, ok)}"
+                         for name, (got, budget, ok) in self.phases().items() if budget is not None)
 
     def lost_text(self) -> str:
         lost, after = self.m("writes_lost"), self.m("writes_lost_after_fault")
@@ -103,7 +121,15 @@ def _read(folder: Path, root: Path) -> Drill:
         description=str(scenario.get("description") or ""),
         operator=str(prov.get("operator") or ""), commit=str(prov.get("git_commit") or "")[:10],
         has_report=(folder / ev.REPORT).is_file(),
+        checks=[c for c in summary.get("checks") or [] if isinstance(c, dict)],
     )
+
+
+def _phase_cell(got: float | None, budget: float | None, ok: bool | None) -> str:
+    text = "not run" if got is None else fmt.secs(got)
+    if budget is not None:
+        text += f" / {budget:g} s " + ("✓" if ok else "✗")
+    return text
 
 
 def scan(root: str | os.PathLike[str]) -> Found:
@@ -144,7 +170,8 @@ def print_table(found: Found, file: TextIO | None = None) -> None:
     styles = {"pass": "bold green", "fail": "bold red", "aborted": "bold yellow"}
     table = Table(box=box.SIMPLE_HEAD, title=f"drills under {found.root}", title_justify="left")
     for name, just in (("Scenario", "left"), ("Start (UTC)", "left"), ("Verdict", "left"),
-                       ("RTO", "right"), ("RPO", "right"), ("Lost writes", "right"), ("Folder", "left")):
+                       ("RTO", "right"), ("RPO", "right"), ("Lost writes", "right"), ("Phases", "left"),
+                       ("Folder", "left")):
         table.add_column(name, justify=just, no_wrap=name != "Folder", overflow="fold")
     groups = found.by_scenario()
     for i, (scenario, drills) in enumerate(groups.items()):
@@ -155,7 +182,8 @@ def print_table(found: Found, file: TextIO | None = None) -> None:
                 Text(scenario if j == 0 else ""), Text(fmt.utc(d.start).removesuffix(" UTC")),
                 Text(d.verdict.upper(), style=styles.get(d.verdict, "")),
                 Text(d.rto_text(), style="red" if rto_miss else ""), Text(fmt.secs(d.m("rpo_s"))),
-                Text(d.lost_text()), Text(d.name),
+                Text(d.lost_text()), Text(d.phases_text(), style="red" if any(
+                    ok is False for _, _, ok in d.phases().values()) else ""), Text(d.name),
                 end_section=j == len(drills) - 1 and i < len(groups) - 1)
     width = shutil.get_terminal_size((160, 24)).columns
     Console(file=file, width=max(width, 100), highlight=False).print(table)
@@ -206,6 +234,13 @@ def _chart(drills: list[Drill], prefix: str) -> str | None:
         return inline_svg(fig, f"RTO and RPO per drill over time ({len(timed)} drills)", prefix)
 
 
+def _runbook(d: Drill) -> set[str]:
+    """The phases that are runbook activities (the journal's method), not steady-state probes."""
+    return {str(c["subject"]) for c in d.checks if checks.kind_of(c) == checks.RUNBOOK_STEP and c.get("subject")
+            } | {name for name, p in (d.measures.get("phases") or {}).items()
+                 if isinstance(p, dict) and len(p.get("activities") or []) > 1}
+
+
 def write_html(found: Found) -> Path:
     """history.html in the scanned folder: one self-contained page, links to each drill's
     report.html by relative path (a file beside it, never a network fetch)."""
@@ -220,7 +255,13 @@ def write_html(found: Found) -> Path:
             "name": d.name, "href": quote(f"{d.name}/{ev.REPORT}") if d.has_report else None,
         } for d in drills]
         targets = drills[-1].targets
+        names = list(dict.fromkeys(n for d in drills for n, (_, budget, _) in d.phases().items()
+                                   if budget is not None or n in _runbook(d)))
+        phase_rows = [{"start": fmt.utc(d.start), "cells": [
+            {"text": _phase_cell(*d.phases()[n]) if n in d.phases() else "—",
+             "fail": d.phases().get(n, (None, None, None))[2] is False} for n in names]} for d in drills]
         sections.append({
+            "phase_names": names, "phase_rows": phase_rows if names else [],
             "id": f"s{i}", "name": scenario, "description": drills[-1].description,
             "svg": Markup(svg) if svg else None, "rows": rows,
             "targets": ", ".join(f"{k.upper()} ≤ {v:g} s" for k, v in targets.items() if v is not None),

@@ -59,14 +59,81 @@ class ObjectStoreSpec(Strict):
     delete_marker_replication: bool = True
 
 
+class AppTier(Strict):
+    """Each region's app tier: instances behind its client link (balanced round-robin), each able
+    to serve `capacity` requests a second (beyond it, 503 over capacity), as a pod or a VM is."""
+
+    instances: int = Field(1, ge=1, le=16)
+    """Instances in the primary region, and what the DR region scales up to at full capacity."""
+    capacity: float | None = Field(None, gt=0, le=100_000)
+    """Requests per second one instance serves (health checks aside); null: as many as it can."""
+    dr_instances: int | None = Field(None, ge=0, le=16)
+    """Instances running in the DR region before the disaster. Default by strategy: warm-standby
+    all of `instances`, pilot-light and backup-restore none."""
+    max_instances: int = Field(16, ge=1, le=16)
+    """The quota per region: a scale-up beyond it fails, as a cloud service quota does."""
+
+    @model_validator(mode="after")
+    def _within_quota(self):
+        for name in ("instances", "dr_instances"):
+            if (getattr(self, name) or 0) > self.max_instances:
+                raise ValueError(f"{name} ({getattr(self, name)}) exceeds max_instances ({self.max_instances})")
+        return self
+
+
+class Backups(Strict):
+    """backup-restore: the primary's base backup and archived WAL, copied to a region-B archive
+    `copy_delay` after each file is written (the cross-region backup copy job)."""
+
+    copy_delay: Duration = 1.0
+    """How long after a backup file (a base backup, a WAL segment) is written its copy lands in B."""
+    archive_timeout: PositiveDuration = 1.0
+    """PostgreSQL's archive_timeout: the longest a commit waits to be in an archived WAL segment
+    (whole seconds, at least 1)."""
+
+    @field_validator("archive_timeout")
+    @classmethod
+    def _whole_seconds(cls, value: float) -> float:
+        if value < 1 or value != int(value):
+            raise ValueError("must be whole seconds, at least 1s (PostgreSQL's archive_timeout)")
+        return value
+
+
+Strategy = Literal["warm-standby", "pilot-light", "backup-restore"]
+
+
 class SandboxSpec(Strict):
     """The embedded two-region system drillkit starts and stops (drillkit.targets.sandbox)."""
 
     kind: Literal["sandbox"] = "sandbox"
-    strategy: Literal["warm-standby"] = "warm-standby"
+    strategy: Strategy = "warm-standby"
+    """warm-standby: B has a hot standby and a running (read-only) app tier; pilot-light: a hot
+    standby, no app until scaled up; backup-restore: no database and no app in B, only the copied
+    backups, restored by the runbook."""
     routing: Routing = Routing()
     replication: Replication = Replication()
     objects: ObjectStoreSpec | None = None
+    app: AppTier = AppTier()
+    backups: Backups | None = None
+
+    @model_validator(mode="after")
+    def _fits_strategy(self):
+        if self.strategy == "backup-restore":
+            if self.backups is None:
+                self.backups = Backups()
+            if self.replication.mode == "sync":
+                raise ValueError("replication.mode: sync needs a standby; backup-restore has none")
+            if self.app.dr_instances:
+                raise ValueError("app.dr_instances: backup-restore has no database in B to run an app over")
+        elif self.backups is not None:
+            raise ValueError(f"backups: only for strategy backup-restore (this is {self.strategy})")
+        return self
+
+    @property
+    def dr_instances(self) -> int:
+        if self.app.dr_instances is not None:
+            return self.app.dr_instances
+        return self.app.instances if self.strategy == "warm-standby" else 0
 
 
 _HTTP_URL = r"^https?://[^\s/]+(/\S*)?$"

@@ -125,6 +125,34 @@ class Restore(Result):
 
 
 @dataclass(frozen=True)
+class Scaling(Result):
+    """A region's app tier scaled from `before` to `after` instances; `t` is when the last new
+    instance answered its health check (ready to take traffic)."""
+
+    region: str
+    before: int
+    after: int
+    t: float
+    took_s: float
+    instances: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RegionRestore(Result):
+    """A region's database restored from the backups copied to it: the base backup and every WAL
+    segment that had reached its archive, replayed to the end and promoted."""
+
+    region: str
+    base_backup: str
+    wal_segments: int
+    last_segment: str | None
+    newest_record_at: float | None
+    t: float
+    took_s: float
+    db_port: int
+
+
+@dataclass(frozen=True)
 class Rebuild(Result):
     region: str
     source: str
@@ -306,6 +334,21 @@ class PointInTimeRecovery(Protocol):
     def scan_checksums(self, region: str | None = None) -> int: ...
 
     def restore_to_point_in_time(self, restore_point: float, region: str | None = None) -> Restore: ...
+
+
+@runtime_checkable
+class AppScaling(Protocol):
+    """Start or stop app instances in a region (pilot light's scale-up, a warm standby's growth
+    to full capacity), within the region's quota."""
+
+    def scale_app_tier(self, region: str, instances: int, timeout: float = 30) -> Scaling: ...
+
+
+@runtime_checkable
+class BackupRestore(Protocol):
+    """Backup-and-restore: the DR region holds only copied backups until the runbook restores it."""
+
+    def restore_region(self, region: str, timeout: float = 120) -> RegionRestore: ...
 
 
 @runtime_checkable

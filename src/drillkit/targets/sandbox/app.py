@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -65,6 +67,30 @@ class Database:
         self.pool.close(timeout=0.5)
 
 
+class Capacity:
+    """What one instance can serve: `rate` requests a second, with a tenth of a second's burst
+    (a token bucket). A request beyond it is refused at once, as an overloaded pod sheds load."""
+
+    def __init__(self, rate: float | None):
+        self.rate = rate
+        self.burst = max(1.0, (rate or 0) / 10)
+        self.tokens = self.burst
+        self.at = time.monotonic()
+        self.lock = threading.Lock()
+
+    def admit(self) -> bool:
+        if self.rate is None:
+            return True
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+            self.at = now
+            if self.tokens < 1:
+                return False
+            self.tokens -= 1
+            return True
+
+
 class AppHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
@@ -93,6 +119,8 @@ class AppHandler(BaseHTTPRequestHandler):
         try:
             if path == "/health" and self.command in ("GET", "HEAD"):
                 return self._health()
+            if not self.server.capacity.admit():
+                return self._json(503, {"error": "over capacity", "instance": self.server.instance})
             if path == "/records" and self.command == "POST":
                 return self._write(body)
             if path == "/records" and self.command == "GET":
@@ -203,16 +231,21 @@ def _first_line(exc: BaseException) -> str:
 
 
 class AppServer(LoopbackServer):
-    def __init__(self, port: int, region: str, dsn: str, s3_port: int | None = None):
+    def __init__(self, port: int, region: str, dsn: str, s3_port: int | None = None,
+                 capacity: float | None = None, instance: str = ""):
         self.region, self.db = region, Database(dsn)
+        self.capacity, self.instance = Capacity(capacity), instance or f"app-{region}"
         self.objects = objects.s3_client(s3_port) if s3_port else None
         super().__init__(("127.0.0.1", port), AppHandler)
 
 
-def command(region: str, db_port: int, s3_ports: dict[str, int] | None = None) -> list[str]:
-    """The arguments that start a region's app over its database (and its store, when it has one),
-    on a port it binds itself and reports in its ready file."""
+def command(region: str, db_port: int, s3_ports: dict[str, int] | None = None, capacity: float | None = None,
+            instance: str = "") -> list[str]:
+    """The arguments that start an instance of a region's app over its database (and its store,
+    when it has one), on a port it binds itself and reports in its ready file."""
     args = ["--region", region, "--port", "0", "--dsn", pg.dsn(db_port)]
+    args += ["--capacity", repr(capacity)] if capacity is not None else []
+    args += ["--instance", instance] if instance else []
     return args + (["--s3-port", str(s3_ports[region])] if s3_ports and region in s3_ports else [])
 
 
@@ -222,10 +255,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--dsn", required=True, help="libpq connection string of this region's database")
     parser.add_argument("--s3-port", type=int, help="this region's object store (S3 API)")
+    parser.add_argument("--capacity", type=float, help="requests per second this instance serves (default: no limit)")
+    parser.add_argument("--instance", default="", help="this instance's name (default app-REGION)")
     add_service_arguments(parser)
     args = parser.parse_args(argv)
-    start_service(f"app-{args.region}", args, parser)
-    return serve_until_signalled(AppServer(args.port, args.region, args.dsn, args.s3_port), args.ready_file)
+    if args.capacity is not None and not args.capacity > 0:
+        parser.error("--capacity must be positive")
+    name = args.instance or f"app-{args.region}"
+    start_service(name, args, parser)
+    return serve_until_signalled(AppServer(args.port, args.region, args.dsn, args.s3_port, args.capacity, name),
+                                 args.ready_file)
 
 
 if __name__ == "__main__":

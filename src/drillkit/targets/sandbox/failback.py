@@ -12,7 +12,6 @@ from drillkit.errors import FaultError, SandboxError
 from drillkit.targets import processes
 from drillkit.targets.capabilities import CatchUp, Rebuild, RoutingStatus, Switchover
 from drillkit.targets.sandbox import postgres as pg
-from drillkit.targets.sandbox.app import command as app_command
 from drillkit.targets.sandbox.linkproxy import command as link_command
 from drillkit.targets.sandbox.net import http_json
 from drillkit.targets.sandbox.router import routing_status
@@ -57,17 +56,12 @@ class FailbackSteps:
         pg.start(bins, run_as, server, log, timeout=timeout,
                  on_spawn=lambda pid: self.adopt(f"postgres-{region}", pid, region))
 
-        stores = {}
         if target.s3_port is not None:
-            stores[region] = target.s3_port = self._start_object_store(region)
+            target.s3_port = self._start_object_store(region)
             self._replicate_objects(source.name, region, after=0)
-        proc, ready = processes.spawn_service(
-            "drillkit.targets.sandbox.app", app_command(region, server.port, stores), root, f"app-{region}")
-        self.adopt(f"app-{region}", proc.pid, region)
-        app_port = processes.wait_ready(proc, ready, f"app-{region}")["port"]
-        self.link(target.link).retarget("127.0.0.1", app_port)
-        self.state.links[target.link].upstream = f"127.0.0.1:{app_port}"
-        target.db_port, target.app_port, target.datadir, target.role = server.port, app_port, str(datadir), "standby"
+        target.apps = self.start_app_instances(region, server.port, max(1, len(target.apps)))
+        self.balance_app_tier(region)
+        target.db_port, target.datadir, target.role = server.port, str(datadir), "standby"
         self.state.save()
         return Rebuild(region=region, source=source.name, datadir=str(datadir), db_port=server.port,
                        link=link.name, retired=tuple(p.name for p in retired), t=t0, took_s=time.time() - t0)

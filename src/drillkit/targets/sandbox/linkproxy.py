@@ -132,7 +132,11 @@ class Pipe:
 
     async def _open_upstream(self, down: Lane) -> None:
         await self.link.flowing.wait()
-        host, port = self.link.upstream
+        target = self.link.pick_upstream()
+        if target is None:  # no instance behind the link: refused, as a load balancer with no targets
+            self.kill()
+            return
+        host, port = target
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=3.0)
         except (OSError, asyncio.TimeoutError):
@@ -190,11 +194,15 @@ class Pipe:
 
 
 class Link:
-    """The state of one link: its upstream, active faults, open connections and byte counts."""
+    """The state of one link: its upstreams, active faults, open connections and byte counts.
 
-    def __init__(self, name: str, upstream: tuple[str, int], events: str | None = None):
+    A link to an app tier of several instances balances new connections over them round-robin, as
+    a load balancer does; one with no upstream (an app tier scaled to zero) refuses them."""
+
+    def __init__(self, name: str, upstreams: list[tuple[str, int]], events: str | None = None):
         self.name = name
-        self.upstream = upstream
+        self.upstreams = list(upstreams)
+        self._turn = 0
         self.events = events
         self.faults: dict[str, dict[str, float]] = {}
         self.pipes: set[Pipe] = set()
@@ -261,9 +269,16 @@ class Link:
             self._record(k, params, "clear", t=healed)
         return healed
 
-    def retarget(self, host: str, port: int) -> None:
-        self.upstream = (host, port)
-        self._event("link.retarget", upstream=f"{host}:{port}")
+    def pick_upstream(self) -> tuple[str, int] | None:
+        if not self.upstreams:
+            return None
+        self._turn = (self._turn + 1) % len(self.upstreams)
+        return self.upstreams[self._turn]
+
+    def retarget(self, upstreams: list[tuple[str, int]]) -> None:
+        self.upstreams = list(upstreams)
+        shown = [f"{h}:{p}" for h, p in self.upstreams]
+        self._event("link.retarget", upstream=shown[0] if shown else "", upstreams=shown)
 
     def _record(self, kind: str, params: dict[str, float], action: str, t: float) -> None:
         self._event("link.fault", t=t, fault={"kind": kind, **params}, action=action)
@@ -275,7 +290,8 @@ class Link:
     def status(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "upstream": "%s:%d" % self.upstream,
+            "upstream": "%s:%d" % self.upstreams[0] if self.upstreams else "",
+            "upstreams": ["%s:%d" % u for u in self.upstreams],
             "faults": {k: dict(v) for k, v in self.faults.items()},
             "connections": len(self.pipes),
             "bytes_up": self.bytes["up"],
@@ -303,10 +319,12 @@ class Link:
             target = json.loads(body or b"null")
             if not isinstance(target, dict):
                 target = {}
-            host, port = target.get("host"), target.get("port")
-            if not isinstance(host, str) or not isinstance(port, int) or not 0 < port < 65536:
-                raise ValueError("body must be {\"host\": str, \"port\": int}")
-            self.retarget(host, port)
+            targets = target.get("upstreams", [target] if "host" in target else None)
+            if not isinstance(targets, list) or not all(
+                    isinstance(t, dict) and isinstance(t.get("host"), str) and isinstance(t.get("port"), int)
+                    and not isinstance(t.get("port"), bool) and 0 < t["port"] < 65536 for t in targets):
+                raise ValueError('body must be {"host": str, "port": int} or {"upstreams": [{"host", "port"}, ...]}')
+            self.retarget([(t["host"], t["port"]) for t in targets])
             return 200, self.status()
         return 404, {"error": f"no route {method} {path}"}
 
@@ -350,7 +368,8 @@ async def serve(args: argparse.Namespace) -> None:
     data_server = await asyncio.start_server(link.accept, "127.0.0.1", args.listen_port)
     control_server = await asyncio.start_server(link.control, "127.0.0.1", 0)
     write_ready_file(args.ready_file, data_server.sockets[0].getsockname()[1], name=args.name,
-                     control_port=control_server.sockets[0].getsockname()[1], upstream="%s:%d" % args.upstream)
+                     control_port=control_server.sockets[0].getsockname()[1],
+                     upstream=",".join("%s:%d" % u for u in args.upstream))
     await stop.wait()
     data_server.close()
     control_server.close()
@@ -358,16 +377,20 @@ async def serve(args: argparse.Namespace) -> None:
         pipe.kill()
 
 
-def command(name: str, upstream_port: int, events: str | os.PathLike[str]) -> list[str]:
-    """The arguments that start link `name` to 127.0.0.1:`upstream_port` on a port of its choosing."""
-    return ["--name", name, "--listen-port", "0", "--upstream", f"127.0.0.1:{upstream_port}", "--events", str(events)]
+def command(name: str, upstream: int | list[int], events: str | os.PathLike[str]) -> list[str]:
+    """The arguments that start link `name` on a port of its choosing, to 127.0.0.1:`upstream`
+    (a port, or the ports of an app tier's instances; none: it refuses connections until given one)."""
+    ports = [upstream] if isinstance(upstream, int) else list(upstream)
+    return ["--name", name, "--listen-port", "0", *[a for p in ports for a in ("--upstream", f"127.0.0.1:{p}")],
+            "--events", str(events)]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m drillkit.targets.sandbox.linkproxy", description=__doc__.splitlines()[0])
     parser.add_argument("--name", required=True)
     parser.add_argument("--listen-port", type=int, default=0)
-    parser.add_argument("--upstream", type=parse_hostport, required=True)
+    parser.add_argument("--upstream", type=parse_hostport, action="append", default=[],
+                        help="HOST:PORT; repeat to balance over several, omit to refuse until retargeted")
     parser.add_argument("--events", help="the drill's events.jsonl (absolute path)")
     add_service_arguments(parser)
     args = parser.parse_args(argv)
@@ -414,6 +437,10 @@ class LinkControl:
 
     def retarget(self, host: str, port: int) -> dict[str, Any]:
         return self._call("PUT", "/upstream", {"host": host, "port": port})
+
+    def balance(self, ports: list[int], host: str = "127.0.0.1") -> dict[str, Any]:
+        """Balance new connections over these upstreams (none: refuse them); open ones stay."""
+        return self._call("PUT", "/upstream", {"upstreams": [{"host": host, "port": p} for p in ports]})
 
 
 if __name__ == "__main__":

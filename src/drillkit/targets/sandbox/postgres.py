@@ -191,13 +191,30 @@ def base_settings(archive_dir: Path) -> dict[str, object]:
     }
 
 
-def init_primary(bins: PgBinaries, run_as: RunAs, datadir: Path, archive_dir: Path, log: Path) -> PgServer:
+def init_primary(bins: PgBinaries, run_as: RunAs, datadir: Path, archive_dir: Path, log: Path,
+                 archive_timeout: float | None = None) -> PgServer:
+    """A new primary archiving its WAL to `archive_dir`. With an `archive_timeout` (backup-restore,
+    whose RPO it bounds) a segment is archived at least that often, in 1 MB segments so that a
+    forced switch each second does not write 16 MB."""
     run_as.own(datadir)
     run_as.own(archive_dir)
     _run([bins.tool("initdb"), "-D", str(datadir), "-U", DB_USER, "--auth=trust", "-E", "UTF8",
-          "--no-sync", "--no-instructions"], run_as, log, "initdb")
-    _write_conf(datadir, base_settings(archive_dir))
+          "--no-sync", "--no-instructions", *(["--wal-segsize=1"] if archive_timeout else [])], run_as, log, "initdb")
+    settings = base_settings(archive_dir)
+    if archive_timeout:
+        settings.update(archive_timeout=f"{int(archive_timeout)}s", wal_keep_size="64MB", min_wal_size="8MB",
+                        max_wal_size="64MB")
+    _write_conf(datadir, settings)
     return PgServer("primary", datadir, free_port())
+
+
+def take_base_backup(bins: PgBinaries, run_as: RunAs, port: int, target: Path, log: Path) -> None:
+    """pg_basebackup of the server on `port` into `target` (a new folder), WAL included."""
+    shutil.rmtree(target, ignore_errors=True)
+    run_as.own(target)
+    _run([bins.tool("pg_basebackup"), "-h", "127.0.0.1", "-p", str(port), "-U", DB_USER,
+          "-D", str(target), "-X", "stream", "--checkpoint=fast", "--no-sync"], run_as, log, "pg_basebackup",
+         timeout=120)
 
 
 def init_standby(bins: PgBinaries, run_as: RunAs, datadir: Path, source_port: int, archive_dir: Path,
@@ -366,4 +383,20 @@ def make_standby(run_as: RunAs, datadir: Path, source_port: int) -> None:
 
 __all__ = ["PgBinaries", "PgServer", "RunAs", "find_binaries", "init_primary", "init_standby", "start",
            "create_schema", "promote", "dsn", "stop_process_group", "drop_shared_memory", "stop_fast",
-           "control_data", "make_standby"]
+           "control_data", "make_standby", "take_base_backup", "wait_promoted"]
+
+
+def wait_promoted(port: int, server: PgServer, timeout: float) -> None:
+    """recovery_target_action = promote: the cluster leaves recovery once it reached the target."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process is not None and server.process.poll() is not None:
+            raise SandboxError(f"the restored cluster exited ({server.process.returncode}) during recovery")
+        try:
+            with psycopg.connect(dsn(port, connect_timeout=1), autocommit=True) as conn:
+                if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                    return
+        except psycopg.OperationalError:
+            pass
+        time.sleep(0.05)
+    raise SandboxError(f"the restored cluster on port {port} still in recovery after {timeout:.0f}s")

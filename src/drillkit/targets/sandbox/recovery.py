@@ -4,7 +4,6 @@ scans, and PITR into a new cluster that takes the region over. A mixin of Sandbo
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,7 +14,6 @@ from drillkit.errors import FaultError, SandboxError
 from drillkit.targets import processes
 from drillkit.targets.capabilities import Backup, Corruption, Restore
 from drillkit.targets.sandbox import postgres as pg
-from drillkit.targets.sandbox.app import command as app_command
 from drillkit.targets.sandbox.net import free_port
 
 
@@ -70,12 +68,8 @@ class Recovery:
         bins, run_as = self._pg_tools()
         primary = self._primary()
         target = self.base_backup_dir
-        shutil.rmtree(target, ignore_errors=True)
-        run_as.own(target)
         t0 = time.time()
-        pg._run([bins.tool("pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.db_port), "-U", pg.DB_USER,
-                 "-D", str(target), "-X", "stream", "--checkpoint=fast", "--no-sync"],
-                run_as, Path(self.state.root) / "base-backup.log", "pg_basebackup", timeout=120)
+        pg.take_base_backup(bins, run_as, primary.db_port, target, Path(self.state.root) / "base-backup.log")
         segment = self._switch_wal_and_wait_archived(primary.db_port)
         return Backup(str(target), t0, time.time() - t0, segment)
 
@@ -116,25 +110,24 @@ class Recovery:
         server = pg.start(bins, run_as, pg.PgServer(tag, datadir, free_port()), log, timeout=timeout,
                           on_spawn=lambda pid: self.adopt(f"postgres-{tag}", pid, name))
         db_port = server.port
-        _wait_promoted(db_port, server, timeout)
+        pg.wait_promoted(db_port, server, timeout)
         pg._write_conf(datadir, {"recovery_target_time": ""})  # a standby cloned from it must not stop there
         with psycopg.connect(pg.dsn(db_port), autocommit=True) as conn:
             newest = conn.execute("SELECT EXTRACT(epoch FROM max(written_at))::float FROM records").fetchone()[0]
 
-        proc, ready = processes.spawn_service("drillkit.targets.sandbox.app", app_command(name, db_port), root, f"app-{tag}")
-        self.adopt(f"app-{tag}", proc.pid, name)
-        app_port = processes.wait_ready(proc, ready, f"app-{tag}")["port"]
+        apps = self.start_app_instances(name, db_port, max(1, len(old.apps)), prefix=f"app-{tag}")
 
-        keep = {f"postgres-{tag}", f"app-{tag}"}
-        retired = [p for p in self._processes_of(name) if p.name not in keep]
+        keep = {f"postgres-{tag}", *apps}
+        retired = [p for p in self._processes_of(name) if p.name not in keep and not p.name.startswith("s3")]
         old_apps = [p for p in retired if not p.name.startswith("postgres")]
         # a SIGTERMed app stops accepting but serves its keep-alive clients until they leave: cut them
         processes.stop_all(old_apps, grace=0.0)
         cutover = time.time()
-        self.link(old.link).retarget("127.0.0.1", app_port)
+        old.apps = apps
+        self.balance_app_tier(name)
         processes.stop_all([p for p in retired if p not in old_apps])
         self.state.processes = [p for p in self.state.processes if p not in retired]
-        old.db_port, old.app_port, old.datadir, old.role = db_port, app_port, str(datadir), "primary"
+        old.db_port, old.datadir, old.role = db_port, str(datadir), "primary"
         self.state.primary_region = name
         self._save_registry()
         return Restore(region=name, restore_point=restore_point, recovery_target_time=target_time,
@@ -145,19 +138,3 @@ class Recovery:
 def _pg_timestamp(t: float) -> str:
     """An epoch time as PostgreSQL parses it, in UTC to the microsecond."""
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f+00")
-
-
-def _wait_promoted(port: int, server: pg.PgServer, timeout: float) -> None:
-    """recovery_target_action = promote: the cluster leaves recovery once it reached the target."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process is not None and server.process.poll() is not None:
-            raise SandboxError(f"the restored cluster exited ({server.process.returncode}) during recovery")
-        try:
-            with psycopg.connect(pg.dsn(port, connect_timeout=1), autocommit=True) as conn:
-                if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
-                    return
-        except psycopg.OperationalError:
-            pass
-        time.sleep(0.05)
-    raise SandboxError(f"the restored cluster on port {port} still in recovery after {timeout:.0f}s")

@@ -14,15 +14,17 @@ from drillkit.targets.processes import ProcessEntry
 
 STATE_FILE = "sandbox.json"
 
-Role = Literal["primary", "standby", "down"]
+Role = Literal["primary", "standby", "down", "empty"]
+"""`empty`: a region with no database yet (backup-restore's DR region, until the runbook restores it)."""
 
 
 class RegionState(BaseModel):
     name: str
     role: Role
-    db_port: int
-    datadir: str
-    app_port: int
+    db_port: int | None
+    datadir: str | None
+    apps: dict[str, int] = {}
+    """The region's running app instances: name → port, balanced behind its client link."""
     link: str
     frozen: bool = False
     s3_port: int | None = None
@@ -51,6 +53,10 @@ class SandboxState(BaseModel):
     regions: dict[str, RegionState]
     links: dict[str, LinkState]
     processes: list[ProcessEntry] = []
+    app_capacity: float | None = None
+    max_instances: int = 16
+    backup_archive: str | None = None
+    """backup-restore: region B's archive, where the copier puts the base backup and WAL segments."""
     object_replicator_port: int | None = None
     object_source: str = "A"
     object_destination: str = "B"

@@ -31,7 +31,7 @@ from drillkit.targets.capabilities import (
     RoutingStatus,
 )
 from drillkit.targets.sandbox import postgres as pg
-from drillkit.targets.sandbox.app import command as app_command
+from drillkit.targets.sandbox.apptier import AppTierSteps, instance_name, spawn_apps, wait_apps
 from drillkit.targets.sandbox.failback import FailbackSteps
 from drillkit.targets.sandbox.linkproxy import LinkControl
 from drillkit.targets.sandbox.linkproxy import command as link_command
@@ -58,7 +58,7 @@ def client_link(region: str) -> str:
     return f"client-{region}"
 
 
-class Sandbox(Recovery, FailbackSteps):
+class Sandbox(Recovery, FailbackSteps, AppTierSteps):
     """A handle on a running sandbox, from its state file: the `sandbox` target plug-in, with every
     capability of drillkit.targets.capabilities (Objects only with `system.objects`).
 
@@ -95,8 +95,27 @@ class Sandbox(Recovery, FailbackSteps):
         return reap_stale()
 
     def ready(self) -> list[tuple[str, dict]]:
-        """The standby streams: the drill's load may start."""
+        """The standby streams (or, for backup-restore, region B holds a restorable base backup):
+        the drill's load may start."""
+        if self.state.backup_archive is not None:
+            return [("backup.ready", self.wait_backup_copied())]
         return [("replication.streaming", {"standbys": [row.as_dict() for row in self.wait_streaming()]})]
+
+    def wait_backup_copied(self, timeout: float = 60) -> dict:
+        """backup-restore: the copy job has delivered a whole base backup to region B's archive."""
+        from drillkit.targets.sandbox.backup_copy import BASE_PREFIX, MANIFEST
+
+        archive = Path(self.state.backup_archive or "")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            bases = sorted(b.name for b in archive.glob(f"{BASE_PREFIX}*") if (b / MANIFEST).is_file())
+            if bases:
+                return {"region": "B", "base_backups": bases, "archive": str(archive)}
+            failure = self.service_failure()
+            if failure:
+                raise SandboxError(failure)
+            time.sleep(0.05)
+        raise SandboxError(f"no base backup reached region B's archive after {timeout:.0f}s")
 
     def facts(self) -> dict[str, str]:
         return {"postgresql": self.state.pg_version}
@@ -155,8 +174,13 @@ class Sandbox(Recovery, FailbackSteps):
     def _start(cls, spec: SandboxSpec, bins: pg.PgBinaries, run_as: pg.RunAs, root: Path, events: Path,
                track) -> "Sandbox":
         """Every service binds a port of its own choosing and reports it (PostgreSQL, which cannot,
-        retries on a taken port), so no port is ever chosen here and raced for."""
+        retries on a taken port), so no port is ever chosen here and raced for.
+
+        The strategy decides region B: a hot standby with `app.dr_instances` app instances
+        (warm-standby, pilot-light: none by default), or nothing but the archive the backup copy
+        job fills (backup-restore)."""
         archive = root / "archive"
+        backups = spec.backups if spec.strategy == "backup-restore" else None
         stores = {}
         if spec.objects is not None:  # moto takes a second to import: start it before initdb
             for r in REGIONS:
@@ -164,26 +188,27 @@ class Sandbox(Recovery, FailbackSteps):
                 track(f"s3-{r}", proc.pid, r)
                 stores[r] = (proc, ready)
 
-        primary = pg.init_primary(bins, run_as, root / "pg-A", archive, root / "pg-A.log")
+        primary = pg.init_primary(bins, run_as, root / "pg-A", archive, root / "pg-A.log",
+                                  archive_timeout=backups.archive_timeout if backups else None)
         pg.start(bins, run_as, primary, root / "pg-A.log", on_spawn=lambda pid: track("postgres-A", pid, "A"))
         pg.create_schema(primary.port)
 
         s3_ports = {r: processes.wait_ready(*stores[r], f"s3-{r}")["port"] for r in stores}
-        pending = {
-            REPLICATION_LINK: processes.spawn_service(
+        instances = {"A": spec.app.instances, "B": spec.dr_instances}
+        names = {r: [instance_name(f"app-{r}", n) for n in range(1, instances[r] + 1)] for r in REGIONS}
+        apps = {"A": spawn_apps(root, "A", primary.port, s3_ports, spec.app.capacity, names["A"], track)}
+        pending = {}
+        if backups is None:
+            pending[REPLICATION_LINK] = processes.spawn_service(
                 "drillkit.targets.sandbox.linkproxy", link_command(REPLICATION_LINK, primary.port, events), root,
-                REPLICATION_LINK),
-            "app-A": processes.spawn_service("drillkit.targets.sandbox.app", app_command("A", primary.port, s3_ports),
-                                             root, "app-A"),
-        }
+                REPLICATION_LINK)
         if s3_ports:
             pending[OBJECT_REPLICATION_LINK] = processes.spawn_service(
                 "drillkit.targets.sandbox.linkproxy", link_command(OBJECT_REPLICATION_LINK, s3_ports["A"], events), root,
                 OBJECT_REPLICATION_LINK)
         for name, (proc, _) in pending.items():
-            track(name, proc.pid, "A" if name == "app-A" else None)
-        link_info = {name: processes.wait_ready(*pending[name], name)
-                     for name in (REPLICATION_LINK, OBJECT_REPLICATION_LINK) if name in pending}
+            track(name, proc.pid, None)
+        link_info = {name: processes.wait_ready(*pending[name], name) for name in list(pending)}
         replicator_port = None
         if s3_ports:
             proc, ready = processes.spawn_service(
@@ -194,20 +219,32 @@ class Sandbox(Recovery, FailbackSteps):
             track("object-replicator", proc.pid)
             pending["object-replicator"] = (proc, ready)
 
-        standby = pg.init_standby(bins, run_as, root / "pg-B", link_info[REPLICATION_LINK]["port"], archive,
-                                  root / "pg-B.log")
-        pg.start(bins, run_as, standby, root / "pg-B.log", on_spawn=lambda pid: track("postgres-B", pid, "B"))
-        db_ports = {"A": primary.port, "B": standby.port}
-
-        proc, ready = processes.spawn_service("drillkit.targets.sandbox.app", app_command("B", standby.port, s3_ports),
-                                              root, "app-B")
-        track("app-B", proc.pid, "B")
-        pending["app-B"] = (proc, ready)
-        app_ports = {r: processes.wait_ready(*pending[f"app-{r}"], f"app-{r}")["port"] for r in REGIONS}
+        db_ports: dict[str, int | None] = {"A": primary.port, "B": None}
+        backup_archive = None
+        if backups is None:
+            standby = pg.init_standby(bins, run_as, root / "pg-B", link_info[REPLICATION_LINK]["port"], archive,
+                                      root / "pg-B.log")
+            pg.start(bins, run_as, standby, root / "pg-B.log", on_spawn=lambda pid: track("postgres-B", pid, "B"))
+            db_ports["B"] = standby.port
+            apps["B"] = spawn_apps(root, "B", standby.port, s3_ports, spec.app.capacity, names["B"], track)
+        else:
+            backup_archive = root / "archive-B"
+            run_as.own(root / "backups")
+            pg.take_base_backup(bins, run_as, primary.port, root / "backups" / "base-1", root / "base-backup.log")
+            proc, ready = processes.spawn_service(
+                "drillkit.targets.sandbox.backup_copy",
+                ["--bases", str(root / "backups"), "--wal", str(archive), "--dest", str(backup_archive),
+                 "--delay", repr(backups.copy_delay), "--events", str(events), "--region", "B",
+                 *(["--owner", f"{run_as.uid}:{run_as.gid}"] if run_as.user is not None else [])],
+                root, "backup-copy-A-B")
+            track("backup-copy-A-B", proc.pid, "A")  # the copy job dies with region A
+            processes.wait_ready(proc, ready, "backup-copy-A-B")
+        app_ports = {r: wait_apps(apps.get(r, [])) for r in REGIONS}
         for region in REGIONS:
             name = client_link(region)
             proc, ready = processes.spawn_service(
-                "drillkit.targets.sandbox.linkproxy", link_command(name, app_ports[region], events), root, name)
+                "drillkit.targets.sandbox.linkproxy", link_command(name, list(app_ports[region].values()), events),
+                root, name)
             track(name, proc.pid)
             pending[name] = (proc, ready)
         for name in (client_link("A"), client_link("B")):
@@ -227,14 +264,16 @@ class Sandbox(Recovery, FailbackSteps):
         track("router", proc.pid)
         router = processes.wait_ready(proc, ready, "router")
 
+        roles = {"A": "primary", "B": "standby" if backups is None else "empty"}
         state = SandboxState(
             root=str(root), events_file=str(events), pg_bin=str(bins.bindir), pg_version=bins.version,
             pg_user=run_as.user, archive_dir=str(archive), strategy=spec.strategy,
             replication_mode=spec.replication.mode, routing_policy=routing.policy, primary_region="A",
-            router_port=router["port"],
-            regions={r: RegionState(name=r, role="primary" if r == "A" else "standby", db_port=db_ports[r],
-                                    datadir=str(root / f"pg-{r}"), app_port=app_ports[r], link=client_link(r),
-                                    s3_port=s3_ports.get(r))
+            router_port=router["port"], app_capacity=spec.app.capacity, max_instances=spec.app.max_instances,
+            backup_archive=str(backup_archive) if backup_archive else None,
+            regions={r: RegionState(name=r, role=roles[r], db_port=db_ports[r],
+                                    datadir=str(root / f"pg-{r}") if db_ports[r] else None, apps=app_ports[r],
+                                    link=client_link(r), s3_port=s3_ports.get(r))
                      for r in REGIONS},
             object_replicator_port=replicator_port,
             links={name: LinkState(name=name, port=info["port"], control_port=info["control_port"],
@@ -242,7 +281,8 @@ class Sandbox(Recovery, FailbackSteps):
         )
         state.save()
         sandbox = cls(state)
-        sandbox.wait_streaming(timeout=15)
+        if backups is None:
+            sandbox.wait_streaming(timeout=15)
         if spec.replication.mode == "sync":
             pg.require_synchronous_standby(primary.port)
         return sandbox
@@ -319,7 +359,7 @@ class Sandbox(Recovery, FailbackSteps):
     def kill_app_tier(self, region: str) -> RegionFault:
         """SIGKILL only the region's app: compute is gone, its database keeps running."""
         self._region(region)
-        apps = [p for p in self._processes_of(region) if p.name == f"app-{region}"]
+        apps = [p for p in self._processes_of(region) if p.name in self._region(region).apps]
         killed = [p.name for p in apps if processes.kill_group(p)]
         t = time.time()
         processes.wait_gone(apps, 5.0)
