@@ -113,3 +113,10 @@ def human_target(target: Any, seconds: bool = False) -> str:
 
 def plural(n: Any, one: str, many: str) -> str:
     return f"{count(n)} {one if num(n) == 1 else many}"
+
+
+def at_scale(x: Any, scale: float) -> str:
+    """A drill duration as the production time it stands for at `time_scale` (drillkit.scenario.timescale)."""
+    v = num(x)
+    return "" if v is None or scale == 1 else f"≙ {format_duration(max(v, 0.0) * scale)} in production"
+

@@ -90,6 +90,27 @@ def _rto_classes(m: dict) -> dict[str, dict]:
     return {c: found[c] for c in order}
 
 
+TIME_KINDS = frozenset({checks.RTO, checks.RPO, checks.RPO_STORE, checks.PHASE, checks.TIME_TO_DETECT,
+                        checks.REPLICATION_LAG})
+"""Check kinds whose target and measure are durations, which `time_scale` scales."""
+
+
+def at_scale(rows: list[Row], scale: float) -> list[Row]:
+    """Beside each scaled duration (target and measured), the production time it stands for."""
+    if scale == 1:
+        return rows
+    for row in rows:
+        timed = [c for c in row.checks if checks.kind_of(c) in TIME_KINDS]
+        if not timed or len(timed) != len(row.checks):
+            continue
+        c = max(timed, key=lambda c: fmt.num(c.get("measured")) or 0.0)
+        if fmt.num(c.get("measured")) is not None:
+            row.measured += f" ({fmt.at_scale(c['measured'], scale)})"
+        if fmt.num(c.get("target")) is not None:
+            row.target += f" ({fmt.at_scale(c['target'], scale)})"
+    return rows
+
+
 def build_rows(summary: dict) -> list[Row]:
     m = summary.get("measures") or {}
     targets = summary.get("targets") or {}

@@ -42,7 +42,8 @@ def context(e: Evidence) -> dict[str, Any]:
     s, m = e.summary, e.measures
     verdict = str(s.get("verdict", "")).lower()
     verdict = verdict if verdict in VERDICT_LABELS else "unknown"
-    rows = model.build_rows(s)
+    scale = fmt.num((e.scenario or {}).get("time_scale")) or 1.0
+    rows = model.at_scale(model.build_rows(s), scale)
     reason = view.abort_reason(e) if verdict == "aborted" else None
     t_ref, ref_label = view.reference(e)
     t_fault = fmt.num(m.get("t_fault"))
@@ -67,7 +68,8 @@ def context(e: Evidence) -> dict[str, Any]:
         "phases": [p.cells(t_ref) for p in phases],
         "phases_missing": "no activity events in events.jsonl and no journal.json"
         if not e.events else "no activities recorded in events.jsonl",
-        "phase_budgets": view.phase_budgets(s, t_ref),
+        "time_scale": scale,
+        "phase_budgets": view.phase_budgets(s, t_ref, scale),
         "alarms": view.alarms(s, t_ref),
         "lost": view.lost_writes(m),
         "activities": view.activities(e.journal),

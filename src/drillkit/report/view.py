@@ -293,7 +293,7 @@ def abort_reason(e: Evidence) -> str | None:
     return str(reasons[0]) if reasons else None
 
 
-def phase_budgets(summary: dict[str, Any], t_ref: float | None) -> list[dict[str, str]]:
+def phase_budgets(summary: dict[str, Any], t_ref: float | None, scale: float = 1.0) -> list[dict[str, str]]:
     """Every measured runbook phase, with its budget and status where `targets.phases` sets one."""
     m = summary.get("measures") or {}
     held = {c.get("subject"): c for c in summary.get("checks") or []
@@ -304,12 +304,16 @@ def phase_budgets(summary: dict[str, Any], t_ref: float | None) -> list[dict[str
         c = held.pop(name, None)
         rows.append({"name": name, "activities": ", ".join(p.get("activities") or []),
                      "start": off(p["start"]), "duration": fmt.dur(p.get("duration_s")),
+                     "production": fmt.at_scale(p.get("duration_s"), scale).removesuffix(" in production"),
                      "budget": fmt.dur(c["target"]) if c else "—",
+                     "budget_production": fmt.at_scale(c["target"], scale).removesuffix(" in production") if c else "",
                      "status": ("pass" if c["passed"] else "fail") if c else "none",
                      "message": str(c.get("message") or "") if c else ""})
     for name, c in held.items():   # a budget for a phase the drill never reached
-        rows.append({"name": str(name), "activities": "", "start": "—", "duration": "not run",
-                     "budget": fmt.dur(c["target"]), "status": "fail", "message": str(c.get("message") or "")})
+        rows.append({"name": str(name), "activities": "", "start": "—", "duration": "not run", "production": "",
+                     "budget": fmt.dur(c["target"]),
+                     "budget_production": fmt.at_scale(c["target"], scale).removesuffix(" in production"),
+                     "status": "fail", "message": str(c.get("message") or "")})
     return rows
 
 

@@ -236,6 +236,13 @@ def load_scenario(path: str | Path) -> LoadedScenario:
         scenario = Scenario.model_validate(raw)
     except ValidationError as exc:
         raise _invalid(exc, text, shown) from None
+    try:
+        scenario = scenario.at_drill_scale()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise InputError(f"at time_scale {scenario.time_scale:g}: {err['msg'].removeprefix('Value error, ')}",
+                         file=shown, field=where) from None
     except RecursionError:
         raise InputError("a value refers to itself (YAML alias loop)", file=shown) from None
     base = path.resolve().parent
@@ -333,9 +340,17 @@ def load_experiment(path: Path, scenario_file: str | None = None) -> dict[str, A
 MARK_KEYS = {"fault": str, "clears": str, "at": str, "precondition": bool, "phase": str}
 
 
+NEEDS_STANDBY = frozenset({"promote_standby", "pause_replay", "resume_replay", "rebuild_as_standby", "switchover",
+                           "wait_caught_up"})
+"""Runbook steps and faults that act on region B's hot standby, which backup-restore does not have."""
+ACTIONS_MODULE = "drillkit.chaos.actions"
+
+
 def check_fit(loaded: LoadedScenario, experiment: dict[str, Any]) -> None:
     """What the scenario says about its experiment holds: each phase budget names a phase the
-    experiment has (an activity's name, or a `phase` its drillkit mark names)."""
+    experiment has (an activity's name, or a `phase` its drillkit mark names), and each sandbox
+    step makes sense for the system's strategy."""
+    _check_strategy(loaded, experiment)
     known = []
     for section in ("method", "rollbacks"):
         for activity in experiment.get(section) or []:
@@ -347,6 +362,41 @@ def check_fit(loaded: LoadedScenario, experiment: dict[str, Any]) -> None:
             raise InputError(f"names no phase of {loaded.experiment_path.name} (its phases: "
                              f"{', '.join(dict.fromkeys(known)) or 'none'})", file=str(loaded.path),
                              field=f"targets.phases.{phase}")
+
+
+def _check_strategy(loaded: LoadedScenario, experiment: dict[str, Any]) -> None:
+    system = loaded.scenario.system
+    if system.kind != "sandbox":
+        return
+    config = experiment.get("configuration") if isinstance(experiment.get("configuration"), dict) else {}
+
+    def value(v: Any) -> Any:
+        if isinstance(v, str) and v.startswith("${") and v.endswith("}"):
+            return config.get(v[2:-1], v)
+        return v
+
+    for section in ("method", "rollbacks"):
+        for i, activity in enumerate(experiment.get(section) or []):
+            provider = activity.get("provider") if isinstance(activity, dict) else None
+            if not isinstance(provider, dict) or provider.get("module") != ACTIONS_MODULE:
+                continue
+            func, args = provider.get("func"), provider.get("arguments") or {}
+            step = f"{loaded.experiment_path.name} {section}[{i}] {activity.get('name')!r} calls {func}"
+            problem = None
+            if system.strategy == "backup-restore" and func in NEEDS_STANDBY:
+                problem = f"{step}, which needs region B's standby; strategy backup-restore has none"
+            elif system.strategy == "backup-restore" and func == "inject_link_fault" and \
+                    value(args.get("link")) == "repl-A-B":
+                problem = f"{step} on link repl-A-B; strategy backup-restore has no replication link"
+            elif func == "restore_region_from_backup" and system.strategy != "backup-restore":
+                problem = f"{step}, which restores a region that has only backup copies; strategy {system.strategy} has a standby"
+            elif func == "scale_app_tier" and isinstance(value(args.get("instances")), int) and \
+                    value(args.get("instances")) > system.app.max_instances:
+                problem = (f"{step} with {value(args.get('instances'))} instances, over the quota "
+                           f"system.app.max_instances ({system.app.max_instances})")
+            if problem:
+                raise InputError(problem, file=str(loaded.path), field="system.strategy"
+                                 if "strategy" in problem else "system.app.max_instances")
 
 
 def _check_marks(experiment: dict[str, Any], shown: str) -> None:

@@ -417,6 +417,19 @@ class Scenario(Strict):
     stable: Duration = 2.0
     safeguards: Safeguards = Safeguards()
     alarms: list[Alarm] = []
+    time_scale: float = Field(1.0, ge=1, le=86_400)
+    """Seconds of production one second of drill stands for (drillkit.scenario.timescale)."""
+    scaled: bool = False
+    """The durations are drill values already (a resolved scenario, as stored with the evidence)."""
+
+    def at_drill_scale(self) -> "Scenario":
+        """This scenario with its production durations divided by `time_scale` (once)."""
+        if self.scaled or self.time_scale == 1:
+            return self
+        from drillkit.scenario.timescale import scaled_fields
+
+        return Scenario.model_validate(scaled_fields(self.model_dump(exclude_unset=True), self.time_scale),
+                                       strict=False)
 
     @field_validator("alarms")
     @classmethod
