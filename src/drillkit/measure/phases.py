@@ -19,7 +19,7 @@ from .read import seconds as _r
 def phases(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """{phase: {start, end, duration_s, activities, status}} in the order the phases began."""
     out: dict[str, dict[str, Any]] = {}
-    for e in events:
+    for e in _runbook(events):
         if e.get("kind") != ACTIVITY_END or not e.get("name"):
             continue
         end = float(e["t"])
@@ -43,3 +43,18 @@ def _started(e: dict[str, Any], fallback: float) -> float:
         return datetime.fromisoformat(e["started"]).timestamp() if e.get("started") else fallback
     except (TypeError, ValueError):
         return fallback
+
+
+def _runbook(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events of the method and the rollbacks: the steady-state hypothesis's probes, before
+    and after the method, are no runbook phase. Evidence without these marks keeps every event."""
+    bounds = {"method.start": True, "method.end": False, "rollbacks.start": True, "rollbacks.end": False}
+    if not any(e.get("kind") == "method.start" for e in events):
+        return events
+    out, inside = [], False
+    for e in events:
+        inside = bounds.get(e.get("kind"), inside)
+        if inside:
+            out.append(e)
+    return out
+
