@@ -1,0 +1,149 @@
+"""The DR strategies as real topologies, drilled through the CLI: what each one loses and how long
+it takes, held against truths the drill sets (the copy delay, the scale-up, the DR capacity)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from test_drill import first, ops, run_drill
+
+EDGE = 0.1
+"""How far from a boundary an acknowledgement may land on either side of it: a commit's
+acknowledgement travels back through the app and the link after the commit."""
+
+
+def derive(shipped: str, tmp_path: Path, name: str, change=lambda d: None) -> Path:
+    """A copy of a shipped scenario, its paths absolute, with `change` applied."""
+    src = ROOT / shipped
+    data = yaml.safe_load(src.read_text())
+    data["experiment"] = str((src.parent / data["experiment"]).resolve())
+    data["load"]["locustfile"] = str((src.parent / data["load"]["locustfile"]).resolve())
+    change(data)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def stopped_acked(events, summary, out):
+    m = summary["measures"]
+    lost = set(json.loads((out / "audit.json").read_text())["lost_keys"])
+    acked = {}
+    for op in ops(out):
+        if op["op"] == "write" and op["ok"]:
+            acked[op["key"]] = op
+    return m, lost, acked
+
+
+@pytest.mark.parametrize("copy_delay_s", [1, 3])
+def test_backup_restore_loses_what_the_copy_job_had_not_delivered(tmp_path, drillkit_cli, no_leftovers, copy_delay_s):
+    """Region B restores from the base backup and the WAL segments copied before region A died:
+    every write acknowledged before the newest restored commit survives, every one after it is lost,
+    and the RPO is the copy delay plus at most one archive_timeout (1 s)."""
+    path = derive("scenarios/document-processor/backup-restore-region-loss.yaml", tmp_path, "br",
+                  lambda d: d["system"]["backups"].update(copy_delay=f"{copy_delay_s}m"))
+    out = tmp_path / "out"
+    code, summary, events = run_drill(drillkit_cli, path, out)
+    assert code == 0, summary["reasons"]
+    m, lost, acked = stopped_acked(events, summary, out)
+    kill = first(events, "fault.injected", fault="region-loss")
+    assert "backup-copy-A-B" in kill["killed"] and "postgres-B" not in kill["killed"]
+    assert not any(e["kind"] == "replication.streaming" for e in events)   # there is no standby
+    assert first(events, "backup.ready")["base_backups"] == ["base-1"]
+    restored = first(events, "db.restored")
+    assert restored["source"] == "backup copy" and restored["wal_segments"] > 0
+    # every copy landed copy_delay after its file was written
+    for e in events:
+        if e["kind"] == "backup.copied":
+            assert e["t"] - e["written_at"] >= copy_delay_s - 1e-3, e
+    newest = restored["newest_record_at"]
+    before = {k for k, op in acked.items() if op["t1"] < newest - EDGE}
+    after = {k for k, op in acked.items() if newest + EDGE < op["t0"] and op["t1"] <= kill["t"]}
+    assert after and after <= lost, "a write acknowledged after the newest restored commit survived"
+    assert not before & lost, f"{len(before & lost)} writes acknowledged before it were lost"
+    assert copy_delay_s - EDGE <= m["rpo_s"] <= copy_delay_s + 1 + 2 * EDGE, m["rpo_s"]
+    # the RTO holds the restore and the scale-up: recovery comes after both ended
+    phases = m["phases"]
+    assert set(phases) >= {"restore", "scale-up", "dns"}
+    assert m["rto_by_op"]["write"]["t_recovered"] >= phases["scale-up"]["end"]
+    assert m["rto_s"] >= phases["restore"]["duration_s"] + phases["scale-up"]["duration_s"]
+    report = (out / "report.html").read_text()
+    assert "time scale 60" in report and "in production" in report
+
+
+def test_pilot_light_has_no_dr_app_until_scaled_up_and_the_scale_up_is_inside_the_rto(
+        tmp_path, drillkit_cli, no_leftovers):
+    out = tmp_path / "out"
+    code, summary, events = run_drill(drillkit_cli, ROOT / "scenarios/document-processor/pilot-light-region-loss.yaml",
+                                      out)
+    assert code == 0, summary["reasons"]
+    m = summary["measures"]
+    kill = first(events, "fault.injected", fault="region-loss")
+    # region B had no app: its health check failed from the start, before any fault
+    down = first(events, "health.change", region="B", healthy=False)
+    assert down["t"] < kill["t"]
+    scaled = first(events, "app.scaled", region="B")
+    assert (scaled["before"], scaled["after"]) == (0, 2) and scaled["instances"] == ["app-B", "app-B-2"]
+    assert not [o for o in ops(out) if o["region"] == "B" and o["t1"] < scaled["t"] and o["ok"]]
+    up = first(events, "health.change", region="B", healthy=True)
+    assert up["t"] >= scaled["t"] - 0.5   # its first healthy check ran once an instance answered
+    assert m["rto_by_op"]["write"]["t_recovered"] >= m["phases"]["scale-up"]["end"]
+    assert m["writes_lost"] == 0 and m["rpo_s"] == 0
+
+
+def test_a_dr_region_at_reduced_capacity_sheds_load_until_it_is_scaled_up(tmp_path, drillkit_cli, no_leftovers):
+    """Region B runs 1 instance of 100 requests/s and takes the whole load after the failover
+    without a scale-up: its answers beyond capacity are 503 `over capacity`, recorded as failures
+    served by B, and the drill never recovers. The shipped phased activation scales B to full
+    capacity first and passes."""
+    path = derive("scenarios/region-loss.yaml", tmp_path, "small",
+                  lambda d: d["system"].update(app={"instances": 2, "dr_instances": 1, "capacity": 100}))
+    out = tmp_path / "small"
+    code, summary, events = run_drill(drillkit_cli, path, out)
+    assert code == 1, summary["reasons"]
+    switched = first(events, "routing.switch", to="B")["t"]
+    shed = [o for o in ops(out) if o["t0"] > switched + 1 and not o["ok"]]
+    assert shed and all(o["status"] == 503 and o["region"] == "B" for o in shed)
+    # the Locust users record the app's answer (the canary only its status)
+    assert all("over capacity" in o["error"] for o in shed if o.get("client") != "canary")
+    served = [o for o in ops(out) if o["t0"] > switched + 1 and o["ok"]]
+    assert served, "B at capacity still serves what fits"
+    assert "not recovered" in " ".join(summary["reasons"])
+
+    out = tmp_path / "full"
+    code, summary, events = run_drill(drillkit_cli, ROOT / "scenarios/e-commerce/warm-standby-phased-activation.yaml",
+                                      out)
+    assert code == 0, summary["reasons"]
+    assert first(events, "app.scaled", region="B")["after"] == 3
+    assert {"promote", "scale-up", "dns", "verify"} <= set(summary["measures"]["phases"])
+    assert [c["name"] for c in summary["checks"] if c["kind"] == "phase"] == ["phase:promote", "phase:dns",
+                                                                           "phase:verify"]
+    assert next(c for c in summary["checks"] if c["name"] == "alarm:replica-lag")["passed"]
+
+
+@pytest.mark.parametrize("experiment, change, says", [
+    ("experiments/region-loss.json", lambda d: d["system"].update(strategy="backup-restore"),
+     "region-loss.json method[3] 'promote-standby' calls promote_standby, which needs region B's standby; "
+     "strategy backup-restore has none"),
+    ("experiments/document-processor/backup-restore-region-loss.json", lambda d: None,
+     "calls restore_region_from_backup, which restores a region that has only backup copies; "
+     "strategy warm-standby has a standby"),
+    ("experiments/document-processor/pilot-light-region-loss.json",
+     lambda d: d["system"].update(strategy="pilot-light", app={"instances": 1, "max_instances": 1}),
+     "calls scale_app_tier with 2 instances, over the quota system.app.max_instances (1)"),
+])
+def test_a_step_that_makes_no_sense_for_the_strategy_is_refused_before_anything_starts(
+        tmp_path, drillkit_cli, no_leftovers, experiment, change, says):
+    def edit(d):
+        d["experiment"] = str(ROOT / experiment)
+        change(d)
+
+    path = derive("scenarios/region-loss.yaml", tmp_path, "bad", edit)
+    proc = drillkit_cli("run", str(path), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2, proc.stderr
+    assert says in proc.stderr and str(path) in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
