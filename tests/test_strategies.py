@@ -147,3 +147,53 @@ def test_a_step_that_makes_no_sense_for_the_strategy_is_refused_before_anything_
     assert proc.returncode == 2, proc.stderr
     assert says in proc.stderr and str(path) in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+SEED_FOLDERS = ("document-processor", "roadcall", "chatbot", "e-commerce")
+DRILLED_ABOVE = {"document-processor/backup-restore-region-loss.yaml", "document-processor/pilot-light-region-loss.yaml",
+                 "e-commerce/warm-standby-phased-activation.yaml"}
+
+
+@pytest.mark.parametrize("scenario", sorted(
+    str(p.relative_to(ROOT / "scenarios")) for folder in SEED_FOLDERS for p in (ROOT / "scenarios" / folder).glob("*.yaml")
+    if str(p.relative_to(ROOT / "scenarios")) not in DRILLED_ABOVE))
+def test_every_seed_scenario_passes(tmp_path, drillkit_cli, no_leftovers, scenario):
+    code, summary, events = run_drill(drillkit_cli, ROOT / "scenarios" / scenario, tmp_path / "out")
+    assert code == 0, summary["reasons"]
+    assert summary["verdict"] == "pass"
+    judged = [c for c in summary["checks"] if c["kind"] == "alarm"]
+    for alarm in summary["measures"]["alarms"]:   # every alarm a seed states is judged, and holds
+        if alarm["expect"] == "fire":
+            assert alarm["raised_at"] is not None and alarm["time_to_detect_s"] is not None, alarm
+    assert all(c["passed"] for c in judged)
+
+
+NOT_YET_USED = {
+    # the chatbot's frontend freeze (issue 12 item 2) will use these
+    ("drillkit.chaos.actions", "freeze_region"), ("drillkit.chaos.actions", "thaw_region"),
+    # a restore to a stated time needs an absolute epoch; the accidental-drop scenario will use it
+    ("drillkit.chaos.actions", "restore_to_point_in_time"),
+    # the aws target's actions and probes no shipped AWS experiment calls yet
+    *{("drillkit.chaos.aws", f) for f in ("invert_health_check", "restore_health_checks", "set_record_weights",
+                                          "restore_records", "restore_database", "delete_restored", "alarms_in_alarm",
+                                          "alarm_states", "health_check_status", "experiment_state")},
+}
+
+
+def test_every_built_action_and_probe_is_used_by_a_shipped_experiment():
+    """A provider no experiment calls is untested by any drill; the known gaps are listed by name,
+    and one that gets used must leave the list."""
+    import importlib
+
+    used = set()
+    for path in (ROOT / "experiments").rglob("*.json"):
+        experiment = json.loads(path.read_text())
+        activities = [*(experiment.get("steady-state-hypothesis") or {}).get("probes", []),
+                      *experiment.get("method", []), *experiment.get("rollbacks", [])]
+        used |= {(a["provider"].get("module"), a["provider"].get("func")) for a in activities if "provider" in a}
+    built = set()
+    for name in ("actions", "failback", "objects", "observe", "aws"):
+        module = importlib.import_module(f"drillkit.chaos.{name}")
+        built |= {(module.__name__, n) for n, f in vars(module).items()
+                  if hasattr(f, "needs") and getattr(f, "__module__", "") == module.__name__}
+    assert built - used == NOT_YET_USED

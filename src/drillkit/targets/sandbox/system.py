@@ -359,10 +359,14 @@ class Sandbox(Recovery, FailbackSteps, AppTierSteps):
     def kill_app_tier(self, region: str) -> RegionFault:
         """SIGKILL only the region's app: compute is gone, its database keeps running."""
         self._region(region)
-        apps = [p for p in self._processes_of(region) if p.name in self._region(region).apps]
+        target = self._region(region)
+        apps = [p for p in self._processes_of(region) if p.name in target.apps]
         killed = [p.name for p in apps if processes.kill_group(p)]
         t = time.time()
         processes.wait_gone(apps, 5.0)
+        target.apps = {}  # the link keeps their ports (refused) until the runbook scales the tier again
+        self.state.processes = [p for p in self.state.processes if p not in apps]
+        self._save_registry()
         return RegionFault(region, t, tuple(killed))
 
     def _standby(self, region: str) -> RegionState:
