@@ -422,3 +422,35 @@ def test_run_refuses_a_phase_budget_the_experiment_has_no_phase_for(tmp_path, re
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(data))
     refused(str(path), out=tmp_path / "out", named="targets.phases.restore")
+
+
+def test_time_scale_divides_the_written_durations_once_and_not_the_defaults(tmp_path):
+    from drillkit.scenario import load_scenario
+
+    data = copy.deepcopy(BASE)
+    data.update(time_scale=60, alarms=[{"name": "lag", "metric": "replication_lag", "above": "5m"},
+                                      {"name": "backlog", "metric": "object_backlog", "above": 600}])
+    data["targets"] = {"rto": "30m", "phases": {"promote-standby": "10m"}, "rpo_by_store": {"records": "15m"}}
+    data["system"]["routing"] = {"policy": "dns", "interval": "30s"}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    s = load_scenario(path).scenario
+    assert s.scaled and s.time_scale == 60
+    assert (s.targets.rto, s.targets.phases, s.targets.rpo_by_store) == (30.0, {"promote-standby": 10.0},
+                                                                         {"records": 15.0})
+    assert s.alarms[0].above == 5.0 and s.alarms[1].above == 600        # a count is not a time
+    assert s.system.routing.interval == 0.5 and s.system.routing.ttl == 1.0   # the default ttl stays
+    assert s.load.duration == parse_duration(data["load"]["duration"])    # drill time
+    stored = Scenario.model_validate(s.model_dump(mode="json"), strict=False)
+    assert stored.at_drill_scale().targets.rto == 30.0                    # never divided twice
+
+
+def test_a_scaled_duration_that_postgresql_cannot_take_is_refused(tmp_path):
+    data = copy.deepcopy(BASE)
+    data["experiment"] = str(ROOT / "experiments/document-processor/backup-restore-region-loss.json")
+    data.update(time_scale=60)
+    data["system"] = {"kind": "sandbox", "strategy": "backup-restore", "backups": {"archive_timeout": "90s"}}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    result = validate_refused(path)
+    assert "system.backups.archive_timeout" in result.stderr and "at time_scale 60" in result.stderr, result.stderr

@@ -240,9 +240,8 @@ def load_scenario(path: str | Path) -> LoadedScenario:
         scenario = scenario.at_drill_scale()
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
         raise InputError(f"at time_scale {scenario.time_scale:g}: {err['msg'].removeprefix('Value error, ')}",
-                         file=shown, field=where) from None
+                         file=shown, field=_field_of(_user_loc(tuple(err["loc"])))) from None
     except RecursionError:
         raise InputError("a value refers to itself (YAML alias loop)", file=shown) from None
     base = path.resolve().parent
