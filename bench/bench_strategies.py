@@ -18,9 +18,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from scenario_copy import copy_scenario  # noqa: E402  (a test helper, not shipped)
 
 
 def drill(scenario: Path, out: Path) -> dict:
@@ -37,17 +37,6 @@ def drill(scenario: Path, out: Path) -> dict:
             "wal_segments": restored.get("wal_segments")}
 
 
-def variant(shipped: str, folder: Path, name: str, change) -> Path:
-    src = ROOT / shipped
-    data = yaml.safe_load(src.read_text())
-    data["experiment"] = str((src.parent / data["experiment"]).resolve())
-    data["load"]["locustfile"] = str((src.parent / data["load"]["locustfile"]).resolve())
-    change(data)
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--delays", default="1,2,4", help="backup copy delays, drill seconds")
@@ -57,7 +46,7 @@ def main() -> int:
     base.mkdir(parents=True, exist_ok=True)
     rows = []
     for delay in [float(d) for d in args.delays.split(",")]:
-        path = variant("scenarios/document-processor/backup-restore-region-loss.yaml", base, f"br-{delay:g}",
+        path = copy_scenario("scenarios/document-processor/backup-restore-region-loss.yaml", base, f"br-{delay:g}",
                        lambda d, delay=delay: d["system"]["backups"].update(copy_delay=f"{delay * 60:g}s"))
         rows.append((f"backup-restore, copy delay {delay:g} s", drill(path, base / f"br-{delay:g}")))
     rows.append(("pilot-light (0 → 2 instances)",

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from drillkit.evidence import REQUESTS_DIR, read_aws_calls, read_events, read_jsonl
+from scenario_copy import copy_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 REGION_LOSS = ROOT / "scenarios" / "aws" / "roadcall-region-loss.yaml"
@@ -353,13 +354,7 @@ def test_alarm_in_alarm_trips_the_safeguard_and_the_rollbacks_restore_the_accoun
 
 def test_preflight_refuses_before_any_mutating_call(emulated, drillkit_cli, tmp_path):
     def variant(name: str, change) -> Path:
-        doc = yaml.safe_load(FIS_CUT.read_text())
-        doc["experiment"] = str((FIS_CUT.parent / doc["experiment"]).resolve())
-        doc["load"]["workload"] = str((FIS_CUT.parent / doc["load"]["workload"]).resolve())
-        change(doc["system"]["aws"])
-        path = tmp_path / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(doc, sort_keys=False))
-        return path
+        return copy_scenario(FIS_CUT, tmp_path, name, lambda doc: change(doc["system"]["aws"]))
 
     cases = {
         "other-account": (lambda aws: aws.update(accounts=["999999999999"]), "system.aws.accounts",

@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import ROOT
+from scenario_copy import copy_scenario
 
 EVIDENCE_FILES = ("events.jsonl", "lag.csv", "final_state.jsonl", "summary.json", "journal.json",
                   "scenario.yaml", "report.html")
@@ -20,21 +19,16 @@ MEASURES = ("rto_s", "rto_write_s", "rto_read_s", "rpo_s", "writes_acked", "writ
 def variant(tmp_path: Path, base: str, name: str, system: dict | None = None, load: dict | None = None,
             targets: dict | None = None, safeguards: dict | None = None) -> Path:
     """A copy of a library scenario with some settings changed, written into tmp_path."""
-    src = ROOT / "scenarios" / base
-    data = yaml.safe_load(src.read_text())
-    data["name"] = name
-    data["experiment"] = str((src.parent / data["experiment"]).resolve())
-    data["load"]["locustfile"] = str((src.parent / data["load"]["locustfile"]).resolve())
-    for key, change in (("system", system), ("load", load), ("targets", targets), ("safeguards", safeguards)):
-        data.setdefault(key, {})
-        for k, v in (change or {}).items():
-            if isinstance(v, dict):
-                data[key].setdefault(k, {}).update(v)
-            else:
-                data[key][k] = v
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    def change(data: dict) -> None:
+        data["name"] = name
+        for key, changes in (("system", system), ("load", load), ("targets", targets), ("safeguards", safeguards)):
+            data.setdefault(key, {})
+            for k, v in (changes or {}).items():
+                if isinstance(v, dict):
+                    data[key].setdefault(k, {}).update(v)
+                else:
+                    data[key][k] = v
+    return copy_scenario(f"scenarios/{base}", tmp_path, name, change)
 
 
 def run_drill(drillkit_cli, scenario: Path, out: Path, *extra: str) -> tuple[int, dict, list[dict]]:

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from conftest import ROOT
+from scenario_copy import copy_scenario
 from test_drill import first, ops, run_drill
 
 EDGE = 0.1
@@ -18,15 +18,7 @@ acknowledgement travels back through the app and the link after the commit."""
 
 
 def derive(shipped: str, tmp_path: Path, name: str, change=lambda d: None) -> Path:
-    """A copy of a shipped scenario, its paths absolute, with `change` applied."""
-    src = ROOT / shipped
-    data = yaml.safe_load(src.read_text())
-    data["experiment"] = str((src.parent / data["experiment"]).resolve())
-    data["load"]["locustfile"] = str((src.parent / data["load"]["locustfile"]).resolve())
-    change(data)
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+    return copy_scenario(shipped, tmp_path, name, change)
 
 
 def stopped_acked(events, summary, out):

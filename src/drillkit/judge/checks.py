@@ -72,6 +72,12 @@ def kind_of(check: dict[str, Any]) -> str | None:
     return check.get("kind") or NAME_KINDS.get(str(check.get("name")))
 
 
+def by_subject(stored: list[Any], kind: str) -> dict[str, dict[str, Any]]:
+    """The stored checks of one kind that have a subject, by subject (the phase, the alarm, the step)."""
+    return {str(c["subject"]): c for c in stored or []
+            if isinstance(c, dict) and kind_of(c) == kind and c.get("subject")}
+
+
 def judge(measures: Measures, targets: dict[str, Any], journal: dict[str, Any] | None) -> list[Check]:
     """Every check of the drill: the experiment's own outcome, one per target the scenario sets, and
     always `recovered`. `targets` is the parsed Targets model as a dict (seconds, counts, ratios)."""

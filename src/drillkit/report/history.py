@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
@@ -51,21 +52,20 @@ class Drill:
     def rto_text(self) -> str:
         return "not recovered" if self.not_recovered else fmt.secs(self.m("rto_s"))
 
+    @cached_property
     def phases(self) -> dict[str, tuple[float | None, float | None, bool | None]]:
         """{phase: (measured s, budget s, passed)}: every measured phase, and every budgeted one
         (a budgeted phase that never ran has no measured time and failed)."""
         recorded = self.measures.get("phases") if isinstance(self.measures.get("phases"), dict) else {}
         out = {str(k): (fmt.num((v or {}).get("duration_s")), None, None) for k, v in recorded.items()}
-        for c in self.checks:
-            if isinstance(c, dict) and checks.kind_of(c) == checks.PHASE and c.get("subject"):
-                out[str(c["subject"])] = (fmt.num(c.get("measured")), fmt.num(c.get("target")),
-                                          bool(c.get("passed")))
+        for subject, c in checks.by_subject(self.checks, checks.PHASE).items():
+            out[subject] = (fmt.num(c.get("measured")), fmt.num(c.get("target")), bool(c.get("passed")))
         return out
 
     def phases_text(self) -> str:
         """The budgeted phases, `promote 2.25 s / 2 s ✗`; unbudgeted ones are in the HTML only."""
         return ", ".join(f"{name} {_phase_cell(got, budget, ok)}"
-                         for name, (got, budget, ok) in self.phases().items() if budget is not None)
+                         for name, (got, budget, ok) in self.phases.items() if budget is not None)
 
     def lost_text(self) -> str:
         lost, after = self.m("writes_lost"), self.m("writes_lost_after_fault")
@@ -183,7 +183,7 @@ def print_table(found: Found, file: TextIO | None = None) -> None:
                 Text(d.verdict.upper(), style=styles.get(d.verdict, "")),
                 Text(d.rto_text(), style="red" if rto_miss else ""), Text(fmt.secs(d.m("rpo_s"))),
                 Text(d.lost_text()), Text(d.phases_text(), style="red" if any(
-                    ok is False for _, _, ok in d.phases().values()) else ""), Text(d.name),
+                    ok is False for _, _, ok in d.phases.values()) else ""), Text(d.name),
                 end_section=j == len(drills) - 1 and i < len(groups) - 1)
     width = shutil.get_terminal_size((160, 24)).columns
     Console(file=file, width=max(width, 100), highlight=False).print(table)
@@ -236,9 +236,9 @@ def _chart(drills: list[Drill], prefix: str) -> str | None:
 
 def _runbook(d: Drill) -> set[str]:
     """The phases that are runbook activities (the journal's method), not steady-state probes."""
-    return {str(c["subject"]) for c in d.checks if checks.kind_of(c) == checks.RUNBOOK_STEP and c.get("subject")
-            } | {name for name, p in (d.measures.get("phases") or {}).items()
-                 if isinstance(p, dict) and len(p.get("activities") or []) > 1}
+    return set(checks.by_subject(d.checks, checks.RUNBOOK_STEP)) | {
+        name for name, p in (d.measures.get("phases") or {}).items()
+        if isinstance(p, dict) and len(p.get("activities") or []) > 1}
 
 
 def write_html(found: Found) -> Path:
@@ -255,11 +255,11 @@ def write_html(found: Found) -> Path:
             "name": d.name, "href": quote(f"{d.name}/{ev.REPORT}") if d.has_report else None,
         } for d in drills]
         targets = drills[-1].targets
-        names = list(dict.fromkeys(n for d in drills for n, (_, budget, _) in d.phases().items()
+        names = list(dict.fromkeys(n for d in drills for n, (_, budget, _) in d.phases.items()
                                    if budget is not None or n in _runbook(d)))
         phase_rows = [{"start": fmt.utc(d.start), "cells": [
-            {"text": _phase_cell(*d.phases()[n]) if n in d.phases() else "—",
-             "fail": d.phases().get(n, (None, None, None))[2] is False} for n in names]} for d in drills]
+            {"text": _phase_cell(*d.phases[n]) if n in d.phases else "—",
+             "fail": d.phases.get(n, (None, None, None))[2] is False} for n in names]} for d in drills]
         sections.append({
             "phase_names": names, "phase_rows": phase_rows if names else [],
             "id": f"s{i}", "name": scenario, "description": drills[-1].description,

@@ -296,8 +296,7 @@ def abort_reason(e: Evidence) -> str | None:
 def phase_budgets(summary: dict[str, Any], t_ref: float | None, scale: float = 1.0) -> list[dict[str, str]]:
     """Every measured runbook phase, with its budget and status where `targets.phases` sets one."""
     m = summary.get("measures") or {}
-    held = {c.get("subject"): c for c in summary.get("checks") or []
-            if isinstance(c, dict) and checks.kind_of(c) == checks.PHASE}
+    held = checks.by_subject(summary.get("checks"), checks.PHASE)
     off = (lambda t: fmt.rel(t - t_ref)) if t_ref is not None else fmt.clock
     rows = []
     for name, p in (m.get("phases") or {}).items():
@@ -320,8 +319,7 @@ def phase_budgets(summary: dict[str, Any], t_ref: float | None, scale: float = 1
 def alarms(summary: dict[str, Any], t_ref: float | None) -> list[dict[str, str]]:
     """Each scenario alarm: when its condition first held, when it was raised, the time between."""
     m = summary.get("measures") or {}
-    held = {c.get("subject"): c for c in summary.get("checks") or []
-            if isinstance(c, dict) and checks.kind_of(c) == checks.ALARM}
+    held = checks.by_subject(summary.get("checks"), checks.ALARM)
     off = (lambda t: "—" if t is None else fmt.rel(t - t_ref)) if t_ref is not None else fmt.clock
     rows = []
     for a in m.get("alarms") or []:

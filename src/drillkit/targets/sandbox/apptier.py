@@ -4,13 +4,10 @@ backup-and-restore region's database from the backups copied to it. A mixin of S
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from pathlib import Path
 from typing import Callable
-
-import psycopg
 
 from drillkit.errors import FaultError, SandboxError
 from drillkit.targets import processes
@@ -117,23 +114,12 @@ class AppTierSteps:
         bins, run_as = self._pg_tools()
         root = Path(self.state.root)
         t0 = time.time()
-        datadir, log = root / f"pg-{region}", root / f"pg-{region}.log"
-        run_as.own(datadir)
-        pg._run(["cp", "-a", f"{base}/.", str(datadir)], run_as, log, "copy of the base backup")
-        (datadir / MANIFEST).unlink(missing_ok=True)
-        pg._write_conf(datadir, {"restore_command": f'cp "{archive / WAL_DIR}/%f" "%p"',
-                                 "recovery_target_action": "promote", "archive_mode": "off"})
-        signal_file = datadir / "recovery.signal"
-        signal_file.touch()
-        if run_as.user is not None:
-            os.chown(signal_file, run_as.uid, run_as.gid)
-        server = pg.start(bins, run_as, pg.PgServer(f"restored-{region}", datadir, free_port()), log,
-                          timeout=timeout, on_spawn=lambda pid: self.adopt(f"postgres-{region}", pid, region))
-        pg.wait_promoted(server.port, server, timeout)
-        with psycopg.connect(pg.dsn(server.port), autocommit=True) as conn:
-            newest = conn.execute("SELECT EXTRACT(epoch FROM max(written_at))::float FROM records").fetchone()[0]
+        server, newest = pg.recover_cluster(
+            bins, run_as, pg.PgServer(f"restored-{region}", root / f"pg-{region}", free_port()), base,
+            root / f"pg-{region}.log", {"restore_command": f'cp "{archive / WAL_DIR}/%f" "%p"', "archive_mode": "off"},
+            timeout, on_spawn=lambda pid: self.adopt(f"postgres-{region}", pid, region))
         segments = sorted(p.name for p in (archive / WAL_DIR).iterdir() if len(p.name) == 24)
-        target.role, target.db_port, target.datadir = "primary", server.port, str(datadir)
+        target.role, target.db_port, target.datadir = "primary", server.port, str(server.datadir)
         self.state.primary_region = region
         self._save_registry()
         t = time.time()

@@ -400,3 +400,28 @@ def wait_promoted(port: int, server: PgServer, timeout: float) -> None:
             pass
         time.sleep(0.05)
     raise SandboxError(f"the restored cluster on port {port} still in recovery after {timeout:.0f}s")
+
+
+def recover_cluster(bins: PgBinaries, run_as: RunAs, server: PgServer, base: Path, log: Path,
+                    recovery: dict[str, object], timeout: float,
+                    on_spawn: Callable[[int], None] | None = None) -> tuple[PgServer, float | None]:
+    """A new cluster in `server.datadir` from the base backup `base`, replaying archived WAL as the
+    `recovery` settings say (restore_command, a target), promoted at its end. Returns the running
+    server and the newest record's write time it holds (epoch s; None when it holds none)."""
+    datadir = server.datadir
+    run_as.own(datadir)
+    _run(["cp", "-a", f"{base}/.", str(datadir)], run_as, log, "copy of the base backup")
+    (datadir / "backup_manifest").unlink(missing_ok=True)
+    _write_conf(datadir, {"recovery_target_action": "promote", **recovery})
+    signal_file = datadir / "recovery.signal"
+    signal_file.touch()
+    if run_as.user is not None:
+        os.chown(signal_file, run_as.uid, run_as.gid)
+    running = start(bins, run_as, server, log, timeout=timeout, on_spawn=on_spawn)
+    wait_promoted(running.port, running, timeout)
+    return running, newest_record_at(running.port)
+
+
+def newest_record_at(port: int) -> float | None:
+    with psycopg.connect(dsn(port), autocommit=True) as conn:
+        return conn.execute("SELECT EXTRACT(epoch FROM max(written_at))::float FROM records").fetchone()[0]

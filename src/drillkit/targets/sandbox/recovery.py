@@ -3,7 +3,6 @@ scans, and PITR into a new cluster that takes the region over. A mixin of Sandbo
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -93,27 +92,14 @@ class Recovery:
         while (root / f"pg-{name}-restored-{n}").exists():
             n += 1
         tag = f"{name}-restored-{n}"
-        datadir, log = root / f"pg-{tag}", root / f"pg-{tag}.log"
-        run_as.own(datadir)
-        pg._run(["cp", "-a", f"{self.base_backup_dir}/.", str(datadir)], run_as, log, "copy of the base backup")
+        datadir = root / f"pg-{tag}"
         target_time = _pg_timestamp(restore_point)
-        pg._write_conf(datadir, {
-            "restore_command": f'cp "{self.state.archive_dir}/%f" "%p"',
-            "recovery_target_time": target_time,
-            "recovery_target_action": "promote",
-        })
-        signal_file = datadir / "recovery.signal"
-        signal_file.touch()
-        if run_as.user is not None:
-            os.chown(signal_file, run_as.uid, run_as.gid)
-
-        server = pg.start(bins, run_as, pg.PgServer(tag, datadir, free_port()), log, timeout=timeout,
-                          on_spawn=lambda pid: self.adopt(f"postgres-{tag}", pid, name))
+        server, newest = pg.recover_cluster(
+            bins, run_as, pg.PgServer(tag, datadir, free_port()), self.base_backup_dir, root / f"pg-{tag}.log",
+            {"restore_command": f'cp "{self.state.archive_dir}/%f" "%p"', "recovery_target_time": target_time},
+            timeout, on_spawn=lambda pid: self.adopt(f"postgres-{tag}", pid, name))
         db_port = server.port
-        pg.wait_promoted(db_port, server, timeout)
         pg._write_conf(datadir, {"recovery_target_time": ""})  # a standby cloned from it must not stop there
-        with psycopg.connect(pg.dsn(db_port), autocommit=True) as conn:
-            newest = conn.execute("SELECT EXTRACT(epoch FROM max(written_at))::float FROM records").fetchone()[0]
 
         apps = self.start_app_instances(name, db_port, max(1, len(old.apps)), prefix=f"app-{tag}")
 
