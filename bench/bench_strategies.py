@@ -47,7 +47,7 @@ def main() -> int:
     rows = []
     for delay in [float(d) for d in args.delays.split(",")]:
         path = copy_scenario("scenarios/document-processor/backup-restore-region-loss.yaml", base, f"br-{delay:g}",
-                       lambda d, delay=delay: d["system"]["backups"].update(copy_delay=f"{delay * 60:g}s"))
+                             lambda d, delay=delay: d["system"]["backups"].update(copy_delay=f"{delay * 60:g}s"))
         rows.append((f"backup-restore, copy delay {delay:g} s", drill(path, base / f"br-{delay:g}")))
     rows.append(("pilot-light (0 → 2 instances)",
                  drill(ROOT / "scenarios/document-processor/pilot-light-region-loss.yaml", base / "pilot-light")))

@@ -200,3 +200,58 @@ def test_checks_come_in_one_order_each_with_a_kind(tmp_path):
         ("experiment", "experiment"), ("rto", "rto"), ("rpo:records", "rpo_store"),
         ("phase:promote-standby", "phase"), ("alarm:db-lag", "alarm"), ("recovered", "recovered")]
     assert s["verdict"] == "pass"
+
+
+# ---------------------------------------------------------------- RTO per op class
+
+
+def test_rto_by_op_holds_each_class_to_its_own_target_and_a_class_never_recorded_fails(tmp_path):
+    ops = [op(BASE + 1, BASE + 1.1, "page", "/site/index.html"), W(BASE + 1, BASE + 1.1, "k1"),
+           op(BASE + 10.2, BASE + 10.5, "page", "/site/index.html", ok=False),
+           op(BASE + 10.6, BASE + 10.9, "page", "/site/index.html"),            # page down 10.5 → 10.9
+           W(BASE + 11, BASE + 12, "k2", ok=False), W(BASE + 13, BASE + 13.5, "k3"),   # write down 12 → 13.5
+           op(BASE + 20, BASE + 20.1, "page", "/site/index.html"), W(BASE + 20, BASE + 20.1, "k4")]
+    folder = drill(tmp_path, ops, fault=BASE + 10, targets={"rto_by_op": {"page": "1s", "write": "3s", "obj_read": "1s"}})
+    s = summarize(folder)
+    got = {c["subject"]: c for c in by_kind(s, checks.RTO_OP)}
+    assert got["page"]["measured"] == approx(0.9) and got["page"]["passed"]
+    assert got["write"]["measured"] == approx(3.5) and not got["write"]["passed"]
+    assert got["obj_read"]["measured"] is None and not got["obj_read"]["passed"]
+    assert "no obj_read op" in got["obj_read"]["message"]
+
+
+# ---------------------------------------------------------------- restore tests
+
+
+def restore_event(point, t, **over):
+    ev = {"t": t, "kind": "restore.tested", "base_backup": "base-backup", "backup_taken_at": t - 5.0,
+          "backup_age_s": 4.0, "restore_point": point, "point_at": t - 1.0, "wal_segments": 3,
+          "rows_expected": 10, "rows_restored": 10, "digest_expected": "d", "digest_restored": "d",
+          "corrupt_restored": 0, "writes_held_s": 0.002, "restore_s": 0.8, "took_s": 1.0, "torn_down": True,
+          "error": None}
+    return ev | over
+
+
+def test_restore_tests_are_judged_each_and_the_oldest_backup_and_slowest_restore_held_to_targets(tmp_path):
+    events = [restore_event("p1", BASE + 5),
+              restore_event("p2", BASE + 8, rows_restored=9, digest_restored="x", backup_age_s=7.0),
+              restore_event("p3", BASE + 9, error="the restored cluster exited (1) during recovery",
+                            rows_restored=0, digest_restored="", restore_s=2.5),
+              restore_event("p4", BASE + 12, torn_down=False)]
+    s = summarize(base_drill(tmp_path, events, targets={"max_backup_age": "5s", "max_restore_time": "2s"}))
+    m = s["measures"]
+    assert [t["verified"] for t in m["restore_tests"]] == [True, False, False, True]
+    assert m["backup_age_s"] == approx(7.0) and m["restore_test_s"] == approx(2.5)
+    assert m["restores_verified"] is False
+    got = {c["subject"]: c for c in by_kind(s, checks.RESTORE_TEST)}
+    assert got["p1"]["passed"] and not any(got[p]["passed"] for p in ("p2", "p3", "p4"))
+    assert "9 rows restored of 10, digests differ" in got["p2"]["message"]
+    assert "did not restore" in got["p3"]["message"] and "not torn down" in got["p4"]["message"]
+    assert not by_kind(s, checks.BACKUP_AGE)[0]["passed"] and not by_kind(s, checks.RESTORE_TIME)[0]["passed"]
+    assert s["verdict"] == "fail"
+
+
+def test_a_backup_age_target_without_a_restore_test_is_not_measured(tmp_path):
+    s = summarize(base_drill(tmp_path, targets={"max_backup_age": "1h"}))
+    c = by_kind(s, checks.BACKUP_AGE)[0]
+    assert c["measured"] is None and not c["passed"] and "not measured" in c["message"]

@@ -127,3 +127,26 @@ def test_corruption_of_an_empty_database_is_refused(sandbox):
     with pytest.raises(ActivityFailed, match="no records"):
         actions.corrupt_records(3, configuration={CONFIG_KEY: str(sandbox.state_file)})
     assert not any(e["kind"] == "fault.injected" for e in events_of(sandbox))
+
+
+def test_an_accidental_table_drop_is_restored_to_the_margin_before_it(tmp_path, drillkit_cli, no_leftovers):
+    """The drop replicates, so only a PITR helps: every write acknowledged between the restore point
+    and the drop is lost, none after it was acknowledged (the table was gone), RPO = the margin."""
+    code, summary, events = run_drill(drillkit_cli, ROOT / "scenarios/document-processor/table-drop-pitr.yaml",
+                                      tmp_path / "out")
+    assert code == 0, summary["reasons"]
+    m = summary["measures"]
+    drop = first(events, "fault.injected", fault="table-drop")
+    restored = first(events, "db.restored")
+    assert drop["table"] == "records" and drop["rows"] > 0
+    point = restored["restore_point"]
+    assert point == pytest.approx(drop["t"] - 1.0, abs=1e-6)   # restore_margin_seconds
+    assert m["rpo_s"] == pytest.approx(drop["t"] - point, abs=EDGE_S)
+    acks = [op for op in ops(tmp_path / "out") if op["op"] == "write" and op["ok"]]
+    lost = set(json.loads((tmp_path / "out" / "audit.json").read_text())["lost_keys"])
+    expected = {op["key"] for op in acks if point < op["t1"] <= drop["t"]}
+    edge = {op["key"] for op in acks if min(abs(op["t1"] - point), abs(op["t1"] - drop["t"])) <= EDGE_S}
+    assert expected - edge and lost ^ expected <= edge, sorted(lost ^ expected)
+    assert not [op for op in acks if drop["t"] + EDGE_S < op["t0"] < restored["cutover_at"] - EDGE_S]
+    assert m["writes_lost_after_fault"] == 0 and m["records_corrupt"] == 0
+    assert summary["measures"]["phases"]["restore"]["status"] == "succeeded"

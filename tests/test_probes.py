@@ -17,10 +17,12 @@ from conftest import ROOT
 
 @pytest.fixture(scope="module")
 def drill(tmp_path_factory):
+    """An outage three times the scenario's timeouts (500 ms), so that requests surely fail in it:
+    one no longer than a timeout can be ridden out with no failure, an RTO of 0."""
     out = tmp_path_factory.mktemp("drill") / "evidence"
     before = Snapshot()
     proc = subprocess.run([sys.executable, "-m", "drillkit.cli", "run", "scenarios/ground-truth-outage.yaml",
-                           "--out", str(out), "--quiet", "--var", "outage_seconds=0.5"],
+                           "--out", str(out), "--quiet", "--var", "outage_seconds=1.5"],
                           cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert not before.leaks(), before.leaks()

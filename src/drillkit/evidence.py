@@ -42,6 +42,8 @@ ALARM_RAISED = "alarm.raised"
 """Event kind: a scenario alarm's condition seen holding by the live evaluator (alarm, metric,
 region, value, threshold); `alarm.cleared` when it no longer holds."""
 ALARM_CLEARED = "alarm.cleared"
+RESTORE_TESTED = "restore.tested"
+"""Event kind: a restore test's outcome (drillkit.targets.capabilities.RestoreTest, and `verified`)."""
 
 ALARM_METRICS = {"replication_lag": "replay_lag_s", "object_backlog_age": "object_backlog_age_s",
                  "object_backlog": "object_backlog"}

@@ -9,6 +9,7 @@ from chaoslib.exceptions import ActivityFailed
 
 from drillkit.chaos import Context, action
 from drillkit.errors import FaultError
+from drillkit.evidence import RESTORE_TESTED
 from drillkit.targets.capabilities import (
     AppScaling,
     BackupRestore,
@@ -18,6 +19,7 @@ from drillkit.targets.capabilities import (
     Regions,
     ReplayControl,
     ReplicationObservation,
+    RestoreTesting,
     Runbook,
 )
 
@@ -199,6 +201,14 @@ def corrupt_records(ctx: Context, count: int = 20, region: str | None = None) ->
 
 
 @action(PointInTimeRecovery)
+def drop_table(ctx: Context, region: str | None = None) -> dict:
+    """An operator's mistake: the records table dropped on the primary; it replicates to B too."""
+    result = ctx.target.drop_table(region)
+    injected(ctx, result.t, "table-drop", region=result.region, table=result.table, rows=result.rows)
+    return result.as_dict()
+
+
+@action(PointInTimeRecovery)
 def detect_corruption(ctx: Context, timeout: float = 30) -> dict:
     """Runbook check: scan checksums on the serving region until corruption shows (time to detect)."""
     deadline = time.monotonic() + float(timeout)
@@ -226,6 +236,16 @@ def _restore(ctx: Context, restore_point: float, region: str | None) -> dict:
     return result.as_dict()
 
 
+@action(RestoreTesting)
+def restore_test(ctx: Context, timeout: float = 120) -> dict:
+    """The monthly restore test: the latest backup restored into a scratch cluster while production
+    runs, compared with the primary at a restore point, timed, torn down (`restore.tested`). A
+    backup that does not verify is the drill's finding (its check fails), not a failed activity."""
+    out = ctx.target.restore_test(float(timeout)).as_dict()
+    ctx.record(RESTORE_TESTED, **out)
+    return out
+
+
 @action(PointInTimeRecovery)
 def restore_to_point_in_time(ctx: Context, restore_point: float, region: str | None = None) -> dict:
     """Runbook: PITR of the database to `restore_point` (epoch seconds) into a new cluster that then
@@ -237,6 +257,12 @@ def restore_to_point_in_time(ctx: Context, restore_point: float, region: str | N
 def restore_before_corruption(ctx: Context, margin_s: float = 1.0, region: str | None = None) -> dict:
     """Runbook: PITR to `margin_s` before the recorded corruption, the last point known to be clean."""
     return _restore(ctx, _last_fault_time(ctx, "data-corruption") - float(margin_s), region)
+
+
+@action(PointInTimeRecovery)
+def restore_before_fault(ctx: Context, fault: str, margin_s: float = 1.0, region: str | None = None) -> dict:
+    """Runbook: PITR to `margin_s` before the last recorded fault named `fault` (`table-drop`…)."""
+    return _restore(ctx, _last_fault_time(ctx, fault) - float(margin_s), region)
 
 
 @action(Regions)

@@ -18,6 +18,7 @@ RECOVERED = "recovered"
 RTO = "rto"
 RPO = "rpo"
 RPO_STORE = "rpo_store"
+RTO_OP = "rto_op"
 LOST_WRITES = "lost_writes"
 INTEGRITY = "integrity"
 AVAILABILITY = "availability"
@@ -28,9 +29,12 @@ TIME_TO_DETECT = "time_to_detect"
 EXPERIMENT = "experiment"
 RUNBOOK_STEP = "runbook_step"
 ROLLBACK = "rollback"
+RESTORE_TEST = "restore_test"
+BACKUP_AGE = "backup_age"
+RESTORE_TIME = "restore_time"
 
-KINDS = (EXPERIMENT, RUNBOOK_STEP, ROLLBACK, RECOVERED, RTO, RPO, RPO_STORE, LOST_WRITES, INTEGRITY,
-         AVAILABILITY, REPLICATION_LAG, PHASE, ALARM, TIME_TO_DETECT)
+KINDS = (EXPERIMENT, RUNBOOK_STEP, ROLLBACK, RECOVERED, RTO, RTO_OP, RPO, RPO_STORE, LOST_WRITES, INTEGRITY,
+         AVAILABILITY, REPLICATION_LAG, PHASE, ALARM, TIME_TO_DETECT, RESTORE_TEST, BACKUP_AGE, RESTORE_TIME)
 
 # target key -> (measure, kind, label, how it compares)
 TARGETS: dict[str, tuple[str, str, str, str]] = {
@@ -44,6 +48,8 @@ TARGETS: dict[str, tuple[str, str, str, str]] = {
     "min_availability": ("availability", AVAILABILITY, "availability", "min_ratio"),
     "max_replication_lag": ("max_replication_lag_s", REPLICATION_LAG, "max replication lag", "max_duration"),
     "max_time_to_detect": ("time_to_detect_s", TIME_TO_DETECT, "time to detect", "max_duration"),
+    "max_backup_age": ("backup_age_s", BACKUP_AGE, "backup age", "max_duration"),
+    "max_restore_time": ("restore_test_s", RESTORE_TIME, "restore test time", "max_duration"),
 }
 NAME_KINDS = {name: spec[1] for name, spec in TARGETS.items()} | {RECOVERED: RECOVERED}
 """For summaries written before checks had a kind: their names were exactly these target keys."""
@@ -91,6 +97,15 @@ def judge(measures: Measures, targets: dict[str, Any], journal: dict[str, Any] |
         measured = got["rpo_s"] if got else (None if m.get("rpo_by_store") is None else 0.0)
         checks.append(_hold(f"rpo:{store}", RPO_STORE, f"RPO of {store}", "max_duration", budget, measured,
                             "rpo_by_store", m, subject=store))
+    for op, budget in (targets.get("rto_by_op") or {}).items():
+        got = (m.get("rto_by_op") or {}).get(op)
+        if got is None:
+            checks.append(Check(f"rto:{op}", RTO_OP, budget, None, False,
+                                f"RTO of {op} ops not measured: the drill recorded no {op} op; "
+                                f"target {budget:g} s", op))
+        else:
+            checks.append(_hold(f"rto:{op}", RTO_OP, f"RTO of {op} ops", "max_duration", budget,
+                                got["rto_s"], "rto_by_op", m, subject=op))
     recorded = m.get("phases") or {}
     for phase, budget in (targets.get("phases") or {}).items():
         got = recorded.get(phase)
@@ -101,11 +116,30 @@ def judge(measures: Measures, targets: dict[str, Any], journal: dict[str, Any] |
                           f"phase {phase!r} did not succeed ({got['status']}); budget {budget:g} s", phase)
         checks.append(check)
     checks += [_alarm(a) for a in m.get("alarms") or [] if a.get("expect")]
+    checks += [_restore_test(t) for t in m.get("restore_tests") or []]
     stuck = m.get("not_recovered") or []
     checks.append(Check(RECOVERED, RECOVERED, True, not stuck, not stuck,
                         f"not recovered: {', '.join(stuck)} (no recovery held for the stable window before "
                         "the load ended)" if stuck else "every op class recovered"))
     return checks
+
+
+def _restore_test(t: dict[str, Any]) -> Check:
+    """Every restore test the drill ran must have verified and left no scratch cluster behind."""
+    point = str(t.get("restore_point"))
+    if t.get("error"):
+        why = f"the backup did not restore to {point}: {t['error']}"
+    elif not t.get("verified"):
+        digests = "match" if t.get("digest_restored") == t.get("digest_expected") else "differ"
+        why = (f"the restore to {point} differs from the primary at that point: {t.get('rows_restored')} rows "
+               f"restored of {t.get('rows_expected')}, digests {digests}, {t.get('corrupt_restored')} corrupt")
+    elif not t.get("torn_down"):
+        why = f"the scratch cluster of {point} was not torn down"
+    else:
+        return Check(f"restore_test:{point}", RESTORE_TEST, True, True, True,
+                     f"{t.get('base_backup')} restored to {point}: {t.get('rows_restored')} rows, digest and "
+                     f"checksums as on the primary, in {t.get('restore_s'):.3f} s", point)
+    return Check(f"restore_test:{point}", RESTORE_TEST, True, False, False, why, point)
 
 
 def verdict(measures: Measures, checks: list[Check]) -> str:
@@ -129,7 +163,7 @@ def _hold(name: str, kind: str, label: str, how: str, target: Any, measured: Any
           m: dict[str, Any], subject: str | None = None) -> Check:
     shown = _SHOW[how](target)
     if measured is None:
-        if kind == RTO:
+        if kind in (RTO, RTO_OP):
             unknown = "not recovered"
         elif key in AUDIT_MEASURES and not m.get("audited"):
             unknown = "not audited"

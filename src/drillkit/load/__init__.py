@@ -5,12 +5,15 @@ The recording user base class lives in drillkit.load.users, imported only by loc
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 from drillkit.errors import SandboxError
 from drillkit.evidence import REQUESTS_DIR
@@ -22,6 +25,37 @@ ENV_REGION_HEADER = "DRILLKIT_REGION_HEADER"
 ENV_KEY_PREFIX = "DRILLKIT_KEY_PREFIX"
 """Prefixed to every key the drill's users write, so the audit of a system that holds other data
 reads only this drill's keys."""
+ENV_CLIENT_CONFIG = "DRILLKIT_CLIENT_CONFIG"
+"""Routing config-json: `{"path": config.json on the endpoint, "ttl": seconds a client keeps it}`."""
+
+
+class ClientConfig:
+    """A client's copy of the frontend's config.json, as a single-page app keeps it: fetched when
+    it has none or its copy is `ttl` old, and kept when a fetch fails. `api_url` is the backend
+    the client calls now; `fetch(path)` returns the document, or None when the fetch failed."""
+
+    def __init__(self, path: str, ttl: float, fetch: Callable[[str], dict[str, Any] | None]):
+        self.path, self.ttl, self.fetch = path, ttl, fetch
+        self.doc: dict[str, Any] | None = None
+        self.fetched_at = 0.0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_environment(cls, fetch: Callable[[str], dict[str, Any] | None]) -> "ClientConfig | None":
+        spec = os.environ.get(ENV_CLIENT_CONFIG)
+        if not spec:
+            return None
+        doc = json.loads(spec)
+        return cls(doc["path"], float(doc["ttl"]), fetch)
+
+    def api_url(self) -> str | None:
+        with self._lock:
+            now = time.monotonic()
+            if self.doc is None or now - self.fetched_at >= self.ttl:
+                doc = self.fetch(self.path)
+                if doc is not None and isinstance(doc.get("apiUrl"), str):
+                    self.doc, self.fetched_at = doc, now
+            return None if self.doc is None else self.doc["apiUrl"].rstrip("/")
 
 
 class LoadRun:

@@ -16,16 +16,20 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from drillkit.evidence import REQUESTS_DIR
+from drillkit.load import ClientConfig
 from drillkit.load.workload import DR_RECORDS, Workload, checksum, read_outcome, render
 
 
 class Canary:
     def __init__(self, endpoint: str, evidence: Path, interval: float = 0.02, timeout: float = 1.0,
-                 workload: Workload = DR_RECORDS, region_header: str | None = "X-Region", key_prefix: str = ""):
+                 workload: Workload = DR_RECORDS, region_header: str | None = "X-Region", key_prefix: str = "",
+                 client_config: tuple[str, float] | None = None):
+        """`client_config` (routing config-json): the path of config.json on the endpoint and how
+        long the canary keeps its copy, as every client does; its calls go where the copy says."""
         self.workload = workload
         self.region_header = region_header
-        url = urlparse(endpoint)
-        self.host, self.port = url.hostname or "127.0.0.1", url.port or 80
+        self.endpoint = _address(endpoint)
+        self.config = ClientConfig(*client_config, fetch=self._fetch_config) if client_config else None
         self.interval = interval
         self.timeout = timeout
         self.path = evidence / REQUESTS_DIR / "canary.jsonl"
@@ -67,14 +71,35 @@ class Canary:
             elif self._stop.wait(delay):
                 break
 
-    def _conn(self) -> http.client.HTTPConnection:
+    def _conn(self, address: tuple[str, int]) -> http.client.HTTPConnection:
         conn = getattr(self._local, "conn", None)
+        if conn is not None and (conn.host, conn.port) != address:
+            conn.close()
+            conn = None
         if conn is None:
-            conn = self._local.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            conn = self._local.conn = http.client.HTTPConnection(*address, timeout=self.timeout)
         return conn
 
+    def _fetch_config(self, path: str) -> dict | None:
+        conn = http.client.HTTPConnection(*self.endpoint, timeout=self.timeout)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            data = resp.read()
+            return json.loads(data) if resp.status == 200 else None
+        except (OSError, http.client.HTTPException, ValueError):
+            return None
+        finally:
+            conn.close()
+
     def _request(self, method: str, path: str, body: bytes | None) -> tuple[int | None, bytes, str | None, str | None]:
-        conn = self._conn()
+        address = self.endpoint
+        if self.config is not None:
+            base = self.config.api_url()
+            if base is None:
+                return None, b"", None, "no copy of config.json yet"
+            address = _address(base)
+        conn = self._conn(address)
         try:
             conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
             resp = conn.getresponse()
@@ -116,3 +141,8 @@ class Canary:
         # found only when the region answered: a failed read says nothing of the key
         self._record(t0, "read", key, ok, status, region, digest, error or (None if ok else f"{status}"),
                      found=found)
+
+
+def _address(url: str) -> tuple[str, int]:
+    parsed = urlparse(url)
+    return parsed.hostname or "127.0.0.1", parsed.port or 80

@@ -13,7 +13,7 @@ import uuid
 from locust import HttpUser
 
 from drillkit.evidence import OBJECT_KEY_PREFIX as OBJECT_PREFIX
-from drillkit.load import ENV_EVIDENCE, ENV_KEY_PREFIX, ENV_REGION_HEADER, ENV_TIMEOUT, ENV_WORKLOAD
+from drillkit.load import ENV_EVIDENCE, ENV_KEY_PREFIX, ENV_REGION_HEADER, ENV_TIMEOUT, ENV_WORKLOAD, ClientConfig
 from drillkit.load.workload import DR_RECORDS, Operation, Workload, checksum, read_outcome, render
 
 
@@ -79,6 +79,10 @@ class DrillUser(HttpUser):
     recorded under `obj/<key>`, the key the objects audit gives them.
     A read of a key the serving region does not have (404) is a correct answer from a working
     service, so it counts as ok with `found: false`; losing the key is the audit's business.
+
+    Under routing config-json (`$DRILLKIT_CLIENT_CONFIG`) each user is a browser tab: it calls the
+    backend at the URL its copy of config.json names, fetching that copy from the endpoint (the
+    frontend) when it is `ttl` old, and `load_page` fetches the site's page; both are `page` ops.
     """
 
     abstract = True
@@ -92,6 +96,33 @@ class DrillUser(HttpUser):
         self.acked: dict[str, list[str]] = {"write": [], "obj_write": []}
         self.prefix = os.environ.get(ENV_KEY_PREFIX, "") + uuid.uuid4().hex[:8]
         self.seq = 0
+        self.config = ClientConfig.from_environment(self._fetch_page)
+
+    def load_page(self, path: str = "/site/index.html") -> None:
+        """A page of the frontend, from the endpoint itself (recorded as `page`)."""
+        self._fetch_page(path)
+
+    def _fetch_page(self, path: str) -> dict | None:
+        """GET `path` from the endpoint as a `page` op; a JSON object body is returned (config.json)."""
+        with self.client.request("GET", path, name="page", context={"op": "page", "key": path},
+                                 timeout=self.timeout, catch_response=True) as resp:
+            if resp.status_code != 200:
+                resp.failure(_reason(resp))
+                return None
+            resp.success()
+            try:
+                doc = resp.json()
+            except ValueError:
+                return None
+            return doc if isinstance(doc, dict) else None
+
+    def _url(self, path: str) -> str | None:
+        """Where an API call goes: the endpoint, or under config-json the backend this user's copy
+        of config.json names (None while it has none: the call is not made)."""
+        if self.config is None:
+            return path
+        base = self.config.api_url()
+        return None if base is None else base + path
 
     def write_record(self) -> None:
         key = self._next_key()
@@ -132,8 +163,11 @@ class DrillUser(HttpUser):
             return self.write_record()
         key = acked.pop(int.from_bytes(os.urandom(2), "big") % len(acked))
         method, path, body = render(op, key)
+        url = self._url(path)
+        if url is None:
+            return
         ctx = {"op": "delete", "key": key}
-        with self.client.request(method, path, data=body, headers=_JSON if body else None, name="delete",
+        with self.client.request(method, url, data=body, headers=_JSON if body else None, name="delete",
                                  context=ctx, timeout=self.timeout, catch_response=True) as resp:
             if resp.status_code in op.ok or resp.status_code in op.not_found:
                 resp.success()
@@ -149,8 +183,11 @@ class DrillUser(HttpUser):
         return f"{self.prefix}-{self.seq:07d}"
 
     def _write(self, op: str, key: str, payload: str, path: str, body: bytes | None, method: str, ok) -> None:
+        url = self._url(path)
+        if url is None:
+            return
         ctx = {"op": op, "key": key, "checksum": checksum(payload)}
-        with self.client.request(method, path, data=body, headers=_JSON if body else None, name=op, context=ctx,
+        with self.client.request(method, url, data=body, headers=_JSON if body else None, name=op, context=ctx,
                                  timeout=self.timeout, catch_response=True) as resp:
             if resp.status_code in ok:
                 resp.success()
@@ -162,8 +199,11 @@ class DrillUser(HttpUser):
                 resp.failure(_reason(resp))
 
     def _read(self, op: str, key: str, method: str, path: str, body: bytes | None, mapping: Operation) -> None:
+        url = self._url(path)
+        if url is None:
+            return
         ctx = {"op": op, "key": key}
-        with self.client.request(method, path, data=body, headers=_JSON if body else None, name=op, context=ctx,
+        with self.client.request(method, url, data=body, headers=_JSON if body else None, name=op, context=ctx,
                                  timeout=self.timeout, catch_response=True) as resp:
             meta = resp.request_meta["context"]
             ok, found, digest = read_outcome(mapping, resp.status_code or None, resp.content)

@@ -6,6 +6,7 @@
     lag.py      replication lag from lag.csv; the AWS alarms' state changes
     alarms.py   the scenario's alarms: when each condition held, when it was raised, time to detect
     phases.py   runbook phases timed from the event log
+    restore_tests.py  restore tests: verified or not, backup age, restore time
 
 No verdict is decided here: drillkit.judge holds these measures against the scenario's targets.
 An archived drill re-derives the same figures months later. Vectorised over numpy/pandas: a
@@ -27,6 +28,7 @@ from .audit import AUDIT_MEASURES, audit
 from .lag import alarms_raised, lag, read_lag
 from .phases import phases
 from .read import DEFAULT_STABLE, seconds
+from .restore_tests import restore_tests
 from .rto import availability, counts, rto
 
 __all__ = ["AUDIT_MEASURES", "Measures", "compare_measures", "measure"]
@@ -94,6 +96,7 @@ def measure(folder: Path | str) -> Measures:
     detected = [a["time_to_detect_s"] for a in m["alarms"] if a["time_to_detect_s"] is not None]
     m["time_to_detect_s"] = max(detected) if detected else None
     m["phases"] = phases(events)
+    m.update(restore_tests(events))
     m["t_fault"] = seconds(t_fault)
     t_start = next((e["t"] for e in events if e.get("kind") == "drill.start"), None)
     t_end = next((e["t"] for e in reversed(events) if e.get("kind") == "drill.end"), None)

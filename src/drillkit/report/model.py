@@ -90,8 +90,8 @@ def _rto_classes(m: dict) -> dict[str, dict]:
     return {c: found[c] for c in order}
 
 
-TIME_KINDS = frozenset({checks.RTO, checks.RPO, checks.RPO_STORE, checks.PHASE, checks.TIME_TO_DETECT,
-                        checks.REPLICATION_LAG})
+TIME_KINDS = frozenset({checks.RTO, checks.RTO_OP, checks.RPO, checks.RPO_STORE, checks.PHASE,
+                        checks.TIME_TO_DETECT, checks.REPLICATION_LAG, checks.BACKUP_AGE, checks.RESTORE_TIME})
 """Check kinds whose target and measure are durations, which `time_scale` scales."""
 
 
@@ -299,10 +299,18 @@ def _own_row(c: dict[str, Any]) -> tuple[str, str, str]:
     if kind == checks.PHASE:
         return (f"Phase — {subject}", f"≤ {fmt.human_target(target, True)}",
                 fmt.secs(fmt.num(measured), none="not run"))
+    if kind == checks.RTO_OP:
+        return f"RTO — {subject} ops", f"≤ {fmt.human_target(target, True)}", fmt.secs(fmt.num(measured))
     if kind == checks.RPO_STORE:
         return f"RPO — {subject}", f"≤ {fmt.human_target(target, True)}", fmt.secs(fmt.num(measured))
     if kind == checks.TIME_TO_DETECT:
         return "Time to detect (slowest alarm)", f"≤ {fmt.human_target(target, True)}", fmt.secs(fmt.num(measured))
+    if kind == checks.BACKUP_AGE:
+        return "Backup age at the restore test", f"≤ {fmt.human_target(target, True)}", fmt.secs(fmt.num(measured))
+    if kind == checks.RESTORE_TIME:
+        return "Restore test time", f"≤ {fmt.human_target(target, True)}", fmt.secs(fmt.num(measured))
+    if kind == checks.RESTORE_TEST:
+        return f"Restore test — {subject}", "verified, torn down", "verified" if measured else "not verified"
     if kind == checks.ALARM:
         return (f"Alarm — {subject}", "raised" if target == "fire" else "stays quiet",
                 "raised" if measured else "not raised")

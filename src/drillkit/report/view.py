@@ -336,3 +336,26 @@ def alarms(summary: dict[str, Any], t_ref: float | None) -> list[dict[str, str]]
                      "status": ("pass" if c["passed"] else "fail") if c else "none",
                      "message": str(c.get("message") or "") if c else ""})
     return rows
+
+
+def restore_tests(summary: dict[str, Any], t_ref: float | None, scale: float = 1.0) -> list[dict[str, str]]:
+    """Each restore test: the backup, its age, the restore point, what was compared, the times."""
+    m = summary.get("measures") or {}
+    held = checks.by_subject(summary.get("checks"), checks.RESTORE_TEST)
+    off = (lambda t: fmt.rel(t - t_ref)) if t_ref is not None else fmt.clock
+    rows = []
+    for t in m.get("restore_tests") or []:
+        c = held.get(str(t.get("restore_point")))
+        rows.append({
+            "backup": str(t.get("base_backup")), "age": fmt.dur(t.get("backup_age_s")),
+            "age_production": fmt.at_scale(t.get("backup_age_s"), scale).removesuffix(" in production"),
+            "point": str(t.get("restore_point")), "at": off(t["point_at"]) if t.get("point_at") else "",
+            "rows": f"{fmt.count(t.get('rows_expected'))} / {fmt.count(t.get('rows_restored'))}",
+            "digest": "—" if t.get("error") else ("same" if t.get("digest_restored") == t.get("digest_expected")
+                                                   else "differs"),
+            "corrupt": fmt.count(t.get("corrupt_restored")), "restore": fmt.dur(t.get("restore_s")),
+            "restore_production": fmt.at_scale(t.get("restore_s"), scale).removesuffix(" in production"),
+            "held": fmt.dur(t.get("writes_held_s")), "torn_down": "deleted" if t.get("torn_down") else "LEFT BEHIND",
+            "status": ("pass" if c["passed"] else "fail") if c else "none",
+            "message": str(c.get("message") or "") if c else str(t.get("error") or "")})
+    return rows

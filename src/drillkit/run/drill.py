@@ -32,7 +32,7 @@ from drillkit import evidence as ev
 from drillkit import targets
 from drillkit.chaos import CONFIG_KEY, ENV_KEY, EVENTS_CONFIG_KEY, EVENTS_ENV_KEY
 from drillkit.errors import DrillAborted, EnvironmentProblem, InputError, one_line
-from drillkit.load import ENV_KEY_PREFIX, ENV_REGION_HEADER, ENV_WORKLOAD, LoadRun
+from drillkit.load import ENV_CLIENT_CONFIG, ENV_KEY_PREFIX, ENV_REGION_HEADER, ENV_WORKLOAD, LoadRun
 from drillkit.load.canary import Canary
 from drillkit.load.workload import DR_RECORDS
 from drillkit.manifest import signing_key, write_manifest
@@ -42,7 +42,8 @@ from drillkit.run.preflight import check_environment
 from drillkit.run.safeguards import Limits, SafeguardMonitor
 from drillkit.run.sampler import AlarmEvaluator, LagSampler
 from drillkit.scenario import LoadedScenario, apply_vars, check_fit, load_experiment
-from drillkit.targets.capabilities import AwsApi, FinalStateAudit, ReplicationObservation, has, require
+from drillkit.targets.capabilities import (AwsApi, ClientConfigSpec, ClientRouting, FinalStateAudit,
+                                          ReplicationObservation, has, require)
 from drillkit.targets.processes import shielded
 
 Progress = Callable[[str], None]
@@ -373,6 +374,9 @@ class Drill:
         extra = {ENV_REGION_HEADER: self._region_header() or "", ENV_KEY_PREFIX: self.key_prefix}
         if self.loaded.workload is not None:
             extra[ENV_WORKLOAD] = str(self.out / ev.WORKLOAD)
+        config = self._client_config()
+        if config is not None:
+            extra[ENV_CLIENT_CONFIG] = json.dumps({"path": config.path, "ttl": config.ttl})
         run = LoadRun(self.loaded.locustfile_path, endpoint, load_spec.users,
                       load_spec.spawn_rate or float(load_spec.users), load_spec.warmup + load_spec.duration,
                       self.out, load_spec.request_timeout, extra_env=extra)
@@ -385,9 +389,15 @@ class Drill:
             return None
         canary = Canary(endpoint, self.out, interval=spec.canary, timeout=spec.request_timeout,
                         workload=self.loaded.workload or DR_RECORDS, region_header=self._region_header(),
-                        key_prefix=self.key_prefix).start()
+                        key_prefix=self.key_prefix,
+                        client_config=(config.path, config.ttl) if (config := self._client_config()) else None
+                        ).start()
         self.env.started(canary.stop)
         return canary
+
+    def _client_config(self) -> ClientConfigSpec | None:
+        target = self.env.target
+        return target.client_config() if has(target, ClientRouting) else None
 
     def _cooldown(self) -> float:
         spec = self.scenario.load.cooldown

@@ -41,10 +41,14 @@ class Strict(BaseModel):
 
 
 class Routing(Strict):
-    policy: Literal["dns", "origin-group", "manual"] = "dns"
+    policy: Literal["dns", "origin-group", "manual", "config-json"] = "dns"
+    """config-json: the endpoint is the frontend (a CDN failing over per request between the
+    regions' sites, as origin-group); clients reach the backend API at the URL the site's
+    config.json names, keep their copy `ttl`, and move when the runbook rewrites it."""
     interval: PositiveDuration = 0.5
     failure_threshold: int = Field(3, ge=1, le=100)
     ttl: Duration = 1.0
+    """dns: the record's TTL; config-json: how long a client keeps its copy of config.json."""
     upstream_timeout: PositiveDuration = 2.0
 
 
@@ -118,6 +122,9 @@ class SandboxSpec(Strict):
 
     @model_validator(mode="after")
     def _fits_strategy(self):
+        if self.routing.policy == "config-json" and self.objects is None:
+            raise ValueError("routing.policy: config-json serves the site and its config.json from each "
+                             "region's object store: set system.objects")
         if self.strategy == "backup-restore":
             if self.backups is None:
                 self.backups = Backups()
@@ -356,6 +363,7 @@ class Load(Strict):
 
 PhaseName = Annotated[str, Field(min_length=1, max_length=200)]
 Store = Literal["records", "objects"]
+OpClass = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=40)]
 
 
 class Targets(Strict):
@@ -370,10 +378,16 @@ class Targets(Strict):
     max_replication_lag: Duration | None = None
     phases: dict[PhaseName, Duration] = {}
     """Budgets per runbook phase: an activity's name, or the `phase` its drillkit mark names."""
+    rto_by_op: dict[OpClass, Duration] = {}
+    """RTO per operation class (`page`, `write`, `obj_read`…), where endpoints have different ones."""
     rpo_by_store: dict[Store, Duration] = {}
     """RPO per data store, where the seeds state different ones (records, objects)."""
     max_time_to_detect: Duration | None = None
     """The longest any scenario alarm may take from its condition holding to being raised."""
+    max_backup_age: Duration | None = None
+    """Restore tests: how old the newest restorable backup may be at the test's restore point."""
+    max_restore_time: Duration | None = None
+    """Restore tests: the longest a restore may take, from the restore point to the scratch cluster serving."""
 
 
 class Alarm(Strict):

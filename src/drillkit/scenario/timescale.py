@@ -14,8 +14,9 @@ from typing import Any
 
 from drillkit.evidence import TIME_METRICS
 
-TARGET_DURATIONS = ("rto", "rto_write", "rto_read", "rpo", "max_replication_lag", "max_time_to_detect")
-TARGET_BUDGETS = ("phases", "rpo_by_store")
+TARGET_DURATIONS = ("rto", "rto_write", "rto_read", "rpo", "max_replication_lag", "max_time_to_detect",
+                    "max_backup_age", "max_restore_time")
+TARGET_BUDGETS = ("phases", "rpo_by_store", "rto_by_op")
 SYSTEM_DURATIONS = (("routing", "interval"), ("routing", "ttl"), ("routing", "upstream_timeout"),
                     ("objects", "replication_delay"), ("backups", "copy_delay"), ("backups", "archive_timeout"))
 

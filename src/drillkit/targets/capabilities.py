@@ -75,6 +75,15 @@ class RoutingStatus(Result):
 
 
 @dataclass(frozen=True)
+class ClientConfigSpec(Result):
+    """Clients find the backend in a document on the endpoint (a frontend's config.json), each
+    keeping its copy `ttl` seconds: the harness's own clients (the load, the canary) do so too."""
+
+    path: str
+    ttl: float
+
+
+@dataclass(frozen=True)
 class ReplicaStatus(Result):
     """One row of the primary's view of a standby (pg_stat_replication)."""
 
@@ -106,6 +115,16 @@ class Backup(Result):
 
 
 @dataclass(frozen=True)
+class TableDrop(Result):
+    """An operator's mistake: the table dropped on the primary (`t`, the commit), with the rows it held."""
+
+    region: str
+    t: float
+    table: str
+    rows: int
+
+
+@dataclass(frozen=True)
 class Corruption(Result):
     region: str
     t: float
@@ -122,6 +141,35 @@ class Restore(Result):
     took_s: float
     db_port: int
     retired: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RestoreTest(Result):
+    """The latest backup restored into a scratch cluster beside production, to a restore point
+    made at `point_at`, compared with the primary as it was at that point, then torn down."""
+
+    base_backup: str
+    backup_taken_at: float
+    backup_age_s: float
+    """From the end of the backup to the restore point: how old the newest restorable backup was."""
+    restore_point: str
+    point_at: float
+    wal_segments: int
+    rows_expected: int
+    rows_restored: int
+    digest_expected: str
+    digest_restored: str
+    corrupt_restored: int
+    writes_held_s: float
+    """How long production writes waited while the primary's rows were counted at the point."""
+    restore_s: float
+    """From the restore point to the scratch cluster promoted and answering."""
+    took_s: float
+    t: float
+    torn_down: bool
+    error: str | None = None
+    """Why the backup could not be restored to the point (a property of the backups, not of drillkit).
+    Whether the restore verified is measure's to say (drillkit.measure.restore_tests)."""
 
 
 @dataclass(frozen=True)
@@ -297,6 +345,13 @@ class Runbook(Protocol):
 
 
 @runtime_checkable
+class ClientRouting(Protocol):
+    """The backend is chosen by the client from a cached document, not by the endpoint."""
+
+    def client_config(self) -> ClientConfigSpec | None: ...
+
+
+@runtime_checkable
 class ReplicationObservation(Protocol):
     def replication_status(self) -> list[ReplicaStatus]: ...
 
@@ -331,9 +386,19 @@ class PointInTimeRecovery(Protocol):
 
     def corrupt_records(self, count: int, region: str | None = None) -> Corruption: ...
 
+    def drop_table(self, region: str | None = None) -> TableDrop: ...
+
     def scan_checksums(self, region: str | None = None) -> int: ...
 
     def restore_to_point_in_time(self, restore_point: float, region: str | None = None) -> Restore: ...
+
+
+@runtime_checkable
+class RestoreTesting(Protocol):
+    """The monthly restore test: the latest backup restored, verified and timed with production
+    running, the scratch cluster torn down."""
+
+    def restore_test(self, timeout: float = 120) -> RestoreTest: ...
 
 
 @runtime_checkable

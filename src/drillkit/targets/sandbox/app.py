@@ -24,6 +24,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from drillkit.targets.sandbox import postgres as pg
 from drillkit.targets.sandbox import s3_service as objects
+from drillkit.targets.sandbox.site import SITE_PATH
 from drillkit.targets.sandbox.net import LoopbackServer, add_service_arguments, serve_until_signalled, start_service
 
 UPSERT = """
@@ -131,6 +132,8 @@ class AppHandler(BaseHTTPRequestHandler):
                 return self._list_objects(parse_qs(self.path.partition("?")[2]).get("after", [""])[0])
             if path.startswith("/objects/") and len(path) > 9 and self.server.objects is not None:
                 return self._object(self.command, unquote(path[9:]), body)
+            if path.startswith(SITE_PATH) and len(path) > len(SITE_PATH) and self.command in ("GET", "HEAD"):
+                return self._site(unquote(path[len(SITE_PATH):]))
             return self._json(404, {"error": "not found"})
         except errors.ReadOnlySqlTransaction:
             self._json(503, {"error": "read-only region"})
@@ -187,6 +190,25 @@ class AppHandler(BaseHTTPRequestHandler):
                  for k, found in zip(keys, bodies) if found is not None]
         following = f"/objects?after={quote(keys[-1], safe='')}" if page.get("IsTruncated") and keys else None
         self._json(200, {"items": items, "next": following})
+
+    def _site(self, key: str) -> None:
+        """The region's copy of the static site (drillkit.targets.sandbox.site), as its bucket has it."""
+        if self.server.objects is None:
+            return self._json(404, {"error": "this region serves no site (no object store)"})
+        try:
+            resp = self.server.objects.get_object(Bucket=objects.SITE_BUCKET, Key=key)
+            data = resp["Body"].read()
+        except Exception as exc:  # botocore: no such key, or the region's store is unreachable
+            if objects.is_missing(exc):
+                return self._json(404, {"error": "not found"})
+            return self._json(503, {"error": f"object store: {_first_line(exc)}"})
+        self.send_response_only(200)
+        self.send_header("X-Region", self.server.region)
+        self.send_header("Content-Type", resp.get("ContentType") or "application/octet-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
     def _object(self, method: str, key: str, body: bytes) -> None:
         """Objects live in the region's S3 bucket; the database decides, as for records, whether

@@ -3,6 +3,7 @@ scans, and PITR into a new cluster that takes the region over. A mixin of Sandbo
 
 from __future__ import annotations
 
+import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -11,8 +12,9 @@ import psycopg
 
 from drillkit.errors import FaultError, SandboxError
 from drillkit.targets import processes
-from drillkit.targets.capabilities import Backup, Corruption, Restore
+from drillkit.targets.capabilities import Backup, Corruption, Restore, RestoreTest, TableDrop
 from drillkit.targets.sandbox import postgres as pg
+from drillkit.targets.sandbox.backup_copy import BASE_PREFIX, MANIFEST, WAL_DIR
 from drillkit.targets.sandbox.net import free_port
 
 
@@ -39,6 +41,19 @@ class Recovery:
         if not rows:
             raise FaultError(f"no records in region {target.name} to corrupt")
         return Corruption(target.name, t, tuple(sorted(r[0] for r in rows)))
+
+    def drop_table(self, region: str | None = None) -> TableDrop:
+        """The accidental `DROP TABLE records` on the primary: it replicates to the standby like
+        any statement, and every read and write of the app fails from its commit (`t`) on."""
+        target = self._region(region or self.state.primary_region)
+        if target.role != "primary":
+            raise FaultError(f"region {target.name} is {target.role}: a table is dropped on the primary")
+        with psycopg.connect(pg.dsn(target.db_port)) as conn:
+            rows = conn.execute("SELECT count(*) FROM records").fetchone()[0]
+            conn.execute("DROP TABLE records")
+            conn.commit()
+            t = time.time()
+        return TableDrop(target.name, t, "records", int(rows))
 
     def scan_checksums(self, region: str | None = None) -> int:
         """Records whose payload no longer matches the checksum the app stored when it wrote them."""
@@ -119,6 +134,95 @@ class Recovery:
         return Restore(region=name, restore_point=restore_point, recovery_target_time=target_time,
                        newest_record_at=newest, cutover_at=cutover, took_s=time.time() - t0, db_port=db_port,
                        retired=tuple(p.name for p in retired))
+
+
+DIGEST = ("SELECT count(*), coalesce(md5(string_agg(key || ':' || checksum || ':' || md5(payload), ',' "
+          "ORDER BY key)), '') FROM records")
+"""Every record as the app wrote it (key, stored checksum, payload), as one digest."""
+CORRUPT = "SELECT count(*) FROM records WHERE encode(sha256(convert_to(payload, 'UTF8')), 'hex') <> checksum"
+
+
+class RestoreTests:
+    """The monthly restore test. A mixin of Sandbox (state, _primary, _pg_tools, adopt…)."""
+
+    def _latest_backup(self) -> tuple[Path, Path]:
+        """The newest base backup a restore can start from and the WAL archive that continues it:
+        region B's copies under backup-restore, else the nightly base backup and the WAL archive."""
+        if self.state.backup_archive is not None:
+            archive = Path(self.state.backup_archive)
+            bases = sorted((b for b in archive.glob(f"{BASE_PREFIX}*") if (b / MANIFEST).is_file()),
+                           key=lambda b: (b / MANIFEST).stat().st_mtime)
+            if bases:
+                return bases[-1], archive / WAL_DIR
+        elif (self.base_backup_dir / MANIFEST).is_file():
+            return self.base_backup_dir, Path(self.state.archive_dir)
+        raise FaultError("no base backup to test: take one (take_base_backup) first")
+
+    def restore_test(self, timeout: float = 120) -> RestoreTest:
+        """Restore the latest backup into a scratch cluster while production runs, and prove it.
+
+        On the primary, in one transaction that holds writes off (SHARE lock: reads go on), every
+        record is counted and digested and a named restore point is written; its WAL segment is
+        closed and archived (and, under backup-restore, copied to region B). The scratch cluster
+        replays the backup's archive to that restore point, is promoted with archiving off (it
+        must never write into production's archive), and must hold exactly those records, none
+        corrupt. Then it is stopped and deleted, whatever the outcome."""
+        self._reload()
+        primary = self._primary()
+        base, wal_dir = self._latest_backup()
+        taken_at = (base / MANIFEST).stat().st_mtime
+        bins, run_as = self._pg_tools()
+        root = Path(self.state.root)
+        n = 1
+        while (root / f"pg-restore-test-{n}").exists() or (root / f"pg-restore-test-{n}.log").exists():
+            n += 1
+        tag, point = f"restore-test-{n}", f"drillkit-restore-test-{n}"
+        t0 = time.time()
+        with psycopg.connect(pg.dsn(primary.db_port)) as conn:
+            conn.execute("LOCK TABLE records IN SHARE MODE")
+            held_from = time.time()
+            rows, digest = conn.execute(DIGEST).fetchone()
+            conn.execute("SELECT pg_create_restore_point(%s)", (point,))
+            conn.commit()
+            point_at = time.time()
+        segment = self._switch_wal_and_wait_archived(primary.db_port)
+        _wait_for_file(wal_dir / segment, timeout, f"WAL segment {segment} in {wal_dir}")
+        datadir, name = root / f"pg-{tag}", f"postgres-{tag}"
+        got_rows, got_digest, corrupt, error, restored_at = 0, "", 0, None, None
+        try:
+            server, _ = pg.recover_cluster(
+                bins, run_as, pg.PgServer(tag, datadir, free_port()), base, root / f"pg-{tag}.log",
+                {"restore_command": f'cp "{wal_dir}/%f" "%p"', "recovery_target_name": point,
+                 "archive_mode": "off"}, timeout, on_spawn=lambda pid: self.adopt(name, pid))
+            restored_at = time.time()
+            with psycopg.connect(pg.dsn(server.port), autocommit=True) as conn:
+                got_rows, got_digest = conn.execute(DIGEST).fetchone()
+                corrupt = int(conn.execute(CORRUPT).fetchone()[0])
+        except SandboxError as exc:   # the backup did not restore to the point: what the test is for
+            error = f"{exc} (see {root / f'pg-{tag}.log'})"
+        finally:
+            scratch = [p for p in self.state.processes if p.name == name]
+            processes.stop_all(scratch)
+            self.state.processes = [p for p in self.state.processes if p not in scratch]
+            self._save_registry()
+            pg.drop_shared_memory(datadir)
+            shutil.rmtree(datadir, ignore_errors=True)
+        segments = sum(1 for p in wal_dir.iterdir() if len(p.name) == 24)
+        t = time.time()
+        return RestoreTest(
+            base_backup=base.name, backup_taken_at=taken_at, backup_age_s=point_at - taken_at, restore_point=point,
+            point_at=point_at, wal_segments=segments, rows_expected=int(rows), rows_restored=int(got_rows),
+            digest_expected=digest, digest_restored=got_digest, corrupt_restored=corrupt,
+            writes_held_s=point_at - held_from, restore_s=(restored_at or time.time()) - point_at, took_s=t - t0, t=t,
+            torn_down=not datadir.exists(), error=error)
+
+
+def _wait_for_file(path: Path, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise SandboxError(f"{what} not there after {timeout:.0f}s")
+        time.sleep(0.02)
 
 
 def _pg_timestamp(t: float) -> str:

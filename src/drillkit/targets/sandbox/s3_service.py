@@ -31,13 +31,15 @@ from urllib.parse import parse_qs, unquote
 from drillkit.targets.sandbox.net import add_service_arguments, start_service
 
 BUCKET = "drillkit-objects"
+SITE_BUCKET = "drillkit-site"
+"""Each region's static site (drillkit.targets.sandbox.site): not versioned, never replicated."""
 CHECKSUM_META = "sha256"
 """User metadata the app writes with every object: the SHA-256 of the body it was given."""
 FEED = "/_drillkit/changes"
 
 
-def s3_client(port: int, timeout: float = 2.0):
-    """A boto3 client for one region's store (moto accepts any credentials)."""
+def s3_client(port: int, timeout: float = 2.0, attempts: int = 2):
+    """A boto3 client for one region's store (moto accepts any credentials); `attempts` in all."""
     import boto3
     from botocore.config import Config
 
@@ -45,7 +47,7 @@ def s3_client(port: int, timeout: float = 2.0):
         "s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
         aws_access_key_id="drillkit", aws_secret_access_key="drillkit",
         config=Config(s3={"addressing_style": "path"}, connect_timeout=timeout, read_timeout=timeout,
-                      retries={"max_attempts": 1}, max_pool_connections=32))
+                      retries={"total_max_attempts": attempts}, max_pool_connections=32))
 
 
 def sha256(body: bytes) -> str:
@@ -164,12 +166,13 @@ def serve_store(port: int, ready_file: str | None) -> int:
 
 
 def _create_bucket(server, ready_file: str | None) -> None:
-    """The store is ready once its versioned bucket exists: only then is the ready file written."""
+    """The store is ready once its buckets exist: only then is the ready file written."""
     from drillkit.targets.sandbox.net import write_ready_file
 
     client = s3_client(server.server_address[1])
     client.create_bucket(Bucket=BUCKET)
     client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    client.create_bucket(Bucket=SITE_BUCKET)
     if ready_file:
         write_ready_file(ready_file, server.server_address[1])
 

@@ -57,6 +57,11 @@ class SandboxState(BaseModel):
     max_instances: int = 16
     backup_archive: str | None = None
     """backup-restore: region B's archive, where the copier puts the base backup and WAL segments."""
+    config_backend: str | None = None
+    """routing config-json: the region whose API config.json names (as the runbook last wrote it)."""
+    config_switches: list[dict] = []
+    config_ttl: float | None = None
+    """routing config-json: how long each client keeps its copy of config.json."""
     object_replicator_port: int | None = None
     object_source: str = "A"
     object_destination: str = "B"

@@ -37,8 +37,9 @@ from drillkit.targets.sandbox.linkproxy import LinkControl
 from drillkit.targets.sandbox.linkproxy import command as link_command
 from drillkit.targets.sandbox.net import http_json
 from drillkit.targets.sandbox.object_storage import ObjectStorage
-from drillkit.targets.sandbox.recovery import Recovery
+from drillkit.targets.sandbox.recovery import Recovery, RestoreTests
 from drillkit.targets.sandbox.router import routing_status
+from drillkit.targets.sandbox.site import CONFIG_JSON, SiteSteps, publish_site
 from drillkit.targets.sandbox.s3_service import replicator_command
 from drillkit.targets.sandbox.state import (
     LinkState,
@@ -58,7 +59,7 @@ def client_link(region: str) -> str:
     return f"client-{region}"
 
 
-class Sandbox(Recovery, FailbackSteps, AppTierSteps):
+class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps):
     """A handle on a running sandbox, from its state file: the `sandbox` target plug-in, with every
     capability of drillkit.targets.capabilities (Objects only with `system.objects`).
 
@@ -253,9 +254,11 @@ class Sandbox(Recovery, FailbackSteps, AppTierSteps):
             replicator_port = processes.wait_ready(*pending["object-replicator"], "object-replicator")["port"]
 
         routing = spec.routing
+        # config-json: the router is the frontend's CDN, failing over per request between the sites
         proc, ready = processes.spawn_service(
             "drillkit.targets.sandbox.router",
-            ["--port", "0", "--primary", "A", "--policy", routing.policy,
+            ["--port", "0", "--primary", "A",
+             "--policy", "origin-group" if routing.policy == CONFIG_JSON else routing.policy,
              "--interval", str(routing.interval), "--failure-threshold", str(routing.failure_threshold),
              "--ttl", str(routing.ttl), "--upstream-timeout", str(routing.upstream_timeout),
              "--events", str(events),
@@ -264,6 +267,8 @@ class Sandbox(Recovery, FailbackSteps, AppTierSteps):
         track("router", proc.pid)
         router = processes.wait_ready(proc, ready, "router")
 
+        if routing.policy == CONFIG_JSON:
+            publish_site(s3_ports, {r: link_info[client_link(r)]["port"] for r in REGIONS}, backend="A")
         roles = {"A": "primary", "B": "standby" if backups is None else "empty"}
         state = SandboxState(
             root=str(root), events_file=str(events), pg_bin=str(bins.bindir), pg_version=bins.version,
@@ -271,6 +276,8 @@ class Sandbox(Recovery, FailbackSteps, AppTierSteps):
             replication_mode=spec.replication.mode, routing_policy=routing.policy, primary_region="A",
             router_port=router["port"], app_capacity=spec.app.capacity, max_instances=spec.app.max_instances,
             backup_archive=str(backup_archive) if backup_archive else None,
+            config_backend="A" if routing.policy == CONFIG_JSON else None,
+            config_ttl=routing.ttl if routing.policy == CONFIG_JSON else None,
             regions={r: RegionState(name=r, role=roles[r], db_port=db_ports[r],
                                     datadir=str(root / f"pg-{r}") if db_ports[r] else None, apps=app_ports[r],
                                     link=client_link(r), s3_port=s3_ports.get(r))
@@ -406,12 +413,16 @@ class Sandbox(Recovery, FailbackSteps, AppTierSteps):
 
     def switch_routing(self, to: str, reason: str = "runbook") -> RoutingStatus:
         self._region(to)
+        if self.state.routing_policy == CONFIG_JSON:
+            return self.publish_config(to, reason)
         status, body = self._router("/switch", "POST", {"to": to, "reason": reason})
         if status != 200:
             raise FaultError(f"router refused the switch to {to}: {body.get('error', status)}")
         return routing_status(body)
 
     def routing(self) -> RoutingStatus:
+        if self.state.routing_policy == CONFIG_JSON:
+            return self.config_status()
         status, body = self._router("")
         if status != 200:
             raise FaultError(f"router answered {status}")
