@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import ROOT
 from scenario_copy import copy_scenario
@@ -147,11 +148,17 @@ DRILLED_ABOVE = {"document-processor/backup-restore-region-loss.yaml", "document
                  "chatbot/frontend-and-backend-failover.yaml",    # tests/test_two_endpoints.py
                  "roadcall/restore-test.yaml",                    # tests/test_restore_test.py
                  "document-processor/table-drop-pitr.yaml"}       # tests/test_pitr.py
+TWINS = {"e-commerce/ransomware.yaml": "ransomware-object-restore.yaml",
+         "e-commerce/corruption-pitr.yaml": "data-corruption-pitr.yaml",
+         "e-commerce/failback.yaml": "failback.yaml"}
+"""Seed scenarios that drill a generic scenario's experiment on its topology, with the seed's own
+targets and time scale: the generic one is drilled (tests/test_objects.py, test_pitr.py,
+test_failback.py), the seed's is validated here, which loads it and checks it fits its experiment."""
 
 
 @pytest.mark.parametrize("scenario", sorted(
     str(p.relative_to(ROOT / "scenarios")) for folder in SEED_FOLDERS for p in (ROOT / "scenarios" / folder).glob("*.yaml")
-    if str(p.relative_to(ROOT / "scenarios")) not in DRILLED_ABOVE))
+    if str(p.relative_to(ROOT / "scenarios")) not in DRILLED_ABOVE | set(TWINS)))
 def test_every_seed_scenario_passes(tmp_path, drillkit_cli, no_leftovers, scenario):
     code, summary, events = run_drill(drillkit_cli, ROOT / "scenarios" / scenario, tmp_path / "out")
     assert code == 0, summary["reasons"]
@@ -161,6 +168,16 @@ def test_every_seed_scenario_passes(tmp_path, drillkit_cli, no_leftovers, scenar
         if alarm["expect"] == "fire":
             assert alarm["raised_at"] is not None and alarm["time_to_detect_s"] is not None, alarm
     assert all(c["passed"] for c in judged)
+
+
+@pytest.mark.parametrize("seed,twin", sorted(TWINS.items()))
+def test_a_seed_twin_runs_its_generic_scenarios_experiment_and_validates(seed, twin, drillkit_cli):
+    doc, generic = (yaml.safe_load((ROOT / "scenarios" / name).read_text()) for name in (seed, twin))
+    assert ((ROOT / "scenarios" / seed).parent / doc["experiment"]).resolve() == \
+        ((ROOT / "scenarios" / twin).parent / generic["experiment"]).resolve()
+    assert doc["system"]["strategy"] == generic["system"].get("strategy", "warm-standby")
+    proc = drillkit_cli("validate", str(ROOT / "scenarios" / seed))
+    assert proc.returncode == 0, proc.stderr
 
 
 NOT_YET_USED = {

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -32,7 +33,11 @@ ENV_CLIENT_CONFIG = "DRILLKIT_CLIENT_CONFIG"
 class ClientConfig:
     """A client's copy of the frontend's config.json, as a single-page app keeps it: fetched when
     it has none or its copy is `ttl` old, and kept when a fetch fails. `api_url` is the backend
-    the client calls now; `fetch(path)` returns the document, or None when the fetch failed."""
+    the client calls now; `fetch(path)` returns the document, or None when the fetch failed.
+
+    The first copy counts as already between 0 and `ttl` old (drawn uniformly): a population of
+    clients loaded the page at different times, so their copies expire spread over the TTL, not
+    together when the load generator happened to start them."""
 
     def __init__(self, path: str, ttl: float, fetch: Callable[[str], dict[str, Any] | None]):
         self.path, self.ttl, self.fetch = path, ttl, fetch
@@ -54,7 +59,8 @@ class ClientConfig:
             if self.doc is None or now - self.fetched_at >= self.ttl:
                 doc = self.fetch(self.path)
                 if doc is not None and isinstance(doc.get("apiUrl"), str):
-                    self.doc, self.fetched_at = doc, now
+                    age = random.uniform(0.0, self.ttl) if self.doc is None else 0.0
+                    self.doc, self.fetched_at = doc, now - age
             return None if self.doc is None else self.doc["apiUrl"].rstrip("/")
 
 
