@@ -4,16 +4,16 @@ through `drillkit run`, with the figures that should differ between them.
     .venv/bin/python bench/bench_strategies.py [--delays 1,2,4] [--out DIR]
 
 Rows: backup-restore at each copy delay (RPO should follow the delay, plus at most one
-archive_timeout of 1 s; the RTO holds the restore), pilot light (the RTO holds the scale-up), and
-the e-commerce warm standby at reduced capacity (promote, scale to full capacity, DNS). Every
+archive_timeout of 1 s; the RTO holds the restore), pilot light (the RTO holds the scale-up), the
+e-commerce warm standby at reduced capacity (promote, scale to full capacity, DNS), and the
+chatbot's two endpoints (a region freeze: the frontend fails over per request, the backend when
+config.json is rewritten and each client's copy expires; bench_endpoints.py varies the TTL). Every
 figure is read from the drill's summary.json and events.jsonl; nothing is estimated.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -22,18 +22,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from scenario_copy import copy_scenario  # noqa: E402  (a test helper, not shipped)
 
+from drill_run import run  # noqa: E402
+
 
 def drill(scenario: Path, out: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "drillkit.cli", "run", str(scenario), "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
-    summary = json.loads((out / "summary.json").read_text())
-    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines() if line]
-    m = summary["measures"]
-    restored = next((e for e in events if e["kind"] == "db.restored"), {})
-    return {"exit": proc.returncode, "verdict": summary["verdict"], "rto_s": m["rto_s"], "rpo_s": m["rpo_s"],
+    done = run(scenario, out)
+    summary, m = done.summary, done.summary["measures"]
+    restored = next((e for e in done.events if e["kind"] == "db.restored"), {})
+    return {"exit": done.exit, "verdict": summary["verdict"], "rto_s": m["rto_s"], "rpo_s": m["rpo_s"],
             "lost": m["writes_lost"], "acked": m["writes_acked"], "availability": m["availability"],
             "phases": {k: v["duration_s"] for k, v in m["phases"].items()
-                       if k in ("restore", "promote", "scale-up", "dns")},
+                       if k in ("restore", "promote", "scale-up", "dns", "config.json")},
             "wal_segments": restored.get("wal_segments")}
 
 
@@ -53,6 +52,8 @@ def main() -> int:
                  drill(ROOT / "scenarios/document-processor/pilot-light-region-loss.yaml", base / "pilot-light")))
     rows.append(("warm-standby at 1/3 capacity (1 → 3)",
                  drill(ROOT / "scenarios/e-commerce/warm-standby-phased-activation.yaml", base / "warm-standby")))
+    rows.append(("two endpoints (region freeze, ttl 2 s)",
+                 drill(ROOT / "scenarios/chatbot/frontend-and-backend-failover.yaml", base / "two-endpoints")))
     print(f"{'drill':40} {'verdict':7} {'RTO s':>7} {'RPO s':>7} {'lost':>6} {'acked':>6}  phases (s)")
     for name, r in rows:
         phases = ", ".join(f"{k} {v:.3f}" for k, v in r["phases"].items())

@@ -465,41 +465,22 @@ def test_shipped_aws_experiments_pass_chaos_validate_and_scenarios_validate(dril
 
 
 def test_health_check_inversion_and_replication_pause_roll_back(emulated, drillkit_cli, tmp_path):
-    """The actions no shipped experiment uses yet, under plain `chaos run`: inverting the primary's
-    health check moves the router's answer after its threshold (as Route 53 does) and its status
-    reads Failure, removing the replication rule disables the replicator, a point-in-time restore
-    makes a new instance, and the rollbacks put the account back (the restored instance deleted)."""
+    """The shipped `chaos run` rehearsal (experiments/aws/health-check-inversion-and-restore.json):
+    inverting the primary's health check moves the router's answer after its threshold (as Route 53
+    does) and its status reads Failure, removing the replication rule disables the replicator, a
+    point-in-time restore makes a new instance, the probes read alarms and FIS, and the rollbacks
+    put the account back (the restored instance deleted)."""
     before = emulated.snapshot()
-    aws = "drillkit.chaos.aws"
-    experiment = {
-        "title": "inversion and pause", "description": "each undone by its rollback",
-        "configuration": {"drillkit_sandbox": {"type": "env", "key": "DRILLKIT_SANDBOX"}},
-        "method": [
-            {"type": "action", "name": "invert", "provider": {"type": "python", "module": aws,
-                                                              "func": "invert_health_check"}},
-            {"type": "action", "name": "dns-follows", "provider": {
-                "type": "python", "module": "drillkit.chaos.actions", "func": "wait_for_routing",
-                "arguments": {"region": "B", "timeout": 60}}},
-            {"type": "probe", "name": "check-status", "provider": {"type": "python", "module": aws,
-                                                                    "func": "health_check_status"}},
-            {"type": "action", "name": "pause", "provider": {"type": "python", "module": aws,
-                                                             "func": "pause_object_replication"}},
-            {"type": "action", "name": "restore", "provider": {"type": "python", "module": aws,
-                                                               "func": "restore_database"}},
-        ],
-        "rollbacks": [
-            {"type": "action", "name": name, "provider": {"type": "python", "module": aws, "func": name}}
-            for name in ("restore_health_checks", "resume_object_replication", "restore_records", "delete_restored")],
-    }
-    path = tmp_path / "experiment.json"
-    path.write_text(json.dumps(experiment))
+    path = ROOT / "experiments" / "aws" / "health-check-inversion-and-restore.json"
     doc = emulated.chaos_run(path, tmp_path, REGION_LOSS, "--rollback-strategy", "always")
     assert doc["status"] == "completed" and all(r["status"] == "succeeded" for r in doc["rollbacks"])
-    restored = next(r["output"] for r in doc["run"] if r["activity"]["name"] == "restore")
+    output = {r["activity"]["name"]: r["output"] for r in doc["run"] + doc["rollbacks"]}
+    assert output["fis-experiments"] == {} and output["alarms-in-alarm-after"] == []
+    assert {a["alarm"] for a in output["alarm-states-before"]} >= {"roadcall-replica-lag"}
+    restored = output["restore-primary-database"]
     assert restored["restored"] == "drillkit-restore-roadcall-db" and restored["took_s"] >= 0
-    deleted = next(r["output"] for r in doc["rollbacks"] if r["activity"]["name"] == "delete_restored")
-    assert deleted == ["drillkit-restore-roadcall-db"]
-    status = next(r["output"] for r in doc["run"] if r["activity"]["name"] == "check-status")
+    assert output["delete-restored-instance"] == ["drillkit-restore-roadcall-db"]
+    status = output["primary-health-check-status"]
     assert status["healthy"] is False and status["statuses"][0].startswith("Failure: inverted")
     r53 = emulated.client("route53")
     check = status["health_check"]

@@ -255,3 +255,29 @@ def test_a_backup_age_target_without_a_restore_test_is_not_measured(tmp_path):
     s = summarize(base_drill(tmp_path, targets={"max_backup_age": "1h"}))
     c = by_kind(s, checks.BACKUP_AGE)[0]
     assert c["measured"] is None and not c["passed"] and "not measured" in c["message"]
+
+
+# ---------------------------------------------------------------- the last client back
+
+
+def test_the_last_client_back_is_each_clients_first_success_after_its_own_last_failure(tmp_path):
+    t = BASE + 10   # the fault
+    ops = [W(t - 5, t - 4.9, "a-1") | {"client": "a"}, W(t - 5, t - 4.9, "b-1") | {"client": "b"},
+           W(t + 0.5, t + 1.5, "a-2", ok=False) | {"client": "a"},
+           W(t + 1.6, t + 1.7, "a-3") | {"client": "a"},                    # a is back at +1.7
+           W(t + 0.5, t + 1.5, "b-2", ok=False) | {"client": "b"},
+           W(t + 2.0, t + 3.0, "b-3", ok=False) | {"client": "b"},        # b still on the old backend
+           W(t + 3.2, t + 3.4, "b-4") | {"client": "b"},                    # b is back at +3.4
+           W(t + 0.2, t + 0.3, "c-1") | {"client": "c"},                    # c never failed
+           W(t + 20, t + 20.1, "x-1")]                                      # names no client
+    m = summarize(drill(tmp_path, ops, fault=t))["measures"]
+    assert m["rto_last_client_s"] == approx(3.4) and m["clients"] == 3 and m["clients_failed"] == 2
+    assert m["clients_not_recovered"] == []
+
+
+def test_a_client_that_never_gets_service_back_leaves_the_last_client_unknown(tmp_path):
+    t = BASE + 10
+    ops = [W(t - 5, t - 4.9, "a-1") | {"client": "a"}, W(t + 1, t + 2, "a-2", ok=False) | {"client": "a"},
+           W(t + 1, t + 1.1, "b-1") | {"client": "b"}]
+    m = summarize(drill(tmp_path, ops, fault=t))["measures"]
+    assert m["rto_last_client_s"] is None and m["clients_not_recovered"] == ["a"]

@@ -29,7 +29,9 @@ def _without_clock(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.startswith(' "measured_at": '))
 
 
-ADDED_SINCE = ("rpo_by_store", "alarms_raised", "alarms", "time_to_detect_s", "phases")
+ADDED_SINCE = ("rpo_by_store", "alarms_raised", "alarms", "time_to_detect_s", "phases", "rto_last_client_s",
+               "clients", "clients_failed", "clients_not_recovered", "restore_tests", "backup_age_s",
+               "restore_test_s", "restores_verified")
 """Measures added after the archive was recorded: every other byte must be the same."""
 JUDGED_SINCE = ("experiment", "runbook_step", "rollback")
 """Check kinds added since (the experiment's own outcome was a reason, not a check); every check

@@ -59,6 +59,9 @@ def test_the_frontend_fails_over_per_request_and_each_client_follows_config_json
     t_recovered = m["rto_by_op"]["write"]["t_recovered"]
     assert t_recovered >= switch["t"]
     assert m["rto_write_s"] >= switch["t"] - freeze["t"]
+    # every client that failed was on A: none was back before the switch, and each did come back
+    assert m["clients_failed"] > 1 and m["clients_not_recovered"] == []
+    assert m["rto_last_client_s"] >= switch["t"] - freeze["t"]
     # nothing was acknowledged by the frozen, then fenced, old primary after the fault
     assert not [op for op in backend if op["region"] == "A" and op["ok"] and op["t0"] > freeze["t"] + EDGE]
     assert m["writes_lost_after_fault"] == 0

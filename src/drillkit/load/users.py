@@ -59,6 +59,8 @@ class HistoryRecorder:
         }
         if "found" in ctx:
             record["found"] = ctx["found"]
+        if "client" in ctx:
+            record["client"] = ctx["client"]
         self.fh.write(json.dumps(record) + "\n")
 
     def flush(self) -> None:
@@ -104,8 +106,9 @@ class DrillUser(HttpUser):
 
     def _fetch_page(self, path: str) -> dict | None:
         """GET `path` from the endpoint as a `page` op; a JSON object body is returned (config.json)."""
-        with self.client.request("GET", path, name="page", context={"op": "page", "key": path},
-                                 timeout=self.timeout, catch_response=True) as resp:
+        ctx = {"op": "page", "key": path, "client": self.prefix}
+        with self.client.request("GET", path, name="page", context=ctx, timeout=self.timeout,
+                                 catch_response=True) as resp:
             if resp.status_code != 200:
                 resp.failure(_reason(resp))
                 return None
@@ -166,7 +169,7 @@ class DrillUser(HttpUser):
         url = self._url(path)
         if url is None:
             return
-        ctx = {"op": "delete", "key": key}
+        ctx = {"op": "delete", "key": key, "client": self.prefix}
         with self.client.request(method, url, data=body, headers=_JSON if body else None, name="delete",
                                  context=ctx, timeout=self.timeout, catch_response=True) as resp:
             if resp.status_code in op.ok or resp.status_code in op.not_found:
@@ -186,7 +189,7 @@ class DrillUser(HttpUser):
         url = self._url(path)
         if url is None:
             return
-        ctx = {"op": op, "key": key, "checksum": checksum(payload)}
+        ctx = {"op": op, "key": key, "checksum": checksum(payload), "client": self.prefix}
         with self.client.request(method, url, data=body, headers=_JSON if body else None, name=op, context=ctx,
                                  timeout=self.timeout, catch_response=True) as resp:
             if resp.status_code in ok:
@@ -202,7 +205,7 @@ class DrillUser(HttpUser):
         url = self._url(path)
         if url is None:
             return
-        ctx = {"op": op, "key": key}
+        ctx = {"op": op, "key": key, "client": self.prefix}
         with self.client.request(method, url, data=body, headers=_JSON if body else None, name=op, context=ctx,
                                  timeout=self.timeout, catch_response=True) as resp:
             meta = resp.request_meta["context"]

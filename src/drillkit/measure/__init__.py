@@ -29,7 +29,7 @@ from .lag import alarms_raised, lag, read_lag
 from .phases import phases
 from .read import DEFAULT_STABLE, seconds
 from .restore_tests import restore_tests
-from .rto import availability, counts, rto
+from .rto import availability, counts, last_client, rto
 
 __all__ = ["AUDIT_MEASURES", "Measures", "compare_measures", "measure"]
 
@@ -82,6 +82,7 @@ def measure(folder: Path | str) -> Measures:
 
     m: dict[str, Any] = {}
     m.update(rto(ops, t_fault, stable))
+    m.update(last_client(ops, t_fault))
     audit_measures, lists = audit(ops, final, t_fault)
     m.update(audit_measures)
     m["audited"] = final is not None

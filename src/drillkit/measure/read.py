@@ -89,7 +89,8 @@ def _json_records(path: Path, start: int = 0, stop: int | None = None) -> list[A
         return [json.loads(line) for line in fh.read(size).splitlines() if line.strip()]
 
 
-OP_FIELDS = {"t0": "number", "t1": "number", "op": "string", "key": "string", "ok": "bool", "checksum": "string?"}
+OP_FIELDS = {"t0": "number", "t1": "number", "op": "string", "key": "string", "ok": "bool", "checksum": "string?",
+             "client": "string?"}
 FINAL_FIELDS = {"key": "string", "checksum": "string?"}
 _INFERRED = {"number": ("floating", "integer", "mixed-integer-float"), "string": ("string",), "bool": ("boolean",)}
 _SAYS = {"number": "a number", "string": "a string", "bool": "true or false"}

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from drillkit.evidence import READ_OPS, WRITE_OPS
 
@@ -86,6 +87,35 @@ def rto(ops: dict[str, Any], t_fault: float | None, stable: float) -> dict[str, 
         "outages": sorted(outages, key=lambda o: (o["start"], o["op"])),
     }
 
+
+
+def last_client(ops: dict[str, Any], t_fault: float | None) -> dict[str, Any]:
+    """When the last client had service back: per client (records that name one), the end of its
+    first success that started after its last failure after the fault; the latest of those, from
+    the fault. Where clients route on their own (a cached config.json, a resolver's DNS TTL) the
+    service is back for some long before it is for all. None when a client never got it back, or
+    when no record names its client."""
+    client, ok, t0, t1 = ops["client"], ops["ok"], ops["t0"], ops["t1"]
+    named = ~pd.isna(client) if client.size else np.zeros(0, bool)
+    out = {"rto_last_client_s": None, "clients": 0, "clients_failed": 0, "clients_not_recovered": []}
+    if not named.any():
+        return out
+    codes, names = pd.factorize(client[named])
+    t0, t1, ok = t0[named], t1[named], ok[named]
+    out["clients"] = len(names)
+    fail = ~ok & (t1 > t_fault) if t_fault is not None else np.zeros(len(ok), bool)
+    if not fail.any():
+        out["rto_last_client_s"] = 0.0 if t_fault is not None else None
+        return out
+    last_fail = pd.Series(t0[fail]).groupby(codes[fail]).max()
+    after = pd.DataFrame({"c": codes[ok], "t0": t0[ok], "t1": t1[ok]})
+    after = after[after["t0"] > after["c"].map(last_fail)]
+    back = after.groupby("c")["t1"].min()
+    stuck = [str(names[c]) for c in last_fail.index if c not in back.index]
+    out.update(clients_failed=len(last_fail), clients_not_recovered=sorted(stuck))
+    if not stuck:
+        out["rto_last_client_s"] = _r(max(0.0, float(back.max()) - t_fault))
+    return out
 
 
 def counts(ops: dict[str, Any]) -> dict[str, int]:

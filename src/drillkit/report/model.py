@@ -153,6 +153,11 @@ def build_rows(summary: dict) -> list[Row]:
                 + f" lasted until the load ended; the target is {fmt.human_target(target, True)}.")
         class_results.append(row.status)
         rows.append(row)
+    if (m.get("clients_failed") or 0) > 1:
+        rows.append(Row("rto_last_client", "RTO — the last client back", target="—",
+                        measured=fmt.secs(fmt.num(m.get("rto_last_client_s")), none="not recovered"),
+                        detail=f"{m['clients_failed']} of {m.get('clients')} clients failed after the fault; "
+                               "each is back at its first success after its own last failure"))
     if not class_results and not rto_checks and fmt.num(m.get("rto_s")) is not None:
         rows.append(Row("rto", "RTO — service", measured=fmt.secs(m["rto_s"]),
                         target=f"≤ {fmt.human_target(rto_target, True)}" if rto_target else "—"))

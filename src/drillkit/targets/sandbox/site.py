@@ -31,8 +31,8 @@ CONFIG_KEY = "config.json"
 INDEX_KEY = "index.html"
 INDEX = b"<!doctype html><title>drillkit sandbox</title><script src=config.json></script><p>chat</p>\n"
 WRITE_TIMEOUT = 0.5
-"""How long the runbook waits on one region's store while it rewrites config.json: a lost region's
-copy is reported stale, not waited for."""
+"""The connect and read timeout, with one attempt, of each region's store while the runbook
+rewrites config.json in all of them at once: a region that does not answer keeps a stale copy."""
 
 
 def config_document(region: str, link_port: int) -> dict[str, Any]:
