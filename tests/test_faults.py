@@ -158,7 +158,7 @@ def test_lag_alarm_detects_a_cut_replication_link(box):
     # lag counts from the last commit replayed before the cut, up to one write interval earlier
     # (never before the threshold; the upper bound only catches a detector that is asleep)
     assert threshold - 0.1 <= alarm["detected_after_s"] <= threshold + 2.0, alarm
-    raised = first(events(box), "alarm.raised", alarm="replication-lag")
+    raised = first(events(box), "lag_alarm.detected", alarm="replication-lag")
     cut = first(events(box), "fault.injected", fault="link-blackhole")
     assert raised["threshold_s"] == threshold and raised["lag_s"] > threshold
     assert raised["t"] - cut["t"] == pytest.approx(alarm["detected_after_s"], abs=2e-6)  # rounded to the µs

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from drillkit.evidence import read_events
+from drillkit.evidence import append_event, read_events
 from drillkit.judge import checks, summarize
 from drillkit.run.sampler import AlarmEvaluator
 from drillkit.scenario.schema import Alarm
@@ -281,3 +281,46 @@ def test_a_client_that_never_gets_service_back_leaves_the_last_client_unknown(tm
            W(t + 1, t + 1.1, "b-1") | {"client": "b"}]
     m = summarize(drill(tmp_path, ops, fault=t))["measures"]
     assert m["rto_last_client_s"] is None and m["clients_not_recovered"] == ["a"]
+
+
+# ---------------------------------------------------------------- event alarms: backup age, unhealthy
+
+
+def test_backup_age_and_unhealthy_alarms_hold_exactly_threshold_after_the_span_that_outlasted_it(tmp_path):
+    events = [{"t": BASE + 2.0, "kind": "db.backup", "took_s": 0.5},             # a backup done at +2.5
+              {"t": BASE + 20.0, "kind": "db.backup", "took_s": 0.5},            # the next, done at +20.5
+              {"t": BASE + 11.0, "kind": "health.change", "region": "A", "healthy": False},
+              {"t": BASE + 13.0, "kind": "health.change", "region": "A", "healthy": True},
+              {"t": BASE + 12.0, "kind": "health.change", "region": "B", "healthy": False},   # never back
+              raised(7.7, "backup-old"), raised(12.2, "a-down"), raised(29.0, "b-down")]
+    alarms = [{"name": "backup-old", "metric": "backup_age", "above": "5s", "expect": "fire"},
+              {"name": "a-down", "metric": "unhealthy", "above": "1s", "region": "A", "expect": "fire"},
+              {"name": "a-long", "metric": "unhealthy", "above": "3s", "region": "A", "expect": "quiet"},
+              {"name": "b-down", "metric": "unhealthy", "above": "15s", "region": "B", "expect": "fire"}]
+    events.append({"t": BASE + 30.0, "kind": "drill.end"})
+    s = summarize(base_drill(tmp_path, events, alarms=alarms))
+    a = {x["alarm"]: x for x in s["measures"]["alarms"]}
+    assert a["backup-old"]["condition_held_at"] == approx(BASE + 7.5)
+    assert a["backup-old"]["time_to_detect_s"] == approx(0.2)
+    assert a["backup-old"]["peak"] == approx(18.0)
+    assert a["a-down"]["condition_held_at"] == approx(BASE + 12.0) and a["a-down"]["peak"] == approx(2.0)
+    assert a["a-long"]["condition_held_at"] is None
+    assert a["b-down"]["condition_held_at"] == approx(BASE + 27.0)   # open until the last event, +30
+    assert all(c["passed"] for c in by_kind(s, checks.ALARM)), by_kind(s, checks.ALARM)
+
+
+def test_the_live_evaluator_reads_event_metrics_from_the_events_recorded_so_far(tmp_path):
+    events = tmp_path / "events.jsonl"
+    ev = AlarmEvaluator([Alarm(name="stale-backup", metric="backup_age", above="2s"),
+                         Alarm(name="a-down", metric="unhealthy", above="1s", region="A")], events)
+    ev.tick(100.0)                                         # no backup yet: no age, no alarm
+    append_event(events, "db.backup", t=100.0, took_s=0.5)
+    append_event(events, "health.change", t=101.0, region="A", healthy=False)
+    for now in (101.0, 102.0, 102.6, 103.0):
+        ev.tick(now)
+    append_event(events, "health.change", t=103.5, region="A", healthy=True)
+    append_event(events, "db.backup", t=104.0, took_s=0.2)
+    ev.tick(104.5)
+    got = [(e["kind"], e["alarm"], e["t"]) for e in read_events(tmp_path) if e["kind"].startswith("alarm.")]
+    assert got == [("alarm.raised", "stale-backup", 102.6), ("alarm.raised", "a-down", 102.6),
+                   ("alarm.cleared", "stale-backup", 104.5), ("alarm.cleared", "a-down", 104.5)]

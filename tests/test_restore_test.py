@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import psycopg
+import pytest
 
+from scenario_copy import copy_scenario
 from test_drill import first, ops, run_drill
 
-from conftest import ROOT
 from drillkit.scenario.schema import SandboxSpec
 from drillkit.targets.sandbox import postgres as pg
 from drillkit.targets.sandbox.system import Sandbox
@@ -19,8 +20,11 @@ EDGE = 0.1
 
 def test_the_restore_test_verifies_the_backup_while_production_runs_and_leaves_nothing(
         tmp_path, drillkit_cli, no_leftovers):
+    # besides the shipped 24 h alarm, one at 20 min (2 s of drill) that the 3 s pause after the backup trips
+    path = copy_scenario("scenarios/roadcall/restore-test.yaml", tmp_path, "restore-test", lambda d: d["alarms"].append(
+        {"name": "backup-stale", "metric": "backup_age", "above": "20m", "expect": "fire"}))
     out = tmp_path / "out"
-    code, summary, events = run_drill(drillkit_cli, ROOT / "scenarios/roadcall/restore-test.yaml", out)
+    code, summary, events = run_drill(drillkit_cli, path, out)
     assert code == 0, summary["reasons"]
     m = summary["measures"]
     tested = first(events, "restore.tested")
@@ -44,6 +48,13 @@ def test_the_restore_test_verifies_the_backup_while_production_runs_and_leaves_n
     # production ran on: nothing lost, no outage
     assert m["writes_lost"] == 0 and m["rto_s"] == 0.0
     assert not [e for e in events if e["kind"] == "fault.injected"]
+    # the backup-age alarms: exact from the backup's end, raised live after it
+    alarms = {a["alarm"]: a for a in m["alarms"]}
+    assert alarms["daily-backup"]["raised_at"] is None
+    stale = alarms["backup-stale"]
+    assert stale["condition_held_at"] == pytest.approx(backup["t"] + backup["took_s"] + 2.0, abs=1e-5)
+    assert stale["raised_at"] >= stale["condition_held_at"] and stale["time_to_detect_s"] >= 0
+    assert names["alarm:backup-stale"]["passed"] and names["alarm:daily-backup"]["passed"]
     html = (out / "report.html").read_text()
     assert 'id="restore-tests"' in html and tested["restore_point"] in html
 

@@ -167,6 +167,11 @@ def test_every_seed_scenario_passes(tmp_path, drillkit_cli, no_leftovers, scenar
     for alarm in summary["measures"]["alarms"]:   # every alarm a seed states is judged, and holds
         if alarm["expect"] == "fire":
             assert alarm["raised_at"] is not None and alarm["time_to_detect_s"] is not None, alarm
+        if alarm["metric"] == "unhealthy" and alarm["raised_at"] is not None:
+            # ground truth from the router's own record: the health check turned, then `above` passed
+            down = first(events, "health.change", region=alarm["region"], healthy=False)
+            assert alarm["condition_held_at"] == pytest.approx(down["t"] + alarm["threshold"], abs=1e-5)
+            assert alarm["raised_at"] >= alarm["condition_held_at"]
     assert all(c["passed"] for c in judged)
 
 

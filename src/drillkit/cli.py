@@ -42,14 +42,19 @@ def _parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
 
 def _print_summary(summary: dict, folder: Path) -> None:
     from drillkit.durations import format_duration
+    from drillkit.report.fmt import at_scale, human_target
 
     m = summary.get("measures", {})
     verdict = summary.get("verdict", "?").upper()
+    scale = _time_scale(folder)
+    prod = (lambda v: f"  ({at_scale(v, scale)})" if at_scale(v, scale) else "")
     click.echo("")
-    click.echo(f"verdict: {verdict}   scenario: {summary.get('scenario')}")
+    click.echo(f"verdict: {verdict}   scenario: {summary.get('scenario')}"
+               + (f"   time scale {scale:g}: 1 s of drill is {human_target(scale, True)} in production"
+                  if scale != 1 else ""))
     click.echo(f"  RTO   {format_duration(m.get('rto_s'))}  (writes {format_duration(m.get('rto_write_s'))}, "
-               f"reads {format_duration(m.get('rto_read_s'))})")
-    click.echo(f"  RPO   {format_duration(m.get('rpo_s'))}")
+               f"reads {format_duration(m.get('rto_read_s'))}){prod(m.get('rto_s'))}")
+    click.echo(f"  RPO   {format_duration(m.get('rpo_s'))}{prod(m.get('rpo_s'))}")
     if m.get("audited") is False:
         click.echo(f"  lost writes not audited (the final state could not be read: unknown, not lost); "
                    f"{m.get('writes_acked')} acknowledged")
@@ -63,6 +68,17 @@ def _print_summary(summary: dict, folder: Path) -> None:
     for reason in summary.get("reasons", []):
         click.echo(f"  reason: {reason}")
     click.echo(f"evidence: {folder}")
+
+
+def _time_scale(folder: Path) -> float:
+    """The stored scenario's time_scale (1 when it has none or cannot be read)."""
+    import yaml
+
+    try:
+        scale = (yaml.safe_load((folder / "scenario.yaml").read_text()) or {}).get("time_scale")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return 1.0
+    return float(scale) if isinstance(scale, (int, float)) and scale > 0 else 1.0
 
 
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2; 8.1 prints help itself

@@ -42,13 +42,27 @@ ALARM_RAISED = "alarm.raised"
 """Event kind: a scenario alarm's condition seen holding by the live evaluator (alarm, metric,
 region, value, threshold); `alarm.cleared` when it no longer holds."""
 ALARM_CLEARED = "alarm.cleared"
+LAG_ALARM_DETECTED = "lag_alarm.detected"
+"""Event kind: the runbook's own lag watch (`await_lag_alarm`) saw the lag over its threshold; not
+a scenario alarm, so it never counts as one's raise."""
 RESTORE_TESTED = "restore.tested"
 """Event kind: a restore test's outcome (drillkit.targets.capabilities.RestoreTest, and `verified`)."""
 
 ALARM_METRICS = {"replication_lag": "replay_lag_s", "object_backlog_age": "object_backlog_age_s",
                  "object_backlog": "object_backlog"}
 """A scenario alarm's metric -> the lag.csv column it is evaluated on."""
-TIME_METRICS = frozenset({"replication_lag", "object_backlog_age"})
+DB_BACKUP = "db.backup"
+"""Event kind: a base backup taken (`t` its start, `took_s`), by take_base_backup."""
+BACKUP_COPIED = "backup.copied"
+"""Event kind: a backup file copied to the DR region's archive (`what`: base backup | wal segment)."""
+HEALTH_CHANGE = "health.change"
+"""Event kind: the router's health check of a region flipped (`region`, `healthy`)."""
+
+EVENT_METRICS = frozenset({"backup_age", "unhealthy"})
+"""Alarm metrics read from events, not lag.csv: the age of the newest base backup (`db.backup`
+ends, base backups `backup.copied` to the DR region), and how long a region's health check has
+said unhealthy (the router's `health.change`). See `metric_spans`."""
+TIME_METRICS = frozenset({"replication_lag", "object_backlog_age", "backup_age", "unhealthy"})
 """Metrics that grow one second per second while nothing is applied: the moment such a metric
 passed its threshold is recoverable from any later sample (t - value + threshold)."""
 
@@ -140,3 +154,31 @@ def read_events(folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return sorted(read_jsonl(path), key=lambda e: e["t"])
+
+
+def metric_spans(events: list[dict[str, Any]], metric: str, region: str | None = None
+                 ) -> list[tuple[float, float | None]]:
+    """An event metric (EVENT_METRICS) as the spans in which it grows one second per second from 0
+    at `start` until `end` (None: still growing at the last event). `backup_age`: from each base
+    backup's completion to the next one's (none before the first backup: there is no age to
+    speak of); `unhealthy`: from a region's `health.change` to unhealthy until it is healthy again
+    (`region` None: any region's)."""
+    spans: list[tuple[float, float | None]] = []
+    if metric == "backup_age":
+        done = sorted(float(e["t"]) + float(e.get("took_s") or 0.0) for e in events
+                      if e.get("kind") == DB_BACKUP
+                      or (e.get("kind") == BACKUP_COPIED and e.get("what") == "base backup"))
+        return [(t, nxt) for t, nxt in zip(done, [*done[1:], None])]
+    if metric == "unhealthy":
+        down: dict[str, float] = {}
+        for e in sorted((e for e in events if e.get("kind") == HEALTH_CHANGE), key=lambda e: e["t"]):
+            where = str(e.get("region"))
+            if region is not None and where != region:
+                continue
+            if not e.get("healthy") and where not in down:
+                down[where] = float(e["t"])
+            elif e.get("healthy") and where in down:
+                spans.append((down.pop(where), float(e["t"])))
+        spans += [(t, None) for t in down.values()]
+        return sorted(spans)
+    raise ValueError(f"{metric} is not an event metric")

@@ -9,7 +9,7 @@ from chaoslib.exceptions import ActivityFailed
 
 from drillkit.chaos import Context, action
 from drillkit.errors import FaultError
-from drillkit.evidence import RESTORE_TESTED
+from drillkit.evidence import DB_BACKUP, LAG_ALARM_DETECTED, RESTORE_TESTED
 from drillkit.targets.capabilities import (
     AppScaling,
     BackupRestore,
@@ -94,7 +94,8 @@ def resume_replay(ctx: Context, region: str) -> dict:
 
 @action(ReplicationObservation)
 def await_lag_alarm(ctx: Context, threshold_seconds: float, timeout: float = 30) -> dict:
-    """A "replica lag > N s" alarm: poll lag every 50 ms, record `alarm.raised` when first over.
+    """A "replica lag > N s" watch in the runbook: poll lag every 50 ms, record `lag_alarm.detected`
+    when first over (a scenario's `alarms` are the sampler's, recorded as `alarm.raised`).
 
     Returns `detected_after_s`, the time from the last `fault.injected` to the alarm (time to detect).
     """
@@ -107,7 +108,7 @@ def await_lag_alarm(ctx: Context, threshold_seconds: float, timeout: float = 30)
         worst = max(worst, lag)
         if lag > threshold:
             t = max(s.t for s in samples)
-            ctx.record("alarm.raised", t=t, alarm="replication-lag", threshold_s=threshold, lag_s=round(lag, 6))
+            ctx.record(LAG_ALARM_DETECTED, t=t, alarm="replication-lag", threshold_s=threshold, lag_s=round(lag, 6))
             faults = [e for e in ctx.read_events() if e["kind"] == "fault.injected" and e["t"] <= t]
             since = round(t - faults[-1]["t"], 6) if faults else None
             return {"alarm": "replication-lag", "t": t, "lag_s": lag, "detected_after_s": since}
@@ -188,7 +189,7 @@ def clear_link_faults(ctx: Context, link: str | None = None) -> list[str]:
 def take_base_backup(ctx: Context) -> dict:
     """Runbook: the nightly base backup a point-in-time restore starts from (before any fault)."""
     result = ctx.target.take_base_backup()
-    ctx.record("db.backup", t=result.t, took_s=round(result.took_s, 6), wal_segment=result.wal_segment)
+    ctx.record(DB_BACKUP, t=result.t, took_s=round(result.took_s, 6), wal_segment=result.wal_segment)
     return result.as_dict()
 
 

@@ -5,7 +5,8 @@ The moment a condition first held is the ground truth the alarm is held against.
 grows one second per second while nothing is applied (replication lag, object backlog age) it is
 exact from the first sample over the threshold: `t - value + threshold`, never before the previous
 sample of the same series. For a count (object backlog) it is that first sample's time, to the
-sampling interval.
+sampling interval. An event metric (backup age, a region unhealthy) grows from a known event, so
+its condition first held exactly `threshold` after the start of the first span that lasted longer.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from drillkit.evidence import ALARM_CLEARED, ALARM_METRICS, ALARM_RAISED, TIME_METRICS
+from drillkit.evidence import ALARM_CLEARED, ALARM_METRICS, ALARM_RAISED, EVENT_METRICS, TIME_METRICS, metric_spans
 
 from .read import seconds as _r
 
@@ -28,7 +29,10 @@ def alarms(definitions: list[dict[str, Any]], events: list[dict[str, Any]], lag:
 def _alarm(d: dict[str, Any], events: list[dict[str, Any]], lag: pd.DataFrame | None,
            t_fault: float | None) -> dict[str, Any]:
     name, metric, threshold = d["name"], d["metric"], float(d["above"])
-    onset, peak = _onset(lag, metric, threshold, d.get("region"))
+    if metric in EVENT_METRICS:
+        onset, peak = _event_onset(events, metric, threshold, d.get("region"))
+    else:
+        onset, peak = _onset(lag, metric, threshold, d.get("region"))
     mine = [e for e in events if e.get("alarm") == name and e.get("kind") in (ALARM_RAISED, ALARM_CLEARED)]
     raised = next((float(e["t"]) for e in mine if e["kind"] == ALARM_RAISED), None)
     cleared = next((float(e["t"]) for e in mine if e["kind"] == ALARM_CLEARED and raised is not None
@@ -66,3 +70,15 @@ def _onset(lag: pd.DataFrame | None, metric: str, threshold: float, region: str 
         if i > 0:
             onset = max(onset, t[i - 1])
     return float(onset), float(values.max())
+
+
+def _event_onset(events: list[dict[str, Any]], metric: str, threshold: float, region: str | None
+                 ) -> tuple[float | None, float | None]:
+    """An open span is bounded by the last event: the drill saw no further."""
+    spans = metric_spans(events, metric, region)
+    if not spans:
+        return None, None
+    last = max(float(e["t"]) for e in events)
+    lengths = [(start, (last if end is None else end) - start) for start, end in spans]
+    onset = next((start + threshold for start, length in lengths if length > threshold), None)
+    return onset, max(length for _, length in lengths)

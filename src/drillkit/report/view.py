@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from drillkit.evidence import ACTIVITY_END, TIME_METRICS
+from drillkit.evidence import ACTIVITY_END, HEALTH_CHANGE, TIME_METRICS
 from drillkit.judge import checks
 from drillkit.report import fmt
 from drillkit.report.load import Evidence
@@ -106,7 +106,7 @@ def _derived_phases(e: Evidence, t_fault: float) -> list[Phase]:
     after = [ev for ev in e.events if ev["t"] >= t_fault]
     for ev in after:
         if ev["kind"] == "routing.published" or (
-                ev["kind"] == "health.change" and ev.get("healthy") is False):
+                ev["kind"] == HEALTH_CHANGE and ev.get("healthy") is False):
             what = ("routing published" if ev["kind"] == "routing.published"
                     else f"region {ev.get('region', '?')} seen unhealthy")
             rows.append(Phase(f"detection ({what})", "derived", t_fault, ev["t"]))

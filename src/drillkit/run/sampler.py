@@ -4,40 +4,75 @@ evaluator of the scenario's alarms over each sample (`alarm.raised` / `alarm.cle
 from __future__ import annotations
 
 import csv
+import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
-from drillkit.evidence import ALARM_CLEARED, ALARM_METRICS, ALARM_RAISED, LAG_COLUMNS, append_event
+from drillkit.evidence import (ALARM_CLEARED, ALARM_METRICS, ALARM_RAISED, EVENT_METRICS, LAG_COLUMNS, append_event,
+                               metric_spans)
 from drillkit.scenario.schema import Alarm
 from drillkit.targets.capabilities import LagSample, ReplicationObservation
 
 
 class AlarmEvaluator:
     """Each alarm is raised at the first sample over its threshold and cleared at the first one at
-    or under it, per region, as CloudWatch evaluates a one-datapoint alarm."""
+    or under it, per region, as CloudWatch evaluates a one-datapoint alarm. Lag metrics are sampled
+    with lag.csv (`observe`); event metrics (EVENT_METRICS) on every tick of the sampler, from the
+    events recorded so far (`tick`)."""
 
     def __init__(self, alarms: list[Alarm], events: Path | None):
         self.alarms = alarms
         self.events = events
-        self.raised: set[tuple[str, str]] = set()
+        self.raised: set[tuple[str, str | None]] = set()
+        self._seen: list[dict[str, Any]] = []
+        self._offset = 0
 
     def observe(self, sample: LagSample) -> None:
         for alarm in self.alarms:
-            if alarm.region is not None and alarm.region != sample.region:
+            if alarm.metric in EVENT_METRICS or (alarm.region is not None and alarm.region != sample.region):
                 continue
             value = getattr(sample, ALARM_METRICS[alarm.metric])  # LagSample's fields are lag.csv's columns
-            if value is None:
+            if value is not None:
+                self._judge(alarm, sample.region, value, sample.t)
+
+    def tick(self, now: float) -> None:
+        watched = [a for a in self.alarms if a.metric in EVENT_METRICS]
+        if not watched or self.events is None:
+            return
+        self._read_new_events()
+        for alarm in watched:
+            spans = metric_spans(self._seen, alarm.metric, alarm.region)
+            open_ = [start for start, end in spans if end is None and start <= now]
+            self._judge(alarm, alarm.region, now - max(open_) if open_ else 0.0, now)
+
+    def _judge(self, alarm: Alarm, region: str | None, value: float, t: float) -> None:
+        key = (alarm.name, region)
+        fields: dict[str, Any] = {"alarm": alarm.name, "metric": alarm.metric, "region": region,
+                                  "value": value, "threshold": alarm.above}
+        if value > alarm.above and key not in self.raised:
+            self.raised.add(key)
+            append_event(self.events, ALARM_RAISED, t=t, **fields)
+        elif value <= alarm.above and key in self.raised:
+            self.raised.discard(key)
+            append_event(self.events, ALARM_CLEARED, t=t, **fields)
+
+    def _read_new_events(self) -> None:
+        """The events appended since the last tick (whole lines only: a line being written waits)."""
+        try:
+            with open(self.events, "rb") as fh:
+                fh.seek(self._offset)
+                data = fh.read()
+        except OSError:
+            return
+        complete = data[: data.rfind(b"\n") + 1]
+        self._offset += len(complete)
+        for line in complete.splitlines():
+            try:
+                self._seen.append(json.loads(line))
+            except ValueError:
                 continue
-            key = (alarm.name, sample.region)
-            fields: dict[str, Any] = {"alarm": alarm.name, "metric": alarm.metric, "region": sample.region,
-                                      "value": value, "threshold": alarm.above}
-            if value > alarm.above and key not in self.raised:
-                self.raised.add(key)
-                append_event(self.events, ALARM_RAISED, t=sample.t, **fields)
-            elif value <= alarm.above and key in self.raised:
-                self.raised.discard(key)
-                append_event(self.events, ALARM_CLEARED, t=sample.t, **fields)
 
 
 class LagSampler:
@@ -78,6 +113,7 @@ class LagSampler:
                 if self.alarms is not None:
                     for s in rows:
                         self.alarms.observe(s)
+                    self.alarms.tick(time.time())
                 self._stop.wait(self.interval)
 
     def stop(self) -> None:

@@ -395,9 +395,12 @@ class Alarm(Strict):
     `alarm.cleared`) and from lag.csv afterwards (when the condition first held)."""
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    metric: Literal["replication_lag", "object_backlog_age", "object_backlog"]
+    metric: Literal["replication_lag", "object_backlog_age", "object_backlog", "backup_age", "unhealthy"]
+    """From lag.csv: replication_lag, object_backlog_age, object_backlog. From events: backup_age
+    (since the newest base backup completed, or reached the DR region), unhealthy (how long the
+    router's health check has said the region is unhealthy)."""
     above: float = Field(ge=0)
-    """Seconds for replication_lag and object_backlog_age (a duration), objects for object_backlog."""
+    """Seconds for every metric but object_backlog (a duration), objects for object_backlog."""
     region: str | None = None
     expect: Literal["fire", "quiet"] | None = None
     """`fire`: the drill is built to trip this alarm, and fails if it is never raised; `quiet`:

@@ -19,9 +19,9 @@ import threading
 import time
 from pathlib import Path
 
+from drillkit.evidence import BACKUP_COPIED
 from drillkit.targets.sandbox.net import add_service_arguments, record_event, start_service, write_ready_file
 
-BACKUP_COPIED = "backup.copied"
 MANIFEST = "backup_manifest"
 BASE_PREFIX = "base-"
 WAL_DIR = "wal"

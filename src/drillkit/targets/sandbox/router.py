@@ -21,6 +21,7 @@ import time
 from http.server import BaseHTTPRequestHandler
 from typing import Any, NamedTuple
 
+from drillkit.evidence import HEALTH_CHANGE
 from drillkit.targets.capabilities import RoutingStatus
 from drillkit.targets.sandbox.net import (
     LoopbackServer,
@@ -91,7 +92,7 @@ class Routing:
                 return
             self.streak[region] = 0
             self.health[region] = ok
-            self._event("health.change", region=region, healthy=ok)
+            self._event(HEALTH_CHANGE, region=region, healthy=ok)
             if self.policy == "dns":
                 state = "healthy" if ok else "unhealthy"
                 self._publish(self._desired(), f"health-check: {region} {state}")
