@@ -2,7 +2,7 @@
 through `drillkit run`, showing that the frontend's RTO does not depend on it and the backend's
 follows the operator's switch plus the TTL.
 
-    .venv/bin/python bench/bench_endpoints.py [--ttls 1,4] [--out DIR]
+    .venv/bin/python bench/bench_endpoints.py [--ttls 1,2,4] [--out DIR]
 
 Per drill: the frontend (page) RTO and the slowest page after the freeze (the origin timeout it
 waited at region A first), the moment the runbook rewrote config.json after the fault, the
@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from scenario_copy import copy_scenario  # noqa: E402  (a test helper, not shipped)
 
-from drill_run import run  # noqa: E402
+from drill_run import out_folder, run  # noqa: E402
 
 SHIPPED = "scenarios/chatbot/frontend-and-backend-failover.yaml"
 
@@ -42,11 +41,10 @@ def drill(scenario: Path, out: Path) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ttls", default="1,4", help="config.json cache TTLs, drill seconds")
+    parser.add_argument("--ttls", default="1,2,4", help="config.json cache TTLs, drill seconds")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    base = args.out or Path(tempfile.mkdtemp(prefix="bench-endpoints-"))
-    base.mkdir(parents=True, exist_ok=True)
+    base = out_folder(args.out, "bench-endpoints-")
     rows = []
     for ttl in [float(t) for t in args.ttls.split(",")]:
         path = copy_scenario(SHIPPED, base, f"ttl-{ttl:g}",

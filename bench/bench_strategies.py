@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from scenario_copy import copy_scenario  # noqa: E402  (a test helper, not shipped)
 
-from drill_run import run  # noqa: E402
+from drill_run import out_folder, run  # noqa: E402
 
 
 def drill(scenario: Path, out: Path) -> dict:
@@ -41,8 +40,7 @@ def main() -> int:
     parser.add_argument("--delays", default="1,2,4", help="backup copy delays, drill seconds")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    base = args.out or Path(tempfile.mkdtemp(prefix="bench-strategies-"))
-    base.mkdir(parents=True, exist_ok=True)
+    base = out_folder(args.out, "bench-strategies-")
     rows = []
     for delay in [float(d) for d in args.delays.split(",")]:
         path = copy_scenario("scenarios/document-processor/backup-restore-region-loss.yaml", base, f"br-{delay:g}",

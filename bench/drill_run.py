@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,3 +26,10 @@ def run(scenario: Path, out: Path, timeout: float = 300) -> Drilled:
     return Drilled(proc.returncode, json.loads((out / "summary.json").read_text()),
                    [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines() if line],
                    [json.loads(line) for f in (out / "requests").glob("*.jsonl") for line in f.read_text().splitlines()])
+
+
+def out_folder(given: Path | None, prefix: str) -> Path:
+    """Where a benchmark keeps its drills' evidence: `--out`, or a new temporary folder."""
+    folder = given or Path(tempfile.mkdtemp(prefix=prefix))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -24,8 +24,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from drillkit.targets.sandbox import postgres as pg
 from drillkit.targets.sandbox import s3_service as objects
-from drillkit.targets.sandbox.site import SITE_PATH
 from drillkit.targets.sandbox.net import LoopbackServer, add_service_arguments, serve_until_signalled, start_service
+from drillkit.targets.sandbox.site import SITE_PATH
 
 UPSERT = """
 INSERT INTO records (key, payload, checksum, region) VALUES (%s, %s, %s, %s)

@@ -39,8 +39,8 @@ from drillkit.targets.sandbox.net import http_json
 from drillkit.targets.sandbox.object_storage import ObjectStorage
 from drillkit.targets.sandbox.recovery import Recovery, RestoreTests
 from drillkit.targets.sandbox.router import routing_status
-from drillkit.targets.sandbox.site import CONFIG_JSON, SiteSteps, publish_site
 from drillkit.targets.sandbox.s3_service import replicator_command
+from drillkit.targets.sandbox.site import CONFIG_JSON, SiteSteps, publish_site
 from drillkit.targets.sandbox.state import (
     LinkState,
     ProcessEntry,
