@@ -464,17 +464,22 @@ def test_shipped_aws_experiments_pass_chaos_validate_and_scenarios_validate(dril
     assert unset.returncode == 2 and "system.endpoint: ${DRILLKIT_APP_URL} is not set" in unset.stderr, unset.stderr
 
 
-def test_health_check_inversion_and_replication_pause_roll_back(emulated, drillkit_cli, tmp_path):
-    """The shipped `chaos run` rehearsal (experiments/aws/health-check-inversion-and-restore.json):
-    inverting the primary's health check moves the router's answer after its threshold (as Route 53
-    does) and its status reads Failure, removing the replication rule disables the replicator, a
-    point-in-time restore makes a new instance, the probes read alarms and FIS, and the rollbacks
-    put the account back (the restored instance deleted)."""
+def test_the_health_check_rehearsal_measures_its_cost_and_rolls_everything_back(emulated, drillkit_cli, tmp_path):
+    """scenarios/aws/health-check-rehearsal.yaml under `drillkit run`: inverting the primary's health
+    check moves the router's answer after its threshold (as Route 53 does) and its status reads
+    Failure; writes fail while the answer is the read replica, and nothing is lost; removing the
+    replication rule disables the replicator; a point-in-time restore makes a new instance; the
+    probes read the alarms and FIS; the rollbacks put the account back, the restored instance deleted."""
     before = emulated.snapshot()
-    path = ROOT / "experiments" / "aws" / "health-check-inversion-and-restore.json"
-    doc = emulated.chaos_run(path, tmp_path, REGION_LOSS, "--rollback-strategy", "always")
-    assert doc["status"] == "completed" and all(r["status"] == "succeeded" for r in doc["rollbacks"])
-    output = {r["activity"]["name"]: r["output"] for r in doc["run"] + doc["rollbacks"]}
+    out = tmp_path / "evidence"
+    run = drillkit_cli("run", str(ROOT / "scenarios" / "aws" / "health-check-rehearsal.yaml"), "--out", str(out),
+                       timeout=400, env=emulated.env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    m = summary["measures"]
+    journal = json.loads((out / "journal.json").read_text())
+    assert journal["status"] == "completed" and all(r["status"] == "succeeded" for r in journal["rollbacks"])
+    output = {r["activity"]["name"]: r["output"] for r in journal["run"] + journal["rollbacks"]}
     assert output["fis-experiments"] == {} and output["alarms-in-alarm-after"] == []
     assert {a["alarm"] for a in output["alarm-states-before"]} >= {"roadcall-replica-lag"}
     restored = output["restore-primary-database"]
@@ -483,12 +488,19 @@ def test_health_check_inversion_and_replication_pause_roll_back(emulated, drillk
     status = output["primary-health-check-status"]
     assert status["healthy"] is False and status["statuses"][0].startswith("Failure: inverted")
     r53 = emulated.client("route53")
-    check = status["health_check"]
-    observed = r53.get_health_check_status(HealthCheckId=check)["HealthCheckObservations"]
+    observed = r53.get_health_check_status(HealthCheckId=status["health_check"])["HealthCheckObservations"]
     assert observed[0]["StatusReport"]["Status"].startswith("Success")  # restored: region A answers again
     effects = [(e["effect"], e.get("inverted", e.get("rule_enabled"))) for e in emulated.info()["effects"]]
     assert effects == [("health_check.inverted", True), ("objects.replication", False),
                        ("health_check.inverted", False), ("objects.replication", True)], effects
+    # the cost of the rehearsal, from the clients' record: writes failed while Route 53 answered
+    # with the read replica, reads did not, nothing was lost, and the answer came back to A
+    fault = next(e for e in read_events(out) if e["kind"] == "fault.injected")
+    assert fault["fault"] == "health-check-inverted"
+    assert m["rto_write_s"] > 0 and m["writes_lost"] == 0 and m["records_unexpected"] == 0
+    assert not any(op["op"] == "write" and op["ok"] and op["region"] == "B" for op in read_requests(out))
+    assert summary["verdict"] == "pass", summary["reasons"]
+    assert emulated.answering_region() == "A"
     assert emulated.snapshot() == before
 
 

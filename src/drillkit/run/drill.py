@@ -17,6 +17,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import time
 import traceback
 from contextlib import ExitStack, contextmanager
@@ -214,6 +215,20 @@ class Environment:
 
     def chaos_configuration(self) -> dict[str, str]:
         return {CONFIG_KEY: str(self.target.state_file), EVENTS_CONFIG_KEY: str(self.events)}
+
+
+class _InterruptibleQueueHandler(logging.handlers.QueueHandler):
+    """A signal handler that raises (chaoslib's SIGTERM handler raises InterruptExecution, ours
+    DrillAborted) may land while a log record is being queued; logging would catch that exception
+    as a failure to log, print it, and carry on as if no signal came. Let it through instead."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        from chaoslib.exceptions import InterruptExecution
+
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (InterruptExecution, DrillAborted)):
+            raise exc
+        super().handleError(record)
 
 
 class Drill:
@@ -414,7 +429,7 @@ class Drill:
         handler = logging.FileHandler(self.out / ev.CHAOS_LOG)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         records: queue.SimpleQueue = queue.SimpleQueue()
-        to_queue = logging.handlers.QueueHandler(records)
+        to_queue = _InterruptibleQueueHandler(records)
         listener = logging.handlers.QueueListener(records, handler)
         chaos_logger.addHandler(to_queue)
         listener.start()
