@@ -92,13 +92,18 @@ class Canary:
         finally:
             conn.close()
 
-    def _request(self, method: str, path: str, body: bytes | None) -> tuple[int | None, bytes, str | None, str | None]:
-        address = self.endpoint
-        if self.config is not None:
-            base = self.config.api_url()
-            if base is None:
-                return None, b"", None, "no copy of config.json yet"
-            address = _address(base)
+    def _backend(self) -> tuple[str, int] | None:
+        """Where the next call goes: the endpoint, or the backend the canary's copy of config.json
+        names (fetched first when it is stale: a client's wait for config.json is not the call's)."""
+        if self.config is None:
+            return self.endpoint
+        base = self.config.api_url()
+        return None if base is None else _address(base)
+
+    def _request(self, address: tuple[str, int] | None, method: str, path: str, body: bytes | None
+                 ) -> tuple[int | None, bytes, str | None, str | None]:
+        if address is None:
+            return None, b"", None, "no copy of config.json yet"
         conn = self._conn(address)
         try:
             conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
@@ -123,8 +128,9 @@ class Canary:
             self._seq += 1
             key = f"{self._prefix}-{self._seq:08d}"
         payload = os.urandom(16).hex()
+        address = self._backend()
         t0 = time.time()
-        status, _, region, error = self._request(*render(self.workload.write, key, payload))
+        status, _, region, error = self._request(address, *render(self.workload.write, key, payload))
         ok = status in self.workload.write.ok
         if ok:
             with self._lock:
@@ -135,8 +141,9 @@ class Canary:
         key = self._last_acked
         if key is None or self.workload.read is None:
             return
+        address = self._backend()
         t0 = time.time()
-        status, body, region, error = self._request(*render(self.workload.read, key))
+        status, body, region, error = self._request(address, *render(self.workload.read, key))
         ok, found, digest = read_outcome(self.workload.read, status, body)
         # found only when the region answered: a failed read says nothing of the key
         self._record(t0, "read", key, ok, status, region, digest, error or (None if ok else f"{status}"),
