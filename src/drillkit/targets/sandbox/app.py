@@ -36,6 +36,9 @@ SET payload = EXCLUDED.payload, checksum = EXCLUDED.checksum,
 READ = "SELECT payload FROM records WHERE key = %s"
 LIST = "SELECT key, payload FROM records WHERE key > %s ORDER BY key LIMIT %s"
 PAGE = 1000
+OBJECT_PAGE = 200
+"""Objects a page of `/objects` lists: each is read from the store, so a page of 1000 could outlast
+a router's upstream timeout on a busy host, and the audit would see a 504 for a slow page."""
 ROLE = "SELECT pg_is_in_recovery()"
 
 
@@ -180,7 +183,7 @@ class AppHandler(BaseHTTPRequestHandler):
         """Every current object of the region's bucket, in key order, a page at a time, as `/records` lists records."""
         store = self.server.objects
         try:
-            page = store.list_objects_v2(Bucket=objects.BUCKET, StartAfter=after, MaxKeys=PAGE)
+            page = store.list_objects_v2(Bucket=objects.BUCKET, StartAfter=after, MaxKeys=OBJECT_PAGE)
             keys = [item["Key"] for item in page.get("Contents", [])]
             with ThreadPoolExecutor(8) as pool:
                 bodies = list(pool.map(lambda k: objects.read_object(store, k), keys))
