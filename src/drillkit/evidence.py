@@ -156,6 +156,10 @@ def read_events(folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return sorted(read_jsonl(path), key=lambda e: e["t"])
 
 
+# the event kinds metric_spans reads: a live evaluator need keep no others
+METRIC_EVENT_KINDS = frozenset({DB_BACKUP, BACKUP_COPIED, HEALTH_CHANGE})
+
+
 def metric_spans(events: list[dict[str, Any]], metric: str, region: str | None = None
                  ) -> list[tuple[float, float | None]]:
     """An event metric (EVENT_METRICS) as the spans in which it grows one second per second from 0

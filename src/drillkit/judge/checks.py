@@ -130,7 +130,7 @@ def _restore_test(t: dict[str, Any]) -> Check:
     if t.get("error"):
         why = f"the backup did not restore to {point}: {t['error']}"
     elif not t.get("verified"):
-        digests = "match" if t.get("digest_restored") == t.get("digest_expected") else "differ"
+        digests = "match" if t.get("digest_matches") else "differ"
         why = (f"the restore to {point} differs from the primary at that point: {t.get('rows_restored')} rows "
                f"restored of {t.get('rows_expected')}, digests {digests}, {t.get('corrupt_restored')} corrupt")
     elif not t.get("torn_down"):

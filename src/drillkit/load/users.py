@@ -166,16 +166,14 @@ class DrillUser(HttpUser):
             return self.write_record()
         key = acked.pop(int.from_bytes(os.urandom(2), "big") % len(acked))
         method, path, body = render(op, key)
-        url = self._url(path)
-        if url is None:
-            return
-        ctx = {"op": "delete", "key": key, "client": self.prefix}
-        with self.client.request(method, url, data=body, headers=_JSON if body else None, name="delete",
-                                 context=ctx, timeout=self.timeout, catch_response=True) as resp:
+
+        def settle(resp) -> None:
             if resp.status_code in op.ok or resp.status_code in op.not_found:
                 resp.success()
             else:
                 resp.failure(_reason(resp))
+
+        self._send(method, path, body, {"op": "delete", "key": key, "client": self.prefix}, settle)
 
     @staticmethod
     def _pick(acked: list[str]) -> str:
@@ -185,13 +183,18 @@ class DrillUser(HttpUser):
         self.seq += 1
         return f"{self.prefix}-{self.seq:07d}"
 
-    def _write(self, op: str, key: str, payload: str, path: str, body: bytes | None, method: str, ok) -> None:
+    def _send(self, method: str, path: str, body: bytes | None, ctx: dict, settle) -> None:
+        """One API call, recorded under ctx["op"] with `ctx`, its response judged by `settle`; not
+        made while this user has no backend to call (config-json with no copy yet)."""
         url = self._url(path)
         if url is None:
             return
-        ctx = {"op": op, "key": key, "checksum": checksum(payload), "client": self.prefix}
-        with self.client.request(method, url, data=body, headers=_JSON if body else None, name=op, context=ctx,
-                                 timeout=self.timeout, catch_response=True) as resp:
+        with self.client.request(method, url, data=body, headers=_JSON if body else None, name=ctx["op"],
+                                 context=ctx, timeout=self.timeout, catch_response=True) as resp:
+            settle(resp)
+
+    def _write(self, op: str, key: str, payload: str, path: str, body: bytes | None, method: str, ok) -> None:
+        def settle(resp) -> None:
             if resp.status_code in ok:
                 resp.success()
                 acked = self.acked[op]
@@ -201,13 +204,11 @@ class DrillUser(HttpUser):
             else:
                 resp.failure(_reason(resp))
 
+        self._send(method, path, body, {"op": op, "key": key, "checksum": checksum(payload), "client": self.prefix},
+                   settle)
+
     def _read(self, op: str, key: str, method: str, path: str, body: bytes | None, mapping: Operation) -> None:
-        url = self._url(path)
-        if url is None:
-            return
-        ctx = {"op": op, "key": key, "client": self.prefix}
-        with self.client.request(method, url, data=body, headers=_JSON if body else None, name=op, context=ctx,
-                                 timeout=self.timeout, catch_response=True) as resp:
+        def settle(resp) -> None:
             meta = resp.request_meta["context"]
             ok, found, digest = read_outcome(mapping, resp.status_code or None, resp.content)
             if ok:
@@ -217,6 +218,8 @@ class DrillUser(HttpUser):
                 resp.success()
             else:
                 resp.failure(_reason(resp))
+
+        self._send(method, path, body, {"op": op, "key": key, "client": self.prefix}, settle)
 
 
 class MappedUser(DrillUser):

@@ -18,12 +18,12 @@ def restore_tests(events: list[dict[str, Any]]) -> dict[str, Any]:
     for e in events:
         if e.get("kind") != RESTORE_TESTED:
             continue
-        verified = (e.get("error") is None and e.get("rows_restored") == e.get("rows_expected")
-                    and e.get("digest_restored") == e.get("digest_expected") and e.get("corrupt_restored") == 0)
+        same = e.get("error") is None and e.get("digest_restored") == e.get("digest_expected")
+        verified = same and e.get("rows_restored") == e.get("rows_expected") and e.get("corrupt_restored") == 0
         tests.append({**{k: e.get(k) for k in FIELDS}, "t": _r(e["t"]), "point_at": _r(e.get("point_at")),
                       "backup_taken_at": _r(e.get("backup_taken_at")), "backup_age_s": _r(e.get("backup_age_s")),
                       "restore_s": _r(e.get("restore_s")), "writes_held_s": _r(e.get("writes_held_s")),
-                      "verified": verified})
+                      "digest_matches": same, "verified": verified})
     return {
         "restore_tests": tests,
         "backup_age_s": max((t["backup_age_s"] for t in tests), default=None),

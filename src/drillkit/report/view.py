@@ -351,8 +351,7 @@ def restore_tests(summary: dict[str, Any], t_ref: float | None, scale: float = 1
             "age_production": fmt.at_scale(t.get("backup_age_s"), scale).removesuffix(" in production"),
             "point": str(t.get("restore_point")), "at": off(t["point_at"]) if t.get("point_at") else "",
             "rows": f"{fmt.count(t.get('rows_expected'))} / {fmt.count(t.get('rows_restored'))}",
-            "digest": "—" if t.get("error") else ("same" if t.get("digest_restored") == t.get("digest_expected")
-                                                   else "differs"),
+            "digest": "—" if t.get("error") else ("same" if t.get("digest_matches") else "differs"),
             "corrupt": fmt.count(t.get("corrupt_restored")), "restore": fmt.dur(t.get("restore_s")),
             "restore_production": fmt.at_scale(t.get("restore_s"), scale).removesuffix(" in production"),
             "held": fmt.dur(t.get("writes_held_s")), "torn_down": "deleted" if t.get("torn_down") else "LEFT BEHIND",

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from drillkit.evidence import (ALARM_CLEARED, ALARM_METRICS, ALARM_RAISED, EVENT_METRICS, LAG_COLUMNS, append_event,
-                               metric_spans)
+from drillkit.evidence import (ALARM_CLEARED, ALARM_METRICS, ALARM_RAISED, EVENT_METRICS, LAG_COLUMNS,
+                               METRIC_EVENT_KINDS, append_event, metric_spans)
 from drillkit.scenario.schema import Alarm
 from drillkit.targets.capabilities import LagSample, ReplicationObservation
 
@@ -59,7 +59,8 @@ class AlarmEvaluator:
             append_event(self.events, ALARM_CLEARED, t=t, **fields)
 
     def _read_new_events(self) -> None:
-        """The events appended since the last tick (whole lines only: a line being written waits)."""
+        """The events metric_spans reads among those appended since the last tick (whole lines only:
+        a line being written waits)."""
         try:
             with open(self.events, "rb") as fh:
                 fh.seek(self._offset)
@@ -70,9 +71,11 @@ class AlarmEvaluator:
         self._offset += len(complete)
         for line in complete.splitlines():
             try:
-                self._seen.append(json.loads(line))
+                event = json.loads(line)
             except ValueError:
                 continue
+            if event.get("kind") in METRIC_EVENT_KINDS:   # the rest is never read: memory stays bounded
+                self._seen.append(event)
 
 
 class LagSampler:

@@ -68,12 +68,7 @@ class Recovery:
         primary's pg_wal is out of reach of a restore."""
         with psycopg.connect(pg.dsn(port), autocommit=True) as conn:
             segment = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]
-        archived = Path(self.state.archive_dir) / segment
-        deadline = time.monotonic() + timeout
-        while not archived.exists():
-            if time.monotonic() > deadline:
-                raise SandboxError(f"WAL segment {segment} not archived after {timeout:.0f}s")
-            time.sleep(0.02)
+        _wait_for_file(Path(self.state.archive_dir) / segment, timeout, f"archived WAL segment {segment}")
         return segment
 
     def take_base_backup(self) -> Backup:

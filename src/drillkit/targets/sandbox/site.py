@@ -41,11 +41,16 @@ def config_document(region: str, link_port: int) -> dict[str, Any]:
 
 def publish_site(s3_ports: dict[str, int], link_ports: dict[str, int], backend: str) -> None:
     """At start-up: every region's copy of the site, config.json naming `backend`."""
-    doc = json.dumps(config_document(backend, link_ports[backend])).encode()
     for port in s3_ports.values():
         client = objects.s3_client(port)
         client.put_object(Bucket=objects.SITE_BUCKET, Key=INDEX_KEY, Body=INDEX, ContentType="text/html")
-        client.put_object(Bucket=objects.SITE_BUCKET, Key=CONFIG_KEY, Body=doc, ContentType="application/json")
+        put_config(client, backend, link_ports[backend])
+
+
+def put_config(client, backend: str, port: int) -> None:
+    """Write config.json, naming region `backend`'s API at `port`, through an S3 `client`."""
+    doc = json.dumps(config_document(backend, port)).encode()
+    client.put_object(Bucket=objects.SITE_BUCKET, Key=CONFIG_KEY, Body=doc, ContentType="application/json")
 
 
 class SiteSteps:
@@ -62,13 +67,11 @@ class SiteSteps:
         origin serves again once it is back: the runbook must write it then too."""
         self._reload()
         target = self._region(to)
-        port = self.state.links[target.link].port
-        doc = json.dumps(config_document(to, port)).encode()
+        api_port = self.state.links[target.link].port
 
         def write(port: int) -> float | None:
             try:
-                objects.s3_client(port, timeout=WRITE_TIMEOUT, attempts=1).put_object(
-                    Bucket=objects.SITE_BUCKET, Key=CONFIG_KEY, Body=doc, ContentType="application/json")
+                put_config(objects.s3_client(port, timeout=WRITE_TIMEOUT, attempts=1), to, api_port)
                 return time.time()
             except Exception:  # botocore: the region's store is frozen, down or failing
                 return None
