@@ -1,0 +1,141 @@
+"""The active-active checker: what a last-writer-wins global table kept, discarded and lost.
+
+A pure function of the recorded item writes, every standing region's final table, the
+replicator's log and the regions' outages (docs/measurements.md#active-active). Each write is
+identified by its value (every write the workload makes carries a value of its own), so the
+final state names the write that won each key. Real time is the harness's clock (t0 = the
+request sent, t1 = its answer back); the regions' own timestamps (`ts`), which LWW compares, are
+only shown, never trusted: with skewed clocks they are what goes wrong.
+
+For each acknowledged write w to a key, whose value is in no standing region's final state:
+
+- superseded (not counted): a write to the key that started after w was acknowledged was
+  acknowledged, or won: w was overwritten in real-time order, as any register allows;
+- `lww_anomaly`: the winner was acknowledged strictly before w started (winner.t1 < w.t0): the
+  final state contradicts real time, which only clock skew makes possible;
+- `lww_discarded`: the winner was concurrent with w (neither acknowledged before the other
+  started): LWW may throw either away, and did;
+- `lost`: no write to the key survives at all (or only one that was never recorded).
+
+An acknowledged write whose value is in the final state is `resynced` when its region was down,
+no other region held it when the outage began, and it is there at the end: it was unavailable
+during the outage and came back with the region. A key is `divergent` when the standing regions'
+final values for it differ. The RPO is the classic one over the lost writes: the fault time minus
+the earliest lost write acknowledged at or before it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+LOST, DISCARDED, ANOMALY, RESYNCED, SUPERSEDED, KEPT = (
+    "lost", "lww_discarded", "lww_anomaly", "resynced", "superseded", "kept")
+FIRST = 10
+"""Findings kept per category in the measures (every one is in the audit file)."""
+
+
+@dataclass(frozen=True)
+class ItemWrite:
+    """One recorded write of `value` to `key`: sent at t0, answered at t1 (harness clock), `ok`
+    when acknowledged, by `region`, which stamped it `ts` (its own clock; None if not returned)."""
+    key: str
+    value: str
+    t0: float
+    t1: float
+    ok: bool
+    region: str | None = None
+    ts: float | None = None
+    client: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "value": self.value, "t0": self.t0, "t1": self.t1, "ok": self.ok,
+                "region": self.region, "ts": self.ts, "client": self.client}
+
+
+@dataclass(frozen=True)
+class Applied:
+    """The replicator's log: `value` of `key` reached region `to` at `t` (harness clock)."""
+    key: str
+    value: str
+    to: str
+    t: float
+
+
+def check(writes: Iterable[ItemWrite], final: Mapping[str, Mapping[str, str]],
+          applied: Iterable[Applied] = (), outages: Mapping[str, tuple[float, float | None]] | None = None,
+          t_fault: float | None = None) -> dict[str, Any]:
+    """The per-key verdicts and counts. `final`: each standing region's final table (key → value);
+    `outages`: region → (went down, came back or None)."""
+    by_key: dict[str, list[ItemWrite]] = defaultdict(list)
+    for w in writes:
+        by_key[w.key].append(w)
+    outages = dict(outages or {})
+    reached: dict[tuple[str, str], list[tuple[str, float]]] = defaultdict(list)
+    for a in applied:
+        reached[(a.key, a.value)].append((a.to, a.t))
+    regions = sorted(final)
+
+    findings: dict[str, list[dict[str, Any]]] = {LOST: [], DISCARDED: [], ANOMALY: [], RESYNCED: []}
+    counts = {SUPERSEDED: 0, KEPT: 0}
+    acked = 0
+    divergent: list[dict[str, Any]] = []
+    for key in sorted(set(by_key) | {k for table in final.values() for k in table}):
+        ws = sorted(by_key.get(key, []), key=lambda w: (w.t0, w.t1))
+        values = {r: final[r].get(key) for r in regions}
+        if len(set(values.values())) > 1:
+            divergent.append({"key": key, "values": values})
+        present = {v for v in values.values() if v is not None}
+        by_value = {w.value: w for w in ws}
+        winners = [by_value[v] for v in sorted(present) if v in by_value]
+        for w in ws:
+            if not w.ok:
+                continue
+            acked += 1
+            if w.value in present:
+                if _resynced(w, outages, reached.get((key, w.value), []), regions):
+                    findings[RESYNCED].append({"key": key, "write": w.as_dict()})
+                else:
+                    counts[KEPT] += 1
+                continue
+            later = [u for u in ws if u.t0 > w.t1 and (u.ok or u in winners)]
+            if later:
+                counts[SUPERSEDED] += 1
+                continue
+            if not winners:
+                findings[LOST].append({"key": key, "write": w.as_dict()})
+                continue
+            earlier = [v for v in winners if v.t1 < w.t0]
+            verdict = ANOMALY if earlier else DISCARDED
+            winner = (earlier or winners)[0]
+            findings[verdict].append({"key": key, "write": w.as_dict(), "winner": winner.as_dict(),
+                                      "timeline": [u.as_dict() for u in ws]})
+
+    lost_t1 = [f["write"]["t1"] for f in findings[LOST]]
+    early = [t for t in lost_t1 if t_fault is not None and t <= t_fault]
+    return {
+        "items_acked": acked,
+        "items_lost": len(findings[LOST]),
+        "lww_discarded": len(findings[DISCARDED]),
+        "lww_anomalies": len(findings[ANOMALY]),
+        "items_resynced": len(findings[RESYNCED]),
+        "items_superseded": counts[SUPERSEDED],
+        "items_divergent": len(divergent),
+        "rpo_items_s": (t_fault - min(early)) if early else (0.0 if t_fault is not None else None),
+        "regions_audited": regions,
+        "findings": findings,
+        "divergent": divergent,
+    }
+
+
+def _resynced(w: ItemWrite, outages: Mapping[str, tuple[float, float | None]],
+              reached: list[tuple[str, float]], regions: list[str]) -> bool:
+    """w's region went down after acknowledging it and came back; no other region had w then."""
+    if w.region not in outages:
+        return False
+    down, up = outages[w.region]
+    if up is None or w.t1 > down:
+        return False
+    others = [r for r in regions if r != w.region]
+    return bool(others) and not any(to in others and t <= down for to, t in reached)
