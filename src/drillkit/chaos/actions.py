@@ -47,6 +47,10 @@ def freeze_region(ctx: Context, region: str, duration: float | None = None) -> d
 
     Without `duration` the region stays frozen until `thaw_region` (the rollback).
     """
+    return _freeze(ctx, region, duration)
+
+
+def _freeze(ctx: Context, region: str, duration: float | None) -> dict:
     result = ctx.target.freeze_region(region)
     injected(ctx, result.t, "region-freeze", region=region, frozen=list(result.processes))
     if duration is None:
@@ -67,6 +71,19 @@ def _thaw(ctx: Context, region: str) -> dict:
 def thaw_region(ctx: Context, region: str) -> dict:
     """Rollback of a freeze: SIGCONT the region; safe to repeat (records the clearing once)."""
     return _thaw(ctx, region)
+
+
+@action(RegionFaults)
+def lose_region(ctx: Context, region: str, data: str = "gone", outage: float | None = None) -> dict:
+    """Region loss, with its data `gone` for good (every process killed: the region's in-memory
+    global table replica with it) or `kept` (every process frozen, as a region cut off by a
+    power or network loss, and thawed after `outage` seconds: it comes back with its data and
+    its replicator sends what it had not sent)."""
+    if data == "gone":
+        return {"region": region, "data": data, "killed": _killed(ctx, "region-loss", ctx.target.kill_region(region))}
+    if data != "kept":
+        raise ActivityFailed(f"lose_region: data must be 'gone' or 'kept', not {data!r}")
+    return {**_freeze(ctx, region, outage), "data": data}
 
 
 @action(RegionFaults)

@@ -5,7 +5,7 @@ evidence after the drill."""
 from __future__ import annotations
 
 from drillkit.chaos import Context, action
-from drillkit.targets.capabilities import PointInTimeRecovery, Regions, ReplicationObservation
+from drillkit.targets.capabilities import GlobalTable, PointInTimeRecovery, Regions, ReplicationObservation
 
 
 @action(Regions)
@@ -18,6 +18,13 @@ def endpoint_writable(ctx: Context) -> bool:
     """The global endpoint routes to a healthy region whose database is a primary (accepts writes)."""
     health = ctx.target.region_health(ctx.target.serving_region())
     return bool(health.healthy and health.role == "primary")
+
+
+@action(GlobalTable)
+def table_regions_up(ctx: Context) -> bool:
+    """active-active: both regions' table replicas stand and each one's replicator answers."""
+    status = ctx.target.table_replication()
+    return len(status) == 2 and all(s.backlog is not None for s in status)
 
 
 @action(Regions)

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from drillkit.measure import AUDIT_MEASURES, Measures
+from drillkit.measure.lww import ITEM_MEASURES
 
 # check kinds
 RECOVERED = "recovered"
@@ -32,9 +33,12 @@ ROLLBACK = "rollback"
 RESTORE_TEST = "restore_test"
 BACKUP_AGE = "backup_age"
 RESTORE_TIME = "restore_time"
+LWW = "lww"
+DIVERGENT = "divergent"
 
 KINDS = (EXPERIMENT, RUNBOOK_STEP, ROLLBACK, RECOVERED, RTO, RTO_OP, RPO, RPO_STORE, LOST_WRITES, INTEGRITY,
-         AVAILABILITY, REPLICATION_LAG, PHASE, ALARM, TIME_TO_DETECT, RESTORE_TEST, BACKUP_AGE, RESTORE_TIME)
+         AVAILABILITY, REPLICATION_LAG, PHASE, ALARM, TIME_TO_DETECT, RESTORE_TEST, BACKUP_AGE, RESTORE_TIME,
+         LWW, DIVERGENT)
 
 # target key -> (measure, kind, label, how it compares)
 TARGETS: dict[str, tuple[str, str, str, str]] = {
@@ -50,6 +54,10 @@ TARGETS: dict[str, tuple[str, str, str, str]] = {
     "max_time_to_detect": ("time_to_detect_s", TIME_TO_DETECT, "time to detect", "max_duration"),
     "max_backup_age": ("backup_age_s", BACKUP_AGE, "backup age", "max_duration"),
     "max_restore_time": ("restore_test_s", RESTORE_TIME, "restore test time", "max_duration"),
+    "max_lww_anomalies": ("lww_anomalies", LWW, "LWW anomalies (overwritten by a write acknowledged earlier)",
+                          "max_count"),
+    "max_lww_discarded": ("lww_discarded", LWW, "writes LWW discarded for a concurrent one", "max_count"),
+    "max_divergent": ("items_divergent", DIVERGENT, "keys the regions disagree on", "max_count"),
 }
 NAME_KINDS = {name: spec[1] for name, spec in TARGETS.items()} | {RECOVERED: RECOVERED}
 """For summaries written before checks had a kind: their names were exactly these target keys."""
@@ -92,6 +100,9 @@ def judge(measures: Measures, targets: dict[str, Any], journal: dict[str, Any] |
     for name, (key, kind, label, how) in TARGETS.items():
         if targets.get(name) is not None:
             checks.append(_hold(name, kind, label, how, targets[name], m.get(key), key, m))
+    if targets.get("max_lost_writes") is not None and "items_lost" in m:
+        checks.append(_hold("max_lost_items", LOST_WRITES, "lost items", "max_count", targets["max_lost_writes"],
+                            m["items_lost"], "items_lost", m, subject="items"))
     for store, budget in (targets.get("rpo_by_store") or {}).items():
         got = (m.get("rpo_by_store") or {}).get(store)
         measured = got["rpo_s"] if got else (None if m.get("rpo_by_store") is None else 0.0)
@@ -165,7 +176,7 @@ def _hold(name: str, kind: str, label: str, how: str, target: Any, measured: Any
     if measured is None:
         if kind in (RTO, RTO_OP):
             unknown = "not recovered"
-        elif key in AUDIT_MEASURES and not m.get("audited"):
+        elif key in AUDIT_MEASURES and not m.get("audited") or key in ITEM_MEASURES:
             unknown = "not audited"
         elif kind == PHASE:
             unknown = "not run"

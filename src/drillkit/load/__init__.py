@@ -27,6 +27,10 @@ ENV_KEY_PREFIX = "DRILLKIT_KEY_PREFIX"
 """Prefixed to every key the drill's users write, so the audit of a system that holds other data
 reads only this drill's keys."""
 ENV_CLIENT_CONFIG = "DRILLKIT_CLIENT_CONFIG"
+ENV_HOME_REGIONS = "DRILLKIT_HOME_REGIONS"
+"""Routing latency (active-active): the regions users are homed in, comma-separated, in turn."""
+HOME_HEADER = "X-Home-Region"
+"""The header a user names its home region in (the sandbox router's latency policy reads it)."""
 """Routing config-json: `{"path": config.json on the endpoint, "ttl": seconds a client keeps it}`."""
 
 

@@ -13,7 +13,10 @@ import uuid
 from locust import HttpUser
 
 from drillkit.evidence import OBJECT_KEY_PREFIX as OBJECT_PREFIX
-from drillkit.load import ENV_EVIDENCE, ENV_KEY_PREFIX, ENV_REGION_HEADER, ENV_TIMEOUT, ENV_WORKLOAD, ClientConfig
+import itertools
+
+from drillkit.load import (ENV_EVIDENCE, ENV_HOME_REGIONS, ENV_KEY_PREFIX, ENV_REGION_HEADER, ENV_TIMEOUT,
+                           ENV_WORKLOAD, HOME_HEADER, ClientConfig)
 from drillkit.load.workload import DR_RECORDS, Operation, Workload, checksum, read_outcome, render
 
 
@@ -57,14 +60,18 @@ class HistoryRecorder:
             "ok": exception is None, "status": status, "region": headers.get(self.region_header) if self.region_header else None,
             "checksum": ctx.get("checksum"), "error": None if exception is None else _short(exception),
         }
-        if "found" in ctx:
-            record["found"] = ctx["found"]
-        if "client" in ctx:
-            record["client"] = ctx["client"]
+        for field in RECORDED_CONTEXT:
+            if field in ctx:
+                record[field] = ctx[field]
         self.fh.write(json.dumps(record) + "\n")
 
     def flush(self) -> None:
         self.fh.flush()
+
+
+RECORDED_CONTEXT = ("found", "client", "value", "ts", "home")
+"""Fields an op adds to its record when it has them: a read's `found`, the `client` (the user's
+prefix), an item write's `value` and the region's timestamp `ts`, the user's `home` region."""
 
 
 def _short(exception: BaseException) -> str:
@@ -85,12 +92,20 @@ class DrillUser(HttpUser):
     Under routing config-json (`$DRILLKIT_CLIENT_CONFIG`) each user is a browser tab: it calls the
     backend at the URL its copy of config.json names, fetching that copy from the endpoint (the
     frontend) when it is `ttl` old, and `load_page` fetches the site's page; both are `page` ops.
+
+    Under routing latency (active-active, `$DRILLKIT_HOME_REGIONS`) users are homed in the regions
+    in turn and name their home in every request; `write_item` / `read_item` use the global
+    table, a `hot_share` of them on `hot_keys` keys every user writes, each write with a value of
+    its own (the LWW checker tells the writes apart by it).
     """
 
     abstract = True
     payload_bytes = 128
     read_ratio = 0.5
     workload: Workload = DR_RECORDS
+    hot_keys = 10
+    hot_share = 0.5
+    _homes = itertools.count()
 
     def on_start(self) -> None:
         HistoryRecorder.attach(self.environment)
@@ -99,6 +114,58 @@ class DrillUser(HttpUser):
         self.prefix = os.environ.get(ENV_KEY_PREFIX, "") + uuid.uuid4().hex[:8]
         self.seq = 0
         self.config = ClientConfig.from_environment(self._fetch_page)
+        homes = [r for r in os.environ.get(ENV_HOME_REGIONS, "").split(",") if r]
+        self.home = homes[next(DrillUser._homes) % len(homes)] if homes else None
+        self.item_keys: list[str] = []
+        self.hot_prefix = os.environ.get(ENV_KEY_PREFIX, "") + "hot-"
+
+    def write_item(self) -> None:
+        """PUT a value of its own to a hot key (shared by every user) or to a key of this user's."""
+        self.seq += 1
+        value = f"{self.prefix}-{self.seq:07d}"
+        hot = self.hot_share > 0 and _draw() < self.hot_share
+        key = f"{self.hot_prefix}{int(_draw() * self.hot_keys):04d}" if hot else value
+        ctx = {"op": "item_write", "key": key, "value": value, "client": self.prefix, **self._home()}
+
+        def settle(resp) -> None:
+            if resp.status_code == 200:
+                try:
+                    resp.request_meta["context"]["ts"] = float(resp.json()["ts"])
+                except (ValueError, KeyError, TypeError):
+                    pass
+                resp.success()
+                if key not in self.item_keys:
+                    self.item_keys.append(key)
+                    del self.item_keys[:-1000]
+            else:
+                resp.failure(_reason(resp))
+
+        self._send("PUT", f"/items/{key}", json.dumps({"value": value}).encode(), ctx, settle)
+
+    def read_item(self) -> None:
+        """GET a key this user wrote: the value the region holds is recorded as `value`."""
+        if not self.item_keys:
+            return self.write_item()
+        key = self._pick(self.item_keys)
+        ctx = {"op": "item_read", "key": key, "client": self.prefix, **self._home()}
+
+        def settle(resp) -> None:
+            meta = resp.request_meta["context"]
+            if resp.status_code in (200, 404):
+                meta["found"] = resp.status_code == 200
+                if meta["found"]:
+                    try:
+                        meta["value"] = str(resp.json()["value"])
+                    except (ValueError, KeyError, TypeError):
+                        pass
+                resp.success()
+            else:
+                resp.failure(_reason(resp))
+
+        self._send("GET", f"/items/{key}", None, ctx, settle)
+
+    def _home(self) -> dict:
+        return {"home": self.home} if self.home else {}
 
     def load_page(self, path: str = "/site/index.html") -> None:
         """A page of the frontend, from the endpoint itself (recorded as `page`)."""
@@ -189,7 +256,8 @@ class DrillUser(HttpUser):
         url = self._url(path)
         if url is None:
             return
-        with self.client.request(method, url, data=body, headers=_JSON if body else None, name=ctx["op"],
+        headers = {**(_JSON if body else {}), **({HOME_HEADER: self.home} if self.home else {})}
+        with self.client.request(method, url, data=body, headers=headers or None, name=ctx["op"],
                                  context=ctx, timeout=self.timeout, catch_response=True) as resp:
             settle(resp)
 
@@ -237,6 +305,11 @@ class MappedUser(DrillUser):
 
 
 _JSON = {"Content-Type": "application/json"}
+
+
+def _draw() -> float:
+    """Uniform in [0, 1), from os.urandom as the rest of the workload draws (gevent-safe)."""
+    return int.from_bytes(os.urandom(4), "big") / 2**32
 
 
 def _reason(resp) -> str:

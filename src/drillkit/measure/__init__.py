@@ -7,6 +7,7 @@
     alarms.py   the scenario's alarms: when each condition held, when it was raised, time to detect
     phases.py   runbook phases timed from the event log
     restore_tests.py  restore tests: verified or not, backup age, restore time
+    lww.py      active-active: what last-writer-wins kept, discarded and lost, per key
 
 No verdict is decided here: drillkit.judge holds these measures against the scenario's targets.
 An archived drill re-derives the same figures months later. Vectorised over numpy/pandas: a
@@ -26,6 +27,7 @@ from . import read
 from .alarms import alarms
 from .audit import AUDIT_MEASURES, audit
 from .lag import alarms_raised, lag, read_lag
+from .lww import measure_items
 from .phases import phases
 from .read import DEFAULT_STABLE, seconds
 from .restore_tests import restore_tests
@@ -98,6 +100,14 @@ def measure(folder: Path | str) -> Measures:
     m["time_to_detect_s"] = max(detected) if detected else None
     m["phases"] = phases(events)
     m.update(restore_tests(events))
+    if "item_write" in ops["classes"]:
+        items, item_lists = measure_items(folder, events, t_fault)
+        m.update(items)
+        lists.update(item_lists)
+        if items["rpo_items_s"] is not None and m.get("rpo_by_store") is not None:
+            m["rpo_by_store"]["items"] = {"rpo_s": items["rpo_items_s"], "writes_acked": items["items_acked"],
+                                          "writes_lost": items["items_lost"]}
+            m["rpo_s"] = max(m["rpo_s"] or 0.0, items["rpo_items_s"])
     m["t_fault"] = seconds(t_fault)
     t_start = next((e["t"] for e in events if e.get("kind") == "drill.start"), None)
     t_end = next((e["t"] for e in reversed(events) if e.get("kind") == "drill.end"), None)

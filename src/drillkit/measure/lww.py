@@ -28,12 +28,20 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable, Mapping
+
+from . import read
 
 LOST, DISCARDED, ANOMALY, RESYNCED, SUPERSEDED, KEPT = (
     "lost", "lww_discarded", "lww_anomaly", "resynced", "superseded", "kept")
 FIRST = 10
 """Findings kept per category in the measures (every one is in the audit file)."""
+REGION_FAULTS = ("region-loss", "region-freeze")
+"""Faults that take a region's table out of reach: an outage from the fault to its clearing."""
+ITEM_MEASURES = ("items_acked", "items_lost", "lww_discarded", "lww_anomalies", "items_resynced",
+                 "items_superseded", "items_divergent", "rpo_items_s")
+"""The measures only the final table gives: null ("not audited") without final_table.json."""
 
 
 @dataclass(frozen=True)
@@ -139,3 +147,32 @@ def _resynced(w: ItemWrite, outages: Mapping[str, tuple[float, float | None]],
         return False
     others = [r for r in regions if r != w.region]
     return bool(others) and not any(to in others and t <= down for to, t in reached)
+
+
+def outages(events: list[dict[str, Any]]) -> dict[str, tuple[float, float | None]]:
+    """Each region's first outage: from its region fault to that fault's clearing (None: never)."""
+    out: dict[str, tuple[float, float | None]] = {}
+    for e in events:
+        if e.get("kind") == "fault.injected" and e.get("fault") in REGION_FAULTS and e.get("region") not in out:
+            out[str(e["region"])] = (float(e["t"]), None)
+        elif (e.get("kind") == "fault.cleared" and e.get("fault") in REGION_FAULTS
+              and e.get("region") in out and out[str(e["region"])][1] is None):
+            out[str(e["region"])] = (out[str(e["region"])][0], float(e["t"]))
+    return out
+
+
+def measure_items(folder: Path, events: list[dict[str, Any]], t_fault: float | None
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The active-active measures of a drill folder and, for audit.json, every finding."""
+    final = read.read_final_table(folder)
+    if final is None:
+        return {**{k: None for k in ITEM_MEASURES}, "lww_findings": {}}, {}
+    writes = [ItemWrite(str(r["key"]), str(r["value"]), float(r["t0"]), float(r["t1"]), bool(r["ok"]),
+                        r.get("region"), r.get("ts"), r.get("client")) for r in read.read_item_writes(folder)]
+    applied = [Applied(str(r["key"]), str(r["value"]), str(r["to"]), float(r["t"]))
+               for r in read.read_table_replication(folder) if r["outcome"] == "applied"]
+    result = check(writes, final, applied, outages(events), t_fault)
+    findings, divergent = result.pop("findings"), result.pop("divergent")
+    result["lww_findings"] = {k: v[:FIRST] for k, v in findings.items()}
+    result["divergent_keys_first"] = [d["key"] for d in divergent[:FIRST]]
+    return result, {"lww_findings": findings, "divergent": divergent}

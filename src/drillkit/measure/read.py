@@ -24,7 +24,7 @@ import yaml
 
 from drillkit.durations import parse_duration
 from drillkit.errors import EvidenceError
-from drillkit.evidence import FINAL_STATE, REQUESTS_DIR, SCENARIO, WRITE_OPS
+from drillkit.evidence import FINAL_STATE, FINAL_TABLE, REQUESTS_DIR, SCENARIO, TABLE_REPLICATION, WRITE_OPS
 
 PARALLEL_MIN_BYTES = 16 << 20
 DEFAULT_STABLE = 2.0
@@ -92,6 +92,9 @@ def _json_records(path: Path, start: int = 0, stop: int | None = None) -> list[A
 OP_FIELDS = {"t0": "number", "t1": "number", "op": "string", "key": "string", "ok": "bool", "checksum": "string?",
              "client": "string?"}
 FINAL_FIELDS = {"key": "string", "checksum": "string?"}
+ITEM_FIELDS = {"t0": "number", "t1": "number", "op": "string", "key": "string", "ok": "bool", "value": "string",
+               "region": "string?", "ts": "number?", "client": "string?"}
+APPLIED_FIELDS = {"t": "number", "key": "string", "value": "string", "to": "string", "outcome": "string"}
 _INFERRED = {"number": ("floating", "integer", "mixed-integer-float"), "string": ("string",), "bool": ("boolean",)}
 _SAYS = {"number": "a number", "string": "a string", "bool": "true or false"}
 
@@ -220,3 +223,39 @@ def read_final_state(folder: Path, required: bool) -> dict[str, np.ndarray] | No
         return None
     return _columns(path, FINAL_FIELDS)
 
+
+
+# -- active-active: the global table's evidence (drillkit.measure.lww) ------------------------
+
+
+def read_item_writes(folder: Path) -> list[dict[str, Any]]:
+    """Every `item_write` op of every worker's file, with its value and the region's timestamp."""
+    files = sorted((folder / REQUESTS_DIR).glob("*.jsonl")) if (folder / REQUESTS_DIR).is_dir() else []
+    out = []
+    for path in files:
+        recs = [r for r in _json_records(path) if isinstance(r, dict) and r.get("op") == "item_write"]
+        problem = next((p for p in map(lambda r: _problem(r, ITEM_FIELDS), recs) if p), None)
+        if problem:
+            raise EvidenceError(f"{path}: an item_write record: {problem}")
+        out += recs
+    return out
+
+
+def read_final_table(folder: Path) -> dict[str, dict[str, str]] | None:
+    """Each standing region's final table, region → key → value (None: not audited)."""
+    path = folder / FINAL_TABLE
+    if not path.exists():
+        return None
+    try:
+        regions = json.loads(path.read_text())["regions"]
+        return {str(r): {str(k): str(item["value"]) for k, item in table.items()} for r, table in regions.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise EvidenceError(f"{path}: malformed final table ({exc})") from None
+
+
+def read_table_replication(folder: Path) -> list[dict[str, Any]]:
+    path = folder / TABLE_REPLICATION
+    if not path.exists():
+        return []
+    cols = _columns(path, APPLIED_FIELDS)
+    return [dict(zip(APPLIED_FIELDS, row)) for row in zip(*(cols[f] for f in APPLIED_FIELDS))]

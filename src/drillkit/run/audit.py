@@ -1,4 +1,5 @@
-"""The post-drill audit: every record the serving region holds, checksummed, into final_state.jsonl."""
+"""The post-drill audit: every record the serving region holds, checksummed, into final_state.jsonl;
+under active-active, every standing region's global table into final_table.json."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 from pathlib import Path
 
 from drillkit.evidence import OBJECT_KEY_PREFIX
-from drillkit.targets.capabilities import FinalStateAudit
+from drillkit.targets.capabilities import FinalStateAudit, GlobalTable
 
 
 def write_final_state(system: FinalStateAudit, path: Path, scope: str = "") -> tuple[int, int]:
@@ -31,3 +32,17 @@ def write_final_state(system: FinalStateAudit, path: Path, scope: str = "") -> t
     finally:
         tmp.unlink(missing_ok=True)
     return count, outside
+
+
+def write_final_table(system: GlobalTable, path: Path, settle: float) -> None:
+    """active-active: wait (at most `settle` s) until the replicators between standing regions
+    have delivered what they hold, then write every standing region's table, whole or not at all."""
+    status = system.settle_table(settle)
+    tables = system.table_final_state()
+    doc = {"regions": tables, "replication": [s.as_dict() for s in status]}
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        tmp.write_text(json.dumps(doc))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

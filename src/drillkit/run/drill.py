@@ -33,17 +33,17 @@ from drillkit import evidence as ev
 from drillkit import targets
 from drillkit.chaos import CONFIG_KEY, ENV_KEY, EVENTS_CONFIG_KEY, EVENTS_ENV_KEY
 from drillkit.errors import DrillAborted, EnvironmentProblem, InputError, one_line
-from drillkit.load import ENV_CLIENT_CONFIG, ENV_KEY_PREFIX, ENV_REGION_HEADER, ENV_WORKLOAD, LoadRun
+from drillkit.load import ENV_CLIENT_CONFIG, ENV_HOME_REGIONS, ENV_KEY_PREFIX, ENV_REGION_HEADER, ENV_WORKLOAD, LoadRun
 from drillkit.load.canary import Canary
 from drillkit.load.workload import DR_RECORDS
 from drillkit.manifest import signing_key, write_manifest
 from drillkit.redact import redact_evidence
-from drillkit.run.audit import write_final_state
+from drillkit.run.audit import write_final_state, write_final_table
 from drillkit.run.preflight import check_environment
 from drillkit.run.safeguards import Limits, SafeguardMonitor
 from drillkit.run.sampler import AlarmEvaluator, LagSampler
 from drillkit.scenario import LoadedScenario, apply_vars, check_fit, load_experiment
-from drillkit.targets.capabilities import (AwsApi, ClientConfigSpec, ClientRouting, FinalStateAudit,
+from drillkit.targets.capabilities import (AwsApi, ClientConfigSpec, ClientRouting, FinalStateAudit, GlobalTable,
                                           ReplicationObservation, has, require)
 from drillkit.targets.processes import shielded
 
@@ -351,12 +351,20 @@ class Drill:
         try:
             auditor = require(target, FinalStateAudit)
             source = auditor.audit_source()
-            return write_final_state(auditor, self.out / ev.FINAL_STATE, self.key_prefix), source
+            written = write_final_state(auditor, self.out / ev.FINAL_STATE, self.key_prefix)
+            if has(target, GlobalTable):
+                write_final_table(target, self.out / ev.FINAL_TABLE, self._table_settle())
+            return written, source
         except Exception as exc:
             error = one_line(exc)
             self.env.event("audit.failed", error=error)
             raise DrillAborted(f"the audit could not read the final state ({error}); "
                                "the data measures are unknown (not audited)") from exc
+
+    def _table_settle(self) -> float:
+        """How long the audit waits for the global table's replicators to deliver what they hold."""
+        table = getattr(self.scenario.system, "table", None)
+        return 10.0 + 4 * (table.replication_delay if table is not None else 0.0)
 
     def _limits(self) -> Limits:
         guards = self.scenario.safeguards
@@ -392,6 +400,8 @@ class Drill:
         config = self._client_config()
         if config is not None:
             extra[ENV_CLIENT_CONFIG] = json.dumps({"path": config.path, "ttl": config.ttl})
+        if has(self.env.target, GlobalTable):   # active-active: users homed in every region in turn
+            extra[ENV_HOME_REGIONS] = ",".join(self.env.target.table_regions())
         run = LoadRun(self.loaded.locustfile_path, endpoint, load_spec.users,
                       load_spec.spawn_rate or float(load_spec.users), load_spec.warmup + load_spec.duration,
                       self.out, load_spec.request_timeout, extra_env=extra)

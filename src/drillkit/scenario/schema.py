@@ -41,7 +41,7 @@ class Strict(BaseModel):
 
 
 class Routing(Strict):
-    policy: Literal["dns", "origin-group", "manual", "config-json"] = "dns"
+    policy: Literal["dns", "origin-group", "manual", "config-json", "latency"] = "dns"
     """config-json: the endpoint is the frontend (a CDN failing over per request between the
     regions' sites, as origin-group); clients reach the backend API at the URL the site's
     config.json names, keep their copy `ttl`, and move when the runbook rewrites it."""
@@ -61,6 +61,17 @@ class ObjectStoreSpec(Strict):
 
     replication_delay: Duration = 0.0
     delete_marker_replication: bool = True
+
+
+class GlobalTableSpec(Strict):
+    """active-active: a DynamoDB API per region holding one global table, replicated both ways by
+    drillkit's replicator (through links, so link faults apply), last writer wins by the writing
+    region's clock."""
+
+    replication_delay: Duration = 0.5
+    """How long after a region took a write its replicator sends it to the other region."""
+    clock_offset: dict[Literal["A", "B"], Duration] = {}
+    """How far a region's clock runs ahead of the host's: the timestamps LWW compares."""
 
 
 class AppTier(Strict):
@@ -103,7 +114,7 @@ class Backups(Strict):
         return value
 
 
-Strategy = Literal["warm-standby", "pilot-light", "backup-restore"]
+Strategy = Literal["warm-standby", "pilot-light", "backup-restore", "active-active"]
 
 
 class SandboxSpec(Strict):
@@ -113,15 +124,28 @@ class SandboxSpec(Strict):
     strategy: Strategy = "warm-standby"
     """warm-standby: B has a hot standby and a running (read-only) app tier; pilot-light: a hot
     standby, no app until scaled up; backup-restore: no database and no app in B, only the copied
-    backups, restored by the runbook."""
+    backups, restored by the runbook; active-active: both regions take writes to a global table
+    (`table`), clients pinned to a home region (routing `latency`)."""
     routing: Routing = Routing()
     replication: Replication = Replication()
     objects: ObjectStoreSpec | None = None
     app: AppTier = AppTier()
     backups: Backups | None = None
+    table: GlobalTableSpec | None = None
 
     @model_validator(mode="after")
     def _fits_strategy(self):
+        if self.strategy == "active-active":
+            if self.table is None:
+                self.table = GlobalTableSpec()
+            if self.routing.policy != "latency":
+                raise ValueError(f"routing.policy: {self.routing.policy} sends every client to one region; "
+                                 "active-active needs latency (each client to its home region)")
+        elif self.table is not None:
+            raise ValueError(f"table: only for strategy active-active (this is {self.strategy})")
+        elif self.routing.policy == "latency":
+            raise ValueError("routing.policy: latency pins clients to both regions; only strategy active-active "
+                             "takes writes in both")
         if self.routing.policy == "config-json" and self.objects is None:
             raise ValueError("routing.policy: config-json serves the site and its config.json from each "
                              "region's object store: set system.objects")
@@ -362,7 +386,7 @@ class Load(Strict):
 
 
 PhaseName = Annotated[str, Field(min_length=1, max_length=200)]
-Store = Literal["records", "objects"]
+Store = Literal["records", "objects", "items"]
 OpClass = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=40)]
 
 
@@ -388,6 +412,12 @@ class Targets(Strict):
     """Restore tests: how old the newest restorable backup may be at the test's restore point."""
     max_restore_time: Duration | None = None
     """Restore tests: the longest a restore may take, from the restore point to the scratch cluster serving."""
+    max_lww_anomalies: Count | None = None
+    """Active-active: writes the final state orders against real time (a winner acknowledged before them)."""
+    max_lww_discarded: Count | None = None
+    """Active-active: acknowledged writes LWW threw away for a concurrent one."""
+    max_divergent: Count | None = None
+    """Active-active: keys whose regions' final values differ after settling."""
 
 
 class Alarm(Strict):

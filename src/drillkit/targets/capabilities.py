@@ -451,6 +451,32 @@ class Objects(Protocol):
     def objects(self) -> ObjectStore: ...
 
 
+@dataclass(frozen=True)
+class TableReplicationStatus(Result):
+    """One direction of a global table's replication: changes `source` has not yet delivered to
+    `destination` (None: its replicator did not answer), and what it delivered so far."""
+    source: str
+    destination: str
+    backlog: int | None
+    oldest_pending_s: float | None
+    applied: int
+    discarded: int
+    error: str | None = None
+
+
+@runtime_checkable
+class GlobalTable(Protocol):
+    """active-active: a table both regions write, replicated both ways, last writer wins."""
+
+    def table_regions(self) -> list[str]: ...
+
+    def table_replication(self) -> list[TableReplicationStatus]: ...
+
+    def settle_table(self, timeout: float = 30.0) -> list[TableReplicationStatus]: ...
+
+    def table_final_state(self) -> dict[str, dict[str, dict]]: ...
+
+
 @runtime_checkable
 class FinalStateAudit(Protocol):
     """After recovery: every record the system holds, `(key, checksum)`, and where it was read."""
@@ -472,7 +498,7 @@ class AwsApi(Protocol):
 
 CAPABILITIES: dict[str, type] = {c.__name__: c for c in (
     Regions, RegionFaults, Runbook, ReplicationObservation, ReplayControl, Links, PointInTimeRecovery,
-    Failback, Objects, FinalStateAudit, AwsApi)}
+    Failback, Objects, GlobalTable, FinalStateAudit, AwsApi)}
 
 C = TypeVar("C")
 

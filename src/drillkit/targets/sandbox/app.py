@@ -24,6 +24,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from drillkit.targets.sandbox import postgres as pg
 from drillkit.targets.sandbox import s3_service as objects
+from drillkit.targets.sandbox import table_service as table
 from drillkit.targets.sandbox.net import LoopbackServer, add_service_arguments, serve_until_signalled, start_service
 from drillkit.targets.sandbox.site import SITE_PATH
 
@@ -135,6 +136,8 @@ class AppHandler(BaseHTTPRequestHandler):
                 return self._list_objects(parse_qs(self.path.partition("?")[2]).get("after", [""])[0])
             if path.startswith("/objects/") and len(path) > 9 and self.server.objects is not None:
                 return self._object(self.command, unquote(path[9:]), body)
+            if path.startswith("/items/") and len(path) > 7 and self.server.table is not None:
+                return self._item(self.command, unquote(path[7:]), body)
             if path.startswith(SITE_PATH) and len(path) > len(SITE_PATH) and self.command in ("GET", "HEAD"):
                 return self._site(unquote(path[len(SITE_PATH):]))
             return self._json(404, {"error": "not found"})
@@ -247,6 +250,32 @@ class AppHandler(BaseHTTPRequestHandler):
             return self._json(503, {"error": f"object store: {_first_line(exc)}"})
         self._json(405, {"error": f"{method} not allowed on objects"})
 
+    def _item(self, method: str, key: str, body: bytes) -> None:
+        """The region's replica of the global table, written here whatever the database's role
+        (active-active): a PUT is stamped with this region's clock (plus its offset) and kept only
+        if newer than what the replica holds (LWW), and acknowledged either way, as a global table
+        acknowledges a local write it will later lose."""
+        client = self.server.table
+        try:
+            if method == "PUT":
+                try:
+                    value = json.loads(body)["value"]
+                    if not isinstance(value, str) or not value:
+                        raise TypeError
+                except (ValueError, KeyError, TypeError):
+                    return self._json(400, {"error": 'body must be {"value": non-empty str}'})
+                ts = time.time() + self.server.clock_offset
+                table.put_if_newer(client, key, value, ts, self.server.region)
+                return self._json(200, {"key": key, "value": value, "ts": ts, "region": self.server.region})
+            if method in ("GET", "HEAD"):
+                item = table.get_item(client, key)
+                if item is None:
+                    return self._json(404, {"error": "not found"})
+                return self._json(200, {**item, "checksum": item["value"]})
+        except Exception as exc:  # botocore: the region's table is unreachable or failing
+            return self._json(503, {"error": f"table: {_first_line(exc)}"})
+        self._json(405, {"error": f"{method} not allowed on items"})
+
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _dispatch
 
 
@@ -257,20 +286,25 @@ def _first_line(exc: BaseException) -> str:
 
 class AppServer(LoopbackServer):
     def __init__(self, port: int, region: str, dsn: str, s3_port: int | None = None,
-                 capacity: float | None = None, instance: str = ""):
+                 capacity: float | None = None, instance: str = "", table_port: int | None = None,
+                 clock_offset: float = 0.0):
         self.region, self.db = region, Database(dsn)
+        self.table = table.table_client(table_port, timeout=1.0) if table_port else None
+        self.clock_offset = clock_offset
         self.capacity, self.instance = Capacity(capacity), instance or f"app-{region}"
         self.objects = objects.s3_client(s3_port) if s3_port else None
         super().__init__(("127.0.0.1", port), AppHandler)
 
 
 def command(region: str, db_port: int, s3_ports: dict[str, int] | None = None, capacity: float | None = None,
-            instance: str = "") -> list[str]:
-    """The arguments that start an instance of a region's app over its database (and its store,
-    when it has one), on a port it binds itself and reports in its ready file."""
+            instance: str = "", table_port: int | None = None, clock_offset: float = 0.0) -> list[str]:
+    """The arguments that start an instance of a region's app over its database (and its store
+    and global table replica, when it has them), on a port it binds itself and reports in its
+    ready file."""
     args = ["--region", region, "--port", "0", "--dsn", pg.dsn(db_port)]
     args += ["--capacity", repr(capacity)] if capacity is not None else []
     args += ["--instance", instance] if instance else []
+    args += ["--table-port", str(table_port), "--clock-offset", repr(clock_offset)] if table_port else []
     return args + (["--s3-port", str(s3_ports[region])] if s3_ports and region in s3_ports else [])
 
 
@@ -281,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dsn", required=True, help="libpq connection string of this region's database")
     parser.add_argument("--s3-port", type=int, help="this region's object store (S3 API)")
     parser.add_argument("--capacity", type=float, help="requests per second this instance serves (default: no limit)")
+    parser.add_argument("--table-port", type=int, help="this region's replica of the global table (DynamoDB API)")
+    parser.add_argument("--clock-offset", type=float, default=0.0,
+                        help="seconds this region's clock is ahead of the host's (LWW timestamps)")
     parser.add_argument("--instance", default="", help="this instance's name (default app-REGION)")
     add_service_arguments(parser)
     args = parser.parse_args(argv)
@@ -288,8 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--capacity must be positive")
     name = args.instance or f"app-{args.region}"
     start_service(name, args, parser)
-    return serve_until_signalled(AppServer(args.port, args.region, args.dsn, args.s3_port, args.capacity, name),
-                                 args.ready_file)
+    return serve_until_signalled(AppServer(args.port, args.region, args.dsn, args.s3_port, args.capacity, name,
+                                           args.table_port, args.clock_offset), args.ready_file)
 
 
 if __name__ == "__main__":

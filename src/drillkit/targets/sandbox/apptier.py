@@ -26,12 +26,16 @@ def instance_name(prefix: str, n: int) -> str:
 
 
 def spawn_apps(root: Path, region: str, db_port: int, s3_ports: dict[str, int], capacity: float | None,
-               names: list[str], track: Callable[[str, int, str], None]) -> Pending:
-    """Start one app process per name over the region's database; `track` registers each at once."""
+               names: list[str], track: Callable[[str, int, str], None],
+               table: tuple[int, float] | None = None) -> Pending:
+    """Start one app process per name over the region's database (and its global table replica,
+    `table`: its port and the region's clock offset); `track` registers each at once."""
     out = []
+    table_port, offset = table if table else (None, 0.0)
     for name in names:
         proc, ready = processes.spawn_service(
-            "drillkit.targets.sandbox.app", app_command(region, db_port, s3_ports, capacity, name), root, name)
+            "drillkit.targets.sandbox.app", app_command(region, db_port, s3_ports, capacity, name, table_port, offset),
+            root, name)
         track(name, proc.pid, region)
         out.append((name, proc, ready))
     return out
@@ -55,8 +59,9 @@ class AppTierSteps:
                 names.append(instance_name(prefix, n))
             n += 1
         stores = {region: target.s3_port} if target.s3_port is not None else {}
+        table = (target.table_port, target.clock_offset) if target.table_port is not None else None
         return wait_apps(spawn_apps(Path(self.state.root), region, db_port, stores, self.state.app_capacity,
-                                    names, self.adopt))
+                                    names, self.adopt, table))
 
     def balance_app_tier(self, region: str) -> None:
         """The region's client link balances over exactly its running instances."""

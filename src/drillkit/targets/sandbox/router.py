@@ -4,9 +4,11 @@ Policies model the systems drillkit drills: ``dns`` is a Route 53 failover recor
 health check (interval, failure threshold, and a TTL during which clients keep the old
 answer), ``origin-group`` is a CloudFront origin group (per request, GET/HEAD only, on
 500/502/503/504 or a connection failure), ``manual`` moves traffic only when a runbook
-says so (like rewriting config.json). Under every policy a runbook may also send a share of the
-reads (GET/HEAD) to another region, as a failback moves read traffic back in steps before the
-writes follow. Run as ``python -m drillkit.targets.sandbox.router``.
+says so (like rewriting config.json), ``latency`` sends each client to its home region (the
+``X-Home-Region`` header: clients near each region, as Route 53 latency records with health
+checks do) and the clients of a region its health check calls unhealthy to a healthy one.
+Under every policy a runbook may also send a share of the reads (GET/HEAD) to another region,
+as a failback moves read traffic back in steps before the writes follow. Run as ``python -m drillkit.targets.sandbox.router``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from drillkit.targets.sandbox.net import (
     start_service,
 )
 
-POLICIES = ("dns", "origin-group", "manual")
+POLICIES = ("dns", "origin-group", "manual", "latency")
+HOME_HEADER = "X-Home-Region"
 CONTROL = "/_drillkit/router"
 FAILOVER_STATUSES = frozenset({500, 502, 503, 504})
 READ_METHODS = FAILOVER_METHODS = frozenset({"GET", "HEAD"})
@@ -136,6 +139,15 @@ class Routing:
             else:
                 self.read_shares.pop(region, None)
             self._event("routing.shift", region=region, percent=percent, policy=self.policy)
+
+    def home_target(self, home: str | None) -> str:
+        """latency: the client's home region while healthy, else a healthy one (else home still)."""
+        with self.cond:
+            if home not in self.health:
+                return self.effective
+            if self.health[home]:
+                return home
+            return next((r for r in self.regions if self.health[r]), home)
 
     def read_target(self) -> str:
         """The region for one read: a shifted share by weighted draw, else the answer."""
@@ -291,7 +303,10 @@ class RouterHandler(BaseHTTPRequestHandler):
         if path == CONTROL or path.startswith(CONTROL + "/"):
             return self._control(path, body)
         routing = self.server.routing
-        target = routing.read_target() if self.command in READ_METHODS else routing.answer()
+        if routing.policy == "latency":
+            target = routing.home_target(self.headers.get(HOME_HEADER))
+        else:
+            target = routing.read_target() if self.command in READ_METHODS else routing.answer()
         up = self._relay(target, body)
         extra = [("X-Router-Target", target)]
         if (routing.policy == "origin-group" and self.command in FAILOVER_METHODS

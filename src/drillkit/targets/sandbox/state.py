@@ -28,6 +28,12 @@ class RegionState(BaseModel):
     link: str
     frozen: bool = False
     s3_port: int | None = None
+    table_port: int | None = None
+    """active-active: the region's replica of the global table (DynamoDB API)."""
+    clock_offset: float = 0.0
+    """active-active: how far the region's clock (its LWW timestamps) runs ahead of the host's."""
+    table_replicator_port: int | None = None
+    """active-active: the status API of the replicator sending this region's writes to the other."""
 
 
 class LinkState(BaseModel):

@@ -18,6 +18,7 @@ from typing import Iterator
 import psycopg
 
 from drillkit.errors import EnvironmentProblem, FaultError, SandboxError
+from drillkit.evidence import TABLE_REPLICATION
 from drillkit.scenario import SandboxSpec
 from drillkit.targets import processes
 from drillkit.targets.capabilities import (
@@ -33,6 +34,7 @@ from drillkit.targets.capabilities import (
 from drillkit.targets.sandbox import postgres as pg
 from drillkit.targets.sandbox.apptier import AppTierSteps, instance_name, spawn_apps, wait_apps
 from drillkit.targets.sandbox.failback import FailbackSteps
+from drillkit.targets.sandbox.global_table import TableSteps
 from drillkit.targets.sandbox.linkproxy import LinkControl
 from drillkit.targets.sandbox.linkproxy import command as link_command
 from drillkit.targets.sandbox.net import http_json
@@ -40,6 +42,7 @@ from drillkit.targets.sandbox.object_storage import ObjectStorage
 from drillkit.targets.sandbox.recovery import Recovery, RestoreTests
 from drillkit.targets.sandbox.router import routing_status
 from drillkit.targets.sandbox.s3_service import replicator_command
+from drillkit.targets.sandbox.table_service import replicator_command as table_replicator_command
 from drillkit.targets.sandbox.site import CONFIG_JSON, SiteSteps, publish_site
 from drillkit.targets.sandbox.state import (
     LinkState,
@@ -59,9 +62,19 @@ def client_link(region: str) -> str:
     return f"client-{region}"
 
 
-class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps):
+def table_link(source: str) -> str:
+    """active-active: the link the global table's replication from `source` crosses."""
+    return f"tablerepl-{source}-{_other(source)}"
+
+
+def _other(region: str) -> str:
+    return next(r for r in REGIONS if r != region)
+
+
+class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps, TableSteps):
     """A handle on a running sandbox, from its state file: the `sandbox` target plug-in, with every
-    capability of drillkit.targets.capabilities (Objects only with `system.objects`).
+    capability of drillkit.targets.capabilities (Objects only with `system.objects`, GlobalTable
+    only under strategy active-active).
 
     A handle belongs to one thread: its methods re-read and rewrite the state file, so threads
     (the lag sampler) take their own handle with `attach`.
@@ -122,7 +135,8 @@ class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps):
         return {"postgresql": self.state.pg_version}
 
     def lacks(self) -> list[str]:
-        return [] if self.state.object_replicator_port is not None else ["Objects"]
+        return ([] if self.state.object_replicator_port is not None else ["Objects"]) + (
+            [] if any(r.table_port is not None for r in self.state.regions.values()) else ["GlobalTable"])
 
     def audit_source(self) -> str:
         return self.serving_region()
@@ -189,16 +203,32 @@ class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps):
                 track(f"s3-{r}", proc.pid, r)
                 stores[r] = (proc, ready)
 
+        table = spec.table
+        if table is not None:
+            for r in REGIONS:
+                proc, ready = processes.spawn_service("drillkit.targets.sandbox.table_service", ["store"], root,
+                                                      f"table-{r}")
+                track(f"table-{r}", proc.pid, r)
+                stores[f"table-{r}"] = (proc, ready)
+
         primary = pg.init_primary(bins, run_as, root / "pg-A", archive, root / "pg-A.log",
                                   archive_timeout=backups.archive_timeout if backups else None)
         pg.start(bins, run_as, primary, root / "pg-A.log", on_spawn=lambda pid: track("postgres-A", pid, "A"))
         pg.create_schema(primary.port)
 
-        s3_ports = {r: processes.wait_ready(*stores[r], f"s3-{r}")["port"] for r in stores}
+        s3_ports = {r: processes.wait_ready(*stores[r], f"s3-{r}")["port"] for r in REGIONS if r in stores}
+        table_ports = {r: processes.wait_ready(*stores[f"table-{r}"], f"table-{r}")["port"]
+                       for r in REGIONS if f"table-{r}" in stores}
+        tables = {r: (port, table.clock_offset.get(r, 0.0)) for r, port in table_ports.items()} if table else {}
         instances = {"A": spec.app.instances, "B": spec.dr_instances}
         names = {r: [instance_name(f"app-{r}", n) for n in range(1, instances[r] + 1)] for r in REGIONS}
-        apps = {"A": spawn_apps(root, "A", primary.port, s3_ports, spec.app.capacity, names["A"], track)}
+        apps = {"A": spawn_apps(root, "A", primary.port, s3_ports, spec.app.capacity, names["A"], track,
+                                tables.get("A"))}
         pending = {}
+        for r in table_ports:   # each region's table replicates to the other through its own link
+            pending[table_link(r)] = processes.spawn_service(
+                "drillkit.targets.sandbox.linkproxy", link_command(table_link(r), table_ports[_other(r)], events),
+                root, table_link(r))
         if backups is None:
             pending[REPLICATION_LINK] = processes.spawn_service(
                 "drillkit.targets.sandbox.linkproxy", link_command(REPLICATION_LINK, primary.port, events), root,
@@ -211,6 +241,15 @@ class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps):
             track(name, proc.pid, None)
         link_info = {name: processes.wait_ready(*pending[name], name) for name in list(pending)}
         replicator_port = None
+        for r in table_ports:
+            name = f"table-replicator-{r}"
+            proc, ready = processes.spawn_service(
+                "drillkit.targets.sandbox.table_service",
+                table_replicator_command(table_ports[r], link_info[table_link(r)]["port"], r, _other(r),
+                                         table.replication_delay, events.parent / TABLE_REPLICATION),
+                root, name)
+            track(name, proc.pid, r)   # it runs in the source region: a fault on the region stops it
+            pending[name] = (proc, ready)
         if s3_ports:
             proc, ready = processes.spawn_service(
                 "drillkit.targets.sandbox.s3_service",
@@ -227,7 +266,8 @@ class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps):
                                       root / "pg-B.log")
             pg.start(bins, run_as, standby, root / "pg-B.log", on_spawn=lambda pid: track("postgres-B", pid, "B"))
             db_ports["B"] = standby.port
-            apps["B"] = spawn_apps(root, "B", standby.port, s3_ports, spec.app.capacity, names["B"], track)
+            apps["B"] = spawn_apps(root, "B", standby.port, s3_ports, spec.app.capacity, names["B"], track,
+                                   tables.get("B"))
         else:
             backup_archive = root / "archive-B"
             run_as.own(root / "backups")
@@ -250,6 +290,8 @@ class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps):
             pending[name] = (proc, ready)
         for name in (client_link("A"), client_link("B")):
             link_info[name] = processes.wait_ready(*pending[name], name)
+        table_replicators = {r: processes.wait_ready(*pending[f"table-replicator-{r}"], f"table-replicator-{r}")["port"]
+                             for r in table_ports}
         if "object-replicator" in pending:
             replicator_port = processes.wait_ready(*pending["object-replicator"], "object-replicator")["port"]
 
@@ -280,7 +322,9 @@ class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps):
             config_ttl=routing.ttl if routing.policy == CONFIG_JSON else None,
             regions={r: RegionState(name=r, role=roles[r], db_port=db_ports[r],
                                     datadir=str(root / f"pg-{r}") if db_ports[r] else None, apps=app_ports[r],
-                                    link=client_link(r), s3_port=s3_ports.get(r))
+                                    link=client_link(r), s3_port=s3_ports.get(r), table_port=table_ports.get(r),
+                                    clock_offset=tables[r][1] if r in tables else 0.0,
+                                    table_replicator_port=table_replicators.get(r))
                      for r in REGIONS},
             object_replicator_port=replicator_port,
             links={name: LinkState(name=name, port=info["port"], control_port=info["control_port"],
