@@ -147,7 +147,10 @@ DRILLED_ABOVE = {"document-processor/backup-restore-region-loss.yaml", "document
                  "e-commerce/warm-standby-phased-activation.yaml",
                  "chatbot/frontend-and-backend-failover.yaml",    # tests/test_two_endpoints.py
                  "roadcall/restore-test.yaml",                    # tests/test_restore_test.py
-                 "document-processor/table-drop-pitr.yaml"}       # tests/test_pitr.py
+                 "document-processor/table-drop-pitr.yaml",       # tests/test_pitr.py
+                 "document-processor/partition-conflicts.yaml",   # tests/test_active_active.py
+                 "document-processor/clock-skew.yaml",
+                 "document-processor/active-active-region-loss.yaml"}
 TWINS = {"e-commerce/ransomware.yaml": "ransomware-object-restore.yaml",
          "e-commerce/corruption-pitr.yaml": "data-corruption-pitr.yaml",
          "e-commerce/failback.yaml": "failback.yaml"}

@@ -13,6 +13,7 @@ from drillkit.evidence import DB_BACKUP, LAG_ALARM_DETECTED, RESTORE_TESTED
 from drillkit.targets.capabilities import (
     AppScaling,
     BackupRestore,
+    GlobalTable,
     Links,
     PointInTimeRecovery,
     RegionFaults,
@@ -84,6 +85,23 @@ def lose_region(ctx: Context, region: str, data: str = "gone", outage: float | N
     if data != "kept":
         raise ActivityFailed(f"lose_region: data must be 'gone' or 'kept', not {data!r}")
     return {**_freeze(ctx, region, outage), "data": data}
+
+
+@action(GlobalTable)
+def wait_for_every_home_served(ctx: Context, timeout: float = 30) -> dict:
+    """Runbook check (active-active): every home region's clients are served again, a lost
+    region's by the other once the endpoint's health check has moved them."""
+    from drillkit.chaos.observe import homes_served
+
+    deadline = time.monotonic() + float(timeout)
+    while True:
+        unserved = homes_served(ctx.target)
+        if not unserved:
+            return {"served": list(ctx.target.home_regions())}
+        if time.monotonic() > deadline:
+            raise ActivityFailed(f"the endpoint still does not serve the clients of {', '.join(unserved)} "
+                                 f"after {timeout}s")
+        time.sleep(0.05)
 
 
 @action(RegionFaults)

@@ -4,18 +4,28 @@ A pure function of the recorded item writes, every standing region's final table
 replicator's log and the regions' outages (docs/measurements.md#active-active). Each write is
 identified by its value (every write the workload makes carries a value of its own), so the
 final state names the write that won each key. Real time is the harness's clock (t0 = the
-request sent, t1 = its answer back); the regions' own timestamps (`ts`), which LWW compares, are
-only shown, never trusted: with skewed clocks they are what goes wrong.
+request sent, t1 = its answer back).
 
-For each acknowledged write w to a key, whose value is in no standing region's final state:
+LWW orders a key's writes by the writing region's timestamp (`ts`, ties to the greater region
+name): that is the system's claim of which write came after which, and each write's successor
+in that order is the one that overwrote it, whether or not either is still there at the end.
+The checker holds that claim against real time. For each acknowledged write w whose value is
+in no standing region's final state:
 
-- superseded (not counted): a write to the key that started after w was acknowledged was
-  acknowledged, or won: w was overwritten in real-time order, as any register allows;
-- `lww_anomaly`: the winner was acknowledged strictly before w started (winner.t1 < w.t0): the
-  final state contradicts real time, which only clock skew makes possible;
-- `lww_discarded`: the winner was concurrent with w (neither acknowledged before the other
-  started): LWW may throw either away, and did;
-- `lost`: no write to the key survives at all (or only one that was never recorded).
+- `lww_anomaly`: its successor was acknowledged strictly before w started (s.t1 < w.t0): the
+  system ordered them against real time, which only clock skew makes possible;
+- superseded (not counted): its successor knew w: it started after w was acknowledged, in w's
+  region or in a region w had reached by then (the replicator's log says when): overwritten in
+  the order any register allows;
+- `lww_discarded`: its successor was concurrent with w: neither was acknowledged where the other
+  was made before the other started (a region cut off, or replication still in flight): LWW may
+  throw either away, and threw w away without an error;
+- `lost`: it has no successor (it was the key's last write), yet no region holds it.
+
+Where the API returns no timestamp for some acknowledged (or surviving) write of a key, or the
+key holds a value no recorded write wrote, the order falls back to
+the final state: the key's surviving value takes the successor's place, and an acknowledged write
+that started after w was acknowledged supersedes it.
 
 An acknowledged write whose value is in the final state is `resynced` when its region was down,
 no other region held it when the outage began, and it is there at the end: it was unavailable
@@ -64,11 +74,13 @@ class ItemWrite:
 
 @dataclass(frozen=True)
 class Applied:
-    """The replicator's log: `value` of `key` reached region `to` at `t` (harness clock)."""
+    """The replicator's log: `value` of `key` reached region `to` at `t` (harness clock), and was
+    written there (`applied`) or lost to a newer value it held (`discarded`)."""
     key: str
     value: str
     to: str
     t: float
+    outcome: str = "applied"
 
 
 def check(writes: Iterable[ItemWrite], final: Mapping[str, Mapping[str, str]],
@@ -81,8 +93,11 @@ def check(writes: Iterable[ItemWrite], final: Mapping[str, Mapping[str, str]],
         by_key[w.key].append(w)
     outages = dict(outages or {})
     reached: dict[tuple[str, str], list[tuple[str, float]]] = defaultdict(list)
+    received: dict[tuple[str, str, str], float] = {}
     for a in applied:
-        reached[(a.key, a.value)].append((a.to, a.t))
+        if a.outcome == "applied":
+            reached[(a.key, a.value)].append((a.to, a.t))
+        received[(a.key, a.value, a.to)] = min(a.t, received.get((a.key, a.value, a.to), a.t))
     regions = sorted(final)
 
     findings: dict[str, list[dict[str, Any]]] = {LOST: [], DISCARDED: [], ANOMALY: [], RESYNCED: []}
@@ -97,6 +112,9 @@ def check(writes: Iterable[ItemWrite], final: Mapping[str, Mapping[str, str]],
         present = {v for v in values.values() if v is not None}
         by_value = {w.value: w for w in ws}
         winners = [by_value[v] for v in sorted(present) if v in by_value]
+        by_ts = (sorted((u for u in ws if u.ts is not None), key=lambda u: (u.ts, u.region or ""))
+                 if all(u.ts is not None for u in ws if u.ok or u in winners) and len(winners) == len(present)
+                 else None)
         for w in ws:
             if not w.ok:
                 continue
@@ -107,18 +125,21 @@ def check(writes: Iterable[ItemWrite], final: Mapping[str, Mapping[str, str]],
                 else:
                     counts[KEPT] += 1
                 continue
-            later = [u for u in ws if u.t0 > w.t1 and (u.ok or u in winners)]
-            if later:
+            if by_ts is not None:
+                i = by_ts.index(w)
+                after = by_ts[i + 1] if i + 1 < len(by_ts) else None
+            else:
+                later = [u for u in ws if u.ok and u.t0 > w.t1]
+                after = later[0] if later else next((v for v in winners if v.t1 < w.t0),
+                                                    winners[0] if winners else None)
+            verdict = LOST if after is None else _ordered(w, after, received)
+            if verdict == SUPERSEDED:
                 counts[SUPERSEDED] += 1
-                continue
-            if not winners:
+            elif verdict == LOST:
                 findings[LOST].append({"key": key, "write": w.as_dict()})
-                continue
-            earlier = [v for v in winners if v.t1 < w.t0]
-            verdict = ANOMALY if earlier else DISCARDED
-            winner = (earlier or winners)[0]
-            findings[verdict].append({"key": key, "write": w.as_dict(), "winner": winner.as_dict(),
-                                      "timeline": [u.as_dict() for u in ws]})
+            else:
+                findings[verdict].append({"key": key, "write": w.as_dict(), "winner": after.as_dict(),
+                                          "final": values, "timeline": [u.as_dict() for u in ws]})
 
     lost_t1 = [f["write"]["t1"] for f in findings[LOST]]
     early = [t for t in lost_t1 if t_fault is not None and t <= t_fault]
@@ -135,6 +156,20 @@ def check(writes: Iterable[ItemWrite], final: Mapping[str, Mapping[str, str]],
         "findings": findings,
         "divergent": divergent,
     }
+
+
+def _ordered(w: ItemWrite, after: ItemWrite, received: Mapping[tuple[str, str, str], float]) -> str:
+    """How the write that overwrote w relates to it: an anomaly if acknowledged before w started;
+    superseded if it knew w (made after w was acknowledged, in w's region or in one w had reached
+    by then); else discarded: it overwrote w without having seen it."""
+    if after.t1 < w.t0:
+        return ANOMALY
+    if after.region == w.region or after.region is None or w.region is None:
+        knew = after.t0 > w.t1
+    else:
+        reached = received.get((w.key, w.value, after.region))
+        knew = reached is not None and reached <= after.t0 and after.t0 > w.t1
+    return SUPERSEDED if knew else DISCARDED
 
 
 def _resynced(w: ItemWrite, outages: Mapping[str, tuple[float, float | None]],
@@ -169,8 +204,8 @@ def measure_items(folder: Path, events: list[dict[str, Any]], t_fault: float | N
         return {**{k: None for k in ITEM_MEASURES}, "lww_findings": {}}, {}
     writes = [ItemWrite(str(r["key"]), str(r["value"]), float(r["t0"]), float(r["t1"]), bool(r["ok"]),
                         r.get("region"), r.get("ts"), r.get("client")) for r in read.read_item_writes(folder)]
-    applied = [Applied(str(r["key"]), str(r["value"]), str(r["to"]), float(r["t"]))
-               for r in read.read_table_replication(folder) if r["outcome"] == "applied"]
+    applied = [Applied(str(r["key"]), str(r["value"]), str(r["to"]), float(r["t"]), str(r["outcome"]))
+               for r in read.read_table_replication(folder)]
     result = check(writes, final, applied, outages(events), t_fault)
     findings, divergent = result.pop("findings"), result.pop("divergent")
     result["lww_findings"] = {k: v[:FIRST] for k, v in findings.items()}

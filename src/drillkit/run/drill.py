@@ -401,7 +401,7 @@ class Drill:
         if config is not None:
             extra[ENV_CLIENT_CONFIG] = json.dumps({"path": config.path, "ttl": config.ttl})
         if has(self.env.target, GlobalTable):   # active-active: users homed in every region in turn
-            extra[ENV_HOME_REGIONS] = ",".join(self.env.target.table_regions())
+            extra[ENV_HOME_REGIONS] = ",".join(self.env.target.home_regions())
         run = LoadRun(self.loaded.locustfile_path, endpoint, load_spec.users,
                       load_spec.spawn_rate or float(load_spec.users), load_spec.warmup + load_spec.duration,
                       self.out, load_spec.request_timeout, extra_env=extra)

@@ -84,7 +84,7 @@ class AppTier(Strict):
     """Requests per second one instance serves (health checks aside); null: as many as it can."""
     dr_instances: int | None = Field(None, ge=0, le=16)
     """Instances running in the DR region before the disaster. Default by strategy: warm-standby
-    all of `instances`, pilot-light and backup-restore none."""
+    and active-active all of `instances`, pilot-light and backup-restore none."""
     max_instances: int = Field(16, ge=1, le=16)
     """The quota per region: a scale-up beyond it fails, as a cloud service quota does."""
 
@@ -164,7 +164,7 @@ class SandboxSpec(Strict):
     def dr_instances(self) -> int:
         if self.app.dr_instances is not None:
             return self.app.dr_instances
-        return self.app.instances if self.strategy == "warm-standby" else 0
+        return self.app.instances if self.strategy in ("warm-standby", "active-active") else 0
 
 
 _HTTP_URL = r"^https?://[^\s/]+(/\S*)?$"

@@ -14,6 +14,10 @@ from drillkit.targets.sandbox.net import http_json
 class TableSteps:
     """Operations of `Sandbox` (which supplies state, _reload, _region) under strategy active-active."""
 
+    def home_regions(self) -> list[str]:
+        """Every region clients live near (each holds a replica, standing or not)."""
+        return [r.name for r in self.state.regions.values() if r.table_port is not None]
+
     def table_regions(self) -> list[str]:
         """The regions whose replica still stands: not down (a killed region's table, in memory,
         is gone for good) and not frozen."""

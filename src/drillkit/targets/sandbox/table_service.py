@@ -31,6 +31,7 @@ import os
 import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
@@ -131,17 +132,24 @@ def _create_table(server, ready_file: str | None) -> None:
 
 
 class TableReplicator:
-    """Sends the source region's own changes to the destination, each `delay` after it was seen,
-    in stream order; a change that cannot be written stays at the head of the queue."""
+    """Sends the source region's own changes to the destination, each `delay` after it was seen:
+    in parallel across keys, in stream order within a key; a change that cannot be written stays
+    queued, and the key's later changes wait behind it."""
+
+    workers = 8
+    batch = 64
 
     def __init__(self, source_port: int, destination_port: int, source: str, destination: str, delay: float,
                  log: str | None, poll: float = 0.02):
         self.table, self.streams = table_client(source_port), streams_client(source_port)
-        self.destination = table_client(destination_port, timeout=1.0)
+        self.destination = table_client(destination_port, timeout=1.0)   # shared by the workers: boto3
+        # clients are thread-safe
         self.source_region, self.destination_region = source, destination
         self.delay, self.poll, self.log = delay, poll, log
         self.pending: deque[dict[str, Any]] = deque()
+        self.seq = 0
         self.lock = threading.Lock()
+        self.log_lock = threading.Lock()
         self.counts = {"applied": 0, "discarded": 0, "errors": 0}
         self.last_error: str | None = None
         self.paused = False
@@ -177,17 +185,46 @@ class TableReplicator:
             mine = [_plain(r["dynamodb"]["NewImage"]) for r in page.get("Records", [])
                     if "NewImage" in r.get("dynamodb", {})]
             with self.lock:
-                self.pending.extend(dict(item, seen=now) for item in mine if item["origin"] == self.source_region)
+                for item in mine:
+                    if item["origin"] == self.source_region:
+                        self.seq += 1
+                        self.pending.append(dict(item, seen=now, seq=self.seq))
             if not mine:
                 stop.wait(self.poll)
 
     def run(self, stop: threading.Event) -> None:
         threading.Thread(target=self.follow, args=(stop,), name="stream reader", daemon=True).start()
-        while not stop.is_set():
-            change = self._due()
-            if change is None:
-                stop.wait(self.poll)
-                continue
+        with ThreadPoolExecutor(self.workers) as pool:
+            while not stop.is_set():
+                due = self._due()
+                if not due:
+                    stop.wait(self.poll)
+                    continue
+                by_key: dict[str, list[dict[str, Any]]] = {}
+                for change in due:
+                    by_key.setdefault(change["key"], []).append(change)
+                done = {seq for seqs in pool.map(self._deliver_in_order, by_key.values()) for seq in seqs}
+                with self.lock:
+                    self.pending = deque(c for c in self.pending if c["seq"] not in done)
+                if len(done) < len(due):   # the destination is down or cut off: retry after a pause
+                    stop.wait(self.poll)
+
+    def _due(self) -> list[dict[str, Any]]:
+        """The changes whose delay has passed, oldest first, at most `batch` of them."""
+        with self.lock:
+            if self.paused:
+                return []
+            now, out = time.time(), []
+            for change in self.pending:
+                if change["seen"] + self.delay > now or len(out) >= self.batch:
+                    break
+                out.append(change)
+            return out
+
+    def _deliver_in_order(self, changes: list[dict[str, Any]]) -> list[int]:
+        """One key's changes, in stream order; the first that cannot be written stops the rest."""
+        done = []
+        for change in changes:
             try:
                 written = put_if_newer(self.destination, change["key"], change["value"], change["ts"], change["origin"])
                 if not written:   # a retry of a put a cut link held and delivered later took effect
@@ -195,24 +232,18 @@ class TableReplicator:
                     written = held is not None and all(held[f] == change[f] for f in ("value", "ts", "origin"))
             except Exception as exc:  # noqa: BLE001 - the destination is down or cut off: retry, in order
                 self._failed(exc)
-                stop.wait(self.poll)
-                continue
+                break
             outcome = "applied" if written else "discarded"
             with self.lock:
-                self.pending.popleft()
                 self.counts[outcome] += 1
             self._log({"t": time.time(), "key": change["key"], "value": change["value"], "ts": change["ts"],
                        "from": self.source_region, "to": self.destination_region, "outcome": outcome})
-
-    def _due(self) -> dict[str, Any] | None:
-        with self.lock:
-            if self.paused or not self.pending or self.pending[0]["seen"] + self.delay > time.time():
-                return None
-            return self.pending[0]
+            done.append(change["seq"])
+        return done
 
     def _log(self, record: dict[str, Any]) -> None:
         if self.log:
-            with open(self.log, "a", encoding="utf-8") as fh:
+            with self.log_lock, open(self.log, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(record) + "\n")
 
     def _failed(self, exc: Exception) -> None:

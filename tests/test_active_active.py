@@ -1,0 +1,145 @@
+"""Active-active drills through the CLI (seed 001, the document processor's global table): both
+regions take writes, LWW resolves, and the checker's counts are held against the raw records."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_drill import first, ops, run_drill
+
+from conftest import ROOT
+
+SCENARIOS = ROOT / "scenarios" / "document-processor"
+BIN = Path(sys.executable).parent
+
+
+def items(out: Path) -> tuple[list[dict], dict, list[dict]]:
+    """The item writes, the final table (region → key → value) and the replicators' log."""
+    writes = [op for op in ops(out) if op["op"] == "item_write"]
+    final = {r: {k: v["value"] for k, v in t.items()}
+             for r, t in json.loads((out / "final_table.json").read_text())["regions"].items()}
+    log = [json.loads(line) for line in (out / "table_replication.jsonl").read_text().splitlines()]
+    return writes, final, log
+
+
+def test_a_longer_cut_makes_lww_discard_more_and_the_regions_agree_after_it(tmp_path, drillkit_cli, no_leftovers):
+    found = {}
+    for cut in (0.5, 3):
+        out = tmp_path / f"cut-{cut}"
+        code, summary, events = run_drill(drillkit_cli, SCENARIOS / "partition-conflicts.yaml", out,
+                                          "--var", f"cut_seconds={cut}")
+        assert code == 0, summary["reasons"]
+        m = summary["measures"]
+        assert first(events, "fault.cleared", links=["tablerepl-B-A"])   # the cut healed
+        writes, final, log = items(out)
+        assert m["regions_audited"] == ["A", "B"] and final["A"] == final["B"]   # settled: one winner per key
+        assert m["items_divergent"] == 0 and m["lww_anomalies"] == 0 and m["items_lost"] == 0
+        # both regions took writes to the same hot keys, and every acknowledged write is accounted for
+        hot = [w for w in writes if w["ok"] and w["key"].startswith("hot-")]
+        assert {w["region"] for w in hot} == {"A", "B"}
+        assert m["items_acked"] == sum(w["ok"] for w in writes)
+        kept = sum(w["ok"] and w["value"] in final["A"].values() for w in writes)
+        assert m["items_acked"] == kept + m["items_superseded"] + m["lww_discarded"]
+        # each discarded write lost to a concurrent one from the other region that had not seen it
+        for f in json.loads((out / "audit.json").read_text())["lww_findings"]["lww_discarded"]:
+            w, s = f["write"], f["winner"]
+            assert w["value"] not in final["A"].values() and (s["ts"], s["region"]) > (w["ts"], w["region"])
+            assert not s["t1"] < w["t0"]
+            if s["region"] != w["region"]:   # w had not reached the winner's region when it was made
+                seen = [r["t"] for r in log if r["value"] == w["value"] and r["to"] == s["region"]]
+                assert not (seen and min(seen) <= s["t0"] and s["t0"] > w["t1"]), (w, s, seen)
+            else:                            # or, in one region, they overlapped
+                assert s["t0"] <= w["t1"]
+        found[cut] = m["lww_discarded"]
+    assert 0 < found[0.5] < found[3], found
+
+
+def test_a_clock_ahead_makes_writes_lose_to_ones_acknowledged_before_them(tmp_path, drillkit_cli, no_leftovers):
+    out = tmp_path / "out"
+    code, summary, events = run_drill(drillkit_cli, SCENARIOS / "clock-skew.yaml", out)
+    assert code == 1, summary["reasons"]   # the scenario holds lww_anomalies to 0, and B's clock breaks it
+    m = summary["measures"]
+    assert m["lww_anomalies"] > 0 and m["items_divergent"] == 0
+    check = next(c for c in summary["checks"] if c["name"] == "max_lww_anomalies")
+    assert not check["passed"] and check["measured"] == m["lww_anomalies"]
+    writes, final, _ = items(out)
+    by_value = {w["value"]: w for w in writes}
+    named = json.loads((out / "audit.json").read_text())["lww_findings"]["lww_anomaly"]
+    assert len(named) == m["lww_anomalies"]
+    for f in named:   # every one against the raw records: the final state contradicts real time
+        w, s = by_value[f["write"]["value"]], by_value[f["winner"]["value"]]
+        assert w["ok"] and s["ok"] and w["key"] == s["key"] == f["key"]
+        assert s["t1"] < w["t0"]                          # the winner was acknowledged before w was sent
+        assert (s["ts"], s["region"]) > (w["ts"], w["region"])   # yet LWW ordered it after w
+        assert s["region"] == "B" and s["ts"] - s["t1"] > 0.25   # by B's clock, running 500 ms ahead
+        assert all(w["value"] != v for v in final["A"].values())
+    assert summary["verdict"] == "fail" and first(events, "drill.end")
+
+
+@pytest.mark.parametrize("data", ["gone", "kept"])
+def test_writes_in_flight_from_a_lost_region_are_lost_with_its_data_and_resynced_with_it(
+        tmp_path, drillkit_cli, no_leftovers, data):
+    out = tmp_path / "out"
+    code, summary, events = run_drill(drillkit_cli, SCENARIOS / "active-active-region-loss.yaml", out,
+                                      "--var", f"region_data={data}")
+    assert code == 0, summary["reasons"]
+    m = summary["measures"]
+    fault = first(events, "fault.injected", region="A")
+    delay = 0.5   # system.table.replication_delay
+    writes, final, log = items(out)
+    shipped = {r["value"] for r in log if r["from"] == "A" and r["t"] <= fault["t"]}
+    # acknowledged by A, not yet sent to B when A went: exactly the writes the RPO window holds
+    in_flight = [w for w in writes if w["ok"] and w["region"] == "A" and w["t1"] <= fault["t"]
+                 and w["value"] not in shipped and fault["t"] - w["t1"] <= delay + 0.1]
+    assert in_flight
+    assert m["items_divergent"] == 0
+    if data == "gone":
+        assert m["regions_audited"] == ["B"] and first(events, "fault.injected", fault="region-loss")
+        lost = {f["write"]["value"] for f in json.loads((out / "audit.json").read_text())["lww_findings"]["lost"]}
+        assert lost and lost <= {w["value"] for w in in_flight}
+        assert all(w["value"] not in final["B"].values() for w in writes if w["value"] in lost)
+        assert abs(m["rpo_items_s"] - delay) <= 0.1 and m["rpo_s"] == m["rpo_items_s"]
+        assert m["items_resynced"] == 0
+    else:
+        assert m["regions_audited"] == ["A", "B"] and first(events, "fault.cleared", fault="region-freeze")
+        resynced = {f["write"]["value"]
+                    for f in json.loads((out / "audit.json").read_text())["lww_findings"]["resynced"]}
+        assert m["items_lost"] == 0 and m["rpo_items_s"] == 0.0 and resynced
+        assert resynced <= {w["value"] for w in writes if w["ok"] and w["region"] == "A" and w["t1"] <= fault["t"]}
+        cleared = first(events, "fault.cleared", fault="region-freeze")["t"]
+        assert all(min(r["t"] for r in log if r["value"] == v and r["to"] == "B") >= cleared for v in resynced)
+    # the lost region's clients were served by B once the endpoint's health check moved them
+    back = first(events, "fault.cleared", fault="region-freeze")["t"] if data == "kept" else float("inf")
+    moved = [op for op in ops(out) if op.get("home") == "A" and op["ok"] and fault["t"] + 1.0 < op["t0"] < back]
+    assert moved and {op["region"] for op in moved} == {"B"}
+
+
+def test_partition_conflicts_under_plain_chaos_run_leaves_nothing(tmp_path, no_leftovers):
+    pointer = tmp_path / "pointer"
+    cli = [str(BIN / "drillkit"), "sandbox"]
+    scenario = SCENARIOS / "partition-conflicts.yaml"
+    up = subprocess.run([*cli, "up", "--scenario", str(scenario), "--pointer", str(pointer)], cwd=ROOT,
+                        capture_output=True, text=True, timeout=120)
+    assert up.returncode == 0, up.stderr
+    try:
+        state = pointer.read_text().strip()
+        journal = tmp_path / "journal.json"
+        run = subprocess.run([str(BIN / "chaos"), "--log-file", str(tmp_path / "chaos.log"), "run", "--var",
+                              "cut_seconds:float=0.5", "--journal-path", str(journal),
+                              str(ROOT / "experiments" / "document-processor" / "partition-conflicts.json")],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "DRILLKIT_SANDBOX": state})
+        events = (Path(state).parent / "events.jsonl").read_text()
+    finally:
+        down = subprocess.run([*cli, "down", "--pointer", str(pointer)], cwd=ROOT, capture_output=True, text=True,
+                              timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert down.returncode == 0, down.stderr
+    result = json.loads(journal.read_text())
+    assert (result["status"], result["deviated"]) == ("completed", False)
+    assert '"fault": "link-blackhole"' in events and '"link": "tablerepl-A-B"' in events
