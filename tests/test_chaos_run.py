@@ -40,9 +40,10 @@ def seed(endpoint: str, objects: bool) -> None:
             assert http_json(f"{endpoint}/objects/seed-{i}", "PUT", {"payload": f"payload-{i}"})[0] == 201
 
 
-@pytest.mark.parametrize("experiment", sorted(scenario_per_experiment()))
-def test_plain_chaos_run_against_a_sandbox_from_the_cli(experiment, tmp_path, no_leftovers):
-    scenario = scenario_per_experiment()[experiment]
+def plain_chaos_run(scenario: Path, experiment: Path, tmp_path: Path, *options: str, objects: bool | None = None):
+    """`drillkit sandbox up` for `scenario`, seeded as its load would have; `chaos run` of
+    `experiment` against it (with `options`, e.g. `--var k:float=1`); `drillkit sandbox down`
+    whatever happened. Returns the chaos run, the journal and the sandbox's events."""
     pointer = tmp_path / "pointer"
     cli = [str(BIN / "drillkit"), "sandbox"]
     up = subprocess.run([*cli, "up", "--scenario", str(scenario), "--pointer", str(pointer)], cwd=ROOT,
@@ -51,10 +52,11 @@ def test_plain_chaos_run_against_a_sandbox_from_the_cli(experiment, tmp_path, no
     try:
         state = pointer.read_text().strip()
         endpoint = next(line.split()[-1] for line in up.stdout.splitlines() if "endpoint" in line)
-        seed(endpoint, "objects" in (yaml.safe_load(scenario.read_text())["system"] or {}))
+        if objects is not None:
+            seed(endpoint, objects)
         journal = tmp_path / "journal.json"
-        run = subprocess.run([str(BIN / "chaos"), "--log-file", str(tmp_path / "chaos.log"), "run",
-                              "--journal-path", str(journal), str(ROOT / "experiments" / experiment)],
+        run = subprocess.run([str(BIN / "chaos"), "--log-file", str(tmp_path / "chaos.log"), "run", *options,
+                              "--journal-path", str(journal), str(experiment)],
                              cwd=tmp_path, capture_output=True, text=True, timeout=300,
                              env={**os.environ, "DRILLKIT_SANDBOX": state})
         events = (Path(state).parent / "events.jsonl").read_text()
@@ -65,7 +67,14 @@ def test_plain_chaos_run_against_a_sandbox_from_the_cli(experiment, tmp_path, no
     assert down.returncode == 0, down.stderr
     for said in (up.stdout + up.stderr, down.stdout + down.stderr):  # only drillkit's own lines
         assert "Warning" not in said and "Traceback" not in said, said
-    result = json.loads(journal.read_text())
+    return run, json.loads(journal.read_text()), events
+
+
+@pytest.mark.parametrize("experiment", sorted(scenario_per_experiment()))
+def test_plain_chaos_run_against_a_sandbox_from_the_cli(experiment, tmp_path, no_leftovers):
+    scenario = scenario_per_experiment()[experiment]
+    _, result, events = plain_chaos_run(scenario, ROOT / "experiments" / experiment, tmp_path,
+                                        objects="objects" in (yaml.safe_load(scenario.read_text())["system"] or {}))
     failed = [(r["activity"]["name"], r.get("exception")) for r in result["run"] if r["status"] != "succeeded"]
     assert (result["status"], result["deviated"], failed) == ("completed", False, [])
     assert '"kind": "fault.injected"' in events and '"kind": "activity.end"' in events

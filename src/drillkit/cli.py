@@ -62,6 +62,13 @@ def _print_summary(summary: dict, folder: Path) -> None:
         click.echo(f"  lost writes {m.get('writes_lost')} of {m.get('writes_acked')} acknowledged "
                    f"({m.get('writes_lost_after_fault')} acknowledged after the fault); "
                    f"corrupt {m.get('records_corrupt')}, unexpected {m.get('records_unexpected')}")
+    if "items_acked" in m:
+        if m.get("items_acked") is None:
+            click.echo("  global table not audited (its final state could not be read: unknown, not lost)")
+        else:
+            click.echo(f"  global table: {m['items_acked']} writes acknowledged; {m['items_lost']} lost, "
+                       f"{m['lww_discarded']} discarded by LWW, {m['lww_anomalies']} LWW anomalies, "
+                       f"{m['items_resynced']} resynced; {m['items_divergent']} divergent keys")
     for check in summary.get("checks", []):
         mark = "ok  " if check.get("passed") else "MISS"
         click.echo(f"  [{mark}] {check.get('message') or check.get('name')}")

@@ -358,3 +358,48 @@ def restore_tests(summary: dict[str, Any], t_ref: float | None, scale: float = 1
             "status": ("pass" if c["passed"] else "fail") if c else "none",
             "message": str(c.get("message") or "") if c else str(t.get("error") or "")})
     return rows
+
+
+ITEM_ROWS = (
+    ("items_acked", "acknowledged writes", "writes to the global table the regions acknowledged"),
+    ("lww_anomalies", "LWW anomalies", "overwritten by a write acknowledged before they were sent (clock skew)"),
+    ("lww_discarded", "discarded by LWW", "overwritten by a concurrent write that had not seen them, without an error"),
+    ("items_lost", "lost", "the key's last write, in no standing region's table"),
+    ("items_resynced", "resynced", "only in the lost region when it went down, back when it returned"),
+    ("items_superseded", "superseded", "overwritten by a later write that knew them: what any register does"),
+    ("items_divergent", "divergent keys", "keys the standing regions disagree on after settling"),
+)
+TIMELINES = 3
+"""Keys shown write by write, per finding kind (anomalies first)."""
+
+
+def active_active(summary: dict[str, Any], t_ref: float | None) -> dict[str, Any] | None:
+    """The global table's verdicts, and for the first few anomalies and discards the key's writes
+    around the pair (50 ms either side): who wrote what, where, when, which region stamped it
+    when, and who won; and the key's final value."""
+    m = summary.get("measures") or {}
+    if "items_acked" not in m:
+        return None
+    off = (lambda t: fmt.rel(t - t_ref)) if t_ref is not None else fmt.clock
+    rows = [{"label": label, "count": fmt.count(m.get(key)), "meaning": meaning} for key, label, meaning in ITEM_ROWS]
+    findings = m.get("lww_findings") or {}
+    timelines = []
+    for kind, title in (("lww_anomaly", "LWW anomaly"), ("lww_discarded", "discarded by LWW")):
+        for f in (findings.get(kind) or [])[:TIMELINES]:
+            loser, winner = f["write"]["value"], f["winner"]["value"]
+            final = {v for v in (f.get("final") or {}).values() if v is not None}
+            lo = min(f["write"]["t0"], f["winner"]["t0"]) - 0.05
+            hi = max(f["write"]["t1"], f["winner"]["t1"]) + 0.05
+            near = [w for w in f.get("timeline") or [] if w["t1"] >= lo and w["t0"] <= hi]
+            writes = [{"client": str(w.get("client") or ""), "value": w["value"], "region": str(w.get("region") or "—"),
+                       "sent": off(w["t0"]), "acked": off(w["t1"]) if w.get("ok") else "not acknowledged",
+                       "stamped": off(w["ts"]) if w.get("ts") is not None else "—",
+                       "role": "lost to the next" if w["value"] == loser else
+                               "overwrote it" if w["value"] == winner else
+                               "final" if w["value"] in final else ""}
+                      for w in near]
+            timelines.append({"title": title, "key": f["key"], "writes": writes,
+                              "final": ", ".join(sorted(final)) or "none"})
+    rpo = m.get("rpo_items_s")
+    return {"rows": rows, "timelines": timelines, "regions": ", ".join(m.get("regions_audited") or []) or "none",
+            "rpo": "not audited" if rpo is None else fmt.dur(rpo)}

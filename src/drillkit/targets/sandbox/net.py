@@ -31,6 +31,19 @@ FAILED_EXIT = 70
 _service: dict[str, str | None] = {"name": None, "failure_file": None}
 
 
+def local_client(service: str, port: int, timeout: float = 2.0, attempts: int = 2, **config: Any):
+    """A boto3 client for one of the sandbox's emulated AWS APIs on 127.0.0.1:`port` (moto
+    accepts any credentials); `attempts` in all, `config` for botocore's Config."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        service, endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+        aws_access_key_id="drillkit", aws_secret_access_key="drillkit",
+        config=Config(connect_timeout=timeout, read_timeout=timeout, retries={"total_max_attempts": attempts},
+                      max_pool_connections=32, **config))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

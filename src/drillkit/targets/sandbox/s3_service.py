@@ -22,13 +22,11 @@ import logging
 import threading
 import time
 import urllib.request
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable, Iterator
 from urllib.parse import parse_qs, unquote
 
-from drillkit.targets.sandbox.net import add_service_arguments, start_service
+from drillkit.targets.sandbox.net import add_service_arguments, local_client, start_service
+from drillkit.targets.sandbox.replication import ChangeReplicator, serve
 
 BUCKET = "drillkit-objects"
 SITE_BUCKET = "drillkit-site"
@@ -39,15 +37,8 @@ FEED = "/_drillkit/changes"
 
 
 def s3_client(port: int, timeout: float = 2.0, attempts: int = 2):
-    """A boto3 client for one region's store (moto accepts any credentials); `attempts` in all."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
-        aws_access_key_id="drillkit", aws_secret_access_key="drillkit",
-        config=Config(s3={"addressing_style": "path"}, connect_timeout=timeout, read_timeout=timeout,
-                      retries={"total_max_attempts": attempts}, max_pool_connections=32))
+    """A boto3 client for one region's store; `attempts` in all."""
+    return local_client("s3", port, timeout, attempts, s3={"addressing_style": "path"})
 
 
 def sha256(body: bytes) -> str:
@@ -180,39 +171,31 @@ def _create_bucket(server, ready_file: str | None) -> None:
 # -- the replicator -------------------------------------------------------------------------
 
 
-class Replicator:
+class Replicator(ChangeReplicator):
     """Copies the source's changes to the destination, each `delay` seconds after it was written.
 
     One thread follows the change feed, so the backlog counts every acknowledged change within
-    a poll interval; copies run in parallel across keys and in order within a key. A change
-    that cannot be copied (source or destination unreachable) stays pending and is retried;
-    the backlog and the age of its oldest change are what an RTC alarm would watch.
+    a poll interval; copies run in parallel across keys and in order within a key (ChangeReplicator).
+    A change that cannot be copied (source or destination unreachable) stays pending and is
+    retried; the backlog and the age of its oldest change are what an RTC alarm would watch.
     """
 
-    workers = 8
-    batch = 64
+    settings = ("delay", "delete_markers", "paused", "disabled")
 
     def __init__(self, source, destination, feed_url: str, delay: float, delete_markers: bool,
                  poll: float = 0.02, after: int = 0):
+        super().__init__(delay, poll)
         self.source, self.destination, self.feed_url = source, destination, feed_url
-        self.delay, self.delete_markers, self.poll = delay, delete_markers, poll
-        self.pending: deque[dict[str, Any]] = deque()
+        self.delete_markers = delete_markers
         self.seq = after
-        self.lock = threading.Lock()
-        self.counts = {"replicated": 0, "delete_markers_replicated": 0, "delete_markers_skipped": 0,
-                       "errors": 0, "not_replicated": 0}
-        self.max_latency_s = 0.0
-        self.last_error: str | None = None
-        self.paused = False
+        self.counts.update({"replicated": 0, "delete_markers_replicated": 0, "delete_markers_skipped": 0,
+                            "not_replicated": 0})
         self.disabled = False
 
     def status(self) -> dict[str, Any]:
+        status = super().status()
         with self.lock:
-            oldest = self.pending[0]["t"] if self.pending else None
-            return {"backlog": len(self.pending), "oldest_pending_s": None if oldest is None else time.time() - oldest,
-                    "seen": self.seq, "delay": self.delay, "delete_markers": self.delete_markers,
-                    "paused": self.paused, "disabled": self.disabled,
-                    "max_latency_s": self.max_latency_s, "last_error": self.last_error, **self.counts}
+            return {**status, "seen": self.seq, "delete_markers": self.delete_markers, "disabled": self.disabled}
 
     def configure(self, delay: float | None = None, delete_markers: bool | None = None,
                   paused: bool | None = None, disabled: bool | None = None) -> dict[str, Any]:
@@ -221,15 +204,11 @@ class Replicator:
         copies a change made meanwhile, as S3 replicates only objects written while a rule is
         enabled (older ones need S3 Batch Replication); they count as `not_replicated`."""
         with self.lock:
-            if paused is not None:
-                self.paused = bool(paused)
             if disabled is not None:
                 self.disabled = bool(disabled)
-            if delay is not None:
-                self.delay = float(delay)
             if delete_markers is not None:
                 self.delete_markers = bool(delete_markers)
-        return self.status()
+        return super().configure(delay, paused)
 
     def follow(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -247,113 +226,26 @@ class Replicator:
                 self._failed(exc)
             stop.wait(self.poll)
 
-    def run(self, stop: threading.Event) -> None:
-        threading.Thread(target=self.follow, args=(stop,), name="change feed reader", daemon=True).start()
-        with ThreadPoolExecutor(self.workers) as pool:
-            while not stop.is_set():
-                due = self._due()
-                if due:
-                    by_key: dict[str, list[dict[str, Any]]] = {}
-                    for change in due:
-                        by_key.setdefault(change["key"], []).append(change)
-                    done = {seq for seqs in pool.map(self._copy_in_order, by_key.values()) for seq in seqs}
-                    now = time.time()
-                    with self.lock:
-                        self.pending = deque(c for c in self.pending if c["seq"] not in done)
-                        self.max_latency_s = max([self.max_latency_s] + [now - c["t"] for c in due
-                                                                         if c["seq"] in done])
-                else:
-                    stop.wait(self.poll)
-
-    def _due(self) -> list[dict[str, Any]]:
-        with self.lock:
-            if self.paused:
-                return []
-            now, out = time.time(), []
-            for change in self.pending:
-                if change["t"] + self.delay > now or len(out) >= self.batch:
-                    break
-                out.append(change)
-            return out
-
-    def _copy_in_order(self, changes: list[dict[str, Any]]) -> list[int]:
-        done = []
-        for change in changes:
-            try:
-                self._copy(change)
-            except Exception as exc:
-                self._failed(exc)
-                break
-            done.append(change["seq"])
-        return done
-
-    def _copy(self, change: dict[str, Any]) -> None:
+    def deliver(self, change: dict[str, Any]) -> None:
         key = change["key"]
         if change["delete_marker"]:
             if not self.delete_markers:
-                return self._count("delete_markers_skipped")
+                return self.count("delete_markers_skipped")
             self.destination.delete_object(Bucket=BUCKET, Key=key)
-            return self._count("delete_markers_replicated")
+            return self.count("delete_markers_replicated")
         found = read_object(self.source, key, change["version_id"])
         if found is None:  # that version was deleted outright at the source: nothing to copy
             return
         body, meta = found
         self.destination.put_object(Bucket=BUCKET, Key=key, Body=body,
                                     Metadata={**meta, "replica-of": change["version_id"]})
-        self._count("replicated")
-
-    def _count(self, name: str) -> None:
-        with self.lock:
-            self.counts[name] += 1
-
-    def _failed(self, exc: Exception) -> None:
-        with self.lock:
-            self.counts["errors"] += 1
-            self.last_error = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-
-
-class ReplicatorHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: Any
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self._json(200, self.server.replicator.status())
-
-    def do_POST(self) -> None:
-        try:
-            doc = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-            status = self.server.replicator.configure(doc.get("delay"), doc.get("delete_markers"), doc.get("paused"),
-                                                      doc.get("disabled"))
-        except (ValueError, TypeError, AttributeError) as exc:
-            return self._json(400, {"error": str(exc)})
-        self._json(200, status)
-
-    def _json(self, code: int, doc: dict[str, Any]) -> None:
-        data = json.dumps(doc).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.count("replicated")
 
 
 def serve_replicator(args: argparse.Namespace) -> int:
-    from drillkit.targets.sandbox.net import LoopbackServer, serve_until_signalled
-
-    replicator = Replicator(s3_client(args.source_port), s3_client(args.destination_port),
+    return serve(Replicator(s3_client(args.source_port), s3_client(args.destination_port),
                             f"http://127.0.0.1:{args.source_port}{FEED}", args.delay, args.delete_markers,
-                            after=args.after)
-    server = LoopbackServer(("127.0.0.1", args.port), ReplicatorHandler)
-    server.replicator = replicator
-    stop = threading.Event()
-    threading.Thread(target=replicator.run, args=(stop,), name="replication loop", daemon=True).start()
-    try:
-        return serve_until_signalled(server, args.ready_file)
-    finally:
-        stop.set()
+                            after=args.after), args)
 
 
 def replicator_command(source_port: int, destination_port: int, delay: float, delete_markers: bool,

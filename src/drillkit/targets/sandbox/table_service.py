@@ -30,12 +30,10 @@ import logging
 import os
 import threading
 import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from drillkit.targets.sandbox.net import add_service_arguments, start_service
+from drillkit.targets.sandbox.net import add_service_arguments, local_client, start_service
+from drillkit.targets.sandbox.replication import ChangeReplicator, serve
 
 TABLE = "drillkit-items"
 NEWER = "attribute_not_exists(#k) OR #ts < :ts OR (#ts = :ts AND #o < :o)"
@@ -43,25 +41,12 @@ NEWER = "attribute_not_exists(#k) OR #ts < :ts OR (#ts = :ts AND #o < :o)"
 
 
 def table_client(port: int, timeout: float = 2.0, attempts: int = 1):
-    """A boto3 DynamoDB client for one region's table (moto accepts any credentials)."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "dynamodb", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
-        aws_access_key_id="drillkit", aws_secret_access_key="drillkit",
-        config=Config(connect_timeout=timeout, read_timeout=timeout, retries={"total_max_attempts": attempts},
-                      max_pool_connections=32))
+    """A boto3 DynamoDB client for one region's table; `attempts` in all."""
+    return local_client("dynamodb", port, timeout, attempts)
 
 
 def streams_client(port: int, timeout: float = 2.0):
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "dynamodbstreams", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
-        aws_access_key_id="drillkit", aws_secret_access_key="drillkit",
-        config=Config(connect_timeout=timeout, read_timeout=timeout, retries={"total_max_attempts": 1}))
+    return local_client("dynamodbstreams", port, timeout, 1)
 
 
 def put_if_newer(client, key: str, value: str, ts: float, origin: str) -> bool:
@@ -131,42 +116,22 @@ def _create_table(server, ready_file: str | None) -> None:
 # -- the replicator -------------------------------------------------------------------------
 
 
-class TableReplicator:
-    """Sends the source region's own changes to the destination, each `delay` after it was seen:
-    in parallel across keys, in stream order within a key; a change that cannot be written stays
-    queued, and the key's later changes wait behind it."""
-
-    workers = 8
-    batch = 64
+class TableReplicator(ChangeReplicator):
+    """Sends the source region's own changes to the destination, each `delay` after the stream
+    reader saw it (its `t`), through ChangeReplicator's queue: in parallel across keys, in stream
+    order within a key."""
 
     def __init__(self, source_port: int, destination_port: int, source: str, destination: str, delay: float,
                  log: str | None, poll: float = 0.02):
+        super().__init__(delay, poll)
         self.table, self.streams = table_client(source_port), streams_client(source_port)
-        self.destination = table_client(destination_port, timeout=1.0)   # shared by the workers: boto3
-        # clients are thread-safe
+        # one client shared by the delivery workers: boto3 clients are thread-safe
+        self.destination = table_client(destination_port, timeout=1.0)
         self.source_region, self.destination_region = source, destination
-        self.delay, self.poll, self.log = delay, poll, log
-        self.pending: deque[dict[str, Any]] = deque()
-        self.seq = 0
-        self.lock = threading.Lock()
+        self.log = log
         self.log_lock = threading.Lock()
-        self.counts = {"applied": 0, "discarded": 0, "errors": 0}
-        self.last_error: str | None = None
-        self.paused = False
-
-    def status(self) -> dict[str, Any]:
-        with self.lock:
-            oldest = self.pending[0]["seen"] if self.pending else None
-            return {"backlog": len(self.pending), "oldest_pending_s": None if oldest is None else time.time() - oldest,
-                    "delay": self.delay, "paused": self.paused, "last_error": self.last_error, **self.counts}
-
-    def configure(self, delay: float | None = None, paused: bool | None = None) -> dict[str, Any]:
-        with self.lock:
-            if delay is not None:
-                self.delay = float(delay)
-            if paused is not None:
-                self.paused = bool(paused)
-        return self.status()
+        self.seq = 0
+        self.counts.update({"applied": 0, "discarded": 0})
 
     def follow(self, stop: threading.Event) -> None:
         arn = self.table.describe_table(TableName=TABLE)["Table"]["LatestStreamArn"]
@@ -186,112 +151,29 @@ class TableReplicator:
                     if "NewImage" in r.get("dynamodb", {})]
             with self.lock:
                 for item in mine:
-                    if item["origin"] == self.source_region:
+                    if item["origin"] == self.source_region:   # replicas it received are not sent back
                         self.seq += 1
-                        self.pending.append(dict(item, seen=now, seq=self.seq))
+                        self.pending.append(dict(item, t=now, seq=self.seq))
             if not mine:
                 stop.wait(self.poll)
 
-    def run(self, stop: threading.Event) -> None:
-        threading.Thread(target=self.follow, args=(stop,), name="stream reader", daemon=True).start()
-        with ThreadPoolExecutor(self.workers) as pool:
-            while not stop.is_set():
-                due = self._due()
-                if not due:
-                    stop.wait(self.poll)
-                    continue
-                by_key: dict[str, list[dict[str, Any]]] = {}
-                for change in due:
-                    by_key.setdefault(change["key"], []).append(change)
-                done = {seq for seqs in pool.map(self._deliver_in_order, by_key.values()) for seq in seqs}
-                with self.lock:
-                    self.pending = deque(c for c in self.pending if c["seq"] not in done)
-                if len(done) < len(due):   # the destination is down or cut off: retry after a pause
-                    stop.wait(self.poll)
-
-    def _due(self) -> list[dict[str, Any]]:
-        """The changes whose delay has passed, oldest first, at most `batch` of them."""
-        with self.lock:
-            if self.paused:
-                return []
-            now, out = time.time(), []
-            for change in self.pending:
-                if change["seen"] + self.delay > now or len(out) >= self.batch:
-                    break
-                out.append(change)
-            return out
-
-    def _deliver_in_order(self, changes: list[dict[str, Any]]) -> list[int]:
-        """One key's changes, in stream order; the first that cannot be written stops the rest."""
-        done = []
-        for change in changes:
-            try:
-                written = put_if_newer(self.destination, change["key"], change["value"], change["ts"], change["origin"])
-                if not written:   # a retry of a put a cut link held and delivered later took effect
-                    held = get_item(self.destination, change["key"])
-                    written = held is not None and all(held[f] == change[f] for f in ("value", "ts", "origin"))
-            except Exception as exc:  # noqa: BLE001 - the destination is down or cut off: retry, in order
-                self._failed(exc)
-                break
-            outcome = "applied" if written else "discarded"
-            with self.lock:
-                self.counts[outcome] += 1
-            self._log({"t": time.time(), "key": change["key"], "value": change["value"], "ts": change["ts"],
-                       "from": self.source_region, "to": self.destination_region, "outcome": outcome})
-            done.append(change["seq"])
-        return done
-
-    def _log(self, record: dict[str, Any]) -> None:
+    def deliver(self, change: dict[str, Any]) -> None:
+        written = put_if_newer(self.destination, change["key"], change["value"], change["ts"], change["origin"])
+        if not written:   # a retry of a put a cut link held and delivered later took effect
+            held = get_item(self.destination, change["key"])
+            written = held is not None and all(held[f] == change[f] for f in ("value", "ts", "origin"))
+        outcome = "applied" if written else "discarded"
+        self.count(outcome)
         if self.log:
+            record = {"t": time.time(), "key": change["key"], "value": change["value"], "ts": change["ts"],
+                      "from": self.source_region, "to": self.destination_region, "outcome": outcome}
             with self.log_lock, open(self.log, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(record) + "\n")
 
-    def _failed(self, exc: Exception) -> None:
-        with self.lock:
-            self.counts["errors"] += 1
-            self.last_error = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-
-
-class ReplicatorHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: Any
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self._json(200, self.server.replicator.status())
-
-    def do_POST(self) -> None:
-        try:
-            doc = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-            status = self.server.replicator.configure(doc.get("delay"), doc.get("paused"))
-        except (ValueError, TypeError, AttributeError) as exc:
-            return self._json(400, {"error": str(exc)})
-        self._json(200, status)
-
-    def _json(self, code: int, doc: dict[str, Any]) -> None:
-        data = json.dumps(doc).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
 
 def serve_replicator(args: argparse.Namespace) -> int:
-    from drillkit.targets.sandbox.net import LoopbackServer, serve_until_signalled
-
-    replicator = TableReplicator(args.source_port, args.destination_port, args.source, args.destination,
-                                 args.delay, args.log)
-    server = LoopbackServer(("127.0.0.1", args.port), ReplicatorHandler)
-    server.replicator = replicator
-    stop = threading.Event()
-    threading.Thread(target=replicator.run, args=(stop,), name="replication loop", daemon=True).start()
-    try:
-        return serve_until_signalled(server, args.ready_file)
-    finally:
-        stop.set()
+    return serve(TableReplicator(args.source_port, args.destination_port, args.source, args.destination,
+                                 args.delay, args.log), args)
 
 
 def replicator_command(source_port: int, destination_port: int, source: str, destination: str, delay: float,
