@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from scenario_copy import copy_scenario
 from test_chaos_run import plain_chaos_run
 from test_drill import first, ops, run_drill
 
@@ -73,7 +74,7 @@ def test_a_clock_ahead_makes_writes_lose_to_ones_acknowledged_before_them(tmp_pa
         assert w["ok"] and s["ok"] and w["key"] == s["key"] == f["key"]
         assert s["t1"] < w["t0"]                          # the winner was acknowledged before w was sent
         assert (s["ts"], s["region"]) > (w["ts"], w["region"])   # yet LWW ordered it after w
-        assert s["region"] == "B" and s["ts"] - s["t1"] > 0.25   # by B's clock, running 500 ms ahead
+        assert s["region"] == "B" and s["ts"] >= s["t0"] + 0.5 - 1e-3   # stamped by B's clock, 500 ms ahead
         assert all(w["value"] != v for v in final["A"].values())
     assert summary["verdict"] == "fail" and first(events, "drill.end")
 
@@ -119,9 +120,26 @@ def test_writes_in_flight_from_a_lost_region_are_lost_with_its_data_and_resynced
     assert moved and {op["region"] for op in moved} == {"B"}
 
 
-def test_partition_conflicts_under_plain_chaos_run_leaves_nothing(tmp_path, no_leftovers):
-    _, result, events = plain_chaos_run(SCENARIOS / "partition-conflicts.yaml",
-                                        ROOT / "experiments" / "document-processor" / "partition-conflicts.json",
-                                        tmp_path, "--var", "cut_seconds:float=0.5")
-    assert (result["status"], result["deviated"]) == ("completed", False)
-    assert '"fault": "link-blackhole"' in events and '"link": "tablerepl-A-B"' in events
+@pytest.mark.parametrize("name, var", [("partition-conflicts", "cut_seconds:float=0.5"),
+                                       ("active-active-region-loss", "region_data=kept")])
+def test_the_active_active_experiments_under_plain_chaos_run_leave_nothing(tmp_path, no_leftovers, name, var):
+    _, result, events = plain_chaos_run(SCENARIOS / f"{name}.yaml", ROOT / "experiments" / "document-processor" /
+                                        f"{name}.json", tmp_path, "--var", var)
+    failed = [(r["activity"]["name"], r.get("exception")) for r in result["run"] if r["status"] != "succeeded"]
+    assert (result["status"], result["deviated"], failed) == ("completed", False, [])
+    assert '"kind": "fault.injected"' in events and '"kind": "fault.cleared"' in events
+
+
+@pytest.mark.parametrize("change, says", [
+    (lambda d: d["system"].update(strategy="warm-standby"), "table: only for strategy active-active"),
+    (lambda d: (d["system"].pop("table"), d["system"].update(strategy="warm-standby")), "latency pins clients"),
+    (lambda d: d["system"].update(routing={"policy": "dns"}), "active-active needs latency"),
+    (lambda d: d["system"].update(strategy="pilot-light", routing={"policy": "dns"}), "table: only for strategy"),
+    (lambda d: d["system"]["table"].update(clock_offset={"C": "1s"}), "clock_offset"),
+])
+def test_an_active_active_setting_out_of_place_is_one_line_and_exit_2(tmp_path, drillkit_cli, change, says):
+    path = copy_scenario(SCENARIOS / "clock-skew.yaml", tmp_path, "bad", change)
+    proc = drillkit_cli("validate", str(path))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    line = proc.stderr.strip().splitlines()
+    assert len(line) == 1 and "bad.yaml" in line[0] and says in line[0], line

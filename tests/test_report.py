@@ -275,3 +275,29 @@ def test_million_op_report_stays_under_3_mb(tmp_path):
     html = report.read_text(encoding="utf-8")
     assert "1,000,000 operations" in html and html.count('<svg class="chart"') == 2
     assert_self_contained(html)
+
+
+def test_the_active_active_section_counts_every_verdict_and_shows_a_pair_in_its_key_timeline(tmp_path):
+    folder = make_drill(tmp_path / "drill", n_ops=2000)
+    summary = json.loads((folder / "summary.json").read_text())
+    t = summary["measures"]["t_fault"]
+
+    def write(value, region, t0, t1, ts):
+        return {"key": "hot-1", "value": value, "t0": t + t0, "t1": t + t1, "ok": True, "region": region,
+                "ts": t + ts, "client": value.split("-")[0]}
+    early = write("far-1", "A", -5.0, -4.9, -4.9)         # outside the pair's 50 ms window
+    winner, loser = write("b-1", "B", 1.0, 1.1, 1.6), write("a-2", "A", 1.2, 1.3, 1.3)
+    summary["measures"].update({
+        "items_acked": 3, "items_lost": 0, "lww_discarded": 0, "lww_anomalies": 1, "items_resynced": 0,
+        "items_superseded": 1, "items_divergent": 0, "rpo_items_s": 0.0, "regions_audited": ["A", "B"],
+        "lww_findings": {"lww_anomaly": [{"key": "hot-1", "write": loser, "winner": winner,
+                                          "final": {"A": "b-1", "B": "b-1"}, "timeline": [early, winner, loser]}]}})
+    (folder / "summary.json").write_text(json.dumps(summary))
+    html = Path(render_report(folder)).read_text()
+    rows = table(html, "active-active")
+    assert rows["LWW anomalies"][0] == "1" and rows["superseded"][0] == "1" and rows["lost"][0] == "0"
+    assert rows["b"] == ["b-1", "B", "+1.000 s", "+1.100 s", "+1.600 s", "overwrote it"]   # by client
+    assert rows["a"][0] == "a-2" and rows["a"][-1] == "lost to the next" and "far" not in rows
+    text = section_text(html, "active-active")
+    assert "Regions audited (standing at the end, after replication settled): A, B" in text
+    assert "LWW anomaly: key hot-1" in text and "its final value: b-1" in text

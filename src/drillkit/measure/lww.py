@@ -47,6 +47,8 @@ LOST, DISCARDED, ANOMALY, RESYNCED, SUPERSEDED, KEPT = (
     "lost", "lww_discarded", "lww_anomaly", "resynced", "superseded", "kept")
 FIRST = 10
 """Findings kept per category in the measures (every one is in the audit file)."""
+TIMELINE_S = 0.5
+"""A finding's timeline: the key's writes from this long before the pair to this long after it."""
 REGION_FAULTS = ("region-loss", "region-freeze")
 """Faults that take a region's table out of reach: an outage from the fault to its clearing."""
 ITEM_MEASURES = ("items_acked", "items_lost", "lww_discarded", "lww_anomalies", "items_resynced",
@@ -115,6 +117,7 @@ def check(writes: Iterable[ItemWrite], final: Mapping[str, Mapping[str, str]],
         by_ts = (sorted((u for u in ws if u.ts is not None), key=lambda u: (u.ts, u.region or ""))
                  if all(u.ts is not None for u in ws if u.ok or u in winners) and len(winners) == len(present)
                  else None)
+        place = {id(u): i for i, u in enumerate(by_ts or [])}
         for w in ws:
             if not w.ok:
                 continue
@@ -126,7 +129,7 @@ def check(writes: Iterable[ItemWrite], final: Mapping[str, Mapping[str, str]],
                     counts[KEPT] += 1
                 continue
             if by_ts is not None:
-                i = by_ts.index(w)
+                i = place[id(w)]
                 after = by_ts[i + 1] if i + 1 < len(by_ts) else None
             else:
                 later = [u for u in ws if u.ok and u.t0 > w.t1]
@@ -138,8 +141,10 @@ def check(writes: Iterable[ItemWrite], final: Mapping[str, Mapping[str, str]],
             elif verdict == LOST:
                 findings[LOST].append({"key": key, "write": w.as_dict()})
             else:
+                lo, hi = min(w.t0, after.t0) - TIMELINE_S, max(w.t1, after.t1) + TIMELINE_S
                 findings[verdict].append({"key": key, "write": w.as_dict(), "winner": after.as_dict(),
-                                          "final": values, "timeline": [u.as_dict() for u in ws]})
+                                          "final": values,
+                                          "timeline": [u.as_dict() for u in ws if u.t1 >= lo and u.t0 <= hi]})
 
     lost_t1 = [f["write"]["t1"] for f in findings[LOST]]
     early = [t for t in lost_t1 if t_fault is not None and t <= t_fault]
@@ -201,7 +206,8 @@ def measure_items(folder: Path, events: list[dict[str, Any]], t_fault: float | N
     """The active-active measures of a drill folder and, for audit.json, every finding."""
     final = read.read_final_table(folder)
     if final is None:
-        return {**{k: None for k in ITEM_MEASURES}, "lww_findings": {}}, {}
+        return {**{k: None for k in ITEM_MEASURES}, "regions_audited": None, "lww_findings": {},
+                "divergent_keys_first": []}, {}
     writes = [ItemWrite(str(r["key"]), str(r["value"]), float(r["t0"]), float(r["t1"]), bool(r["ok"]),
                         r.get("region"), r.get("ts"), r.get("client")) for r in read.read_item_writes(folder)]
     applied = [Applied(str(r["key"]), str(r["value"]), str(r["to"]), float(r["t"]), str(r["outcome"]))
