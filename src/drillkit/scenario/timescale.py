@@ -18,7 +18,8 @@ TARGET_DURATIONS = ("rto", "rto_write", "rto_read", "rpo", "max_replication_lag"
                     "max_backup_age", "max_restore_time")
 TARGET_BUDGETS = ("phases", "rpo_by_store", "rto_by_op")
 SYSTEM_DURATIONS = (("routing", "interval"), ("routing", "ttl"), ("routing", "upstream_timeout"),
-                    ("objects", "replication_delay"), ("backups", "copy_delay"), ("backups", "archive_timeout"))
+                    ("objects", "replication_delay"), ("backups", "copy_delay"), ("backups", "archive_timeout"),
+                    ("table", "replication_delay"))
 
 
 def scaled_fields(data: dict[str, Any], scale: float) -> dict[str, Any]:
@@ -41,5 +42,7 @@ def scaled_fields(data: dict[str, Any], scale: float) -> dict[str, Any]:
         for part, key in SYSTEM_DURATIONS:
             if isinstance(system.get(part), dict) and system[part].get(key) is not None:
                 system[part][key] = system[part][key] / scale
+        if isinstance(system.get("table"), dict) and system["table"].get("clock_offset"):
+            system["table"]["clock_offset"] = {r: v / scale for r, v in system["table"]["clock_offset"].items()}
         out["system"] = system
     return out
