@@ -9,7 +9,8 @@ from chaoslib.exceptions import ActivityFailed
 
 from drillkit.chaos import Context, action
 from drillkit.errors import FaultError
-from drillkit.evidence import DB_BACKUP, LAG_ALARM_DETECTED, RESTORE_TESTED
+from drillkit.evidence import (DB_BACKUP, DB_PROMOTED, DB_RESTORED, FAULT_CLEARED, FAULT_INJECTED,
+                               LAG_ALARM_DETECTED, RESTORE_TESTED)
 from drillkit.targets.capabilities import (
     AppScaling,
     BackupRestore,
@@ -28,7 +29,7 @@ from drillkit.targets.capabilities import (
 def injected(ctx: Context, t: float, fault: str, precondition: bool = False, **fields: Any) -> None:
     """Record a fault at the moment it took effect. A `precondition` sets the stage (a lagging
     replica before a region loss) without starting the disaster's clock, t_fault."""
-    ctx.record("fault.injected", t=t, fault=fault, **fields, **({"precondition": True} if precondition else {}))
+    ctx.record(FAULT_INJECTED, t=t, fault=fault, **fields, **({"precondition": True} if precondition else {}))
 
 
 def _killed(ctx: Context, fault: str, result) -> list[str]:
@@ -64,7 +65,7 @@ def _freeze(ctx: Context, region: str, duration: float | None) -> dict:
 def _thaw(ctx: Context, region: str) -> dict:
     result = ctx.target.thaw_region(region)
     if result.was_frozen:
-        ctx.record("fault.cleared", t=result.t, fault="region-freeze", region=region)
+        ctx.record(FAULT_CLEARED, t=result.t, fault="region-freeze", region=region)
     return {"region": region, "thawed": bool(result.was_frozen)}
 
 
@@ -123,7 +124,7 @@ def resume_replay(ctx: Context, region: str) -> dict:
     """Rollback of pause_replay; a no-op on a standby that was promoted meanwhile."""
     result = ctx.target.resume_replay(region)
     if result.changed:
-        ctx.record("fault.cleared", t=result.t, fault="replay-paused", region=region)
+        ctx.record(FAULT_CLEARED, t=result.t, fault="replay-paused", region=region)
     return {"region": region, "resumed": result.changed}
 
 
@@ -144,7 +145,7 @@ def await_lag_alarm(ctx: Context, threshold_seconds: float, timeout: float = 30)
         if lag > threshold:
             t = max(s.t for s in samples)
             ctx.record(LAG_ALARM_DETECTED, t=t, alarm="replication-lag", threshold_s=threshold, lag_s=round(lag, 6))
-            faults = [e for e in ctx.read_events() if e["kind"] == "fault.injected" and e["t"] <= t]
+            faults = [e for e in ctx.read_events() if e["kind"] == FAULT_INJECTED and e["t"] <= t]
             since = round(t - faults[-1]["t"], 6) if faults else None
             return {"alarm": "replication-lag", "t": t, "lag_s": lag, "detected_after_s": since}
         time.sleep(0.05)
@@ -155,7 +156,7 @@ def await_lag_alarm(ctx: Context, threshold_seconds: float, timeout: float = 30)
 def promote_standby(ctx: Context, region: str) -> dict:
     """Runbook: promote the region's standby database to primary."""
     took = ctx.target.promote_standby(region).took_s
-    ctx.record("db.promoted", region=region, took_s=round(took, 6))
+    ctx.record(DB_PROMOTED, region=region, took_s=round(took, 6))
     return {"region": region, "took_s": took}
 
 
@@ -206,7 +207,7 @@ def inject_link_fault(ctx: Context, link: str, kind: str, duration: float | None
         return {"link": link, "kind": kind}
     time.sleep(max(0.0, t + float(duration) - time.time()))
     healed = ctx.target.clear_link_fault(link, kind).at
-    ctx.record("fault.cleared", t=healed, fault=f"link-{kind}", link=link, lasted_s=round(healed - t, 6))
+    ctx.record(FAULT_CLEARED, t=healed, fault=f"link-{kind}", link=link, lasted_s=round(healed - t, 6))
     return {"link": link, "kind": kind, "duration": float(duration)}
 
 
@@ -216,7 +217,7 @@ def clear_link_faults(ctx: Context, link: str | None = None) -> list[str]:
     names = [link] if link else ctx.target.link_names()
     for name in names:
         ctx.target.clear_link_fault(name)
-    ctx.record("fault.cleared", fault="links", links=names)
+    ctx.record(FAULT_CLEARED, fault="links", links=names)
     return names
 
 
@@ -259,14 +260,14 @@ def detect_corruption(ctx: Context, timeout: float = 30) -> dict:
 
 def _last_fault_time(ctx: Context, fault: str) -> float:
     for event in reversed(ctx.read_events()):
-        if event["kind"] == "fault.injected" and event.get("fault") == fault:
+        if event["kind"] == FAULT_INJECTED and event.get("fault") == fault:
             return float(event["t"])
     raise ActivityFailed(f"no {fault} fault recorded: nothing to restore before")
 
 
 def _restore(ctx: Context, restore_point: float, region: str | None) -> dict:
     result = ctx.target.restore_to_point_in_time(float(restore_point), region)
-    ctx.record("db.restored", region=result.region, restore_point=result.restore_point,
+    ctx.record(DB_RESTORED, region=result.region, restore_point=result.restore_point,
                recovery_target_time=result.recovery_target_time, took_s=round(result.took_s, 6),
                newest_record_at=result.newest_record_at, cutover_at=result.cutover_at)
     return result.as_dict()
@@ -330,7 +331,7 @@ def restore_region_from_backup(ctx: Context, region: str, timeout: float = 120) 
     """Runbook (backup-and-restore): restore `region`'s database from the base backup and WAL the
     copy job delivered to it, replayed to the end and promoted; it then needs its app tier."""
     result = ctx.target.restore_region(region, timeout=float(timeout))
-    ctx.record("db.restored", t=result.t, region=result.region, source="backup copy", base_backup=result.base_backup,
+    ctx.record(DB_RESTORED, t=result.t, region=result.region, source="backup copy", base_backup=result.base_backup,
                wal_segments=result.wal_segments, last_segment=result.last_segment,
                newest_record_at=result.newest_record_at, took_s=round(result.took_s, 6))
     return result.as_dict()

@@ -13,6 +13,7 @@ from typing import Any
 from drillkit.chaos import Context, action
 from drillkit.targets.aws import operations as ops
 from drillkit.targets.capabilities import AwsApi
+from drillkit.evidence import DB_PROMOTED, ROUTING_SHIFT, ROUTING_SWITCH
 
 
 def _account(ctx: Context):
@@ -39,14 +40,14 @@ def restore_health_checks(ctx: Context) -> list[str]:
 def fail_over_records(ctx: Context, to: str = "secondary") -> dict:
     """Force a Route 53 failover: UPSERT the failover pair so `to`'s record is PRIMARY."""
     done = ops.fail_over_records(_account(ctx), to)
-    ctx.record("routing.switch", to=to, policy="route53", reason="runbook: failover records swapped")
+    ctx.record(ROUTING_SWITCH, to=to, policy="route53", reason="runbook: failover records swapped")
     return done
 
 
 @action(AwsApi)
 def set_record_weights(ctx: Context, weights: dict[str, int]) -> dict:
     done = ops.set_record_weights(_account(ctx), weights)
-    ctx.record("routing.shift", weights=weights, policy="route53")
+    ctx.record(ROUTING_SHIFT, weights=weights, policy="route53")
     return done
 
 
@@ -62,7 +63,7 @@ def promote_database(ctx: Context, timeout: float = 900, allow_data_loss: bool =
     """Promote the cross-region read replica (or fail the Aurora cluster / global cluster over to
     the scenario's target) and wait until it is the writer."""
     done = ops.promote_database(_account(ctx), timeout, allow_data_loss)
-    ctx.record("db.promoted", region=_account(ctx).spec.regions.secondary, **done)
+    ctx.record(DB_PROMOTED, region=_account(ctx).spec.regions.secondary, **done)
     return done
 
 

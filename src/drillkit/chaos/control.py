@@ -24,7 +24,8 @@ from datetime import datetime
 from typing import Any
 
 from drillkit.chaos import events_file_from
-from drillkit.evidence import ACTIVITY_END, append_event
+from drillkit.evidence import (ACTIVITY_END, ACTIVITY_START, EXPERIMENT_END, FAULT_CLEARED, FAULT_INJECTED,
+                               ROLLBACKS_END, ROLLBACKS_START, append_event)
 
 MARK_KEY = "drillkit"
 
@@ -48,7 +49,7 @@ def mark_of(activity: dict[str, Any]) -> dict[str, Any]:
 
 
 def before_activity_control(context: dict, configuration: dict | None = None, **kwargs: Any) -> None:
-    _event(configuration, "activity.start", **_describe(context))
+    _event(configuration, ACTIVITY_START, **_describe(context))
 
 
 def after_activity_control(context: dict, state: dict, configuration: dict | None = None, **kwargs: Any) -> None:
@@ -63,10 +64,10 @@ def after_activity_control(context: dict, state: dict, configuration: dict | Non
         # chaoslib's own times of the provider call, without the activity's pauses
         t = _epoch(state.get("start") if mark.get("at") == "start" else state.get("end"))
         if "fault" in mark:
-            _event(configuration, "fault.injected", t=t, fault=mark["fault"], activity=context.get("name"),
+            _event(configuration, FAULT_INJECTED, t=t, fault=mark["fault"], activity=context.get("name"),
                    marked=True, **({"precondition": True} if mark.get("precondition") else {}))
         if "clears" in mark:
-            _event(configuration, "fault.cleared", t=t, fault=mark["clears"], activity=context.get("name"),
+            _event(configuration, FAULT_CLEARED, t=t, fault=mark["clears"], activity=context.get("name"),
                    marked=True)
 
 
@@ -83,14 +84,14 @@ def after_method_control(context: dict, state: Any = None, configuration: dict |
 
 
 def before_rollback_control(context: dict, configuration: dict | None = None, **kwargs: Any) -> None:
-    _event(configuration, "rollbacks.start")
+    _event(configuration, ROLLBACKS_START)
 
 
 def after_rollback_control(context: dict, state: Any = None, configuration: dict | None = None,
                            **kwargs: Any) -> None:
-    _event(configuration, "rollbacks.end")
+    _event(configuration, ROLLBACKS_END)
 
 
 def after_experiment_control(context: dict, state: dict, configuration: dict | None = None, **kwargs: Any) -> None:
-    _event(configuration, "experiment.end", status=state.get("status"), deviated=state.get("deviated"),
+    _event(configuration, EXPERIMENT_END, status=state.get("status"), deviated=state.get("deviated"),
            t_end=time.time())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from drillkit.chaos import Context, action
 from drillkit.targets.capabilities import Failback
+from drillkit.evidence import DB_SWITCHOVER
 
 
 @action(Failback)
@@ -34,7 +35,7 @@ def shift_reads(ctx: Context, region: str, percent: float) -> dict:
 def switchover(ctx: Context, to: str, timeout: float = 60) -> dict:
     """Runbook: planned, lossless move of the primary to `to`; the old primary follows it as a standby."""
     r = ctx.target.switchover(to, float(timeout))
-    ctx.record("db.switchover", **{"from": r.old}, to=to, checkpoint=r.checkpoint, started=r.t,
+    ctx.record(DB_SWITCHOVER, **{"from": r.old}, to=to, checkpoint=r.checkpoint, started=r.t,
                stopping_at=r.stopping_at, promoted_at=r.promoted_at, routed_at=r.routed_at,
                no_primary_s=round(r.no_primary_s, 6), promote_s=round(r.promote_s, 6), took_s=round(r.took_s, 6))
     return r.as_dict()

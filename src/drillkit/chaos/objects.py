@@ -9,6 +9,7 @@ from chaoslib.exceptions import ActivityFailed
 from drillkit.chaos import Context, action
 from drillkit.chaos.actions import injected
 from drillkit.targets.capabilities import Objects, Regions
+from drillkit.evidence import FAULT_CLEARED
 
 
 def _region(ctx: Context, region: str | None) -> str:
@@ -58,7 +59,7 @@ def restore_object_versions(ctx: Context, region: str | None = None) -> dict:
                undeleted=len(result.undeleted), unrecoverable=list(result.unrecoverable),
                took_s=round(result.took_s, 6))
     if restored:
-        ctx.record("fault.cleared", t=result.t, fault="ransomware", region=target, restored=restored)
+        ctx.record(FAULT_CLEARED, t=result.t, fault="ransomware", region=target, restored=restored)
     if result.unrecoverable:
         raise ActivityFailed(f"{len(result.unrecoverable)} object(s) have no good version to restore: "
                              f"{', '.join(result.unrecoverable[:5])}")

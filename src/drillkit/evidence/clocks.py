@@ -4,9 +4,10 @@ A worker on another host stamps its operations with its own clock, which may dis
 harness's by milliseconds or more: the resolution drillkit claims. So each worker's offset is
 measured NTP-style (the harness asks for the worker's time at `h0`, the answer `w` arrives at
 `h1`: offset = w - (h0 + h1) / 2, uncertain by (h1 - h0) / 2; the best of several round trips)
-at the start and at the end of the load. The records in requests/<worker>.jsonl stay as the
-worker stamped them; the one reader (drillkit.evidence.history) corrects them on the way in,
-with the offset interpolated linearly between the two measurements (a clock that drifts).
+when the worker joins, every few seconds while the load runs and when it stops. The records in
+requests/<worker>.jsonl stay as the worker stamped them; the one reader
+(drillkit.evidence.history) corrects them on the way in, with the offset interpolated linearly
+between the measurements around each time (a clock that drifts).
 
 One writer (`append_clock_sample`, the load master's side) and one reader (`corrections`).
 """
@@ -29,10 +30,10 @@ CLOCKS = "clocks.jsonl"
 class ClockSample:
     """One measurement of a worker's clock: `offset_s` = worker clock - harness clock, within
     ± `uncertainty_s` (half the best round trip); `t` the harness time, `worker_t` the worker's
-    at that moment; `phase` start or end of the load."""
+    at that moment; `phase`: start (the worker joined), during, or end (the load stopped)."""
 
     worker: str
-    phase: Literal["start", "end"]
+    phase: Literal["start", "during", "end"]
     t: float
     worker_t: float
     offset_s: float
@@ -78,33 +79,39 @@ def read_clock_samples(folder: str | os.PathLike[str]) -> list[ClockSample]:
 
 @dataclass(frozen=True)
 class ClockCorrection:
-    """How to bring one worker's timestamps onto the harness clock."""
+    """How to bring one worker's timestamps onto the harness clock: its offset interpolated
+    linearly between the measurements around each time (held flat before the first and after
+    the last), so a clock that drifts during an hour-long drill is followed."""
 
     worker: str
-    start: ClockSample | None
-    end: ClockSample | None
+    samples: tuple[ClockSample, ...]
+
+    @property
+    def start(self) -> ClockSample:
+        return self.samples[0]
+
+    @property
+    def end(self) -> ClockSample:
+        return self.samples[-1]
 
     @property
     def uncertainty_s(self) -> float:
-        """How far a corrected time may be off: the larger of the two measurements' uncertainties."""
-        return max(s.uncertainty_s for s in (self.start, self.end) if s is not None)
+        """How far a corrected time may be off: the largest of the measurements' uncertainties."""
+        return max(s.uncertainty_s for s in self.samples)
 
     @property
     def offset_s(self) -> float:
-        """The offset at the start (or the only one measured)."""
-        return (self.start or self.end).offset_s  # type: ignore[union-attr]
+        """The offset first measured."""
+        return self.start.offset_s
 
     @property
     def drift_s(self) -> float | None:
-        """How much the offset moved between the two measurements."""
-        return None if self.start is None or self.end is None else self.end.offset_s - self.start.offset_s
+        """How much the offset moved between the first and the last measurement."""
+        return None if len(self.samples) < 2 else self.end.offset_s - self.start.offset_s
 
     def offset_at(self, worker_t: np.ndarray) -> np.ndarray:
-        s, e = self.start, self.end
-        if s is None or e is None or e.worker_t <= s.worker_t:
-            return np.full(np.shape(worker_t), self.offset_s)
-        frac = np.clip((np.asarray(worker_t, float) - s.worker_t) / (e.worker_t - s.worker_t), 0.0, 1.0)
-        return s.offset_s + frac * (e.offset_s - s.offset_s)
+        return np.interp(np.asarray(worker_t, float), [s.worker_t for s in self.samples],
+                         [s.offset_s for s in self.samples])
 
     def apply(self, worker_t: np.ndarray) -> np.ndarray:
         """Worker times on the harness clock."""
@@ -115,7 +122,7 @@ class ClockCorrection:
 def corrections(folder: str | os.PathLike[str]) -> dict[str, ClockCorrection]:
     """Each measured worker's correction, by the stem of its requests/<worker>.jsonl. A file with
     no measurement (a local load process, the canary) is on the harness clock already."""
-    by_worker: dict[str, dict[str, ClockSample]] = {}
+    by_worker: dict[str, list[ClockSample]] = {}
     for sample in read_clock_samples(folder):
-        by_worker.setdefault(sample.worker, {})[sample.phase] = sample
-    return {w: ClockCorrection(w, m.get("start"), m.get("end")) for w, m in by_worker.items()}
+        by_worker.setdefault(sample.worker, []).append(sample)
+    return {w: ClockCorrection(w, tuple(sorted(m, key=lambda s: s.worker_t))) for w, m in by_worker.items()}

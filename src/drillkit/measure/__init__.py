@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from drillkit.errors import EvidenceError
-from drillkit.evidence import EVENTS, FINAL_STATE, REQUESTS_DIR, SCENARIO, read_events
+from drillkit.evidence import (DRILL_ABORTED, DRILL_END, DRILL_START, EVENTS, FAULT_INJECTED, FINAL_STATE,
+                               REQUESTS_DIR, SCENARIO, read_events)
 
 from . import read
 from .alarms import alarms
@@ -70,9 +71,9 @@ def measure(folder: Path | str) -> Measures:
         events = read_events(folder)
     except (ValueError, KeyError, TypeError) as exc:
         raise EvidenceError(f"{folder / EVENTS}: malformed event log ({exc})") from exc
-    aborted = [str(e.get("reason", "no reason recorded")) for e in events if e.get("kind") == "drill.aborted"]
+    aborted = [str(e.get("reason", "no reason recorded")) for e in events if e.get("kind") == DRILL_ABORTED]
     t_fault = next((float(e["t"]) for e in events
-                    if e.get("kind") == "fault.injected" and not e.get("precondition")), None)
+                    if e.get("kind") == FAULT_INJECTED and not e.get("precondition")), None)
     if t_fault is None:
         notes.append("no fault.injected event: RTO and RPO are 0")
 
@@ -109,8 +110,8 @@ def measure(folder: Path | str) -> Measures:
                                           "writes_lost": items["items_lost"]}
             m["rpo_s"] = max(m["rpo_s"] or 0.0, items["rpo_items_s"])
     m["t_fault"] = seconds(t_fault)
-    t_start = next((e["t"] for e in events if e.get("kind") == "drill.start"), None)
-    t_end = next((e["t"] for e in reversed(events) if e.get("kind") == "drill.end"), None)
+    t_start = next((e["t"] for e in events if e.get("kind") == DRILL_START), None)
+    t_end = next((e["t"] for e in reversed(events) if e.get("kind") == DRILL_END), None)
     m["t_start"] = seconds(t_start if t_start is not None else (ops["t0"].min() if ops["t0"].size else None))
     m["t_end"] = seconds(t_end if t_end is not None else (ops["t1"].max() if ops["t1"].size else None))
     return Measures(folder, scenario, m, lists, aborted, notes)

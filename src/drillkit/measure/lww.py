@@ -35,6 +35,7 @@ the earliest lost write acknowledged at or before it.
 """
 
 from __future__ import annotations
+from drillkit.evidence import FAULT_CLEARED, FAULT_INJECTED
 
 from collections import defaultdict
 from dataclasses import dataclass
@@ -193,9 +194,9 @@ def outages(events: list[dict[str, Any]]) -> dict[str, tuple[float, float | None
     """Each region's first outage: from its region fault to that fault's clearing (None: never)."""
     out: dict[str, tuple[float, float | None]] = {}
     for e in events:
-        if e.get("kind") == "fault.injected" and e.get("fault") in REGION_FAULTS and e.get("region") not in out:
+        if e.get("kind") == FAULT_INJECTED and e.get("fault") in REGION_FAULTS and e.get("region") not in out:
             out[str(e["region"])] = (float(e["t"]), None)
-        elif (e.get("kind") == "fault.cleared" and e.get("fault") in REGION_FAULTS
+        elif (e.get("kind") == FAULT_CLEARED and e.get("fault") in REGION_FAULTS
               and e.get("region") in out and out[str(e["region"])][1] is None):
             out[str(e["region"])] = (out[str(e["region"])][0], float(e["t"]))
     return out

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from drillkit.evidence import ACTIVITY_END, HEALTH_CHANGE, TIME_METRICS
+from drillkit.evidence import (ACTIVITY_END, ACTIVITY_START, DB_PROMOTED, DRILL_ABORTED, DRILL_START, FAULT_INJECTED,
+                               HEALTH_CHANGE, ROUTING_PUBLISHED, ROUTING_SWITCH, TIME_METRICS)
 from drillkit.judge import checks
 from drillkit.report import fmt
 from drillkit.report.load import Evidence
@@ -43,12 +44,12 @@ def reference(e: Evidence) -> tuple[float | None, str]:
     m = e.measures
     t = fmt.num(m.get("t_fault"))
     if t is None:
-        t = next((ev["t"] for ev in e.events if ev["kind"] == "fault.injected"), None)
+        t = next((ev["t"] for ev in e.events if ev["kind"] == FAULT_INJECTED), None)
     if t is not None:
         return t, f"the fault ({fmt.clock(t)} UTC)"
     t = fmt.num(m.get("t_start"))
     if t is None:
-        t = next((ev["t"] for ev in e.events if ev["kind"] == "drill.start"), None)
+        t = next((ev["t"] for ev in e.events if ev["kind"] == DRILL_START), None)
     if t is None and e.history is not None:
         t = float(e.history.t0.min())
     if t is None:
@@ -80,7 +81,7 @@ def _activity_phases(e: Evidence) -> list[Phase]:
     started: dict[str, list[dict]] = {}
     for ev in e.events:
         name = str(ev.get("name", "?"))
-        if ev["kind"] == "activity.start":
+        if ev["kind"] == ACTIVITY_START:
             started.setdefault(name, []).append(ev)
         elif ev["kind"] == ACTIVITY_END:
             begin = started.get(name, [])
@@ -105,19 +106,19 @@ def _derived_phases(e: Evidence, t_fault: float) -> list[Phase]:
     rows = []
     after = [ev for ev in e.events if ev["t"] >= t_fault]
     for ev in after:
-        if ev["kind"] == "routing.published" or (
+        if ev["kind"] == ROUTING_PUBLISHED or (
                 ev["kind"] == HEALTH_CHANGE and ev.get("healthy") is False):
-            what = ("routing published" if ev["kind"] == "routing.published"
+            what = ("routing published" if ev["kind"] == ROUTING_PUBLISHED
                     else f"region {ev.get('region', '?')} seen unhealthy")
             rows.append(Phase(f"detection ({what})", "derived", t_fault, ev["t"]))
             break
     for ev in after:
-        if ev["kind"] == "routing.switch":
+        if ev["kind"] == ROUTING_SWITCH:
             rows.append(Phase(f"traffic switched {ev.get('from', '?')} → {ev.get('to', '?')}",
                               "derived", t_fault, ev["t"]))
             break
     for ev in after:
-        if ev["kind"] == "db.promoted":
+        if ev["kind"] == DB_PROMOTED:
             rows.append(Phase(f"database promoted ({ev.get('region', '?')})", "derived", t_fault,
                               ev["t"]))
             break
@@ -188,8 +189,8 @@ def topology(e: Evidence) -> dict[str, Any]:
     routing = system.get("routing") if isinstance(system.get("routing"), dict) else {}
     repl = system.get("replication") if isinstance(system.get("replication"), dict) else {}
     load = sc.get("load") if isinstance(sc.get("load"), dict) else {}
-    switch = next((ev for ev in e.events if ev["kind"] == "routing.switch"), None)
-    promoted = next((ev for ev in e.events if ev["kind"] == "db.promoted"), None)
+    switch = next((ev for ev in e.events if ev["kind"] == ROUTING_SWITCH), None)
+    promoted = next((ev for ev in e.events if ev["kind"] == DB_PROMOTED), None)
     regions = sorted({str(r) for r in e.lag["region"].unique()} if e.lag is not None else set())
     primary = str(switch.get("from")) if switch else "primary"
     standby = (str(switch.get("to")) if switch else
@@ -207,7 +208,7 @@ def topology(e: Evidence) -> dict[str, Any]:
         else e.summary.get("targets") or {},
         "primary": primary, "standby": standby,
         "switched": switch is not None, "promoted": promoted is not None,
-        "faults": [str(ev.get("fault", "?")) for ev in e.events if ev["kind"] == "fault.injected"],
+        "faults": [str(ev.get("fault", "?")) for ev in e.events if ev["kind"] == FAULT_INJECTED],
         "endpoint": system.get("endpoint", "—"),
         "aws": system.get("aws") if isinstance(system.get("aws"), dict) else {},
         "aws_provenance": next((str(ev["aws"]) for ev in e.events if ev["kind"] == "target.attached" and "aws" in ev),
@@ -286,7 +287,7 @@ def lost_writes(m: dict) -> dict[str, Any]:
 
 
 def abort_reason(e: Evidence) -> str | None:
-    ev = next((x for x in e.events if x["kind"] == "drill.aborted"), None)
+    ev = next((x for x in e.events if x["kind"] == DRILL_ABORTED), None)
     if ev is not None:
         return str(ev.get("reason") or "no reason recorded")
     reasons = e.summary.get("reasons") or []

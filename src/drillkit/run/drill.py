@@ -46,6 +46,9 @@ from drillkit.scenario import LoadedScenario, apply_vars, check_fit, load_experi
 from drillkit.targets.capabilities import (AwsApi, ClientConfigSpec, ClientRouting, FinalStateAudit, GlobalTable,
                                           ReplicationObservation, has, require)
 from drillkit.targets.processes import shielded
+from drillkit.evidence import (AUDIT_DONE, AUDIT_FAILED, DRILL_ABORTED, DRILL_END, DRILL_START, ROLLBACKS_END,
+                               ROLLBACKS_ERROR, ROLLBACKS_SKIPPED, ROLLBACKS_START, SANDBOX_REAPED, STAGE_END,
+                               STAGE_START)
 
 Progress = Callable[[str], None]
 
@@ -196,14 +199,14 @@ class Environment:
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         self.progress(f"▶ {name}")
-        self.event("stage.start", stage=name)
+        self.event(STAGE_START, stage=name)
         t0 = time.monotonic()
         try:
             yield
         finally:
             took = time.monotonic() - t0
             self.stages[name] = took
-            self.event("stage.end", stage=name, took_s=round(took, 6))
+            self.event(STAGE_END, stage=name, took_s=round(took, 6))
             seen = self.monitor.seen() if self.monitor else (0, 0)
             ops = f" · {sum(seen)} ops so far, {seen[1]} failed" if seen != self._last_seen else ""
             self._last_seen = seen
@@ -269,10 +272,10 @@ class Drill:
             "git_commit": _git_commit(self.loaded.path.parent), "command": "drillkit run",
             "scenario_file": str(self.loaded.path), "target": self.scenario.system.kind,
         }
-        env.event("drill.start", scenario=self.scenario.name)
+        env.event(DRILL_START, scenario=self.scenario.name)
         reaped = targets.reap_stale()
         if reaped:
-            env.event("sandbox.reaped", folders=reaped)
+            env.event(SANDBOX_REAPED, folders=reaped)
             env.progress(f"reaped {len(reaped)} sandbox(es) left by a killed drill")
         watchdog = env.monitor = SafeguardMonitor(self.out, self._limits())
         signals = _Signals()
@@ -292,13 +295,13 @@ class Drill:
         finally:
             with shielded():
                 if self.abort_reason is not None:
-                    env.event("drill.aborted", reason=self.abort_reason)
+                    env.event(DRILL_ABORTED, reason=self.abort_reason)
                     env.progress(f"✗ aborted: {self.abort_reason}")
                 with env.stage("teardown"):
                     if self.abort_reason is not None and env.target is None:
-                        env.event("rollbacks.skipped", reason="the system never came up: nothing to roll back")
+                        env.event(ROLLBACKS_SKIPPED, reason="the system never came up: nothing to roll back")
                     env.teardown.close()
-                env.event("drill.end")
+                env.event(DRILL_END)
                 provenance["ended_utc"] = datetime.now(timezone.utc).isoformat()
                 (self.out / ev.PROVENANCE).write_text(json.dumps(provenance, indent=2))
         with shielded():
@@ -341,7 +344,7 @@ class Drill:
                 part.stop()
         with env.stage("audit"):
             (records, outside), source = self._audit(target)
-        env.event("audit.done", records=records, region=source,
+        env.event(AUDIT_DONE, records=records, region=source,
                   **({"scope": self.key_prefix, "outside_scope": outside} if self.key_prefix else {}))
         signals.check(watchdog)
 
@@ -357,7 +360,7 @@ class Drill:
             return written, source
         except Exception as exc:
             error = one_line(exc)
-            self.env.event("audit.failed", error=error)
+            self.env.event(AUDIT_FAILED, error=error)
             raise DrillAborted(f"the audit could not read the final state ({error}); "
                                "the data measures are unknown (not audited)") from exc
 
@@ -466,15 +469,15 @@ class Drill:
         if self.abort_reason is None:
             return
         kinds = {e["kind"] for e in ev.read_events(self.out)}
-        if not self.experiment.get("rollbacks") or "rollbacks.end" in kinds:
+        if not self.experiment.get("rollbacks") or ROLLBACKS_END in kinds:
             return
-        self.env.event("rollbacks.start", reason="abort")
+        self.env.event(ROLLBACKS_START, reason="abort")
         try:
             for _ in run_rollbacks(self.experiment, self.env.chaos_configuration(), {}, None, None):
                 pass
         except Exception as exc:
-            self.env.event("rollbacks.error", error=str(exc))
-        self.env.event("rollbacks.end")
+            self.env.event(ROLLBACKS_ERROR, error=str(exc))
+        self.env.event(ROLLBACKS_END)
 
     def _run_probes(self, summary: dict) -> dict:
         """The shipped probes hold every check as one test (junit.xml, the file a CI job reads).
@@ -490,7 +493,7 @@ class Drill:
         if expected is not None and code != expected:
             reason = (f"the probes could not run (pytest exit {code}); see probes.log" if code not in (0, 1)
                       else f"the probes gave pytest exit {code} on a drill judged {summary['verdict']}; see probes.log")
-            self.env.event("drill.aborted", reason=reason)
+            self.env.event(DRILL_ABORTED, reason=reason)
             self.env.progress(f"✗ aborted: {reason}")
             summary = summarize(self.out)
         summary["probes"] = probes

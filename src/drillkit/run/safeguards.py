@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from drillkit.errors import one_line
-from drillkit.evidence import EVENTS, READ_OPS, REQUESTS_DIR, append_event
+from drillkit.evidence import EVENTS, FAULT_INJECTED, READ_OPS, REQUESTS_DIR, SERVICE_FAILED, append_event
 
 SLICE = 0.5
 
@@ -142,11 +142,11 @@ class SafeguardMonitor:
                 failure = self._service_failure()
                 reason = None if failure else (self.check(time.time()) or self._stop_condition_due())
             except Exception as exc:  # a watchdog that cannot look must not stop looking in silence
-                self._trip("service.failed", f"harness failure: the watchdog could not check the drill: "
+                self._trip(SERVICE_FAILED, f"harness failure: the watchdog could not check the drill: "
                                              f"{one_line(exc)}")
                 return
             if failure:
-                self._trip("service.failed", f"harness failure: {failure}")
+                self._trip(SERVICE_FAILED, f"harness failure: {failure}")
                 return
             if reason:
                 self._trip("safeguard.tripped", reason)
@@ -175,7 +175,7 @@ class SafeguardMonitor:
     def _read(self) -> None:
         if self.t_fault is None:
             for e in self._events.new_lines():
-                if e.get("kind") == "fault.injected" and not e.get("precondition"):
+                if e.get("kind") == FAULT_INJECTED and not e.get("precondition"):
                     self.t_fault = float(e["t"])
                     break
         for path in (self.folder / REQUESTS_DIR).glob("*.jsonl"):

@@ -46,6 +46,7 @@ from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
 from drillkit.targets.aws.session import is_mutating
+from drillkit.evidence import DB_PROMOTED
 
 ACCOUNT = "123456789012"
 REGIONS = {"us-east-1": "A", "us-west-2": "B"}
@@ -184,7 +185,7 @@ class Effects:
             return
         self.sandbox.promote_standby(region)
         _detach_replica(aws_region_of(region), instance)
-        self._note("db.promoted", region=region, instance=instance)
+        self._note(DB_PROMOTED, region=region, instance=instance)
 
     def _records(self) -> list[dict[str, Any]]:
         """The roadcall zone's record sets, as moto holds them now."""

@@ -23,7 +23,7 @@ import time
 from http.server import BaseHTTPRequestHandler
 from typing import Any, NamedTuple
 
-from drillkit.evidence import HEALTH_CHANGE
+from drillkit.evidence import HEALTH_CHANGE, ROUTING_PUBLISHED, ROUTING_SHIFT, ROUTING_SWITCH
 from drillkit.targets.capabilities import RoutingStatus
 from drillkit.targets.sandbox.net import (
     LoopbackServer,
@@ -138,7 +138,7 @@ class Routing:
                 self.read_shares[region] = percent
             else:
                 self.read_shares.pop(region, None)
-            self._event("routing.shift", region=region, percent=percent, policy=self.policy)
+            self._event(ROUTING_SHIFT, region=region, percent=percent, policy=self.policy)
 
     def home_target(self, home: str | None) -> str:
         """latency: the client's home region while healthy, else a healthy one (else home still)."""
@@ -167,7 +167,7 @@ class Routing:
             self.published = to
             self._switch(to, reason)
             return
-        self._event("routing.published", **{"from": self.published, "to": to,
+        self._event(ROUTING_PUBLISHED, **{"from": self.published, "to": to,
                                              "policy": self.policy, "reason": reason})
         self.published = to
         self.pending = (time.time() + self.ttl, to, reason)
@@ -183,7 +183,7 @@ class Routing:
     def _switch(self, to: str, reason: str, t: float | None = None) -> None:
         if to == self.effective:
             return
-        record = self._event("routing.switch", t=t, **{"from": self.effective, "to": to,
+        record = self._event(ROUTING_SWITCH, t=t, **{"from": self.effective, "to": to,
                                                        "policy": self.policy, "reason": reason})
         self.effective = to
         self.switches.append(record)

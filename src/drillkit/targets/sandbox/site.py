@@ -24,6 +24,7 @@ from drillkit.errors import FaultError
 from drillkit.targets.capabilities import ClientConfigSpec, RoutingStatus
 from drillkit.targets.sandbox import s3_service as objects
 from drillkit.targets.sandbox.net import record_event
+from drillkit.evidence import ROUTING_SWITCH
 
 CONFIG_JSON = "config-json"
 SITE_PATH = "/site/"
@@ -86,7 +87,7 @@ class SiteSteps:
         before = self.state.config_backend
         if to != before:
             # timed when the last copy that took the change had it: from then on every fetch gets it
-            record = record_event(self.state.events_file, "routing.switch", t=max(done[n] for n in written), **{
+            record = record_event(self.state.events_file, ROUTING_SWITCH, t=max(done[n] for n in written), **{
                 "from": before, "to": to, "policy": CONFIG_JSON, "reason": reason,
                 "written": written, "stale": stale})
             self.state.config_switches.append(record)
