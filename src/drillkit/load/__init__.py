@@ -1,6 +1,8 @@
-"""Load: Locust runs headless in a subprocess (never in the drill's process: gevent), recording every op.
+"""Load: Locust in subprocesses (never in the drill's process: gevent), recording every op.
 
-The recording user base class lives in drillkit.load.users, imported only by locustfiles.
+One headless process, or Locust's distributed mode (a master and its workers, here or on other
+hosts). The recording user base class lives in drillkit.load.users and the Locust side of the
+recording in drillkit.load.recording, imported only by locustfiles.
 """
 
 from __future__ import annotations
@@ -13,25 +15,50 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
+import urllib.request
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from drillkit.errors import SandboxError
+from drillkit.errors import EnvironmentProblem, SandboxError
 from drillkit.evidence import REQUESTS_DIR
 
-ENV_EVIDENCE = "DRILLKIT_EVIDENCE"
-ENV_TIMEOUT = "DRILLKIT_REQUEST_TIMEOUT"
+SETTINGS_ENV = "DRILLKIT_LOAD"
+"""The drill's settings for its Locust processes, as JSON (LoadSettings): Locust's custom argument
+--drillkit-load reads it, and a master forwards it to every worker that connects, wherever it runs."""
 ENV_WORKLOAD = "DRILLKIT_WORKLOAD"
-ENV_REGION_HEADER = "DRILLKIT_REGION_HEADER"
-ENV_KEY_PREFIX = "DRILLKIT_KEY_PREFIX"
-"""Prefixed to every key the drill's users write, so the audit of a system that holds other data
-reads only this drill's keys."""
-ENV_CLIENT_CONFIG = "DRILLKIT_CLIENT_CONFIG"
-ENV_HOME_REGIONS = "DRILLKIT_HOME_REGIONS"
-"""Routing latency (active-active): the regions users are homed in, comma-separated, in turn."""
+"""The workload mapping's file (the mapped locustfile reads it when Locust imports it)."""
 HOME_HEADER = "X-Home-Region"
 """The header a user names its home region in (the sandbox router's latency policy reads it)."""
-"""Routing config-json: `{"path": config.json on the endpoint, "ttl": seconds a client keeps it}`."""
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """What every Locust process of a drill needs to know. `evidence` and `events` are the
+    harness's folder and event log: written by the process that records (one process, or the
+    master), never by a worker on another host."""
+
+    evidence: str | None = None
+    events: str | None = None
+    request_timeout: float = 1.0
+    key_prefix: str = ""
+    """Prefixed to every key the drill's users write, so the audit of a system that holds other
+    data reads only this drill's keys."""
+    region_header: str | None = "X-Region"
+    client_config: dict[str, Any] | None = None
+    """Routing config-json: `{"path": config.json on the endpoint, "ttl": seconds a client keeps it}`."""
+    home_regions: tuple[str, ...] = ()
+    """Routing latency (active-active): the regions users are homed in, in turn."""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "LoadSettings":
+        doc = json.loads(text)
+        doc["home_regions"] = tuple(doc.get("home_regions") or ())
+        return cls(**doc)
 
 
 class ClientConfig:
@@ -50,12 +77,10 @@ class ClientConfig:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_environment(cls, fetch: Callable[[str], dict[str, Any] | None]) -> "ClientConfig | None":
-        spec = os.environ.get(ENV_CLIENT_CONFIG)
-        if not spec:
-            return None
-        doc = json.loads(spec)
-        return cls(doc["path"], float(doc["ttl"]), fetch)
+    def from_settings(cls, settings: LoadSettings, fetch: Callable[[str], dict[str, Any] | None]
+                      ) -> "ClientConfig | None":
+        spec = settings.client_config
+        return None if not spec else cls(spec["path"], float(spec["ttl"]), fetch)
 
     def api_url(self) -> str | None:
         with self._lock:
@@ -69,36 +94,120 @@ class ClientConfig:
 
 
 class LoadRun:
-    """One headless Locust process driving the global endpoint for at most `run_time` seconds."""
+    """The drill's Locust for at most `run_time` seconds: one headless process (`workers` 0 and
+    `external_workers` 0), or Locust's distributed mode, a master with `workers` local worker
+    processes plus `external_workers` started elsewhere (other hosts, the Locust operator on
+    Kubernetes) that connect to `master_bind`:`master_port`.
 
-    def __init__(self, locustfile: Path, host: str, users: int, spawn_rate: float, run_time: float,
-                 evidence: Path, request_timeout: float, extra_env: dict[str, str] | None = None):
+    Distributed, `prepare()` starts the master and the local workers and waits until every
+    expected worker has joined, before the system under test is touched; `start(host)` then
+    swarms through the master's web API (Locust's own remote control)."""
+
+    def __init__(self, locustfile: Path, settings: LoadSettings, users: int, spawn_rate: float,
+                 run_time: float, evidence: Path, workers: int = 0, external_workers: int = 0,
+                 master_bind: str = "127.0.0.1", master_port: int = 0, worker_timeout: float = 30.0,
+                 extra_env: dict[str, str] | None = None):
         self.locustfile = Path(locustfile).absolute()
-        self.host = host
-        self.users = users
-        self.spawn_rate = spawn_rate
-        self.run_time = run_time
         self.evidence = Path(evidence).absolute()  # Locust runs in the locustfile's folder
-        self.request_timeout = request_timeout
+        self.settings = replace(settings, evidence=str(self.evidence))
+        self.users, self.spawn_rate, self.run_time = users, spawn_rate, run_time
+        self.workers, self.external_workers = workers, external_workers
+        self.master_bind, self.master_port, self.worker_timeout = master_bind, master_port, worker_timeout
         self.extra_env = dict(extra_env or {})
         self.process: subprocess.Popen | None = None
-        self.log = evidence / "locust.log"
+        self.worker_processes: list[subprocess.Popen] = []
+        self.web_port: int | None = None
+        self.log = self.evidence / "locust.log"
+
+    @property
+    def distributed(self) -> bool:
+        return self.workers + self.external_workers > 0
+
+    @property
+    def expected_workers(self) -> int:
+        return self.workers + self.external_workers
 
     @property
     def requests_dir(self) -> Path:
         return self.evidence / REQUESTS_DIR
 
-    def start(self) -> None:
-        self.requests_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **self.extra_env, ENV_EVIDENCE: str(self.evidence),
-               ENV_TIMEOUT: str(self.request_timeout)}
-        cmd = [sys.executable, "-m", "locust", "-f", str(self.locustfile), "--headless",
-               "-u", str(self.users), "-r", str(self.spawn_rate), "-t", f"{max(1, int(self.run_time + 0.999))}s",
-               "--host", self.host, "--only-summary", "--stop-timeout", "2", "--loglevel", "WARNING",
-               "--exit-code-on-error", "0", "--skip-log-setup"]
+    def pids(self) -> list[int]:
+        return [p.pid for p in (self.process, *self.worker_processes) if p is not None]
+
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, **self.extra_env, SETTINGS_ENV: self.settings.to_json()}
+
+    def _spawn(self, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "locust", "-f", str(self.locustfile), *args, "--loglevel", "WARNING",
+               "--skip-log-setup"]
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            env=env, start_new_session=True, cwd=str(self.locustfile.parent))
+            return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=env or self._env(), start_new_session=True, cwd=str(self.locustfile.parent))
+
+    def _run_time(self) -> str:
+        return f"{max(1, int(self.run_time + 0.999))}s"
+
+    def prepare(self, on_master: Callable[[str, int], None] | None = None) -> None:
+        """Distributed: the master and the local workers up, every expected worker joined. A worker
+        that does not join within `worker_timeout` is an EnvironmentProblem naming the field, with
+        every process this started stopped again."""
+        if not self.distributed:
+            return
+        from drillkit.targets.sandbox.net import free_port
+
+        self.requests_dir.mkdir(parents=True, exist_ok=True)
+        self.master_port = self.master_port or free_port()
+        self.web_port = free_port()
+        self.process = self._spawn(["--master", "--master-bind-host", self.master_bind,
+                                    "--master-bind-port", str(self.master_port), "--web-host", "127.0.0.1",
+                                    "--web-port", str(self.web_port), "--stop-timeout", "2"])
+        if on_master is not None:
+            on_master(self.master_bind, self.master_port)
+        for _ in range(self.workers):
+            self.worker_processes.append(self._spawn(["--worker", "--master-host", "127.0.0.1",
+                                                      "--master-port", str(self.master_port)]))
+        deadline = time.monotonic() + self.worker_timeout
+        joined: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.stop()
+                raise SandboxError(f"the Locust master exited ({self.process.returncode}) before its workers "
+                                   f"joined; see {self.log}: {self._log_tail()}")
+            joined = self.worker_status().get("workers") or {}
+            if len(joined) >= self.expected_workers:
+                return
+            time.sleep(0.1)
+        self.stop()
+        field = "load.external_workers" if self.external_workers else "load.workers"
+        raise EnvironmentProblem(
+            f"{len(joined)} of {self.expected_workers} Locust workers joined the master at "
+            f"{self.master_bind}:{self.master_port} within {self.worker_timeout:g} s"
+            + (f" (joined: {', '.join(sorted(joined))})" if joined else ""), field=field)
+
+    def worker_status(self) -> dict[str, Any]:
+        """The master's view of its workers (drillkit.load.recording): {} when it does not answer."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/drillkit/workers", timeout=2) as resp:
+                return json.loads(resp.read())
+        except (OSError, ValueError):
+            return {}
+
+    def start(self, host: str) -> None:
+        self.requests_dir.mkdir(parents=True, exist_ok=True)
+        if not self.distributed:
+            self.process = self._spawn(["--headless", "-u", str(self.users), "-r", str(self.spawn_rate),
+                                        "-t", self._run_time(), "--host", host, "--only-summary",
+                                        "--stop-timeout", "2", "--exit-code-on-error", "0"])
+            return
+        form = urllib.parse.urlencode({"user_count": self.users, "spawn_rate": self.spawn_rate, "host": host,
+                                       "run_time": self._run_time()}).encode()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/swarm", data=form, timeout=10) as resp:
+                answer = json.loads(resp.read())
+        except (OSError, ValueError) as exc:
+            raise SandboxError(f"the Locust master did not start the load: {exc}; see {self.log}") from None
+        if not answer.get("success"):
+            raise SandboxError(f"the Locust master did not start the load: {answer.get('message')}")
 
     def wait_first_ops(self, timeout: float = 20) -> float:
         """Block until the first operation is on disk; returns when it happened."""
@@ -119,22 +228,41 @@ class LoadRun:
             return ""
 
     def stop(self, timeout: float = 10) -> int | None:
-        """Graceful stop (Locust flushes its recorders on `quitting`), then kill the group if it hangs."""
-        proc = self.process
-        if proc is None:
-            return None
-        if proc.poll() is None:
+        """Graceful stop, then kill what hangs. Distributed, the master first stops the test, so
+        every worker ships what it recorded (load.worker_done) before anything is signalled."""
+        if self.distributed and self.process is not None and self.process.poll() is None:
             try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/stop", timeout=2).read()
+            except OSError:
                 pass
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                workers = (self.worker_status().get("workers") or {}).values()
+                if all(w.get("done") or w.get("lost") for w in workers):
+                    break
+                time.sleep(0.1)
+        code = _stop_group(self.process, timeout)
+        for worker in self.worker_processes:
+            _stop_group(worker, timeout)
+        return code
+
+
+def _stop_group(proc: subprocess.Popen | None, timeout: float) -> int | None:
+    """SIGTERM a process's group (Locust flushes on `quitting`), SIGKILL it if it hangs."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-        return proc.returncode
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return proc.returncode

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlparse
 
-from drillkit.evidence import REQUESTS_DIR
+from drillkit.evidence.recorder import OpRecorder, client_file
 from drillkit.load import ClientConfig
 from drillkit.load.workload import DR_RECORDS, Workload, checksum, read_outcome, render
 
@@ -32,7 +32,7 @@ class Canary:
         self.config = ClientConfig(*client_config, fetch=self._fetch_config) if client_config else None
         self.interval = interval
         self.timeout = timeout
-        self.path = evidence / REQUESTS_DIR / "canary.jsonl"
+        self.path = client_file(evidence, "canary")
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -42,11 +42,10 @@ class Canary:
         workers = int(timeout / interval) * 2 + 4
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="canary")
         self._clock = threading.Thread(target=self._tick, name="canary-clock", daemon=True)
-        self._fh = None
+        self._recorder: OpRecorder | None = None
 
     def start(self) -> "Canary":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "a", buffering=1)
+        self._recorder = OpRecorder.to_file(self.path)
         self._clock.start()
         return self
 
@@ -55,9 +54,8 @@ class Canary:
         if self._clock.is_alive():
             self._clock.join(5)
         self._pool.shutdown(wait=True, cancel_futures=True)
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        if self._recorder is not None:
+            self._recorder.close()
 
     def _tick(self) -> None:
         next_at = time.monotonic()
@@ -117,11 +115,9 @@ class Canary:
             return None, b"", None, (str(exc) or type(exc).__name__)[:200]
 
     def _record(self, t0: float, op: str, key: str, ok: bool, status, region, checksum, error, **extra) -> None:
-        line = json.dumps({"t0": t0, "t1": time.time(), "op": op, "key": key, "ok": ok, "status": status,
-                           "region": region, "checksum": checksum, "error": error, "client": "canary", **extra})
-        with self._lock:
-            if self._fh is not None:
-                self._fh.write(line + "\n")
+        if self._recorder is not None:
+            self._recorder.record(t0, time.time(), op, key, ok, status, region, checksum, error, client="canary",
+                                  **extra)
 
     def _write(self) -> None:
         with self._lock:

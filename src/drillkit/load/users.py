@@ -1,85 +1,26 @@
-"""The Locust side: a user base class whose every operation lands in requests/<worker>.jsonl.
+"""The Locust side: a user base class whose every operation lands in requests/<client>.jsonl.
 
+Users are Locust's FastHttpUser (geventhttpclient): the load side is then not what limits a
+drill's rate. drillkit.load.recording records them, in one process or through a master.
 Only locustfiles import this module (it imports locust, which monkey-patches with gevent).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-import socket
 import uuid
 
-from locust import HttpUser
+from locust import FastHttpUser
 
 from drillkit.evidence import OBJECT_KEY_PREFIX as OBJECT_PREFIX
-import itertools
-
-from drillkit.load import (ENV_EVIDENCE, ENV_HOME_REGIONS, ENV_KEY_PREFIX, ENV_REGION_HEADER, ENV_TIMEOUT,
-                           ENV_WORKLOAD, HOME_HEADER, ClientConfig)
+from drillkit.load import ENV_WORKLOAD, HOME_HEADER, ClientConfig, LoadSettings
+from drillkit.load.recording import settings
 from drillkit.load.workload import DR_RECORDS, Operation, Workload, checksum, read_outcome, render
 
 
-class HistoryRecorder:
-    """Writes one evidence line per Locust `request` event (evidence format v1).
-
-    Line-buffered and never closed before exit: a request finishing during shutdown is still
-    recorded, and a Locust killed hard loses at most a partial line.
-    """
-
-    _by_env: dict[int, "HistoryRecorder"] = {}
-
-    def __init__(self, path: str):
-        self.fh = open(path, "a", buffering=1)
-        self.region_header = os.environ.get(ENV_REGION_HEADER, "X-Region")
-
-    @classmethod
-    def attach(cls, environment) -> "HistoryRecorder | None":
-        folder = os.environ.get(ENV_EVIDENCE)
-        if not folder:
-            return None
-        recorder = cls._by_env.get(id(environment))
-        if recorder is None:
-            worker = f"{socket.gethostname()}-{os.getpid()}"
-            os.makedirs(os.path.join(folder, "requests"), exist_ok=True)
-            recorder = cls(os.path.join(folder, "requests", f"{worker}.jsonl"))
-            environment.events.request.add_listener(recorder.on_request)
-            environment.events.quitting.add_listener(lambda **_: recorder.flush())
-            cls._by_env[id(environment)] = recorder
-        return recorder
-
-    def on_request(self, request_type, name, response_time, response_length, response=None, context=None,
-                   exception=None, start_time=None, **kwargs) -> None:
-        ctx = context or {}
-        if "op" not in ctx or start_time is None:
-            return
-        status = getattr(response, "status_code", None) or None
-        headers = getattr(response, "headers", None) or {}
-        record = {
-            "t0": start_time, "t1": start_time + (response_time or 0) / 1000.0, "op": ctx["op"], "key": ctx["key"],
-            "ok": exception is None, "status": status, "region": headers.get(self.region_header) if self.region_header else None,
-            "checksum": ctx.get("checksum"), "error": None if exception is None else _short(exception),
-        }
-        for field in RECORDED_CONTEXT:
-            if field in ctx:
-                record[field] = ctx[field]
-        self.fh.write(json.dumps(record) + "\n")
-
-    def flush(self) -> None:
-        self.fh.flush()
-
-
-RECORDED_CONTEXT = ("found", "client", "value", "ts", "home")
-"""Fields an op adds to its record when it has them: a read's `found`, the `client` (the user's
-prefix), an item write's `value` and the region's timestamp `ts`, the user's `home` region."""
-
-
-def _short(exception: BaseException) -> str:
-    text = str(exception).splitlines()[0] if str(exception) else type(exception).__name__
-    return text[:200]
-
-
-class DrillUser(HttpUser):
+class DrillUser(FastHttpUser):
     """Writes unique keys with a payload and its SHA-256, and reads back keys it saw acknowledged.
 
     Records go through a workload mapping (drillkit.load.workload): the sandbox's records API
@@ -107,17 +48,23 @@ class DrillUser(HttpUser):
     hot_share = 0.5
     _homes = itertools.count()
 
+    def __init__(self, environment) -> None:
+        self.settings: LoadSettings = settings(environment)
+        # FastHttpUser's client takes its timeouts when it is made: a blackholed link fails the
+        # op after request_timeout, as every client of the drill does
+        self.network_timeout = self.connection_timeout = self.settings.request_timeout
+        super().__init__(environment)
+
     def on_start(self) -> None:
-        HistoryRecorder.attach(self.environment)
-        self.timeout = float(os.environ.get(ENV_TIMEOUT, "1.0"))
+        self.settings = settings(self.environment)  # a worker has the master's by now
         self.acked: dict[str, list[str]] = {"write": [], "obj_write": []}
-        self.prefix = os.environ.get(ENV_KEY_PREFIX, "") + uuid.uuid4().hex[:8]
+        self.prefix = self.settings.key_prefix + uuid.uuid4().hex[:8]
         self.seq = 0
-        self.config = ClientConfig.from_environment(self._fetch_page)
-        homes = [r for r in os.environ.get(ENV_HOME_REGIONS, "").split(",") if r]
+        self.config = ClientConfig.from_settings(self.settings, self._fetch_page)
+        homes = self.settings.home_regions
         self.home = homes[next(DrillUser._homes) % len(homes)] if homes else None
         self.item_keys: list[str] = []
-        self.hot_prefix = os.environ.get(ENV_KEY_PREFIX, "") + "hot-"
+        self.hot_prefix = self.settings.key_prefix + "hot-"
 
     def write_item(self) -> None:
         """PUT a value of its own to a hot key (shared by every user) or to a key of this user's."""
@@ -174,8 +121,7 @@ class DrillUser(HttpUser):
     def _fetch_page(self, path: str) -> dict | None:
         """GET `path` from the endpoint as a `page` op; a JSON object body is returned (config.json)."""
         ctx = {"op": "page", "key": path, "client": self.prefix}
-        with self.client.request("GET", path, name="page", context=ctx, timeout=self.timeout,
-                                 catch_response=True) as resp:
+        with self.client.request("GET", path, name="page", context=ctx, catch_response=True) as resp:
             if resp.status_code != 200:
                 resp.failure(_reason(resp))
                 return None
@@ -258,7 +204,7 @@ class DrillUser(HttpUser):
             return
         headers = {**(_JSON if body else {}), **({HOME_HEADER: self.home} if self.home else {})}
         with self.client.request(method, url, data=body, headers=headers or None, name=ctx["op"],
-                                 context=ctx, timeout=self.timeout, catch_response=True) as resp:
+                                 context=ctx, catch_response=True) as resp:
             settle(resp)
 
     def _write(self, op: str, key: str, payload: str, path: str, body: bytes | None, method: str, ok) -> None:

@@ -8,6 +8,7 @@
     phases.py   runbook phases timed from the event log
     restore_tests.py  restore tests: verified or not, backup age, restore time
     lww.py      active-active: what last-writer-wins kept, discarded and lost, per key
+    workers.py  distributed load: each Locust worker's ops, and the workers lost mid-drill
 
 No verdict is decided here: drillkit.judge holds these measures against the scenario's targets.
 An archived drill re-derives the same figures months later. Vectorised over numpy/pandas: a
@@ -33,6 +34,7 @@ from .phases import phases
 from .read import DEFAULT_STABLE, seconds
 from .restore_tests import restore_tests
 from .rto import availability, counts, last_client, rto
+from .workers import load_workers
 
 __all__ = ["AUDIT_MEASURES", "Measures", "compare_measures", "measure"]
 
@@ -101,6 +103,7 @@ def measure(folder: Path | str) -> Measures:
     m["time_to_detect_s"] = max(detected) if detected else None
     m["phases"] = phases(events)
     m.update(restore_tests(events))
+    m.update(load_workers(events))
     if "item_write" in ops["classes"]:
         items, item_lists = measure_items(folder, events, t_fault)
         m.update(items)

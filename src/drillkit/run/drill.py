@@ -14,6 +14,7 @@ import os
 import platform
 import queue
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,7 +22,7 @@ import sys
 import time
 import traceback
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
@@ -33,7 +34,7 @@ from drillkit import evidence as ev
 from drillkit import targets
 from drillkit.chaos import CONFIG_KEY, ENV_KEY, EVENTS_CONFIG_KEY, EVENTS_ENV_KEY
 from drillkit.errors import DrillAborted, EnvironmentProblem, InputError, one_line
-from drillkit.load import ENV_CLIENT_CONFIG, ENV_HOME_REGIONS, ENV_KEY_PREFIX, ENV_REGION_HEADER, ENV_WORKLOAD, LoadRun
+from drillkit.load import ENV_WORKLOAD, LoadRun, LoadSettings
 from drillkit.load.canary import Canary
 from drillkit.load.workload import DR_RECORDS
 from drillkit.manifest import signing_key, write_manifest
@@ -279,6 +280,7 @@ class Drill:
             env.progress(f"reaped {len(reaped)} sandbox(es) left by a killed drill")
         watchdog = env.monitor = SafeguardMonitor(self.out, self._limits())
         signals = _Signals()
+        not_started: EnvironmentProblem | None = None
         try:
             with signals, watchdog:
                 try:
@@ -288,6 +290,11 @@ class Drill:
                     raise DrillAborted("SIGINT received")
         except DrillAborted as exc:
             self.abort_reason = exc.reason
+        except EnvironmentProblem as exc:
+            if env.target is None:  # the load's workers never all joined: the system was not touched
+                not_started = exc
+            else:
+                self.abort_reason = f"harness error: {one_line(exc)}"
         except Exception as exc:
             self.abort_reason = f"harness error: {one_line(exc)}"
             with open(self.out / ev.HARNESS_ERROR, "w") as fh:
@@ -304,6 +311,9 @@ class Drill:
                 env.event(DRILL_END)
                 provenance["ended_utc"] = datetime.now(timezone.utc).isoformat()
                 (self.out / ev.PROVENANCE).write_text(json.dumps(provenance, indent=2))
+        if not_started is not None:
+            shutil.rmtree(self.out, ignore_errors=True)
+            raise not_started
         with shielded():
             redact_evidence(self.out, self.experiment)
             summary = self._judge()
@@ -312,6 +322,8 @@ class Drill:
     def _drive(self, env: Environment, watchdog: SafeguardMonitor, signals: "_Signals", provenance: dict) -> None:
         """Up, load, experiment, cooldown, audit: each part registers its stop as it starts."""
         spec = self.scenario.system
+        load = self._prepare_load()
+        env.started(load.stop)
         with env.stage(f"{spec.kind}_up"):
             target = env.target = env.plugin.up(spec, events_file=env.events, scenario_dir=self.loaded.path.parent)
         env.started(target.down)  # unwound last
@@ -323,9 +335,10 @@ class Drill:
         for kind, fields in target.ready():
             env.event(kind, **fields)
         sampler = self._start_sampler(env)
-        load = self._start_load(target.endpoint)
-        env.started(load.stop)
-        target.adopt("locust", load.process.pid)
+        load = self._start_load(load, target.endpoint)
+        env.started(load.stop)  # again: stopped before the system goes down
+        for pid in load.pids():
+            target.adopt("locust", pid)
         canary = self._start_canary(target.endpoint)
         with env.stage("warmup"):
             load.wait_first_ops()
@@ -395,20 +408,30 @@ class Drill:
         env.started(sampler.stop)
         return sampler
 
-    def _start_load(self, endpoint: str) -> LoadRun:
-        load_spec = self.scenario.load
-        extra = {ENV_REGION_HEADER: self._region_header() or "", ENV_KEY_PREFIX: self.key_prefix}
-        if self.loaded.workload is not None:
-            extra[ENV_WORKLOAD] = str(self.out / ev.WORKLOAD)
+    def _prepare_load(self) -> LoadRun:
+        """The drill's Locust, before the system is touched: distributed, the master and its local
+        workers up and every expected worker joined (else an EnvironmentProblem, exit 2)."""
+        spec = self.scenario.load
+        extra = {ENV_WORKLOAD: str(self.out / ev.WORKLOAD)} if self.loaded.workload is not None else {}
+        run = LoadRun(self.loaded.locustfile_path, LoadSettings(events=str(self.env.events)),
+                      spec.users, spec.spawn_rate or float(spec.users), spec.warmup + spec.duration, self.out,
+                      workers=spec.workers, external_workers=spec.external_workers, master_bind=spec.master_bind,
+                      master_port=spec.master_port, worker_timeout=spec.worker_timeout, extra_env=extra)
+        if run.distributed:
+            with self.env.stage("load_workers"):
+                run.prepare(on_master=lambda host, port: self.env.event(
+                    ev.LOAD_MASTER, host=host, port=port, workers=spec.workers, external_workers=spec.external_workers))
+        return run
+
+    def _start_load(self, run: LoadRun, endpoint: str) -> LoadRun:
+        """Swarm the endpoint, with the settings only the system up can tell."""
         config = self._client_config()
-        if config is not None:
-            extra[ENV_CLIENT_CONFIG] = json.dumps({"path": config.path, "ttl": config.ttl})
-        if has(self.env.target, GlobalTable):   # active-active: users homed in every region in turn
-            extra[ENV_HOME_REGIONS] = ",".join(self.env.target.home_regions())
-        run = LoadRun(self.loaded.locustfile_path, endpoint, load_spec.users,
-                      load_spec.spawn_rate or float(load_spec.users), load_spec.warmup + load_spec.duration,
-                      self.out, load_spec.request_timeout, extra_env=extra)
-        run.start()
+        run.settings = replace(
+            run.settings, request_timeout=self.scenario.load.request_timeout, key_prefix=self.key_prefix,
+            region_header=self._region_header(),
+            client_config={"path": config.path, "ttl": config.ttl} if config is not None else None,
+            home_regions=tuple(self.env.target.home_regions()) if has(self.env.target, GlobalTable) else ())
+        run.start(endpoint)
         return run
 
     def _start_canary(self, endpoint: str) -> Canary | None:

@@ -383,6 +383,16 @@ class Load(Strict):
     request_timeout: PositiveDuration = 1.0
     cooldown: Duration | None = None
     canary: Duration | None = 0.02
+    workers: int = Field(0, ge=0, le=64)
+    """Locust worker processes started on this host under a master (Locust's distributed mode);
+    0 with no external_workers: one Locust process."""
+    external_workers: int = Field(0, ge=0, le=1000)
+    """Workers started elsewhere (other hosts, the Locust operator on Kubernetes) that connect to
+    the master at master_bind:master_port; the drill waits worker_timeout for all of them."""
+    master_bind: str = Field("127.0.0.1", min_length=1, max_length=255)
+    master_port: int = Field(0, ge=0, le=65535)
+    """0: a free port, named in events.jsonl (`load.master`)."""
+    worker_timeout: PositiveDuration = 30.0
 
 
 PhaseName = Annotated[str, Field(min_length=1, max_length=200)]
