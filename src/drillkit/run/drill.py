@@ -313,7 +313,7 @@ class Drill:
                 (self.out / ev.PROVENANCE).write_text(json.dumps(provenance, indent=2))
         if not_started is not None:
             shutil.rmtree(self.out, ignore_errors=True)
-            raise not_started
+            raise not_started.in_file(str(self.loaded.path))
         with shielded():
             redact_evidence(self.out, self.experiment)
             summary = self._judge()

@@ -1,0 +1,204 @@
+"""Distributed load, Locust's way: a master and workers, each worker's history shipped to the
+master, each worker's clock measured and corrected. The workers here are started by the test, as
+they would be on other hosts (one with its clock set 300 ms off), or by drillkit on this host."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from scenario_copy import ROOT, copy_scenario
+from test_drill import first
+
+SKEW = -0.3
+"""The rehearsed worker's clock runs 300 ms behind: its successes look earlier, which (unlike a clock
+ahead, whose late-looking ops hide behind the others') would make the service look back sooner."""
+TOLERANCE = 0.05
+
+
+class Drill:
+    """`drillkit run` as a subprocess, its events read as they are written."""
+
+    def __init__(self, scenario: Path, out: Path, *extra: str):
+        self.out = out
+        self.proc = subprocess.Popen([sys.executable, "-m", "drillkit.cli", "run", str(scenario), "--out", str(out),
+                                      *extra], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def events(self) -> list[dict]:
+        path = self.out / "events.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
+
+    def wait_for(self, kind: str, timeout: float = 60, **match) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [e for e in self.events() if e["kind"] == kind and all(e.get(k) == v for k, v in match.items())]
+            if found:
+                return found[0]
+            assert self.proc.poll() is None, self.proc.communicate()
+            time.sleep(0.05)
+        raise AssertionError(f"no {kind} event within {timeout} s")
+
+    def finish(self, timeout: float = 180) -> tuple[int, str]:
+        _, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, err
+
+
+def start_worker(locustfile: Path, port: int, skew: float = 0.0) -> subprocess.Popen:
+    """A Locust worker as a user starts one on another host: plain `locust --worker`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRILLKIT_")}
+    if skew:
+        env["DRILLKIT_CLOCK_SKEW"] = str(skew)
+    return subprocess.Popen([sys.executable, "-m", "locust", "-f", str(locustfile), "--worker", "--master-host",
+                             "127.0.0.1", "--master-port", str(port), "--loglevel", "WARNING"],
+                            cwd=locustfile.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def external_drill(tmp_path: Path, shipped: str, name: str, *extra: str) -> tuple[Drill, list[subprocess.Popen]]:
+    """A drill whose four workers the test starts once the master is up, the first 300 ms behind."""
+
+    scenario = copy_scenario(shipped, tmp_path, name, lambda doc: doc["load"].update(
+        users=20, external_workers=4, canary=None, worker_timeout="60s"))
+    drill = Drill(scenario, tmp_path / "out", *extra)
+    master = drill.wait_for("load.master")
+    locustfile = ROOT / "loadtests" / "dr_workload.py"
+    workers = [start_worker(locustfile, master["port"], SKEW if i == 0 else 0.0) for i in range(4)]
+    return drill, workers
+
+
+def finish(drill: Drill, workers: list[subprocess.Popen]) -> tuple[int, dict, list[dict]]:
+    try:
+        code, err = drill.finish()
+        assert "Traceback" not in err, err
+        for w in workers:  # the master sends them quit at its end
+            w.wait(30)
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+    summary = json.loads((drill.out / "summary.json").read_text())
+    return code, summary, drill.events()
+
+
+def skewed_worker(out: Path, events: list[dict]) -> str:
+    """The worker whose clock was set off, as the master measured it."""
+    from drillkit.evidence.clocks import corrections
+
+    found = corrections(out)
+    assert len(found) == 4, found
+    skewed = [w for w, c in found.items() if abs(c.offset_s - SKEW) < 0.02]
+    assert len(skewed) == 1, {w: c.offset_s for w, c in found.items()}
+    for w, c in found.items():
+        assert c.uncertainty_s < 0.02 and len(c.samples) >= 2, (w, c)
+        if w not in skewed:
+            assert abs(c.offset_s) < 0.02, (w, c.offset_s)
+    joined = {e["worker"] for e in events if e["kind"] == "load.worker_joined"}
+    assert joined == set(found)
+    return skewed[0]
+
+
+def remeasured_without_clocks(out: Path, tmp_path: Path, drillkit_cli) -> dict:
+    """The same evidence measured as if no clock had been measured: the records as stamped."""
+    import shutil
+
+    bare = tmp_path / "no-clocks"
+    shutil.copytree(out, bare)
+    (bare / "clocks.jsonl").unlink()
+    for name in ("summary.json", "manifest.json"):
+        (bare / name).unlink(missing_ok=True)
+    proc = drillkit_cli("measure", str(bare))
+    assert proc.returncode in (0, 1), proc.stderr
+    return json.loads((bare / "summary.json").read_text())["measures"]
+
+
+def test_four_workers_one_300ms_behind_measure_the_injected_outage_within_50ms(tmp_path, drillkit_cli, no_leftovers):
+    seconds = 2
+    drill, workers = external_drill(tmp_path, "scenarios/ground-truth-outage.yaml", "outage-4-workers",
+                                    "--var", f"outage_seconds={seconds}")
+    code, summary, events = finish(drill, workers)
+    assert code == 0, summary.get("reasons")
+    m = summary["measures"]
+    skewed_worker(drill.out, events)
+    assert first(events, "fault.cleared", fault="link-blackhole")["lasted_s"] == pytest.approx(seconds, abs=0.01)
+    assert abs(m["rto_s"] - seconds) <= TOLERANCE, m["rto_by_op"]
+    assert m["clock_uncertainty_s"] is not None and m["clock_uncertainty_s"] < 0.02
+    assert {w["end"] for w in m["load_workers"]} == {"done"} and len(m["load_workers"]) == 4
+    assert sum(w["ops"] for w in m["load_workers"]) == m["ops_total"]
+    # the skewed worker's held requests, as stamped, succeed 300 ms before the heal: uncorrected, the
+    # service looks back 300 ms sooner than it was
+    raw = remeasured_without_clocks(drill.out, tmp_path, drillkit_cli)
+    assert abs(raw["rto_s"] - seconds) > 3 * TOLERANCE, (raw["rto_s"], m["rto_s"])
+
+
+def test_four_workers_one_300ms_behind_lose_exactly_the_writes_acknowledged_in_the_replication_cut(
+        tmp_path, drillkit_cli, no_leftovers):
+    seconds = 2
+    drill, workers = external_drill(tmp_path, "scenarios/ground-truth-rpo.yaml", "rpo-4-workers",
+                                    "--var", f"replication_cut_seconds={seconds}")
+    code, summary, events = finish(drill, workers)
+    assert code == 0, summary.get("reasons")
+    m = summary["measures"]
+    skewed = skewed_worker(drill.out, events)
+    cut = first(events, "fault.injected", fault="link-blackhole")["t"]
+    kill = first(events, "fault.injected", fault="region-loss")["t"]
+    assert abs(m["rpo_s"] - seconds) <= 0.1, (m["rpo_s"], m["lost_window"])
+
+    from drillkit.evidence.clocks import corrections
+
+    fix = corrections(drill.out)
+    acked, writer = {}, {}
+    for f in (drill.out / "requests").glob("*.jsonl"):
+        for line in f.read_text().splitlines():
+            op = json.loads(line)
+            if op["op"] == "write" and op["ok"]:
+                acked[op["key"]] = float(fix[f.stem].apply([op["t1"]])[0]) if f.stem in fix else op["t1"]
+                writer[op["key"]] = f.stem
+    lost = set(json.loads((drill.out / "audit.json").read_text())["lost_keys"])
+    assert len(lost) == m["writes_lost"] > 0
+    inside = {k for k, t1 in acked.items() if cut + 0.1 < t1 <= kill}
+    assert inside and not inside - lost, f"{len(inside - lost)} writes acked during the cut survived"
+    for key in lost - inside:  # the edges: at the cut, WAL in flight; at the kill, an ack in flight
+        assert cut - 0.1 < acked[key] <= cut + 0.1 or kill < acked[key] < kill + 0.05, (key, acked[key] - cut)
+    # the skewed worker wrote inside the cut too, and its writes are judged on the harness clock
+    assert any(writer[k] == skewed for k in inside), skewed
+
+
+def test_a_worker_that_dies_mid_drill_is_named_and_the_drill_still_measures(tmp_path, drillkit_cli, no_leftovers):
+    scenario = copy_scenario("scenarios/ground-truth-outage.yaml", tmp_path, "dying-worker",
+                             lambda doc: doc["load"].update(users=10, workers=2))
+    drill = Drill(scenario, tmp_path / "out")
+    victim = drill.wait_for("load.worker_joined")
+    drill.wait_for("fault.injected")
+    os.kill(int(victim["worker"].rsplit("-", 1)[1]), signal.SIGKILL)
+    code, err = drill.finish()
+    assert "Traceback" not in err, err
+    assert code in (0, 1), err
+    events = drill.events()
+    lost = first(events, "load.worker_lost", worker=victim["worker"])
+    assert lost["ops"] > 0 and lost["last_seen"] > first(events, "fault.injected")["t"] - 1
+    m = json.loads((drill.out / "summary.json").read_text())["measures"]
+    assert m["load_workers_lost"] == [victim["worker"]]
+    shipped = (drill.out / "requests" / f"{victim['worker']}.jsonl").read_text().splitlines()
+    assert len(shipped) == lost["ops"]
+    assert m["rto_s"] is not None and m["ops_total"] > lost["ops"]
+    report = (drill.out / "report.html").read_text()
+    assert victim["worker"] in report and "lost" in report
+
+
+def test_a_worker_that_never_joins_fails_before_the_system_is_touched(tmp_path, drillkit_cli, no_leftovers):
+    scenario = copy_scenario("scenarios/region-loss.yaml", tmp_path, "no-workers",
+                             lambda doc: doc["load"].update(external_workers=2, worker_timeout="2s"))
+    out = tmp_path / "out"
+    proc = drillkit_cli("run", str(scenario), "--out", str(out))
+    assert proc.returncode == 2, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "load.external_workers" in last and "0 of 2 Locust workers joined" in last, proc.stderr
+    assert "Traceback" not in proc.stderr and not out.exists()
