@@ -1,0 +1,194 @@
+"""Benchmark: recorded operations per second, from the load side alone and through the sandbox.
+
+    .venv/bin/python bench/bench_throughput.py [--seconds 15] [--users 20] [--processes 1]
+
+In one run:
+1. Load side: drillkit's Locust users (no wait between tasks) against a trivial local HTTP server
+   (asyncio, keep-alive, a fixed 201), once recording every op into requests/*.jsonl and once
+   with no recorder; ops/s from Locust's own count, the recording overhead as the ratio.
+2. Through the sandbox: a drill of scenarios/region-loss.yaml with the same no-wait users, ops/s
+   recorded over the load's span (every op in requests/*.jsonl, checked against Locust's count).
+Every figure is counted, none estimated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(Path(__file__).parent))
+
+LOCUSTFILE = '''
+from locust import constant, task
+from drillkit.load.users import DrillUser
+
+class NoWait(DrillUser):
+    wait_time = constant(0)
+
+    @task
+    def write(self):
+        self.write_record()
+
+    @task
+    def read(self):
+        self.read_record()
+'''
+
+
+def serve(port: int) -> None:
+    """A trivial HTTP/1.1 server, keep-alive: a write (POST) answered 201, a read (GET) 200 with a
+    payload, as the sandbox's records API answers them."""
+
+    def answer(status: bytes, body: bytes) -> bytes:
+        return (b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\nX-Region: A\r\nContent-Length: "
+                + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+    created = answer(b"201 Created", b'{"key": "k", "region": "A"}')
+    found = answer(b"200 OK", b'{"key": "k", "payload": "' + b"ab" * 64 + b'", "region": "A"}')
+
+    class Trivial(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport, self.buf = transport, b""
+
+        def data_received(self, data):
+            self.buf += data
+            while True:
+                head_end = self.buf.find(b"\r\n\r\n")
+                if head_end < 0:
+                    return
+                length = 0
+                for line in self.buf[:head_end].split(b"\r\n")[1:]:
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                if len(self.buf) < head_end + 4 + length:
+                    return
+                reply = found if self.buf.startswith(b"GET") else created
+                self.buf = self.buf[head_end + 4 + length:]
+                self.transport.write(reply)
+
+    async def main():
+        server = await asyncio.get_running_loop().create_server(Trivial, "127.0.0.1", port, backlog=1024)
+        async with server:
+            await server.serve_forever()
+
+    try:  # the server's own cost is not the load side's: the fastest event loop there is
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def locust_run(locustfile: Path, host: str, users: int, seconds: int, evidence: Path | None,
+               processes: int) -> dict:
+    """One headless Locust run; its own request count (and the recorded lines, when recording)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRILLKIT_")}
+    if evidence is not None:
+        from drillkit.load import SETTINGS_ENV, LoadSettings
+
+        env[SETTINGS_ENV] = LoadSettings(evidence=str(evidence), request_timeout=2.0).to_json()
+    cmd = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "-u", str(users), "-r", str(users),
+           "-t", f"{seconds}s", "--host", host, "--json", "--only-summary", "--loglevel", "ERROR",
+           "--stop-timeout", "1"]
+    if processes > 1:
+        cmd += ["--processes", str(processes)]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=locustfile.parent, env=env, timeout=seconds + 60)
+    stats = json.loads(out.stdout[out.stdout.rindex("\n[") + 1:])  # the master's (workers print [] first)
+    requests = sum(s["num_requests"] for s in stats)
+    spans = [(s["start_time"], s["last_request_timestamp"]) for s in stats if s["num_requests"]]
+    span = max(e for _, e in spans) - min(s for s, _ in spans)
+    result = {"requests": requests, "span_s": round(span, 3), "ops_per_s": round(requests / span, 1)}
+    if evidence is not None:
+        result["recorded"] = sum(len(f.read_bytes().splitlines()) for f in (evidence / "requests").glob("*.jsonl"))
+    return result
+
+
+def load_side(work: Path, users: int, seconds: int, processes: int) -> dict:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, __file__, "--serve", str(port)])
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        locustfile = work / "nowait.py"
+        locustfile.write_text(LOCUSTFILE)
+        host = f"http://127.0.0.1:{port}"
+        plain = locust_run(locustfile, host, users, seconds, None, processes)
+        (work / "ev").mkdir()
+        recorded = locust_run(locustfile, host, users, seconds, work / "ev", processes)
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert recorded["recorded"] == recorded["requests"], recorded
+    return {"without_recorder": plain, "with_recorder": recorded,
+            "recording_overhead": round(1 - recorded["ops_per_s"] / plain["ops_per_s"], 4)}
+
+
+def through_sandbox(work: Path, users: int, seconds: int, workers: int) -> dict:
+    from drill_run import run
+    from scenario_copy import copy_scenario
+
+    locustfile = work / "nowait.py"
+    locustfile.write_text(LOCUSTFILE)
+
+    def no_wait(doc: dict) -> None:
+        doc["load"].update(locustfile=str(locustfile), users=users, duration=f"{seconds}s", workers=workers)
+        doc["targets"].pop("max_lost_writes", None)
+
+    scenario = copy_scenario("scenarios/region-loss.yaml", work, "throughput", no_wait)
+    drilled = run(scenario, work / "drill", timeout=seconds * 4 + 120)
+    users_ops = [op for op in drilled.ops if op.get("client") != "canary"]
+    t0 = min(op["t0"] for op in users_ops)
+    t1 = max(op["t1"] for op in users_ops)
+    return {"exit": drilled.exit, "verdict": drilled.summary["verdict"], "recorded_ops": len(users_ops),
+            "span_s": round(t1 - t0, 3), "ops_per_s": round(len(users_ops) / (t1 - t0), 1),
+            "failed": sum(not op["ok"] for op in users_ops), "workers": workers}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--processes", type=int, default=2,
+                        help="Locust worker processes on the load side (Locust's --processes: a master and workers)")
+    parser.add_argument("--sandbox-workers", type=int, default=0, help="load.workers for the sandbox drill")
+    parser.add_argument("--skip-sandbox", action="store_true")
+    args = parser.parse_args()
+    if args.serve:
+        return serve(args.serve)
+    with tempfile.TemporaryDirectory(prefix="drillkit-bench-") as tmp:
+        work = Path(tmp)
+        (work / "load").mkdir()
+        result = {"cpus": os.cpu_count(), "load_side": load_side(work / "load", args.users, args.seconds,
+                                                                 args.processes)}
+        print(json.dumps(result["load_side"], indent=2), flush=True)
+        if not args.skip_sandbox:
+            (work / "sandbox").mkdir()
+            result["through_sandbox"] = through_sandbox(work / "sandbox", args.users, args.seconds,
+                                                        args.sandbox_workers)
+            print(json.dumps(result["through_sandbox"], indent=2), flush=True)
+
+
+if __name__ == "__main__":
+    main()
