@@ -174,15 +174,17 @@ def main() -> None:
                         help="Locust worker processes on the load side (Locust's --processes: a master and workers)")
     parser.add_argument("--sandbox-workers", type=int, default=0, help="load.workers for the sandbox drill")
     parser.add_argument("--skip-sandbox", action="store_true")
+    parser.add_argument("--skip-load-side", action="store_true")
     args = parser.parse_args()
     if args.serve:
         return serve(args.serve)
     with tempfile.TemporaryDirectory(prefix="drillkit-bench-") as tmp:
         work = Path(tmp)
         (work / "load").mkdir()
-        result = {"cpus": os.cpu_count(), "load_side": load_side(work / "load", args.users, args.seconds,
-                                                                 args.processes)}
-        print(json.dumps(result["load_side"], indent=2), flush=True)
+        result: dict = {"cpus": os.cpu_count()}
+        if not args.skip_load_side:
+            result["load_side"] = load_side(work / "load", args.users, args.seconds, args.processes)
+            print(json.dumps(result["load_side"], indent=2), flush=True)
         if not args.skip_sandbox:
             (work / "sandbox").mkdir()
             result["through_sandbox"] = through_sandbox(work / "sandbox", args.users, args.seconds,
