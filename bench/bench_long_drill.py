@@ -5,9 +5,9 @@
 scenarios/region-loss.yaml with the load running `--minutes` after the failover (its cooldown),
 Locust as a master and `--workers` workers. Every 5 s it reads the resident memory of the drill's
 processes (the `drillkit run` harness, the Locust master, each worker) from /proc, and the ops
-recorded so far. At the end it prints the verdict, the ops, and per process the RSS after the first
-minute and at the end: a harness whose memory grew with the ops would show it here. For the hour
-the issue asks about: --minutes 60.
+recorded so far. At the end it prints the verdict, the ops, and per process its RSS at each minute
+and its peak (the harness's peak is its measure and report, after the load): a process whose
+memory grew with the ops would show it minute by minute. For an hour: --minutes 60.
 """
 
 from __future__ import annotations
@@ -86,9 +86,10 @@ def main() -> None:
         print(json.dumps({
             "exit": proc.returncode, "verdict": summary["verdict"], "minutes": args.minutes, "ops": ops,
             "report_bytes": report,
-            "rss_mb": {role: {"after_1_min": next((mb for t, mb in pts if t >= 60), pts[0][1]),
-                              "peak": max(mb for _, mb in pts), "last": pts[-1][1], "samples": len(pts)}
-                       for role, pts in sorted(series.items())},
+            "rss_mb_each_minute": {role: [round(next((mb for t, mb in pts if t >= m * 60), pts[-1][1]), 1)
+                                          for m in range(1, int(max(t for t, _ in pts) // 60) + 1)]
+                                   for role, pts in sorted(series.items())},
+            "rss_mb_peak": {role: round(max(mb for _, mb in pts), 1) for role, pts in sorted(series.items())},
         }, indent=2))
 
 

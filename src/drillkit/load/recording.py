@@ -40,7 +40,8 @@ SHIP_EVERY = 0.1
 CLOCK_EVERY = 5.0
 CLOCK_ROUNDS = 5
 LOST_AFTER = 3.0
-"""A worker that has shipped nothing (not even an empty batch) for this long while the load runs is lost."""
+"""A worker that has shipped nothing (not even an empty batch) for this long, and had not said it
+was done, is lost."""
 
 RECORDED_CONTEXT = ("found", "client", "value", "ts", "home")
 """Fields an op adds to its record when it has them: a read's `found`, the `client` (the user's
@@ -141,12 +142,12 @@ class _Master:
     """Writes each worker's shipped history, measures its clock, and notes its arrival, end and loss."""
 
     def __init__(self, environment):
-        self.env = environment
         self.runner = environment.runner
         self.workers: dict[str, dict[str, Any]] = {}
         self.recorders: dict[str, OpRecorder] = {}
         self.pending: dict[tuple[str, int], AsyncResult] = {}
         self.seq = 0
+        self.settings = settings(environment)
         self.runner.register_message(HISTORY, self._history)
         self.runner.register_message(PONG, self._pong)
         environment.events.test_stop.add_listener(lambda **_: gevent.spawn(self._clock_round, "end"))
@@ -155,10 +156,6 @@ class _Master:
                                                 lambda: (json.dumps(self.status()), 200,
                                                          {"Content-Type": "application/json"}))
         gevent.spawn(self._watch)
-
-    @property
-    def settings(self) -> LoadSettings:
-        return settings(self.env)
 
     def status(self) -> dict[str, Any]:
         return {"connected": self.runner.worker_count, "workers": self.workers}
@@ -188,14 +185,15 @@ class _Master:
             self._event(LOAD_WORKER_DONE, worker=name, ops=w["ops"], sent=int(data.get("total") or 0))
 
     def _watch(self) -> None:
-        """A worker that stopped shipping while the load runs is lost: say which, when, with how much."""
+        """A worker that stopped shipping before it was done is lost: say which, when, with how much.
+        (A live worker ships a batch every SHIP_EVERY, empty or not, from the moment it joins.)"""
         last_round = time.monotonic()
         while True:
             gevent.sleep(0.5)
             now = time.time()
             running = self.runner.state in (STATE_RUNNING, STATE_SPAWNING)
             for name, w in self.workers.items():
-                if running and not w["done"] and w["lost"] is None and now - w["last_seen"] > LOST_AFTER:
+                if not w["done"] and w["lost"] is None and now - w["last_seen"] > LOST_AFTER:
                     w["lost"] = now
                     self._event(LOAD_WORKER_LOST, worker=name, host=w["host"], last_seen=w["last_seen"],
                                 ops=w["ops"], silent_s=round(now - w["last_seen"], 3))

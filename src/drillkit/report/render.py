@@ -16,8 +16,6 @@ from drillkit import evidence as ev
 from drillkit.report import charts, fmt, model, pages, view
 from drillkit.report.load import Evidence, load
 from drillkit.report.ops import timeline
-from drillkit.evidence import FAULT_INJECTED, ROUTING_SWITCH
-
 SUMMARY_MD = "summary.md"
 MEASUREMENTS = "measurements.md"
 """docs/measurements.md, shipped in the package (templates/measurements.md links to it) and
@@ -49,7 +47,7 @@ def context(e: Evidence) -> dict[str, Any]:
     t_ref, ref_label = view.reference(e)
     t_fault = fmt.num(m.get("t_fault"))
     if t_fault is None:
-        t_fault = next((x["t"] for x in e.events if x["kind"] == FAULT_INJECTED), None)
+        t_fault = next((x["t"] for x in e.events if x["kind"] == ev.FAULT_INJECTED), None)
     phases = view.phases(e, t_fault)
     ctx: dict[str, Any] = {
         "drillkit_version": drillkit.__version__,
@@ -109,7 +107,7 @@ def _marks(e: Evidence, phases: list[view.Phase], t_ref: float, t_fault: float |
         marks.recovery_point = (f"recovery point {fmt.rel(t_fault - rpo - t_ref)} (RPO)",
                                 t_fault - rpo - t_ref)
     for x in e.events:
-        if x["kind"] == ROUTING_SWITCH:
+        if x["kind"] == ev.ROUTING_SWITCH:
             marks.switches.append((f"traffic switched {x.get('from', '?')} → {x.get('to', '?')}",
                                    x["t"] - t_ref))
     return marks

@@ -47,9 +47,6 @@ from drillkit.scenario import LoadedScenario, apply_vars, check_fit, load_experi
 from drillkit.targets.capabilities import (AwsApi, ClientConfigSpec, ClientRouting, FinalStateAudit, GlobalTable,
                                           ReplicationObservation, has, require)
 from drillkit.targets.processes import shielded
-from drillkit.evidence import (AUDIT_DONE, AUDIT_FAILED, DRILL_ABORTED, DRILL_END, DRILL_START, ROLLBACKS_END,
-                               ROLLBACKS_ERROR, ROLLBACKS_SKIPPED, ROLLBACKS_START, SANDBOX_REAPED, STAGE_END,
-                               STAGE_START)
 
 Progress = Callable[[str], None]
 
@@ -200,14 +197,14 @@ class Environment:
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         self.progress(f"▶ {name}")
-        self.event(STAGE_START, stage=name)
+        self.event(ev.STAGE_START, stage=name)
         t0 = time.monotonic()
         try:
             yield
         finally:
             took = time.monotonic() - t0
             self.stages[name] = took
-            self.event(STAGE_END, stage=name, took_s=round(took, 6))
+            self.event(ev.STAGE_END, stage=name, took_s=round(took, 6))
             seen = self.monitor.seen() if self.monitor else (0, 0)
             ops = f" · {sum(seen)} ops so far, {seen[1]} failed" if seen != self._last_seen else ""
             self._last_seen = seen
@@ -273,10 +270,10 @@ class Drill:
             "git_commit": _git_commit(self.loaded.path.parent), "command": "drillkit run",
             "scenario_file": str(self.loaded.path), "target": self.scenario.system.kind,
         }
-        env.event(DRILL_START, scenario=self.scenario.name)
+        env.event(ev.DRILL_START, scenario=self.scenario.name)
         reaped = targets.reap_stale()
         if reaped:
-            env.event(SANDBOX_REAPED, folders=reaped)
+            env.event(ev.SANDBOX_REAPED, folders=reaped)
             env.progress(f"reaped {len(reaped)} sandbox(es) left by a killed drill")
         watchdog = env.monitor = SafeguardMonitor(self.out, self._limits())
         signals = _Signals()
@@ -302,13 +299,13 @@ class Drill:
         finally:
             with shielded():
                 if self.abort_reason is not None:
-                    env.event(DRILL_ABORTED, reason=self.abort_reason)
+                    env.event(ev.DRILL_ABORTED, reason=self.abort_reason)
                     env.progress(f"✗ aborted: {self.abort_reason}")
                 with env.stage("teardown"):
                     if self.abort_reason is not None and env.target is None:
-                        env.event(ROLLBACKS_SKIPPED, reason="the system never came up: nothing to roll back")
+                        env.event(ev.ROLLBACKS_SKIPPED, reason="the system never came up: nothing to roll back")
                     env.teardown.close()
-                env.event(DRILL_END)
+                env.event(ev.DRILL_END)
                 provenance["ended_utc"] = datetime.now(timezone.utc).isoformat()
                 (self.out / ev.PROVENANCE).write_text(json.dumps(provenance, indent=2))
         if not_started is not None:
@@ -357,7 +354,7 @@ class Drill:
                 part.stop()
         with env.stage("audit"):
             (records, outside), source = self._audit(target)
-        env.event(AUDIT_DONE, records=records, region=source,
+        env.event(ev.AUDIT_DONE, records=records, region=source,
                   **({"scope": self.key_prefix, "outside_scope": outside} if self.key_prefix else {}))
         signals.check(watchdog)
 
@@ -373,7 +370,7 @@ class Drill:
             return written, source
         except Exception as exc:
             error = one_line(exc)
-            self.env.event(AUDIT_FAILED, error=error)
+            self.env.event(ev.AUDIT_FAILED, error=error)
             raise DrillAborted(f"the audit could not read the final state ({error}); "
                                "the data measures are unknown (not audited)") from exc
 
@@ -492,15 +489,15 @@ class Drill:
         if self.abort_reason is None:
             return
         kinds = {e["kind"] for e in ev.read_events(self.out)}
-        if not self.experiment.get("rollbacks") or ROLLBACKS_END in kinds:
+        if not self.experiment.get("rollbacks") or ev.ROLLBACKS_END in kinds:
             return
-        self.env.event(ROLLBACKS_START, reason="abort")
+        self.env.event(ev.ROLLBACKS_START, reason="abort")
         try:
             for _ in run_rollbacks(self.experiment, self.env.chaos_configuration(), {}, None, None):
                 pass
         except Exception as exc:
-            self.env.event(ROLLBACKS_ERROR, error=str(exc))
-        self.env.event(ROLLBACKS_END)
+            self.env.event(ev.ROLLBACKS_ERROR, error=str(exc))
+        self.env.event(ev.ROLLBACKS_END)
 
     def _run_probes(self, summary: dict) -> dict:
         """The shipped probes hold every check as one test (junit.xml, the file a CI job reads).
@@ -516,7 +513,7 @@ class Drill:
         if expected is not None and code != expected:
             reason = (f"the probes could not run (pytest exit {code}); see probes.log" if code not in (0, 1)
                       else f"the probes gave pytest exit {code} on a drill judged {summary['verdict']}; see probes.log")
-            self.env.event(DRILL_ABORTED, reason=reason)
+            self.env.event(ev.DRILL_ABORTED, reason=reason)
             self.env.progress(f"✗ aborted: {reason}")
             summary = summarize(self.out)
         summary["probes"] = probes
