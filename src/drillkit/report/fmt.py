@@ -65,6 +65,12 @@ def dur(x: Any) -> str:
     return "—" if v is None else format_duration(max(v, 0.0))
 
 
+def signed_ms(x: Any) -> str:
+    """A signed offset in milliseconds (a clock ahead is +, behind is -)."""
+    v = num(x)
+    return "—" if v is None else f"{v * 1000:+.1f} ms"
+
+
 def count(x: Any) -> str:
     v = num(x)
     if v is None:

@@ -71,6 +71,7 @@ def context(e: Evidence) -> dict[str, Any]:
         "phase_budgets": view.phase_budgets(s, t_ref, scale),
         "alarms": view.alarms(s, t_ref),
         "restore_tests": view.restore_tests(s, t_ref, scale),
+        "load_workers": view.load_workers(s, t_ref),
         "active_active": view.active_active(s, t_ref),
         "lost": view.lost_writes(m),
         "activities": view.activities(e.journal),

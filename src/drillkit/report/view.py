@@ -361,6 +361,25 @@ def restore_tests(summary: dict[str, Any], t_ref: float | None, scale: float = 1
     return rows
 
 
+def load_workers(summary: dict[str, Any], t_ref: float | None) -> list[dict[str, str]]:
+    """Distributed load: each Locust worker, its ops, how it ended, and its clock against the harness."""
+    m = summary.get("measures") or {}
+    clocks = {str(c.get("worker")): c for c in m.get("clock_offsets") or []}
+    off = (lambda t: fmt.rel(t - t_ref)) if t_ref is not None else fmt.clock
+    rows = []
+    for w in m.get("load_workers") or []:
+        c = clocks.get(str(w.get("worker"))) or {}
+        lost = w.get("end") == "lost"
+        rows.append({
+            "worker": str(w.get("worker")), "host": str(w.get("host") or "—"), "ops": fmt.count(w.get("ops")),
+            "end": f"lost: last heard from {off(w['lost_at'])}" if lost and w.get("lost_at") is not None
+            else str(w.get("end")),
+            "offset": fmt.signed_ms(c.get("offset_s")), "drift": fmt.signed_ms(c.get("drift_s")),
+            "uncertainty": f"± {fmt.dur(c.get('uncertainty_s'))}" if c.get("uncertainty_s") is not None else "—",
+            "status": "fail" if lost else "pass"})
+    return rows
+
+
 ITEM_ROWS = (
     ("items_acked", "acknowledged writes", "writes to the global table the regions acknowledged"),
     ("lww_anomalies", "LWW anomalies", "overwritten by a write acknowledged before they were sent (clock skew)"),
