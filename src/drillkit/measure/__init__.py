@@ -1,6 +1,7 @@
 """measure: the drill's figures, a pure function of its evidence folder (docs/measurements.md).
 
-    read.py     the folder's files as typed columns (requests, final state, scenario)
+    read.py     the folder's other files as typed columns (final state, scenario, the global
+                table); the client history is drillkit.evidence.history's
     rto.py      RTO per op class, outages, availability, op counts
     audit.py    lost / recovered / unexpected / corrupt per key; RPO overall and per store
     lag.py      replication lag from lag.csv; the AWS alarms' state changes
@@ -22,6 +23,7 @@ from typing import Any
 
 from drillkit.errors import EvidenceError
 from drillkit.evidence import EVENTS, FINAL_STATE, REQUESTS_DIR, SCENARIO, read_events
+from drillkit.evidence.history import read_history
 
 from . import read
 from .alarms import alarms
@@ -76,7 +78,7 @@ def measure(folder: Path | str) -> Measures:
     if t_fault is None:
         notes.append("no fault.injected event: RTO and RPO are 0")
 
-    ops = read.read_ops(folder)
+    ops = read_history(folder)
     final = read.read_final_state(folder, required=not aborted)
     if final is None:
         notes.append(f"not audited: no {FINAL_STATE} (the drill was aborted before or during the data audit), "
@@ -100,8 +102,10 @@ def measure(folder: Path | str) -> Measures:
     m["time_to_detect_s"] = max(detected) if detected else None
     m["phases"] = phases(events)
     m.update(restore_tests(events))
-    if "item_write" in ops["classes"]:
-        items, item_lists = measure_items(folder, events, t_fault)
+    m["clock_offsets"] = [c.as_dict() for c in ops.clocks]
+    m["clock_uncertainty_s"] = ops.clock_uncertainty_s
+    if "item_write" in ops.classes:
+        items, item_lists = measure_items(folder, ops.item_writes, events, t_fault)
         m.update(items)
         lists.update(item_lists)
         if items["rpo_items_s"] is not None and m.get("rpo_by_store") is not None:
@@ -111,8 +115,8 @@ def measure(folder: Path | str) -> Measures:
     m["t_fault"] = seconds(t_fault)
     t_start = next((e["t"] for e in events if e.get("kind") == "drill.start"), None)
     t_end = next((e["t"] for e in reversed(events) if e.get("kind") == "drill.end"), None)
-    m["t_start"] = seconds(t_start if t_start is not None else (ops["t0"].min() if ops["t0"].size else None))
-    m["t_end"] = seconds(t_end if t_end is not None else (ops["t1"].max() if ops["t1"].size else None))
+    m["t_start"] = seconds(t_start if t_start is not None else (ops.t0.min() if ops.t0.size else None))
+    m["t_end"] = seconds(t_end if t_end is not None else (ops.t1.max() if ops.t1.size else None))
     return Measures(folder, scenario, m, lists, aborted, notes)
 
 
