@@ -12,7 +12,8 @@ import pytest
 
 from drillkit.errors import EvidenceError
 from drillkit.report import render_report
-from drillkit.report.ops import bin_width, read_history
+from drillkit.evidence.history import read_timeline
+from drillkit.report.ops import bin_width
 
 from sample_evidence import make_drill
 
@@ -242,7 +243,8 @@ def test_aborted_drill_and_unrecovered_class_and_unknown_check(tmp_path):
 
 
 def test_history_reader_agrees_with_json_on_odd_lines(tmp_path):
-    req = tmp_path / "r.jsonl"
+    (tmp_path / "requests").mkdir()
+    req = tmp_path / "requests" / "r.jsonl"
     recs = [{"t0": 1.0 + i, "t1": 1.5 + i, "op": "write" if i % 2 else "read", "key": f"k{i}",
              "ok": i % 3 != 0, "status": 200, "region": "a", "checksum": None, "error": None}
             for i in range(50)]
@@ -251,14 +253,14 @@ def test_history_reader_agrees_with_json_on_odd_lines(tmp_path):
     lines = [json.dumps(r) for r in recs] + [""] + [json.dumps(recs[0], separators=(",", ":"))]
     lines.append(json.dumps({**recs[1], "t1": float("nan")}))
     req.write_text("\n".join(lines) + '\n{"t0": 3, "t1": ')
-    h = read_history([req])
+    h = read_timeline(tmp_path)
     expect = recs + [recs[0]]
     assert h.unreadable == 2
     assert len(h) == len(expect)
     order = np.argsort(h.t0, kind="stable")
     exp_order = np.argsort([r["t0"] for r in expect], kind="stable")
     assert np.allclose(h.t0[order], [expect[i]["t0"] for i in exp_order])
-    assert sorted(map(str, h.op)) == sorted(r["op"] for r in expect)
+    assert sorted(h.classes[c] for c in h.op) == sorted(r["op"] for r in expect)
     assert h.ok.sum() == sum(r["ok"] for r in expect)
 
 

@@ -28,13 +28,23 @@ def _codes(*parts: Any) -> tuple[np.ndarray, Any]:
     enc = pc.dictionary_encode(pa.chunked_array([c for p in parts for c in p.chunks], pa.string()))
     if not enc.num_chunks:
         return np.empty(0, np.int64), pa.array([], pa.string())
-    codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in enc.chunks]).astype(np.int64)
+    codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in enc.chunks])
     return codes, enc.chunk(0).dictionary
 
 
-def _same(a: Any, b: Any) -> np.ndarray:
-    """Element-wise: both strings present and equal."""
-    return pc.fill_null(pc.equal(a, b), False).to_numpy(zero_copy_only=False).astype(bool)
+COMPARE_ROWS = 1 << 20
+"""Checksums compared this many at a time, so that memory holds no copy of them all."""
+
+
+def _same(a: Any, a_rows: np.ndarray, b: Any, b_rows: np.ndarray) -> np.ndarray:
+    """Row by row: a[a_rows] and b[b_rows] both present and equal (-1: a row that is not)."""
+    out = np.zeros(a_rows.size, bool)
+    for lo in range(0, a_rows.size, COMPARE_ROWS):
+        x, y = a_rows[lo: lo + COMPARE_ROWS], b_rows[lo: lo + COMPARE_ROWS]
+        ok = (x >= 0) & (y >= 0)
+        eq = pc.equal(a.take(x[ok]), b.take(y[ok]))
+        out[lo: lo + x.size][ok] = pc.fill_null(eq, False).to_numpy(zero_copy_only=False).astype(bool)
+    return out
 
 
 def audit(ops: History, final: dict[str, Any] | None, t_fault: float | None) -> tuple[dict, dict]:
@@ -49,15 +59,15 @@ def audit(ops: History, final: dict[str, Any] | None, t_fault: float | None) -> 
     w = ops.is_op(*WRITE_OPS)
     nw = int(w.sum())
     keys, key_names = _codes(ops.write_key, final["key"])
-    wk, fk = keys[:nw], keys[nw:]
+    wk, fk = keys[:nw], keys[nw:]  # views: int32 codes, n < 2**31
     wck, fck = ops.write_checksum, final["checksum"]
     wt0, wt1, wok = ops.t0[w], ops.t1[w], ops.ok[w]
     n = len(key_names)
 
     present = np.zeros(n, bool)
     present[fk] = True
-    final_row = np.full(n, -1, np.int64)
-    final_row[fk] = np.arange(fk.size)
+    final_row = np.full(n, -1, np.int32)
+    final_row[fk] = np.arange(fk.size, dtype=np.int32)
     written = np.zeros(n, bool)
     written[wk] = True
     acked = np.zeros(n, bool)
@@ -68,18 +78,19 @@ def audit(ops: History, final: dict[str, Any] | None, t_fault: float | None) -> 
     a_idx = np.flatnonzero(wok)
     a_idx = a_idx[np.lexsort((wt1[a_idx], wk[a_idx]))]
     a_last = a_idx[np.r_[wk[a_idx][1:] != wk[a_idx][:-1], True]] if a_idx.size else a_idx
-    last_t0, last_t1, last_row = np.full(n, np.nan), np.full(n, np.nan), np.full(n, -1, np.int64)
+    last_t0, last_t1, last_row = np.full(n, np.nan), np.full(n, np.nan), np.full(n, -1, np.int32)
     last_t0[wk[a_last]], last_t1[wk[a_last]], last_row[wk[a_last]] = wt0[a_last], wt1[a_last], a_last
 
     lost = acked & ~present
     recovered = written & ~acked & present
     unexpected = present & ~written
+    # corrupt: the final checksum differs from the last acknowledged write's (when it had one)
     both = np.flatnonzero(acked & present)
-    last_ck = wck.take(last_row[both])
+    with_ck = both[pc.is_valid(wck).to_numpy(zero_copy_only=False)[last_row[both]]] if both.size else both
     corrupt = np.zeros(n, bool)
-    corrupt[both] = pc.is_valid(last_ck).to_numpy(zero_copy_only=False) & ~_same(last_ck, fck.take(final_row[both]))
+    corrupt[with_ck] = ~_same(wck, last_row[with_ck], fck, final_row[with_ck])
     u = np.flatnonzero(~wok & corrupt[wk])
-    u = u[_same(wck.take(u), fck.take(final_row[wk[u]])) & (wt1[u] > last_t0[wk[u]])]
+    u = u[_same(wck, u, fck, final_row[wk[u]]) & (wt1[u] > last_t0[wk[u]])]
     corrupt[wk[u]] = False
     lost_after = lost & (last_t1 > t_fault) if t_fault is not None else np.zeros(n, bool)
 

@@ -6,7 +6,6 @@ import math
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from drillkit.evidence import READ_OPS, WRITE_OPS
 from drillkit.evidence.history import History
@@ -107,14 +106,16 @@ def last_client(ops: History, t_fault: float | None) -> dict[str, Any]:
     if not fail.any():
         out["rto_last_client_s"] = 0.0 if t_fault is not None else None
         return out
-    last_fail = pd.Series(t0[fail]).groupby(codes[fail]).max()
-    after = pd.DataFrame({"c": codes[ok], "t0": t0[ok], "t1": t1[ok]})
-    after = after[after["t0"] > after["c"].map(last_fail)]
-    back = after.groupby("c")["t1"].min()
-    stuck = [str(names[c]) for c in last_fail.index if c not in back.index]
-    out.update(clients_failed=len(last_fail), clients_not_recovered=sorted(stuck))
+    last_fail = np.full(len(names), -np.inf)
+    np.maximum.at(last_fail, codes[fail], t0[fail])
+    failed = np.isfinite(last_fail)
+    after = ok & (t0 > last_fail[codes])
+    back = np.full(len(names), np.inf)
+    np.minimum.at(back, codes[after], t1[after])
+    stuck = [str(names[c]) for c in np.flatnonzero(failed & ~np.isfinite(back))]
+    out.update(clients_failed=int(failed.sum()), clients_not_recovered=sorted(stuck))
     if not stuck:
-        out["rto_last_client_s"] = _r(max(0.0, float(back.max()) - t_fault))
+        out["rto_last_client_s"] = _r(max(0.0, float(back[failed].max()) - t_fault))
     return out
 
 
