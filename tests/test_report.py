@@ -303,3 +303,24 @@ def test_the_active_active_section_counts_every_verdict_and_shows_a_pair_in_its_
     text = section_text(html, "active-active")
     assert "Regions audited (standing at the end, after replication settled): A, B" in text
     assert "LWW anomaly: key hot-1" in text and "its final value: b-1" in text
+
+
+def test_workers_clocks_are_shown_and_widen_rto_and_rpo(tmp_path):
+    folder = make_drill(tmp_path / "drill", n_ops=2000, failing=True)
+    summary = json.loads((folder / "summary.json").read_text())
+    summary["measures"].update(clock_offsets=[
+        {"worker": "host-b-4242", "offset_s": 0.3001, "drift_s": 0.0012, "uncertainty_s": 0.0004},
+        {"worker": "host-c-77", "offset_s": -0.02, "drift_s": None, "uncertainty_s": 0.0009}],
+        clock_uncertainty_s=0.0009)
+    (folder / "summary.json").write_text(json.dumps(summary))
+    html = Path(render_report(folder)).read_text()
+    rows = table(html, "clocks")
+    assert rows["host-b-4242"] == ["300.1 ms", "1.2 ms", "± 0.4 ms"]
+    assert rows["host-c-77"] == ["-20.0 ms", "one measurement", "± 0.9 ms"]
+    targets = table(html, "targets")
+    assert targets["RTO — writes"][1].startswith("12.400 s ± 0.9 ms (clock)")
+    assert targets["RPO"][1].startswith("1.880 s ± 0.9 ms (clock)")
+    summary["measures"].update(clock_offsets=[], clock_uncertainty_s=None)
+    (folder / "summary.json").write_text(json.dumps(summary))
+    html = Path(render_report(folder)).read_text()
+    assert 'id="clocks"' not in html and "(clock)" not in html

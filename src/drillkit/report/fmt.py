@@ -55,6 +55,11 @@ def secs(x: Any, none: str = "—") -> str:
     return none if v is None else f"{v:.3f} s"
 
 
+def ms(x: Any) -> str:
+    v = num(x)
+    return "—" if v is None else f"{v * 1000:.1f} ms"
+
+
 def rel(x: Any) -> str:
     v = num(x)
     return "—" if v is None else f"{round(v, 3) + 0.0:+.3f} s"

@@ -74,6 +74,7 @@ def context(e: Evidence) -> dict[str, Any]:
         "restore_tests": view.restore_tests(s, t_ref, scale),
         "active_active": view.active_active(s, t_ref),
         "lost": view.lost_writes(m),
+        "clocks": view.clocks(m),
         "activities": view.activities(e.journal),
         "topo": view.topology(e),
         "aws_calls": view.aws_calls(e, t_ref),

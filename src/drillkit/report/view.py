@@ -285,6 +285,17 @@ def lost_writes(m: dict) -> dict[str, Any]:
     }
 
 
+def clocks(m: dict) -> list[dict[str, str]]:
+    """The load workers' clocks as measured against the harness and corrected before measuring."""
+    rows = []
+    for c in m.get("clock_offsets") or []:
+        if isinstance(c, dict):
+            rows.append({"worker": str(c.get("worker")), "offset": fmt.ms(c.get("offset_s")),
+                         "drift": fmt.ms(c.get("drift_s")) if c.get("drift_s") is not None else "one measurement",
+                         "uncertainty": f"± {fmt.ms(c.get('uncertainty_s'))}"})
+    return rows
+
+
 def abort_reason(e: Evidence) -> str | None:
     ev = next((x for x in e.events if x["kind"] == "drill.aborted"), None)
     if ev is not None:
