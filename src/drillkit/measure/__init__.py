@@ -11,7 +11,7 @@
     lww.py      active-active: what last-writer-wins kept, discarded and lost, per key
 
 No verdict is decided here: drillkit.judge holds these measures against the scenario's targets.
-An archived drill re-derives the same figures months later. Vectorised over numpy/pandas: a
+An archived drill re-derives the same figures months later. Vectorised over numpy and Arrow: a
 million-op history is measured in seconds.
 """
 
