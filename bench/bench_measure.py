@@ -170,7 +170,12 @@ def _tree_rss(pid: int) -> int:
 
 
 def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int, subprocess.CompletedProcess]:
-    """Wall time and the peak of the summed resident memory of the command's process tree."""
+    """Wall time and the peak of the summed resident memory of the command's process tree; the
+    CPU time it used (user + system, children included) goes to stdout, since on a shared
+    machine it says more than the wall time."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
@@ -182,6 +187,10 @@ def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[flo
         out.seek(0)
         err.seek(0)
         done = subprocess.CompletedProcess(cmd, proc.returncode, out.read().decode(), err.read().decode())
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    print(f"  {' '.join(cmd[-2:])}: {wall:.2f} s wall, {cpu:.2f} s CPU, peak RSS {peak / 2**30:.2f} GiB, "
+          f"load average {os.getloadavg()[0]:.1f}")
     return wall, peak, done
 
 
