@@ -403,20 +403,18 @@ def test_no_load_at_all(tmp_path):
     assert s["scenario"] is None and m["t_start"] is None
 
 
-def test_parallel_parse_gives_the_same_answers(tmp_path, monkeypatch):
-    import drillkit.measure.read as measure_module
+def test_reading_in_pieces_gives_the_same_answers(tmp_path, monkeypatch):
+    import drillkit.evidence.columns as columns
 
     ops = concurrent_outage() + [R(9 + i / 10, 9.05 + i / 10, f"k{i}") for i in range(50)] + [op(12, 12.5, "object_put", "o")]
     folder = drill(tmp_path, ops, final=["nope"])
-    serial = summarize(folder)
-    monkeypatch.setattr(measure_module, "PARALLEL_MIN_BYTES", 0)
-    parallel = summarize(folder)
-    if len(os.sched_getaffinity(0)) > 1:
-        parts = measure_module._parallel_parts(sorted((folder / "requests").glob("*.jsonl")))
-        assert parts is not None and len(parts) == 2  # one file, split at a line boundary
-    for s in (serial, parallel):
+    whole = summarize(folder)
+    monkeypatch.setattr(columns, "PIECE_BYTES", 1000)  # a few lines a piece, cut mid-line
+    pieces = summarize(folder)
+    assert len(list(columns.pieces(folder / "requests" / "w0.jsonl"))) > 5
+    for s in (whole, pieces):
         s.pop("measured_at")
-    assert parallel == serial and parallel.audit == serial.audit
+    assert pieces == whole and pieces.audit == whole.audit
     with open(folder / "requests" / "w0.jsonl", "a") as fh:
         fh.write('{"t0": 3, "t1": 3.1, "op": "write", "key": "k", "ok": "yes"}\n')
     with pytest.raises(EvidenceError, match=r"w0.jsonl: line 63: ok: must be true or false"):

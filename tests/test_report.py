@@ -12,7 +12,8 @@ import pytest
 
 from drillkit.errors import EvidenceError
 from drillkit.report import render_report
-from drillkit.report.ops import bin_width, read_history
+from drillkit.evidence.history import read_timeline
+from drillkit.report.ops import bin_width
 
 from sample_evidence import make_drill
 
@@ -242,7 +243,8 @@ def test_aborted_drill_and_unrecovered_class_and_unknown_check(tmp_path):
 
 
 def test_history_reader_agrees_with_json_on_odd_lines(tmp_path):
-    req = tmp_path / "r.jsonl"
+    (tmp_path / "requests").mkdir()
+    req = tmp_path / "requests" / "r.jsonl"
     recs = [{"t0": 1.0 + i, "t1": 1.5 + i, "op": "write" if i % 2 else "read", "key": f"k{i}",
              "ok": i % 3 != 0, "status": 200, "region": "a", "checksum": None, "error": None}
             for i in range(50)]
@@ -251,14 +253,14 @@ def test_history_reader_agrees_with_json_on_odd_lines(tmp_path):
     lines = [json.dumps(r) for r in recs] + [""] + [json.dumps(recs[0], separators=(",", ":"))]
     lines.append(json.dumps({**recs[1], "t1": float("nan")}))
     req.write_text("\n".join(lines) + '\n{"t0": 3, "t1": ')
-    h = read_history([req])
+    h = read_timeline(tmp_path)
     expect = recs + [recs[0]]
     assert h.unreadable == 2
     assert len(h) == len(expect)
     order = np.argsort(h.t0, kind="stable")
     exp_order = np.argsort([r["t0"] for r in expect], kind="stable")
     assert np.allclose(h.t0[order], [expect[i]["t0"] for i in exp_order])
-    assert sorted(map(str, h.op)) == sorted(r["op"] for r in expect)
+    assert sorted(h.classes[c] for c in h.op) == sorted(r["op"] for r in expect)
     assert h.ok.sum() == sum(r["ok"] for r in expect)
 
 
@@ -301,3 +303,25 @@ def test_the_active_active_section_counts_every_verdict_and_shows_a_pair_in_its_
     text = section_text(html, "active-active")
     assert "Regions audited (standing at the end, after replication settled): A, B" in text
     assert "LWW anomaly: key hot-1" in text and "its final value: b-1" in text
+
+
+def test_workers_clocks_are_shown_and_widen_rto_and_rpo(tmp_path):
+    folder = make_drill(tmp_path / "drill", n_ops=2000, failing=True)
+    summary = json.loads((folder / "summary.json").read_text())
+    summary["measures"].update(clock_offsets=[
+        {"worker": "host-b-4242", "offset_s": 0.3001, "drift_s": 0.0012, "uncertainty_s": 0.0004},
+        {"worker": "host-c-77", "offset_s": -0.02, "drift_s": None, "uncertainty_s": 0.0009}],
+        clock_uncertainty_s=0.0009)
+    (folder / "summary.json").write_text(json.dumps(summary))
+    html = Path(render_report(folder)).read_text()
+    rows = table(html, "load-workers")
+    assert rows["host-b-4242"] == ["—", "—", "—", "300.1 ms", "1.2 ms", "± 0.4 ms"]
+    assert rows["host-c-77"] == ["—", "—", "—", "-20.0 ms", "one measurement", "± 0.9 ms"]
+    targets = table(html, "targets")
+    assert targets["RTO — writes"][1].startswith("12.400 s ± 0.9 ms (clock)")
+    assert targets["RPO"][1].startswith("1.880 s ± 0.9 ms (clock)")
+    summary["measures"].update(clock_offsets=[], clock_uncertainty_s=None)
+    (folder / "summary.json").write_text(json.dumps(summary))
+    html = Path(render_report(folder)).read_text()
+    assert "<h2>Load workers</h2>" not in html
+    assert not any("(clock)" in cell for row in table(html, "targets").values() for cell in row)

@@ -1,6 +1,7 @@
 """measure: the drill's figures, a pure function of its evidence folder (docs/measurements.md).
 
-    read.py     the folder's files as typed columns (requests, final state, scenario)
+    read.py     the folder's other files as typed columns (final state, scenario, the global
+                table); the client history is drillkit.evidence.history's
     rto.py      RTO per op class, outages, availability, op counts
     audit.py    lost / recovered / unexpected / corrupt per key; RPO overall and per store
     lag.py      replication lag from lag.csv; the AWS alarms' state changes
@@ -11,7 +12,7 @@
     workers.py  distributed load: each Locust worker's ops, and the workers lost mid-drill
 
 No verdict is decided here: drillkit.judge holds these measures against the scenario's targets.
-An archived drill re-derives the same figures months later. Vectorised over numpy/pandas: a
+An archived drill re-derives the same figures months later. Vectorised over numpy and Arrow: a
 million-op history is measured in seconds.
 """
 
@@ -24,6 +25,7 @@ from typing import Any
 from drillkit.errors import EvidenceError
 from drillkit.evidence import (DRILL_ABORTED, DRILL_END, DRILL_START, EVENTS, FAULT_INJECTED, FINAL_STATE,
                                REQUESTS_DIR, SCENARIO, read_events)
+from drillkit.evidence.history import read_history
 
 from . import read
 from .alarms import alarms
@@ -79,7 +81,7 @@ def measure(folder: Path | str) -> Measures:
     if t_fault is None:
         notes.append("no fault.injected event: RTO and RPO are 0")
 
-    ops = read.read_ops(folder)
+    ops = read_history(folder)
     final = read.read_final_state(folder, required=not aborted)
     if final is None:
         notes.append(f"not audited: no {FINAL_STATE} (the drill was aborted before or during the data audit), "
@@ -104,8 +106,10 @@ def measure(folder: Path | str) -> Measures:
     m["phases"] = phases(events)
     m.update(restore_tests(events))
     m.update(load_workers(events))
-    if "item_write" in ops["classes"]:
-        items, item_lists = measure_items(folder, events, t_fault)
+    m["clock_offsets"] = [c.as_dict() for c in ops.clocks]
+    m["clock_uncertainty_s"] = ops.clock_uncertainty_s
+    if "item_write" in ops.classes:
+        items, item_lists = measure_items(folder, ops.item_writes, events, t_fault)
         m.update(items)
         lists.update(item_lists)
         if items["rpo_items_s"] is not None and m.get("rpo_by_store") is not None:
@@ -115,8 +119,8 @@ def measure(folder: Path | str) -> Measures:
     m["t_fault"] = seconds(t_fault)
     t_start = next((e["t"] for e in events if e.get("kind") == DRILL_START), None)
     t_end = next((e["t"] for e in reversed(events) if e.get("kind") == DRILL_END), None)
-    m["t_start"] = seconds(t_start if t_start is not None else (ops["t0"].min() if ops["t0"].size else None))
-    m["t_end"] = seconds(t_end if t_end is not None else (ops["t1"].max() if ops["t1"].size else None))
+    m["t_start"] = seconds(t_start if t_start is not None else (ops.t0.min() if ops.t0.size else None))
+    m["t_end"] = seconds(t_end if t_end is not None else (ops.t1.max() if ops.t1.size else None))
     return Measures(folder, scenario, m, lists, aborted, notes)
 
 

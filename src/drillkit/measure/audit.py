@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pyarrow.compute as pc
 
 from drillkit.evidence import OBJECT_KEY_PREFIX, WRITE_OPS
+from drillkit.evidence.history import History
 
-from .read import is_op, seconds as _r
+from .read import seconds as _r
 
 FIRST_KEYS = 10
 
@@ -19,26 +20,54 @@ AUDIT_MEASURES = ("rpo_s", "writes_lost", "writes_lost_after_fault", "writes_rec
 """The measures only the data audit (final_state.jsonl) can give: null ("not audited") without it."""
 
 
-def audit(ops: dict[str, Any], final: dict[str, np.ndarray] | None, t_fault: float | None) -> tuple[dict, dict]:
-    """Jepsen's per-key verdicts: lost, recovered, unexpected, corrupt."""
+def _codes(*parts: Any) -> tuple[np.ndarray, Any]:
+    """Keys (Arrow chunked arrays, one after the other) as codes in order of first appearance,
+    and the distinct keys: one hash pass in Arrow, no Python object per key, no copy."""
+    import pyarrow as pa
+
+    enc = pc.dictionary_encode(pa.chunked_array([c for p in parts for c in p.chunks], pa.string()))
+    if not enc.num_chunks:
+        return np.empty(0, np.int64), pa.array([], pa.string())
+    codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in enc.chunks])
+    return codes, enc.chunk(0).dictionary
+
+
+COMPARE_ROWS = 1 << 20
+"""Checksums compared this many at a time, so that memory holds no copy of them all."""
+
+
+def _same(a: Any, a_rows: np.ndarray, b: Any, b_rows: np.ndarray) -> np.ndarray:
+    """Row by row: a[a_rows] and b[b_rows] both present and equal (-1: a row that is not)."""
+    out = np.zeros(a_rows.size, bool)
+    for lo in range(0, a_rows.size, COMPARE_ROWS):
+        x, y = a_rows[lo: lo + COMPARE_ROWS], b_rows[lo: lo + COMPARE_ROWS]
+        ok = (x >= 0) & (y >= 0)
+        eq = pc.equal(a.take(x[ok]), b.take(y[ok]))
+        out[lo: lo + x.size][ok] = pc.fill_null(eq, False).to_numpy(zero_copy_only=False).astype(bool)
+    return out
+
+
+def audit(ops: History, final: dict[str, Any] | None, t_fault: float | None) -> tuple[dict, dict]:
+    """Jepsen's per-key verdicts: lost, recovered, unexpected, corrupt. Keys are compared as
+    codes; a checksum only with the one it must match (the key's last acknowledged write's)."""
     names = ("lost", "lost_after_fault", "corrupt", "unexpected", "recovered")
     if final is None:
         m = {k: None for k in AUDIT_MEASURES}
         m.update({f"{n}_keys_first": [] for n in names})
         return m, {f"{n}_keys": None for n in names}
 
-    w = is_op(ops, *WRITE_OPS)
+    w = ops.is_op(*WRITE_OPS)
     nw = int(w.sum())
-    keys, key_names = pd.factorize(np.concatenate([ops["key"][w], final["key"]]))
-    wk, fk = keys[:nw], keys[nw:]
-    wck, fck = ops["checksum"][w], final["checksum"]
-    wt0, wt1, wok = ops["t0"][w], ops["t1"][w], ops["ok"][w]
+    keys, key_names = _codes(ops.write_key, final["key"])
+    wk, fk = keys[:nw], keys[nw:]  # views: int32 codes, n < 2**31
+    wck, fck = ops.write_checksum, final["checksum"]
+    wt0, wt1, wok = ops.t0[w], ops.t1[w], ops.ok[w]
     n = len(key_names)
 
     present = np.zeros(n, bool)
     present[fk] = True
-    final_ck = np.full(n, None, dtype=object)
-    final_ck[fk] = fck
+    final_row = np.full(n, -1, np.int32)
+    final_row[fk] = np.arange(fk.size, dtype=np.int32)
     written = np.zeros(n, bool)
     written[wk] = True
     acked = np.zeros(n, bool)
@@ -49,15 +78,19 @@ def audit(ops: dict[str, Any], final: dict[str, np.ndarray] | None, t_fault: flo
     a_idx = np.flatnonzero(wok)
     a_idx = a_idx[np.lexsort((wt1[a_idx], wk[a_idx]))]
     a_last = a_idx[np.r_[wk[a_idx][1:] != wk[a_idx][:-1], True]] if a_idx.size else a_idx
-    last_t0, last_t1, last_ck = np.full(n, np.nan), np.full(n, np.nan), np.full(n, None, dtype=object)
-    last_t0[wk[a_last]], last_t1[wk[a_last]], last_ck[wk[a_last]] = wt0[a_last], wt1[a_last], wck[a_last]
+    last_t0, last_t1, last_row = np.full(n, np.nan), np.full(n, np.nan), np.full(n, -1, np.int32)
+    last_t0[wk[a_last]], last_t1[wk[a_last]], last_row[wk[a_last]] = wt0[a_last], wt1[a_last], a_last
 
     lost = acked & ~present
     recovered = written & ~acked & present
     unexpected = present & ~written
-    corrupt = acked & present & pd.notna(last_ck) & (final_ck != last_ck)
+    # corrupt: the final checksum differs from the last acknowledged write's (when it had one)
+    both = np.flatnonzero(acked & present)
+    with_ck = both[pc.is_valid(wck).to_numpy(zero_copy_only=False)[last_row[both]]] if both.size else both
+    corrupt = np.zeros(n, bool)
+    corrupt[with_ck] = ~_same(wck, last_row[with_ck], fck, final_row[with_ck])
     u = np.flatnonzero(~wok & corrupt[wk])
-    u = u[pd.notna(wck[u]) & (wck[u] == final_ck[wk[u]]) & (wt1[u] > last_t0[wk[u]])]
+    u = u[_same(wck, u, fck, final_row[wk[u]]) & (wt1[u] > last_t0[wk[u]])]
     corrupt[wk[u]] = False
     lost_after = lost & (last_t1 > t_fault) if t_fault is not None else np.zeros(n, bool)
 
@@ -67,8 +100,8 @@ def audit(ops: dict[str, Any], final: dict[str, np.ndarray] | None, t_fault: flo
         early = t1[t1 <= t_fault] if t_fault is not None else t1[:0]
         return _r(t_fault - early.min()) if early.size else 0.0
 
-    is_object = (np.fromiter((str(k).startswith(OBJECT_KEY_PREFIX) for k in key_names), bool, n)
-                 if is_op(ops, "obj_write").any() else np.zeros(n, bool))
+    is_object = (pc.starts_with(key_names, OBJECT_KEY_PREFIX).to_numpy(zero_copy_only=False)
+                 if ops.is_op("obj_write").any() else np.zeros(n, bool))
     by_store = {}
     for store, mine in (("records", ~is_object), ("objects", is_object)):
         if not (mine[wk] & wok).any():
@@ -80,7 +113,7 @@ def audit(ops: dict[str, Any], final: dict[str, np.ndarray] | None, t_fault: flo
         idx = np.flatnonzero(mask)
         if when is not None:
             idx = idx[np.argsort(when[idx], kind="stable")]
-        return [str(k) for k in key_names[idx]]
+        return [str(k) for k in key_names.take(idx).to_pylist()]
 
     lists = {
         "lost": by_time(lost, last_t1),

@@ -202,15 +202,16 @@ def outages(events: list[dict[str, Any]]) -> dict[str, tuple[float, float | None
     return out
 
 
-def measure_items(folder: Path, events: list[dict[str, Any]], t_fault: float | None
-                  ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The active-active measures of a drill folder and, for audit.json, every finding."""
+def measure_items(folder: Path, item_writes: list[dict[str, Any]], events: list[dict[str, Any]],
+                  t_fault: float | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The active-active measures of a drill folder and, for audit.json, every finding;
+    `item_writes` as the history reader gave them (drillkit.evidence.history)."""
     final = read.read_final_table(folder)
     if final is None:
         return {**{k: None for k in ITEM_MEASURES}, "regions_audited": None, "lww_findings": {},
                 "divergent_keys_first": []}, {}
     writes = [ItemWrite(str(r["key"]), str(r["value"]), float(r["t0"]), float(r["t1"]), bool(r["ok"]),
-                        r.get("region"), r.get("ts"), r.get("client")) for r in read.read_item_writes(folder)]
+                        r.get("region"), r.get("ts"), r.get("client")) for r in item_writes]
     applied = [Applied(str(r["key"]), str(r["value"]), str(r["to"]), float(r["t"]), str(r["outcome"]))
                for r in read.read_table_replication(folder)]
     result = check(writes, final, applied, outages(events), t_fault)

@@ -6,11 +6,11 @@ import math
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from drillkit.evidence import READ_OPS, WRITE_OPS
+from drillkit.evidence.history import History
 
-from .read import is_op, seconds as _r
+from .read import seconds as _r
 
 BASE_CLASSES = ("write", "read")
 
@@ -64,13 +64,13 @@ def _rto_class(t1: np.ndarray, ok: np.ndarray, t_fault: float | None, bursts: li
     return out
 
 
-def rto(ops: dict[str, Any], t_fault: float | None, stable: float) -> dict[str, Any]:
-    t0, t1, ok = ops["t0"], ops["t1"], ops["ok"]
-    classes = list(BASE_CLASSES) + sorted(c for c in ops["classes"] if c not in BASE_CLASSES)
+def rto(ops: History, t_fault: float | None, stable: float) -> dict[str, Any]:
+    t0, t1, ok = ops.t0, ops.t1, ops.ok
+    classes = list(BASE_CLASSES) + sorted(c for c in ops.classes if c not in BASE_CLASSES)
     by_op = {}
     outages = []
     for cls in classes:
-        sel = is_op(ops, cls)
+        sel = ops.is_op(cls)
         bursts = _failure_bursts(t0[sel], t1[sel], ok[sel], t_fault, stable)
         by_op[cls] = _rto_class(t1[sel], ok[sel], t_fault, bursts)
         outages += [{"op": cls, "start": _r(b["start"]), "end": None if b["end"] is None else _r(b["end"]),
@@ -89,38 +89,39 @@ def rto(ops: dict[str, Any], t_fault: float | None, stable: float) -> dict[str, 
 
 
 
-def last_client(ops: dict[str, Any], t_fault: float | None) -> dict[str, Any]:
+def last_client(ops: History, t_fault: float | None) -> dict[str, Any]:
     """When the last client had service back: per client (records that name one), the end of its
     first success that started after its last failure after the fault; the latest of those, from
     the fault. Where clients route on their own (a cached config.json, a resolver's DNS TTL) the
     service is back for some long before it is for all. None when a client never got it back, or
     when no record names its client."""
-    client, ok, t0, t1 = ops["client"], ops["ok"], ops["t0"], ops["t1"]
-    named = ~pd.isna(client) if client.size else np.zeros(0, bool)
+    named = ops.client >= 0
     out = {"rto_last_client_s": None, "clients": 0, "clients_failed": 0, "clients_not_recovered": []}
     if not named.any():
         return out
-    codes, names = pd.factorize(client[named])
-    t0, t1, ok = t0[named], t1[named], ok[named]
+    codes, names = ops.client[named], ops.clients
+    t0, t1, ok = ops.t0[named], ops.t1[named], ops.ok[named]
     out["clients"] = len(names)
     fail = ~ok & (t1 > t_fault) if t_fault is not None else np.zeros(len(ok), bool)
     if not fail.any():
         out["rto_last_client_s"] = 0.0 if t_fault is not None else None
         return out
-    last_fail = pd.Series(t0[fail]).groupby(codes[fail]).max()
-    after = pd.DataFrame({"c": codes[ok], "t0": t0[ok], "t1": t1[ok]})
-    after = after[after["t0"] > after["c"].map(last_fail)]
-    back = after.groupby("c")["t1"].min()
-    stuck = [str(names[c]) for c in last_fail.index if c not in back.index]
-    out.update(clients_failed=len(last_fail), clients_not_recovered=sorted(stuck))
+    last_fail = np.full(len(names), -np.inf)
+    np.maximum.at(last_fail, codes[fail], t0[fail])
+    failed = np.isfinite(last_fail)
+    after = ok & (t0 > last_fail[codes])
+    back = np.full(len(names), np.inf)
+    np.minimum.at(back, codes[after], t1[after])
+    stuck = [str(names[c]) for c in np.flatnonzero(failed & ~np.isfinite(back))]
+    out.update(clients_failed=int(failed.sum()), clients_not_recovered=sorted(stuck))
     if not stuck:
-        out["rto_last_client_s"] = _r(max(0.0, float(back.max()) - t_fault))
+        out["rto_last_client_s"] = _r(max(0.0, float(back[failed].max()) - t_fault))
     return out
 
 
-def counts(ops: dict[str, Any]) -> dict[str, int]:
-    ok = ops["ok"]
-    is_w, is_r = is_op(ops, *WRITE_OPS), is_op(ops, *READ_OPS)
+def counts(ops: History) -> dict[str, int]:
+    ok = ops.ok
+    is_w, is_r = ops.is_op(*WRITE_OPS), ops.is_op(*READ_OPS)
     return {
         "writes_acked": int((is_w & ok).sum()),
         "writes_failed": int((is_w & ~ok).sum()),
@@ -130,9 +131,9 @@ def counts(ops: dict[str, Any]) -> dict[str, int]:
     }
 
 
-def availability(ops: dict[str, Any]) -> tuple[float | None, dict[str, Any]]:
+def availability(ops: History) -> tuple[float | None, dict[str, Any]]:
     """Share of ops that succeeded, overall and per second of start time."""
-    t0, ok = ops["t0"], ops["ok"]
+    t0, ok = ops.t0, ops.ok
     if not t0.size:
         return None, {"origin": None, "ok": [], "failed": []}
     origin = math.floor(t0.min())

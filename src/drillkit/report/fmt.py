@@ -55,6 +55,11 @@ def secs(x: Any, none: str = "—") -> str:
     return none if v is None else f"{v:.3f} s"
 
 
+def ms(x: Any) -> str:
+    v = num(x)
+    return "—" if v is None else f"{v * 1000:.1f} ms"
+
+
 def rel(x: Any) -> str:
     v = num(x)
     return "—" if v is None else f"{round(v, 3) + 0.0:+.3f} s"
@@ -63,12 +68,6 @@ def rel(x: Any) -> str:
 def dur(x: Any) -> str:
     v = num(x)
     return "—" if v is None else format_duration(max(v, 0.0))
-
-
-def signed_ms(x: Any) -> str:
-    """A signed offset in milliseconds (a clock ahead is +, behind is -)."""
-    v = num(x)
-    return "—" if v is None else f"{v * 1000:+.1f} ms"
 
 
 def count(x: Any) -> str:

@@ -13,7 +13,7 @@ import yaml
 
 from drillkit import evidence as ev
 from drillkit.errors import EvidenceError
-from drillkit.report.ops import History, read_history
+from drillkit.evidence.history import History, history_files, read_timeline
 
 
 @dataclass
@@ -62,11 +62,10 @@ def load(folder: str | Path) -> Evidence:
         e.aws_calls = ev.read_aws_calls(folder)
     except (OSError, ValueError) as exc:
         e.problems.append(f"{ev.AWS_CALLS}: unreadable ({exc}); the AWS call trail is not shown")
-    files = sorted((folder / ev.REQUESTS_DIR).glob("*.jsonl"))
-    if not files:
+    if not history_files(folder):
         e.missing.append(f"{ev.REQUESTS_DIR}/*.jsonl (so no timeline chart)")
     else:
-        e.history = read_history(files)
+        e.history = read_timeline(folder)
         if e.history.unreadable:
             e.problems.append(f"{ev.REQUESTS_DIR}/: {_lines(e.history.unreadable)} could not be "
                               "read and are left out of the timeline chart")

@@ -111,6 +111,12 @@ def at_scale(rows: list[Row], scale: float) -> list[Row]:
     return rows
 
 
+def _clock(m: dict) -> str:
+    """How far the load workers' clocks leave a time measured across them uncertain."""
+    u = fmt.num(m.get("clock_uncertainty_s"))
+    return "" if u is None else f" ± {u * 1000:.1f} ms (clock)"
+
+
 def build_rows(summary: dict) -> list[Row]:
     m = summary.get("measures") or {}
     targets = summary.get("targets") or {}
@@ -129,7 +135,8 @@ def build_rows(summary: dict) -> list[Row]:
         rto = fmt.num(info.get("rto_s"))
         row = Row(f"rto:{cls}", f"RTO — {cls}s" if cls in CLASS_ORDER else f"RTO — {cls}",
                   target=f"≤ {fmt.human_target(target, True)}" if target is not None else "—",
-                  measured=fmt.secs(rto, none="not recovered"), checks=own)
+                  measured=fmt.secs(rto, none="not recovered") + (_clock(m) if rto is not None else ""),
+                  checks=own)
         bits = []
         if fmt.num(info.get("resolution_s")) is not None:
             bits.append(f"resolution ±{fmt.secs(info['resolution_s'])}")
@@ -187,7 +194,8 @@ def build_rows(summary: dict) -> list[Row]:
 
     rpo = fmt.num(m.get("rpo_s"))
     t_fault = fmt.num(m.get("t_fault"))
-    row = _simple(by_kind, targets, "rpo", "RPO", "≤", fmt.secs(rpo), ("rpo",), show=_seconds)
+    row = _simple(by_kind, targets, "rpo", "RPO", "≤", fmt.secs(rpo) + (_clock(m) if rpo is not None else ""),
+                  ("rpo",), show=_seconds)
     if rpo and t_fault is not None:
         row.detail = f"recovery point {fmt.clock(t_fault - rpo)} UTC"
     stores = m.get("rpo_by_store") or {}

@@ -362,20 +362,23 @@ def restore_tests(summary: dict[str, Any], t_ref: float | None, scale: float = 1
 
 
 def load_workers(summary: dict[str, Any], t_ref: float | None) -> list[dict[str, str]]:
-    """Distributed load: each Locust worker, its ops, how it ended, and its clock against the harness."""
+    """Distributed load: each Locust worker (from the master's events, or only its clock
+    measurements), its ops, how it ended, and its clock against the harness's."""
     m = summary.get("measures") or {}
-    clocks = {str(c.get("worker")): c for c in m.get("clock_offsets") or []}
+    clocks = {str(c.get("worker")): c for c in m.get("clock_offsets") or [] if isinstance(c, dict)}
+    workers = {str(w.get("worker")): w for w in m.get("load_workers") or [] if isinstance(w, dict)}
     off = (lambda t: fmt.rel(t - t_ref)) if t_ref is not None else fmt.clock
     rows = []
-    for w in m.get("load_workers") or []:
-        c = clocks.get(str(w.get("worker"))) or {}
+    for name in sorted(set(workers) | set(clocks)):
+        w, c = workers.get(name) or {}, clocks.get(name) or {}
         lost = w.get("end") == "lost"
+        end = (f"lost: last heard from {off(w['lost_at'])}" if lost and w.get("lost_at") is not None
+               else str(w.get("end") or "—"))
         rows.append({
-            "worker": str(w.get("worker")), "host": str(w.get("host") or "—"), "ops": fmt.count(w.get("ops")),
-            "end": f"lost: last heard from {off(w['lost_at'])}" if lost and w.get("lost_at") is not None
-            else str(w.get("end")),
-            "offset": fmt.signed_ms(c.get("offset_s")), "drift": fmt.signed_ms(c.get("drift_s")),
-            "uncertainty": f"± {fmt.dur(c.get('uncertainty_s'))}" if c.get("uncertainty_s") is not None else "—",
+            "worker": name, "host": str(w.get("host") or "—"), "ops": fmt.count(w.get("ops")) if w else "—",
+            "end": end, "offset": fmt.ms(c.get("offset_s")) if c else "not measured",
+            "drift": ("one measurement" if c.get("drift_s") is None else fmt.ms(c.get("drift_s"))) if c else "—",
+            "uncertainty": f"± {fmt.ms(c.get('uncertainty_s'))}" if c else "—",
             "status": "fail" if lost else "pass"})
     return rows
 

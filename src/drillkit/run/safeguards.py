@@ -13,7 +13,6 @@ letting the runbook wait out its timeouts and the audit count the damage as lost
 from __future__ import annotations
 
 import _thread
-import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,7 +20,8 @@ from pathlib import Path
 from typing import Callable
 
 from drillkit.errors import one_line
-from drillkit.evidence import EVENTS, FAULT_INJECTED, READ_OPS, REQUESTS_DIR, SERVICE_FAILED, append_event
+from drillkit.evidence import EVENTS, FAULT_INJECTED, READ_OPS, SERVICE_FAILED, append_event
+from drillkit.evidence.history import HistoryTail, JsonlTail
 
 SLICE = 0.5
 
@@ -33,33 +33,6 @@ class Limits:
     error_rate_sustained: float = 0.0
     expected_outage: float = 0.0
     max_lost_writes: int | None = None
-
-
-@dataclass
-class _Tail:
-    """Reads only the lines appended since the last look; a partial last line waits for its end."""
-
-    path: Path
-    offset: int = 0
-    rest: bytes = b""
-
-    def new_lines(self) -> list[dict]:
-        try:
-            with open(self.path, "rb") as fh:
-                fh.seek(self.offset)
-                data = fh.read()
-        except OSError:
-            return []
-        self.offset += len(data)
-        lines = (self.rest + data).split(b"\n")
-        self.rest = lines.pop()
-        out = []
-        for line in lines:
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-        return out
 
 
 @dataclass
@@ -98,8 +71,8 @@ class SafeguardMonitor:
         self.tripped: str | None = None
         self.t_fault: float | None = None
         self.lost_keys: set[str] = set()
-        self._tails: dict[Path, _Tail] = {}
-        self._events = _Tail(folder / EVENTS)
+        self._history = HistoryTail(folder)
+        self._events = JsonlTail(folder / EVENTS)
         self._slices = _Slices()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="safeguards", daemon=True)
@@ -174,16 +147,14 @@ class SafeguardMonitor:
 
     def _read(self) -> None:
         if self.t_fault is None:
-            for e in self._events.new_lines():
+            for e in self._events.new_records():
                 if e.get("kind") == FAULT_INJECTED and not e.get("precondition"):
                     self.t_fault = float(e["t"])
                     break
-        for path in (self.folder / REQUESTS_DIR).glob("*.jsonl"):
-            tail = self._tails.setdefault(path, _Tail(path))
-            for op in tail.new_lines():
-                self._slices.add(float(op["t1"]), bool(op["ok"]))
-                if op.get("op") in READ_OPS and op.get("ok") and op.get("found") is False:
-                    self.lost_keys.add(op["key"])
+        for op in self._history.new_records():
+            self._slices.add(float(op["t1"]), bool(op["ok"]))
+            if op.get("op") in READ_OPS and op.get("ok") and op.get("found") is False:
+                self.lost_keys.add(op["key"])
 
     def _error_rate_tripped(self, now: float) -> str | None:
         """Trips when every completed slice of the last `sustained` seconds, none inside the

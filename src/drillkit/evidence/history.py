@@ -1,0 +1,290 @@
+"""The client history, requests/*.jsonl: its one reader (docs/evidence.md#requestsjsonl).
+
+Every worker's file holds one line per operation as that worker saw it. measure reads it
+strictly (`read_history`: a bad record is an error naming its file and line), the report
+leniently (`read_timeline`: bad lines are counted and left out of the chart), and the live
+safeguards tail it as it grows (`HistoryTail`). Both readers bring each worker's times onto the
+harness clock before anything else sees them: a file requests/<worker>.jsonl whose worker has
+clock measurements in clocks.jsonl has its t0 and t1 corrected (drillkit.evidence.clocks).
+
+Columns, never a record per op: a 1-hour game day holds millions of operations. Keys and
+checksums are kept for writes only (the audit's sole use), as Arrow string arrays; the op class
+and the client as integer codes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from drillkit.evidence import REQUESTS_DIR, WRITE_OPS
+from drillkit.evidence.clocks import ClockCorrection, corrections
+from drillkit.evidence.columns import Check, Piece, parse, pieces, problem
+
+CHECKED_FIELDS = {"t0": "number", "t1": "number", "op": "string", "key": "string", "ok": "bool",
+                  "checksum": "string?", "client": "string?"}
+"""What every op must hold (docs/evidence.md); a record that does not is an error."""
+OP_FIELDS = {**CHECKED_FIELDS, "region": "string?", "value": "string?", "ts": "number?"}
+"""What measure reads of each op: the other fields are null where they have another kind,
+except in an item_write."""
+ITEM_FIELDS = {"t0": "number", "t1": "number", "op": "string", "key": "string", "ok": "bool", "value": "string",
+               "region": "string?", "ts": "number?", "client": "string?"}
+"""What an `item_write` (active-active) must hold besides: the value it wrote."""
+ITEM_WRITE = "item_write"
+TIMELINE_FIELDS = {"t0": "number", "t1": "number", "op": "string?", "ok": "bool?"}
+"""What the report's timeline reads: when, which class, whether it succeeded."""
+TAIL_BYTES = 8 << 20
+"""At most this much of a file is read per look by a tail; the rest waits for the next look."""
+
+
+def history_files(folder: str | os.PathLike[str]) -> list[Path]:
+    where = Path(folder) / REQUESTS_DIR
+    return sorted(where.glob("*.jsonl")) if where.is_dir() else []
+
+
+@dataclass
+class ClockOffset:
+    """A worker's clock as measured and applied to its file (ClockCorrection, summed up)."""
+
+    worker: str
+    offset_s: float
+    drift_s: float | None
+    uncertainty_s: float
+
+    @classmethod
+    def of(cls, c: ClockCorrection) -> "ClockOffset":
+        return cls(c.worker, c.offset_s, c.drift_s, c.uncertainty_s)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"worker": self.worker, "offset_s": self.offset_s, "drift_s": self.drift_s,
+                "uncertainty_s": self.uncertainty_s}
+
+
+@dataclass
+class History:
+    """Every op of every worker's file, as columns in file order (files sorted by name).
+
+    `op` and `client` are codes into `classes` and `clients` (-1: no client named);
+    `write_key` and `write_checksum` hold the ops of WRITE_OPS only, in the same order;
+    `item_writes` the active-active writes as records; `clocks` the corrections applied."""
+
+    t0: np.ndarray
+    t1: np.ndarray
+    ok: np.ndarray
+    op: np.ndarray
+    classes: list[str]
+    client: np.ndarray
+    clients: list[str]
+    write_key: Any = None
+    write_checksum: Any = None
+    item_writes: list[dict[str, Any]] = field(default_factory=list)
+    clocks: list[ClockOffset] = field(default_factory=list)
+    unreadable: int = 0
+    """Lenient reading only: non-empty lines left out because they could not be read."""
+
+    def __len__(self) -> int:
+        return len(self.t0)
+
+    def is_op(self, *classes: str) -> np.ndarray:
+        codes = [self.classes.index(c) for c in classes if c in self.classes]
+        return self.op == codes[0] if len(codes) == 1 else np.isin(self.op, codes)
+
+    @property
+    def clock_uncertainty_s(self) -> float | None:
+        """How far any corrected time may be off: the largest uncertainty of a corrected worker."""
+        return max((c.uncertainty_s for c in self.clocks), default=None)
+
+
+class _Codes:
+    """Strings to stable integer codes across pieces (first seen, first coded)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self._code: dict[str, int] = {}
+
+    def encode(self, column) -> np.ndarray:
+        import pyarrow.compute as pc
+
+        enc = pc.dictionary_encode(column).combine_chunks() if hasattr(column, "chunks") else pc.dictionary_encode(column)
+        local = np.array([self._of(str(s)) for s in enc.dictionary.to_pylist()] + [-1], np.int32)
+        idx = enc.indices.fill_null(len(local) - 1).to_numpy(zero_copy_only=False)
+        return local[idx]
+
+    def _of(self, name: str) -> int:
+        if name not in self._code:
+            self._code[name] = len(self.names)
+            self.names.append(name)
+        return self._code[name]
+
+
+def _corrected(table, correction: ClockCorrection | None) -> tuple[np.ndarray, np.ndarray]:
+    t0 = table.column("t0").to_numpy()
+    t1 = table.column("t1").to_numpy()
+    if correction is None:
+        return t0, t1
+    return correction.apply(t0), correction.apply(t1)
+
+
+def _op_problem(rec: Any) -> str | None:
+    wrong = problem(rec, CHECKED_FIELDS)
+    if wrong is None and rec.get("op") == ITEM_WRITE and (wrong := problem(rec, ITEM_FIELDS)):
+        return f"an item_write record: {wrong}"
+    return wrong
+
+
+def _read(folder: Path, fields: dict[str, str], strict: bool, check: Check | None = None
+          ) -> Iterator[tuple[Piece, Any, int, ClockCorrection | None]]:
+    fixes = corrections(folder)
+    for path in history_files(folder):
+        fix = fixes.get(path.stem)
+        for piece in pieces(path):
+            table, bad = parse(piece, fields, strict, check)
+            yield piece, table, bad, fix
+
+
+def read_history(folder: str | os.PathLike[str]) -> History:
+    """Every op of the drill in `folder`, clock-corrected, strictly: a record that breaks the
+    format is an EvidenceError naming its file and line."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from drillkit.errors import EvidenceError
+
+    folder = Path(folder)
+    classes, clients = _Codes(), _Codes()
+    cols: dict[str, list] = {"t0": [], "t1": [], "ok": [], "op": [], "client": [], "key": [], "checksum": []}
+    items: list[dict[str, Any]] = []
+    applied: dict[str, ClockOffset] = {}
+    for piece, table, _, fix in _read(folder, OP_FIELDS, strict=True, check=_op_problem):
+        if fix is not None:
+            applied.setdefault(fix.worker, ClockOffset.of(fix))
+        if not table.num_rows:
+            continue
+        t0, t1 = _corrected(table, fix)
+        op = table.column("op")
+        cols["t0"].append(t0)
+        cols["t1"].append(t1)
+        cols["ok"].append(table.column("ok").to_numpy(zero_copy_only=False))
+        cols["op"].append(classes.encode(op))
+        cols["client"].append(clients.encode(table.column("client")))
+        writes = pc.is_in(op, pa.array(WRITE_OPS))
+        cols["key"].append(pc.filter(table.column("key"), writes))
+        cols["checksum"].append(pc.filter(table.column("checksum"), writes))
+        is_item = pc.equal(op, ITEM_WRITE)
+        if pc.any(is_item).as_py():
+            where = np.flatnonzero(is_item.to_numpy(zero_copy_only=False))
+            for i, rec in zip(where, table.take(pa.array(where)).to_pylist()):
+                rec["t0"], rec["t1"] = float(t0[i]), float(t1[i])
+                wrong = problem(rec, ITEM_FIELDS)
+                if wrong:
+                    line = piece.line_of(_line_index(piece, int(i)))
+                    raise EvidenceError(f"{piece.path}: line {line}: an item_write record: {wrong}")
+                items.append({f: rec.get(f) for f in ITEM_FIELDS})
+
+    def cat(parts: list, dtype) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.empty(0, dtype)
+
+    def strings(parts: list):
+        return pa.chunked_array([c for p in parts for c in p.chunks], pa.string())
+
+    return History(t0=cat(cols["t0"], float), t1=cat(cols["t1"], float), ok=cat(cols["ok"], bool),
+                   op=cat(cols["op"], np.int32), classes=classes.names, client=cat(cols["client"], np.int32),
+                   clients=clients.names, write_key=strings(cols["key"]), write_checksum=strings(cols["checksum"]),
+                   item_writes=items, clocks=sorted(applied.values(), key=lambda c: c.worker))
+
+
+def _line_index(piece: Piece, row: int) -> int:
+    """The line (from the piece's first, 0-based) of its `row`-th record: blank lines hold none."""
+    seen = -1
+    for n, line in enumerate(piece.data.tobytes().split(b"\n")):
+        if line.strip():
+            seen += 1
+            if seen == row:
+                return n
+    return 0
+
+
+def read_timeline(folder: str | os.PathLike[str]) -> History:
+    """When each op started and ended (clock-corrected), its class and outcome, for the report's
+    chart: lines that cannot be read (a truncated last line, a NaN) are counted in `unreadable`
+    and left out, never an error. No keys, checksums or clients."""
+    folder = Path(folder)
+    classes = _Codes()
+    t0s, t1s, oks, ops = [], [], [], []
+    unreadable = 0
+    applied: dict[str, ClockOffset] = {}
+    for _, table, bad, fix in _read(folder, TIMELINE_FIELDS, strict=False):
+        unreadable += bad
+        if fix is not None:
+            applied.setdefault(fix.worker, ClockOffset.of(fix))
+        if not table.num_rows:
+            continue
+        t0, t1 = _corrected(table, fix)
+        good = np.isfinite(t0) & np.isfinite(t1)
+        unreadable += int((~good).sum())
+        t0s.append(t0[good])
+        t1s.append(t1[good])
+        oks.append(table.column("ok").fill_null(False).to_numpy(zero_copy_only=False)[good])
+        ops.append(classes.encode(table.column("op").fill_null("None"))[good])
+    cat = (lambda parts, dtype: np.concatenate(parts) if parts else np.empty(0, dtype))
+    return History(t0=cat(t0s, float), t1=cat(t1s, float), ok=cat(oks, bool), op=cat(ops, np.int32),
+                   classes=classes.names, client=np.empty(0, np.int32), clients=[], unreadable=unreadable,
+                   clocks=sorted(applied.values(), key=lambda c: c.worker))
+
+
+class JsonlTail:
+    """One JSONL file as it grows: each look returns the records of the whole lines appended since
+    the last, at most `max_bytes` of them; a partial last line waits for its end. Lines that are
+    not JSON objects are skipped (a live reader must not stop on one)."""
+
+    def __init__(self, path: str | os.PathLike[str], max_bytes: int = TAIL_BYTES):
+        self.path = Path(path)
+        self.offset = 0
+        self.max_bytes = max_bytes
+
+    def new_records(self) -> list[dict[str, Any]]:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read(self.max_bytes)
+        except OSError:
+            return []
+        cut = data.rfind(b"\n") + 1
+        if cut == 0 and len(data) == self.max_bytes:
+            cut = len(data)  # a line longer than a whole look is no record: pass over it
+            data = b""
+        self.offset += cut
+        out = []
+        for line in data[:cut].split(b"\n"):
+            if line.strip():
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(rec, dict):
+                    out.append(rec)
+        return out
+
+
+class HistoryTail:
+    """Every requests/*.jsonl of a drill being recorded, including files that appear later: each
+    look returns the records appended since the last (JsonlTail per file, its byte offset kept).
+    Times are as the workers stamped them, not clock-corrected: live limits are coarser than any
+    worker's offset."""
+
+    def __init__(self, folder: str | os.PathLike[str], max_bytes: int = TAIL_BYTES):
+        self.folder = Path(folder)
+        self.max_bytes = max_bytes
+        self._tails: dict[Path, JsonlTail] = {}
+
+    def new_records(self) -> list[dict[str, Any]]:
+        out = []
+        for path in history_files(self.folder):
+            tail = self._tails.setdefault(path, JsonlTail(path, self.max_bytes))
+            out += tail.new_records()
+        return out
