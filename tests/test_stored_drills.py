@@ -31,7 +31,8 @@ def _without_clock(text: str) -> str:
 
 ADDED_SINCE = ("rpo_by_store", "alarms_raised", "alarms", "time_to_detect_s", "phases", "rto_last_client_s",
                "clients", "clients_failed", "clients_not_recovered", "restore_tests", "backup_age_s",
-               "restore_test_s", "restores_verified", "clock_offsets", "clock_uncertainty_s")
+               "restore_test_s", "restores_verified", "clock_offsets", "clock_uncertainty_s", "load_workers",
+               "load_workers_lost")
 """Measures added after the archive was recorded: every other byte must be the same."""
 JUDGED_SINCE = ("experiment", "runbook_step", "rollback")
 """Check kinds added since (the experiment's own outcome was a reason, not a check); every check
@@ -55,6 +56,7 @@ def test_measure_reproduces_the_stored_drill_byte_for_byte(stored, name):
     assert sum(v["writes_acked"] for v in stores.values()) == m["writes_acked"]
     assert added["alarms_raised"] == [] and added["alarms"] == [] and added["time_to_detect_s"] is None
     assert added["clock_offsets"] == [] and added["clock_uncertainty_s"] is None  # one host, one clock
+    assert added["load_workers"] == [] and added["load_workers_lost"] == []  # one Locust process
     # every runbook step and rollback the journal holds is in a phase
     journal = json.loads((stored / name / "journal.json").read_text())
     timed = {a for p in added["phases"].values() for a in p["activities"]}
