@@ -91,9 +91,11 @@ def test_writes_in_flight_from_a_lost_region_are_lost_with_its_data_and_resynced
     delay = 0.5   # system.table.replication_delay
     writes, final, log = items(out)
     shipped = {r["value"] for r in log if r["from"] == "A" and r["t"] <= fault["t"]}
-    # acknowledged by A, not yet sent to B when A went: exactly the writes the RPO window holds
+    # acknowledged by A, not yet delivered to B when A went (by the replicator's own log): the
+    # writes the RPO window holds. How far back it reaches is the replicator's lag, at least its
+    # delay, more on a busy machine: held against the log, not against the configured delay.
     in_flight = [w for w in writes if w["ok"] and w["region"] == "A" and w["t1"] <= fault["t"]
-                 and w["value"] not in shipped and fault["t"] - w["t1"] <= delay + 0.1]
+                 and w["value"] not in shipped]
     assert in_flight
     assert m["items_divergent"] == 0
     if data == "gone":
@@ -101,7 +103,9 @@ def test_writes_in_flight_from_a_lost_region_are_lost_with_its_data_and_resynced
         lost = {f["write"]["value"] for f in json.loads((out / "audit.json").read_text())["lww_findings"]["lost"]}
         assert lost and lost <= {w["value"] for w in in_flight}
         assert all(w["value"] not in final["B"].values() for w in writes if w["value"] in lost)
-        assert abs(m["rpo_items_s"] - delay) <= 0.1 and m["rpo_s"] == m["rpo_items_s"]
+        lost_t1 = [w["t1"] for w in writes if w["ok"] and w["value"] in lost]
+        assert m["rpo_items_s"] == pytest.approx(fault["t"] - min(lost_t1), abs=1e-6)
+        assert m["rpo_items_s"] >= delay - 0.1 and m["rpo_s"] == m["rpo_items_s"]
         assert m["items_resynced"] == 0
     else:
         assert m["regions_audited"] == ["A", "B"] and first(events, "fault.cleared", fault="region-freeze")
