@@ -3,9 +3,11 @@
     .venv/bin/python bench/bench_throughput.py [--seconds 15] [--users 20] [--processes 1]
 
 In one run:
-1. Load side: drillkit's Locust users (no wait between tasks) against a trivial local HTTP server
-   (asyncio, keep-alive, a fixed 201), once recording every op into requests/*.jsonl and once
-   with no recorder; ops/s from Locust's own count, the recording overhead as the ratio.
+1. Load side: drillkit's Locust users (no wait between tasks), as a master and 2 worker processes
+   (Locust's --processes), against a trivial local HTTP server (asyncio, keep-alive), --rounds
+   times with no recorder and recording every op into requests/*.jsonl (shipped to the master,
+   as across hosts), alternated; ops/s from Locust's own count, the recording overhead as
+   1 - (ops/s with) / (ops/s without), over all rounds.
 2. Through the sandbox: a drill of scenarios/region-loss.yaml with the same no-wait users, ops/s
    recorded over the load's span (every op in requests/*.jsonl, checked against Locust's count).
 Every figure is counted, none estimated.
@@ -119,7 +121,7 @@ def locust_run(locustfile: Path, host: str, users: int, seconds: int, evidence: 
     return result
 
 
-def load_side(work: Path, users: int, seconds: int, processes: int) -> dict:
+def load_side(work: Path, users: int, seconds: int, processes: int, rounds: int) -> dict:
     port = free_port()
     server = subprocess.Popen([sys.executable, __file__, "--serve", str(port)])
     try:
@@ -133,15 +135,19 @@ def load_side(work: Path, users: int, seconds: int, processes: int) -> dict:
         locustfile = work / "nowait.py"
         locustfile.write_text(LOCUSTFILE)
         host = f"http://127.0.0.1:{port}"
-        plain = locust_run(locustfile, host, users, seconds, None, processes)
-        (work / "ev").mkdir()
-        recorded = locust_run(locustfile, host, users, seconds, work / "ev", processes)
+        plain, recorded = [], []
+        for i in range(rounds):  # alternated: a machine that slows down slows both alike
+            plain.append(locust_run(locustfile, host, users, seconds, None, processes))
+            (work / f"ev{i}").mkdir()
+            recorded.append(locust_run(locustfile, host, users, seconds, work / f"ev{i}", processes))
     finally:
         server.terminate()
         server.wait(10)
-    assert recorded["recorded"] == recorded["requests"], recorded
-    return {"without_recorder": plain, "with_recorder": recorded,
-            "recording_overhead": round(1 - recorded["ops_per_s"] / plain["ops_per_s"], 4)}
+    for r in recorded:
+        assert r["recorded"] == r["requests"], r
+    rate = lambda runs: round(sum(r["requests"] for r in runs) / sum(r["span_s"] for r in runs), 1)  # noqa: E731
+    return {"without_recorder": plain, "with_recorder": recorded, "without_ops_per_s": rate(plain),
+            "with_ops_per_s": rate(recorded), "recording_overhead": round(1 - rate(recorded) / rate(plain), 4)}
 
 
 def through_sandbox(work: Path, users: int, seconds: int, workers: int) -> dict:
@@ -173,6 +179,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2,
                         help="Locust worker processes on the load side (Locust's --processes: a master and workers)")
     parser.add_argument("--sandbox-workers", type=int, default=0, help="load.workers for the sandbox drill")
+    parser.add_argument("--rounds", type=int, default=3, help="load-side runs with and without the recorder, alternated")
     parser.add_argument("--skip-sandbox", action="store_true")
     parser.add_argument("--skip-load-side", action="store_true")
     args = parser.parse_args()
@@ -183,7 +190,7 @@ def main() -> None:
         (work / "load").mkdir()
         result: dict = {"cpus": os.cpu_count()}
         if not args.skip_load_side:
-            result["load_side"] = load_side(work / "load", args.users, args.seconds, args.processes)
+            result["load_side"] = load_side(work / "load", args.users, args.seconds, args.processes, args.rounds)
             print(json.dumps(result["load_side"], indent=2), flush=True)
         if not args.skip_sandbox:
             (work / "sandbox").mkdir()
