@@ -47,7 +47,6 @@ RECORDED_CONTEXT = ("found", "client", "value", "ts", "home")
 """Fields an op adds to its record when it has them: a read's `found`, the `client` (the user's
 prefix), an item write's `value` and the region's timestamp `ts`, the user's `home` region."""
 
-_recorders: dict[int, OpRecorder] = {}
 
 
 def settings(environment) -> LoadSettings:
@@ -82,8 +81,15 @@ def _plug_in(environment, **_kwargs) -> None:
 
 
 def _listen(environment, recorder: OpRecorder) -> None:
-    _recorders[id(environment)] = recorder
-    region_header = settings(environment).region_header
+    known: dict[str, Any] = {"raw": None, "header": None}
+
+    def region_header() -> str | None:
+        """The header naming the serving region, as the drill's settings say: a worker learns
+        them from the master with the test's start, after this listener was added."""
+        raw = getattr(environment.parsed_options, "drillkit_load", None)
+        if raw is not known["raw"]:
+            known.update(raw=raw, header=settings(environment).region_header)
+        return known["header"]
 
     def on_request(request_type, name, response_time, response_length, response=None, context=None,
                    exception=None, start_time=None, **_kwargs) -> None:
@@ -91,9 +97,10 @@ def _listen(environment, recorder: OpRecorder) -> None:
         if "op" not in ctx or start_time is None:
             return
         headers = getattr(response, "headers", None) or {}
+        header = region_header()
         recorder.record(start_time, start_time + (response_time or 0) / 1000.0, ctx["op"], ctx["key"],
                         exception is None, getattr(response, "status_code", None) or None,
-                        headers.get(region_header) if region_header else None, ctx.get("checksum"),
+                        headers.get(header) if header else None, ctx.get("checksum"),
                         None if exception is None else _short(exception),
                         **{f: ctx[f] for f in RECORDED_CONTEXT if f in ctx})
 
