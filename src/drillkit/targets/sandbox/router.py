@@ -23,7 +23,7 @@ import time
 from http.server import BaseHTTPRequestHandler
 from typing import Any, NamedTuple
 
-from drillkit.evidence import HEALTH_CHANGE, ROUTING_PUBLISHED, ROUTING_SHIFT, ROUTING_SWITCH
+from drillkit.evidence import HEALTH_CHANGE, HEALTH_INVERTED, ROUTING_PUBLISHED, ROUTING_SHIFT, ROUTING_SWITCH
 from drillkit.targets.capabilities import RoutingStatus
 from drillkit.targets.sandbox.net import (
     LoopbackServer,
@@ -123,7 +123,7 @@ class Routing:
                 return
             self.inverted[region] = inverted
             self.streak[region] = 0
-            self._event("health.inverted", region=region, inverted=inverted)
+            self._event(HEALTH_INVERTED, region=region, inverted=inverted)
 
     def shift_reads(self, region: str, percent: float) -> None:
         """Send `percent` % of the reads to `region`; writes keep following the answer. A repeated

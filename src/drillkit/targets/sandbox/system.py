@@ -18,7 +18,7 @@ from typing import Iterator
 import psycopg
 
 from drillkit.errors import EnvironmentProblem, FaultError, SandboxError
-from drillkit.evidence import TABLE_REPLICATION
+from drillkit.evidence import BACKUP_READY, TABLE_REPLICATION
 from drillkit.scenario import SandboxSpec
 from drillkit.targets import processes
 from drillkit.targets.capabilities import (
@@ -112,7 +112,7 @@ class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps, Ta
         """The standby streams (or, for backup-restore, region B holds a restorable base backup):
         the drill's load may start."""
         if self.state.backup_archive is not None:
-            return [("backup.ready", self.wait_backup_copied())]
+            return [(BACKUP_READY, self.wait_backup_copied())]
         return [("replication.streaming", {"standbys": [row.as_dict() for row in self.wait_streaming()]})]
 
     def wait_backup_copied(self, timeout: float = 60) -> dict:
