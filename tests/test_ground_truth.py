@@ -11,9 +11,15 @@ from test_drill import first, ops, run_drill
 TOLERANCE = 0.1
 
 
+def served_again(out: Path, healed: float) -> float:
+    """When the canary, on the harness's clock, first had an answer to an op sent after `healed`."""
+    return min(op["t1"] for op in ops(out) if op.get("client") == "canary" and op["ok"] and op["t0"] >= healed)
+
+
 @pytest.mark.parametrize("seconds", [1, 3])
 def test_rto_equals_the_injected_outage(tmp_path, drillkit_cli, no_leftovers, seconds):
-    code, summary, events = run_drill(drillkit_cli, Path("scenarios/ground-truth-outage.yaml"), tmp_path / "out",
+    out = tmp_path / "out"
+    code, summary, events = run_drill(drillkit_cli, Path("scenarios/ground-truth-outage.yaml"), out,
                                       "--var", f"outage_seconds={seconds}")
     assert code == 0, summary["reasons"]
     m = summary["measures"]
@@ -21,9 +27,14 @@ def test_rto_equals_the_injected_outage(tmp_path, drillkit_cli, no_leftovers, se
     cleared = first(events, "fault.cleared", fault="link-blackhole")
     assert cleared["lasted_s"] == pytest.approx(seconds, abs=0.01)
     assert m["t_fault"] == pytest.approx(injected["t"])
-    assert abs(m["rto_s"] - seconds) <= TOLERANCE, m["rto_by_op"]
+    back = served_again(out, cleared["t"]) - injected["t"]
     for cls in ("write", "read"):
-        assert abs(m["rto_by_op"][cls]["rto_s"] - seconds) <= TOLERANCE, (cls, m["rto_by_op"][cls])
+        rto = m["rto_by_op"][cls]["rto_s"]
+        # never back before the link healed; back within TOLERANCE of when the fixed-interval
+        # canary (the harness's clock) first got an answer again: the outage, plus however long the
+        # system, on this machine at this moment, took to serve once its link healed
+        assert cleared["lasted_s"] - 0.005 <= rto <= back + TOLERANCE, (cls, m["rto_by_op"][cls], back)
+    assert m["rto_s"] == max(m["rto_by_op"][c]["rto_s"] for c in ("write", "read"))
     assert m["writes_lost"] == 0 and m["records_corrupt"] == 0
 
 
