@@ -210,4 +210,7 @@ def test_object_replication_delay_is_the_objects_rpo_on_region_loss(tmp_path, dr
     assert lost and all(k.startswith("obj/") for k in lost)
     assert {k for k, t1 in acked.items() if t_fault - delay + 0.05 < t1 <= t_fault} <= lost
     assert not {k for k, t1 in acked.items() if t1 < t_fault - delay - 1.0} & lost
-    assert delay - 0.1 <= m["rpo_s"] <= delay + 1.0
+    # the RPO reaches back at least to the earliest object acknowledged inside the delay (however
+    # densely the acknowledgements came on a busy machine), and not past a second more
+    inside = [t1 for t1 in acked.values() if t_fault - delay + 0.05 < t1 <= t_fault]
+    assert t_fault - min(inside) <= m["rpo_s"] <= delay + 1.0, (m["rpo_s"], t_fault - min(inside))
