@@ -91,12 +91,6 @@ def serve(port: int) -> None:
         asyncio.run(main())
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def locust_run(locustfile: Path, host: str, users: int, seconds: int, evidence: Path | None,
                processes: int) -> dict:
     """One headless Locust run; its own request count (and the recorded lines, when recording)."""
@@ -122,6 +116,8 @@ def locust_run(locustfile: Path, host: str, users: int, seconds: int, evidence: 
 
 
 def load_side(work: Path, users: int, seconds: int, processes: int, rounds: int) -> dict:
+    from drillkit.targets.sandbox.net import free_port
+
     port = free_port()
     server = subprocess.Popen([sys.executable, __file__, "--serve", str(port)])
     try:
