@@ -9,7 +9,8 @@ In one run:
    as across hosts), alternated; ops/s from Locust's own count, the recording overhead as
    1 - (ops/s with) / (ops/s without), over all rounds.
 2. Through the sandbox: a drill of scenarios/region-loss.yaml with the same no-wait users, ops/s
-   recorded over the load's span (every op in requests/*.jsonl, checked against Locust's count).
+   recorded over the load's span, the region's loss included (every op in requests/*.jsonl), and
+   over the span before the fault, when the system serves at full speed.
 Every figure is counted, none estimated.
 """
 
@@ -149,6 +150,7 @@ def load_side(work: Path, users: int, seconds: int, processes: int, rounds: int)
 def through_sandbox(work: Path, users: int, seconds: int, workers: int) -> dict:
     from drill_run import run
     from scenario_copy import copy_scenario
+    from drillkit.evidence import FAULT_INJECTED
 
     locustfile = work / "nowait.py"
     locustfile.write_text(LOCUSTFILE)
@@ -162,8 +164,12 @@ def through_sandbox(work: Path, users: int, seconds: int, workers: int) -> dict:
     users_ops = [op for op in drilled.ops if op.get("client") != "canary"]
     t0 = min(op["t0"] for op in users_ops)
     t1 = max(op["t1"] for op in users_ops)
+    fault = next((e["t"] for e in drilled.events if e["kind"] == FAULT_INJECTED), t1)
+    before = [op for op in users_ops if op["t1"] < fault]
     return {"exit": drilled.exit, "verdict": drilled.summary["verdict"], "recorded_ops": len(users_ops),
             "span_s": round(t1 - t0, 3), "ops_per_s": round(len(users_ops) / (t1 - t0), 1),
+            "before_fault_ops": len(before),
+            "before_fault_ops_per_s": round(len(before) / (fault - t0), 1) if fault > t0 else None,
             "failed": sum(not op["ok"] for op in users_ops), "workers": workers}
 
 

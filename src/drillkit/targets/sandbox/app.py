@@ -9,33 +9,32 @@ which region answered. Run as ``python -m drillkit.targets.sandbox.app``.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import json
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote
+from urllib.parse import quote
 
-import psycopg
-from psycopg import errors
-from psycopg_pool import ConnectionPool, PoolTimeout
+import asyncpg
+from aiohttp import web
+from psycopg.conninfo import conninfo_to_dict
 
 from drillkit.targets.sandbox import postgres as pg
 from drillkit.targets.sandbox import s3_service as objects
 from drillkit.targets.sandbox import table_service as table
-from drillkit.targets.sandbox.net import LoopbackServer, add_service_arguments, serve_until_signalled, start_service
+from drillkit.targets.sandbox.net import add_service_arguments, serve_web_until_signalled, start_service
 from drillkit.targets.sandbox.site import SITE_PATH
 
 UPSERT = """
-INSERT INTO records (key, payload, checksum, region) VALUES (%s, %s, %s, %s)
+INSERT INTO records (key, payload, checksum, region) VALUES ($1, $2, $3, $4)
 ON CONFLICT (key) DO UPDATE
 SET payload = EXCLUDED.payload, checksum = EXCLUDED.checksum,
     written_at = clock_timestamp(), region = EXCLUDED.region
 """
-READ = "SELECT payload FROM records WHERE key = %s"
-LIST = "SELECT key, payload FROM records WHERE key > %s ORDER BY key LIMIT %s"
+READ = "SELECT payload FROM records WHERE key = $1"
+LIST = "SELECT key, payload FROM records WHERE key > $1 ORDER BY key LIMIT $2"
 PAGE = 1000
 OBJECT_PAGE = 200
 """Objects a page of `/objects` lists: each is read from the store, so a page of 1000 could outlast
@@ -47,29 +46,51 @@ def checksum(payload: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+class Unavailable(Exception):
+    """The region's database cannot answer: down, restarting, refusing or out of connections."""
+
+
+UNAVAILABLE = (OSError, asyncio.TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+               asyncpg.OperatorInterventionError, asyncpg.InsufficientResourcesError)
+"""What asyncpg raises when the database, not the query, is the problem (SQLSTATE classes 08, 53, 57)."""
+
+
+async def _session_unchanged(conn: asyncpg.Connection) -> None:
+    """The app's queries change no session state, so a connection goes back to the pool as it is,
+    without asyncpg's reset query (RESET ALL, UNLISTEN *, ...), a second round trip per request."""
+
+
 class Database:
-    """A pool of autocommit connections shared by the handler threads.
+    """A pool of connections shared by the requests in flight (asyncpg, PostgreSQL's asyncio driver).
 
     A burst of new client connections (a healed partition releasing its backlog) must not
-    fork one PostgreSQL backend per connection; broken connections are dropped by the pool.
+    fork one PostgreSQL backend per connection; broken connections are dropped by the pool,
+    and none is opened before a request needs one, so an app starts while its database is down.
     """
 
     def __init__(self, dsn: str, size: int = 16):
-        self.pool = ConnectionPool(dsn, min_size=2, max_size=size, open=False, timeout=1.0,
-                                   kwargs={"autocommit": True, "connect_timeout": 1},
-                                   reconnect_timeout=0, name="app")
-        self.pool.open(wait=False)
+        info = conninfo_to_dict(dsn)
+        self.connect = {"host": info.get("host"), "port": int(info.get("port", 5432)), "user": info.get("user"),
+                        "database": info.get("dbname"), "timeout": float(info.get("connect_timeout", 1))}
+        self.size = size
+        self.pool: asyncpg.Pool | None = None
 
-    def execute(self, query: str, params: tuple = ()) -> list[tuple]:
+    async def open(self) -> None:
+        self.pool = await asyncpg.create_pool(min_size=0, max_size=self.size, reset=_session_unchanged, **self.connect)
+
+    async def execute(self, query: str, params: tuple = ()) -> list[asyncpg.Record]:
         try:
-            with self.pool.connection() as conn:
-                cur = conn.execute(query, params)
-                return cur.fetchall() if cur.description else []
-        except PoolTimeout as exc:
-            raise psycopg.OperationalError(f"no database connection: {exc}") from None
+            async with self.pool.acquire(timeout=1.0) as conn:
+                return await conn.fetch(query, *params)
+        except UNAVAILABLE as exc:
+            raise Unavailable(_first_line(exc) if str(exc) else f"no database connection: {type(exc).__name__}") from None
 
-    def shutdown(self) -> None:
-        self.pool.close(timeout=0.5)
+    async def shutdown(self) -> None:
+        if self.pool is not None:
+            try:
+                await asyncio.wait_for(self.pool.close(), 0.5)
+            except asyncio.TimeoutError:
+                self.pool.terminate()
 
 
 class Capacity:
@@ -81,82 +102,90 @@ class Capacity:
         self.burst = max(1.0, (rate or 0) / 10)
         self.tokens = self.burst
         self.at = time.monotonic()
-        self.lock = threading.Lock()
 
     def admit(self) -> bool:
         if self.rate is None:
             return True
-        with self.lock:
-            now = time.monotonic()
-            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-            self.at = now
-            if self.tokens < 1:
-                return False
-            self.tokens -= 1
-            return True
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
 
 
-class AppHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    server: AppServer
+class App:
+    """One instance of a region's app tier: an aiohttp application on one event loop. The object
+    store and the global table are reached through boto3, which blocks, so those requests run on
+    a thread pool; the records API, the hot path of every drill, never leaves the loop."""
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+    def __init__(self, region: str, dsn: str, s3_port: int | None = None, capacity: float | None = None,
+                 instance: str = "", table_port: int | None = None, clock_offset: float = 0.0):
+        self.region, self.db = region, Database(dsn)
+        self.table = table.table_client(table_port, timeout=1.0) if table_port else None
+        self.clock_offset = clock_offset
+        self.capacity, self.instance = Capacity(capacity), instance or f"app-{region}"
+        self.objects = objects.s3_client(s3_port) if s3_port else None
 
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        self.close_connection = True
-        self._json(code, {"error": message or str(code)})
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 2**20)
+        app.router.add_route("*", "/{tail:.*}", self.dispatch)
 
-    def _json(self, status: int, doc: dict[str, Any]) -> None:
-        data = json.dumps(doc).encode()
-        self.send_response_only(status)
-        self.send_header("X-Region", self.server.region)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+        async def start(_: web.Application) -> None:
+            asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(32, thread_name_prefix="app"))
+            await self.db.open()
 
-    def _dispatch(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        path = self.path.split("?", 1)[0]
+        async def stop(_: web.Application) -> None:
+            await self.db.shutdown()
+
+        app.on_startup.append(start)
+        app.on_cleanup.append(stop)
+        return app
+
+    def _json(self, status: int, doc: dict[str, Any]) -> web.Response:
+        return web.Response(status=status, body=json.dumps(doc).encode(), content_type="application/json",
+                            headers={"X-Region": self.region})
+
+    async def dispatch(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        path, method = request.path, request.method
         try:
-            if path == "/health" and self.command in ("GET", "HEAD"):
-                return self._health()
-            if not self.server.capacity.admit():
-                return self._json(503, {"error": "over capacity", "instance": self.server.instance})
-            if path == "/records" and self.command == "POST":
-                return self._write(body)
-            if path == "/records" and self.command == "GET":
-                return self._list(parse_qs(self.path.partition("?")[2]).get("after", [""])[0])
-            if path.startswith("/records/") and len(path) > 9 and self.command in ("GET", "HEAD"):
-                return self._read(unquote(path[9:]))
-            if path == "/objects" and self.command == "GET" and self.server.objects is not None:
-                return self._list_objects(parse_qs(self.path.partition("?")[2]).get("after", [""])[0])
-            if path.startswith("/objects/") and len(path) > 9 and self.server.objects is not None:
-                return self._object(self.command, unquote(path[9:]), body)
-            if path.startswith("/items/") and len(path) > 7 and self.server.table is not None:
-                return self._item(self.command, unquote(path[7:]), body)
-            if path.startswith(SITE_PATH) and len(path) > len(SITE_PATH) and self.command in ("GET", "HEAD"):
-                return self._site(unquote(path[len(SITE_PATH):]))
+            if path == "/health" and method in ("GET", "HEAD"):
+                return await self._health()
+            if not self.capacity.admit():
+                return self._json(503, {"error": "over capacity", "instance": self.instance})
+            if path == "/records" and method == "POST":
+                return await self._write(body)
+            if path == "/records" and method == "GET":
+                return await self._list(request.query.get("after", ""))
+            if path.startswith("/records/") and len(path) > 9 and method in ("GET", "HEAD"):
+                return await self._read(path[9:])
+            if path == "/objects" and method == "GET" and self.objects is not None:
+                return await asyncio.to_thread(self._list_objects, request.query.get("after", ""))
+            if path.startswith("/objects/") and len(path) > 9 and self.objects is not None:
+                return await self._object(method, path[9:], body)
+            if path.startswith("/items/") and len(path) > 7 and self.table is not None:
+                return await asyncio.to_thread(self._item, method, path[7:], body)
+            if path.startswith(SITE_PATH) and len(path) > len(SITE_PATH) and method in ("GET", "HEAD"):
+                return await asyncio.to_thread(self._site, path[len(SITE_PATH):])
             return self._json(404, {"error": "not found"})
-        except errors.ReadOnlySqlTransaction:
-            self._json(503, {"error": "read-only region"})
-        except psycopg.OperationalError as exc:
-            self._json(503, {"error": _first_line(exc)})
-        except psycopg.Error as exc:
-            self._json(500, {"error": _first_line(exc)})
+        except asyncpg.ReadOnlySQLTransactionError:
+            return self._json(503, {"error": "read-only region"})
+        except Unavailable as exc:
+            return self._json(503, {"error": str(exc)})
+        except asyncpg.PostgresError as exc:
+            return self._json(500, {"error": _first_line(exc)})
 
-    def _health(self) -> None:
-        region = self.server.region
+    async def _health(self) -> web.Response:
+        region = self.region
         try:
-            (in_recovery,), = self.server.db.execute(ROLE)
-        except psycopg.Error as exc:
+            (in_recovery,), = await self.db.execute(ROLE)
+        except (Unavailable, asyncpg.PostgresError) as exc:
             return self._json(503, {"region": region, "db": "down", "error": _first_line(exc)})
-        self._json(200, {"region": region, "role": "standby" if in_recovery else "primary", "db": "ok"})
+        return self._json(200, {"region": region, "role": "standby" if in_recovery else "primary", "db": "ok"})
 
-    def _write(self, body: bytes) -> None:
+    async def _write(self, body: bytes) -> web.Response:
         try:
             doc = json.loads(body)
             key, payload = doc["key"], doc["payload"]
@@ -165,26 +194,26 @@ class AppHandler(BaseHTTPRequestHandler):
         except (ValueError, KeyError, TypeError):
             return self._json(400, {"error": 'body must be {"key": non-empty str, "payload": str}'})
         digest = checksum(payload)
-        self.server.db.execute(UPSERT, (key, payload, digest, self.server.region))
-        self._json(201, {"key": key, "checksum": digest, "region": self.server.region})
+        await self.db.execute(UPSERT, (key, payload, digest, self.region))
+        return self._json(201, {"key": key, "checksum": digest, "region": self.region})
 
-    def _read(self, key: str) -> None:
-        rows = self.server.db.execute(READ, (key,))
+    async def _read(self, key: str) -> web.Response:
+        rows = await self.db.execute(READ, (key,))
         if not rows:
             return self._json(404, {"error": "not found"})
         payload = rows[0][0]
-        self._json(200, {"key": key, "payload": payload, "checksum": checksum(payload)})
+        return self._json(200, {"key": key, "payload": payload, "checksum": checksum(payload)})
 
-    def _list(self, after: str) -> None:
+    async def _list(self, after: str) -> web.Response:
         """Every record, in key order, a page at a time: `{"items": [{key, payload}], "next": URL | null}`
         (what an audit through the app's own API reads)."""
-        rows = self.server.db.execute(LIST, (after, PAGE))
+        rows = await self.db.execute(LIST, (after, PAGE))
         following = f"/records?after={quote(rows[-1][0], safe='')}" if len(rows) == PAGE else None
-        self._json(200, {"items": [{"key": k, "payload": p} for k, p in rows], "next": following})
+        return self._json(200, {"items": [{"key": k, "payload": p} for k, p in rows], "next": following})
 
-    def _list_objects(self, after: str) -> None:
+    def _list_objects(self, after: str) -> web.Response:
         """Every current object of the region's bucket, in key order, a page at a time, as `/records` lists records."""
-        store = self.server.objects
+        store = self.objects
         try:
             page = store.list_objects_v2(Bucket=objects.BUCKET, StartAfter=after, MaxKeys=OBJECT_PAGE)
             keys = [item["Key"] for item in page.get("Contents", [])]
@@ -195,35 +224,33 @@ class AppHandler(BaseHTTPRequestHandler):
         items = [{"key": k, "payload": found[0].decode(errors="replace")}
                  for k, found in zip(keys, bodies) if found is not None]
         following = f"/objects?after={quote(keys[-1], safe='')}" if page.get("IsTruncated") and keys else None
-        self._json(200, {"items": items, "next": following})
+        return self._json(200, {"items": items, "next": following})
 
-    def _site(self, key: str) -> None:
+    def _site(self, key: str) -> web.Response:
         """The region's copy of the static site (drillkit.targets.sandbox.site), as its bucket has it."""
-        if self.server.objects is None:
+        if self.objects is None:
             return self._json(404, {"error": "this region serves no site (no object store)"})
         try:
-            resp = self.server.objects.get_object(Bucket=objects.SITE_BUCKET, Key=key)
+            resp = self.objects.get_object(Bucket=objects.SITE_BUCKET, Key=key)
             data = resp["Body"].read()
         except Exception as exc:  # botocore: no such key, or the region's store is unreachable
             if objects.is_missing(exc):
                 return self._json(404, {"error": "not found"})
             return self._json(503, {"error": f"object store: {_first_line(exc)}"})
-        self.send_response_only(200)
-        self.send_header("X-Region", self.server.region)
-        self.send_header("Content-Type", resp.get("ContentType") or "application/octet-stream")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+        return web.Response(status=200, body=data, headers={"X-Region": self.region, "Content-Type":
+                                                            resp.get("ContentType") or "application/octet-stream"})
 
-    def _object(self, method: str, key: str, body: bytes) -> None:
+    async def _object(self, method: str, key: str, body: bytes) -> web.Response:
         """Objects live in the region's S3 bucket; the database decides, as for records, whether
         this region may write (a standby region's store is the replica's destination)."""
-        store = self.server.objects
         if method in ("PUT", "DELETE"):
-            (in_recovery,), = self.server.db.execute(ROLE)
+            (in_recovery,), = await self.db.execute(ROLE)
             if in_recovery:
                 return self._json(503, {"error": "read-only region"})
+        return await asyncio.to_thread(self._object_call, method, key, body)
+
+    def _object_call(self, method: str, key: str, body: bytes) -> web.Response:
+        store = self.objects
         try:
             if method == "PUT":
                 try:
@@ -236,7 +263,7 @@ class AppHandler(BaseHTTPRequestHandler):
                 resp = store.put_object(Bucket=objects.BUCKET, Key=key, Body=payload.encode(),
                                         Metadata={objects.CHECKSUM_META: digest})
                 return self._json(201, {"key": key, "checksum": digest, "version_id": resp.get("VersionId"),
-                                        "region": self.server.region})
+                                        "region": self.region})
             if method == "DELETE":
                 resp = store.delete_object(Bucket=objects.BUCKET, Key=key)
                 return self._json(200, {"key": key, "version_id": resp.get("VersionId")})
@@ -248,14 +275,14 @@ class AppHandler(BaseHTTPRequestHandler):
                 return self._json(200, {"key": key, "payload": payload, "checksum": objects.sha256(found[0])})
         except Exception as exc:  # botocore: the region's store is unreachable or failing
             return self._json(503, {"error": f"object store: {_first_line(exc)}"})
-        self._json(405, {"error": f"{method} not allowed on objects"})
+        return self._json(405, {"error": f"{method} not allowed on objects"})
 
-    def _item(self, method: str, key: str, body: bytes) -> None:
+    def _item(self, method: str, key: str, body: bytes) -> web.Response:
         """The region's replica of the global table, written here whatever the database's role
         (active-active): a PUT is stamped with this region's clock (plus its offset) and kept only
         if newer than what the replica holds (LWW), and acknowledged either way, as a global table
         acknowledges a local write it will later lose."""
-        client = self.server.table
+        client = self.table
         try:
             if method == "PUT":
                 try:
@@ -264,9 +291,9 @@ class AppHandler(BaseHTTPRequestHandler):
                         raise TypeError
                 except (ValueError, KeyError, TypeError):
                     return self._json(400, {"error": 'body must be {"value": non-empty str}'})
-                ts = time.time() + self.server.clock_offset
-                table.put_if_newer(client, key, value, ts, self.server.region)
-                return self._json(200, {"key": key, "value": value, "ts": ts, "region": self.server.region})
+                ts = time.time() + self.clock_offset
+                table.put_if_newer(client, key, value, ts, self.region)
+                return self._json(200, {"key": key, "value": value, "ts": ts, "region": self.region})
             if method in ("GET", "HEAD"):
                 item = table.get_item(client, key)
                 if item is None:
@@ -274,26 +301,12 @@ class AppHandler(BaseHTTPRequestHandler):
                 return self._json(200, {**item, "checksum": item["value"]})
         except Exception as exc:  # botocore: the region's table is unreachable or failing
             return self._json(503, {"error": f"table: {_first_line(exc)}"})
-        self._json(405, {"error": f"{method} not allowed on items"})
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _dispatch
+        return self._json(405, {"error": f"{method} not allowed on items"})
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-class AppServer(LoopbackServer):
-    def __init__(self, port: int, region: str, dsn: str, s3_port: int | None = None,
-                 capacity: float | None = None, instance: str = "", table_port: int | None = None,
-                 clock_offset: float = 0.0):
-        self.region, self.db = region, Database(dsn)
-        self.table = table.table_client(table_port, timeout=1.0) if table_port else None
-        self.clock_offset = clock_offset
-        self.capacity, self.instance = Capacity(capacity), instance or f"app-{region}"
-        self.objects = objects.s3_client(s3_port) if s3_port else None
-        super().__init__(("127.0.0.1", port), AppHandler)
 
 
 def command(region: str, db_port: int, s3_ports: dict[str, int] | None = None, capacity: float | None = None,
@@ -325,8 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--capacity must be positive")
     name = args.instance or f"app-{args.region}"
     start_service(name, args, parser)
-    return serve_until_signalled(AppServer(args.port, args.region, args.dsn, args.s3_port, args.capacity, name,
-                                           args.table_port, args.clock_offset), args.ready_file)
+    app = App(args.region, args.dsn, args.s3_port, args.capacity, name, args.table_port, args.clock_offset)
+    return serve_web_until_signalled(app.application(), args.port, args.ready_file)
 
 
 if __name__ == "__main__":

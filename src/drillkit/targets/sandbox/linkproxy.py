@@ -22,6 +22,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+import uvloop
+
 from drillkit.errors import FaultError
 from drillkit.targets.sandbox.net import add_service_arguments, record_event, start_service, write_ready_file
 
@@ -71,16 +73,24 @@ def reset_writer(writer: asyncio.StreamWriter | None) -> None:
 
 class Lane:
     """One direction's bytes in flight, bounded like a socket buffer so a slow or cut link
-    pushes back on its sender through TCP instead of growing the proxy's memory."""
+    pushes back on its sender through TCP instead of growing the proxy's memory.
 
-    def __init__(self) -> None:
+    While nothing is held in it and the link carries no fault that delays bytes, a chunk goes
+    straight to its writer (`send_now`): the queue and the paced sender are for faults, and a
+    healthy link should cost a drill's load one write per chunk."""
+
+    def __init__(self, direction: str, writer: asyncio.StreamWriter | None = None) -> None:
+        self.direction = direction
+        self.writer = writer
         self.queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
         self.held = 0
+        self.pending = 0
         self.room = asyncio.Event()
         self.room.set()
 
     async def put(self, t_read: float, data: bytes) -> None:
         self.queue.put_nowait((t_read, data))
+        self.pending += 1
         self.held += len(data)
         if self.held > IN_FLIGHT_LIMIT:
             self.room.clear()
@@ -92,6 +102,18 @@ class Lane:
         if self.held <= IN_FLIGHT_LIMIT:
             self.room.set()
         return t_read, data
+
+    def sent(self) -> None:
+        """The sender wrote the chunk it took."""
+        self.pending -= 1
+
+    def send_now(self, link: Link, data: bytes) -> bool:
+        """Write `data` at once when that keeps the order and no fault is to delay it."""
+        if self.pending or self.writer is None or not data or not link.undisturbed():
+            return False
+        self.writer.write(data)
+        link.bytes[self.direction] += len(data)
+        return True
 
 
 class Pipe:
@@ -112,10 +134,10 @@ class Pipe:
         self.tasks: list[asyncio.Task[None]] = []
 
     async def run(self) -> None:
-        up, down = Lane(), Lane()
+        up, down = Lane("up"), Lane("down", self.client_writer)
         self.tasks = [
             asyncio.create_task(self._pump(self.client_reader, up, abandon_when_cut=True)),
-            asyncio.create_task(self._open_upstream(down)),
+            asyncio.create_task(self._open_upstream(up, down)),
             asyncio.create_task(self._send(up, None, "up")),
             asyncio.create_task(self._send(down, self.client_writer, "down")),
         ]
@@ -130,7 +152,7 @@ class Pipe:
         finally:
             self.kill_tasks()
 
-    async def _open_upstream(self, down: Lane) -> None:
+    async def _open_upstream(self, up: Lane, down: Lane) -> None:
         await self.link.flowing.wait()
         target = self.link.pick_upstream()
         if target is None:  # no instance behind the link: refused, as a load balancer with no targets
@@ -142,7 +164,7 @@ class Pipe:
         except (OSError, asyncio.TimeoutError):
             self.kill()
             return
-        self.upstream_writer = writer
+        self.upstream_writer = up.writer = writer
         self.upstream.set_result((reader, writer))
         await self._pump(reader, down)
 
@@ -156,6 +178,9 @@ class Pipe:
             if not data and abandon_when_cut and not self.link.flowing.is_set():
                 self.kill()
                 return
+            if lane.send_now(self.link, data):
+                await lane.writer.drain()
+                continue
             await lane.put(loop.time(), data)
             if not data:
                 return
@@ -179,6 +204,7 @@ class Pipe:
                     writer.write_eof()
                 return
             await self.link.forward(data, writer, direction)
+            lane.sent()
 
     def kill(self) -> None:
         """Reset both sides of the connection at once, as a link reset does."""
@@ -225,6 +251,10 @@ class Link:
             pipe.kill()
         finally:
             self.pipes.discard(pipe)
+
+    def undisturbed(self) -> bool:
+        """Bytes cross at once: the link flows and no fault paces or delays them."""
+        return self.flowing.is_set() and "latency" not in self.faults and "bandwidth" not in self.faults
 
     async def forward(self, data: bytes, writer: asyncio.StreamWriter, direction: str) -> None:
         """Write one chunk; under a bandwidth fault, in slices paced link-wide per direction."""
@@ -397,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.ready_file:
         parser.error("--ready-file is required")
     start_service(f"link {args.name}", args, parser)
-    asyncio.run(serve(args))
+    uvloop.run(serve(args))
     return 0
 
 

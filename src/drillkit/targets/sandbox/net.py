@@ -149,6 +149,40 @@ def record_event(path: str | os.PathLike[str], kind: str, t: float | None = None
         fail(f"cannot record {kind} in {path}: {exc.strerror or exc}")
 
 
+def serve_web_until_signalled(app: Any, port: int, ready_file: str | None) -> int:
+    """Serve an aiohttp application on 127.0.0.1:`port` on uvloop until SIGTERM/SIGINT.
+
+    The data path of the sandbox (router, app tier) is served this way: one event loop per
+    process, so a process answers thousands of requests a second on one core, where a thread
+    per connection spends its time switching. Idle keep-alive connections stay open for an hour,
+    as a threaded server's did, so a client never meets a connection the server closed in between
+    two of its requests."""
+    import asyncio
+
+    import uvloop
+    from aiohttp import web
+
+    async def serve() -> None:
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, keepalive_timeout=3600,
+                               shutdown_timeout=0.5)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", port, backlog=256)
+        await site.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        if ready_file:
+            write_ready_file(ready_file, runner.addresses[0][1])
+        try:
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+
+    uvloop.run(serve())
+    return 0
+
+
 def serve_until_signalled(server: ThreadingHTTPServer, ready_file: str | None) -> int:
     """Serve on a thread so SIGTERM/SIGINT can stop the loop from the main thread at once."""
     stop = threading.Event()

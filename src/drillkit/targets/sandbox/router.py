@@ -14,24 +14,21 @@ as a failback moves read traffic back in steps before the writes follow. Run as 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
 import json
 import random
-import select
 import threading
 import time
-from http.server import BaseHTTPRequestHandler
 from typing import Any, NamedTuple
+
+import httptools
+from aiohttp import web
+from multidict import CIMultiDict
 
 from drillkit.evidence import HEALTH_CHANGE, HEALTH_INVERTED, ROUTING_PUBLISHED, ROUTING_SHIFT, ROUTING_SWITCH
 from drillkit.targets.capabilities import RoutingStatus
-from drillkit.targets.sandbox.net import (
-    LoopbackServer,
-    add_service_arguments,
-    record_event,
-    serve_until_signalled,
-    start_service,
-)
+from drillkit.targets.sandbox.net import add_service_arguments, record_event, serve_web_until_signalled, start_service
 
 POLICIES = ("dns", "origin-group", "manual", "latency")
 HOME_HEADER = "X-Home-Region"
@@ -234,188 +231,224 @@ class Upstream(NamedTuple):
     headers: list[tuple[str, str]]
     body: bytes
     error: str | None = None
-
-
-def _dropped(conn: http.client.HTTPConnection) -> bool:
-    """An idle keep-alive socket that is readable was closed (or spoke out of turn) by the peer."""
-    if conn.sock is None:
-        return True
-    try:
-        return bool(select.select([conn.sock], [], [], 0)[0])
-    except (OSError, ValueError):
-        return True
+    keep_alive: bool = True
 
 
 def _failure(status: int, error: str, detail: str) -> Upstream:
     return Upstream(status, [("X-Router-Error", error)], json.dumps({"error": f"{error}: {detail}"}).encode(), error)
 
 
-class RouterHandler(BaseHTTPRequestHandler):
-    """One client connection; it keeps one upstream connection per region for its lifetime."""
+class _Reply:
+    """httptools' callbacks for one response of a region (its parser is llhttp, Node's)."""
 
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    server: RouterServer
+    __slots__ = ("headers", "body", "complete", "head_only", "parser", "status", "keep_alive")
 
-    def setup(self) -> None:
-        super().setup()
-        self.upstreams: dict[str, http.client.HTTPConnection] = {}
+    def __init__(self, head_only: bool):
+        self.headers: list[tuple[str, str]] = []
+        self.body: list[bytes] = []
+        self.complete = self.keep_alive = False
+        self.head_only = head_only
+        self.parser = httptools.HttpResponseParser(self)
+        self.status = 0
 
-    def finish(self) -> None:
-        for conn in self.upstreams.values():
-            conn.close()
-        super().finish()
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        if self.head_only:  # a HEAD answer announces a body it does not send: the parser would wait for it
+            self.complete = True
 
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        self.close_connection = True
-        self._reply(Upstream(code, [], json.dumps({"error": message or str(code)}).encode()))
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
 
-    def _reply(self, up: Upstream, extra: list[tuple[str, str]] = ()) -> None:
-        """Relay the upstream's headers as they were, except the framing, which is ours."""
-        self.send_response_only(up.status)
-        names = {name.lower() for name, _ in up.headers}
-        length = str(len(up.body))
-        for name, value in [*up.headers, *extra]:
-            if name.lower() == "content-length":
-                length = value if self.command == "HEAD" else length
-            else:
-                self.send_header(name, value)
-        if "content-type" not in names:
-            self.send_header("Content-Type", "application/json")
-        if "date" not in names:
-            self.send_header("Date", self.date_time_string())
-        self.send_header("Content-Length", length)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(up.body)
+    def on_message_complete(self) -> None:
+        self.complete = True
+        self.keep_alive = self.parser.should_keep_alive()  # the parser forgets it for the next message
 
-    def _handle(self) -> None:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self.send_error(411, "send a Content-Length; chunked request bodies are not relayed")
-        try:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        except ValueError:
-            return self.send_error(400, "bad Content-Length")
-        path = self.path.split("?", 1)[0]
-        if path == CONTROL or path.startswith(CONTROL + "/"):
-            return self._control(path, body)
-        routing = self.server.routing
-        if routing.policy == "latency":
-            target = routing.home_target(self.headers.get(HOME_HEADER))
-        else:
-            target = routing.read_target() if self.command in READ_METHODS else routing.answer()
-        up = self._relay(target, body)
-        extra = [("X-Router-Target", target)]
-        if (routing.policy == "origin-group" and self.command in FAILOVER_METHODS
-                and (up.error or up.status in FAILOVER_STATUSES)):
-            secondary = routing.secondary(target)
-            if secondary:
-                up = self._relay(secondary, body)
-                extra = [("X-Router-Target", secondary), ("X-Router-Failover", target)]
-        self._reply(up, extra)
 
-    def _relay(self, region: str, body: bytes) -> Upstream:
-        """Forward once; reconnect once more only when the request never left (connect or send)."""
-        drop = {h.strip().lower() for h in self.headers.get("Connection", "").split(",")}
-        headers = {k: v for k, v in self.headers.items()
-                   if k.lower() not in HOP_BY_HOP | drop and k.lower() != "content-length"}
-        payload: bytes | None = body
-        if body or self.command in ("POST", "PUT", "PATCH"):
-            headers["Content-Length"] = str(len(body))
-        else:
-            payload = None
+class Relay:
+    """The router's connections to the regions: idle keep-alive connections per region, each used by
+    one request at a time, and the one place that decides what a failed exchange means.
+
+    The client is drillkit's own (not aiohttp's) because the router must know how far a request got:
+    a request that never left may be sent again, one that left may not (aiohttp's client retries an
+    idempotent request on a dropped keep-alive connection, which could apply a PUT twice)."""
+
+    def __init__(self, regions: dict[str, tuple[str, int]], timeout: float):
+        self.regions, self.timeout = regions, timeout
+        self.idle: dict[str, list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {r: [] for r in regions}
+
+    def _idle(self, region: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """An idle connection still open; one the region closed (or spoke on out of turn) is dropped."""
+        pool = self.idle[region]
+        while pool:
+            reader, writer = pool.pop()
+            if reader.at_eof() or reader.exception() is not None or writer.is_closing():
+                writer.close()
+                continue
+            return reader, writer
+        return None
+
+    async def send(self, region: str, method: str, target: str, headers: list[tuple[str, str]],
+                   body: bytes) -> Upstream:
+        """Forward once; connect and send once more only when the request never left."""
+        lines = [f"{method} {target} HTTP/1.1"] + [f"{k}: {v}" for k, v in headers]
+        if body or method in ("POST", "PUT", "PATCH"):
+            lines.append(f"Content-Length: {len(body)}")
+        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
         for attempt in (1, 2):
-            conn = self.upstreams.get(region)
-            if conn is None or _dropped(conn):
-                self._lost(region)
-                conn = self.upstreams[region] = http.client.HTTPConnection(
-                    *self.server.regions[region], timeout=self.server.upstream_timeout)
+            conn = self._idle(region)
             stage = "connect"
+            writer = None
             try:
-                if conn.sock is None:
-                    conn.connect()
+                if conn is None:
+                    async with asyncio.timeout(self.timeout):
+                        conn = await asyncio.open_connection(*self.regions[region])
+                reader, writer = conn
                 stage = "send"
-                conn.request(self.command, self.path, body=payload, headers=headers)
+                writer.write(request)
+                await writer.drain()
                 stage = "response"
-                resp = conn.getresponse()
-                data = resp.read()
+                async with asyncio.timeout(self.timeout):
+                    up = await self._response(reader, method == "HEAD")
             except TimeoutError as exc:
-                self._lost(region)
+                if writer is not None:
+                    writer.close()
                 return _failure(504, "timeout", str(exc) or f"{stage} timed out")
-            except (OSError, http.client.HTTPException) as exc:
-                self._lost(region)
+            except (OSError, EOFError, httptools.HttpParserError) as exc:
+                if writer is not None:
+                    writer.close()
                 if stage != "response" and attempt == 1:
                     continue
                 kind = "connect" if stage == "connect" and not isinstance(exc, ConnectionResetError) else "reset"
                 return _failure(502, kind, repr(exc))
-            if resp.will_close:
-                self._lost(region)
-            kept = [(k, v) for k, v in resp.getheaders() if k.lower() not in HOP_BY_HOP]
-            return Upstream(resp.status, kept, data)
+            if up.keep_alive:
+                self.idle[region].append((reader, writer))
+            else:
+                writer.close()
+            return up
         raise AssertionError("unreachable")
 
-    def _lost(self, region: str) -> None:
-        conn = self.upstreams.pop(region, None)
-        if conn is not None:
-            conn.close()
+    @staticmethod
+    async def _response(reader: asyncio.StreamReader, head_only: bool) -> Upstream:
+        reply = _Reply(head_only)
+        while not reply.complete:
+            data = await reader.read(65536)
+            if not data:
+                raise EOFError("the region closed the connection before its response was complete")
+            reply.parser.feed_data(data)
+        kept = [(k, v) for k, v in reply.headers if k.lower() not in HOP_BY_HOP]
+        # the connection of a HEAD is not reused: its parser still waits for the announced body
+        return Upstream(reply.status, kept, b"".join(reply.body), keep_alive=reply.keep_alive)
 
-    def _control(self, path: str, body: bytes) -> None:
-        routing = self.server.routing
-        if self.command == "GET" and path == CONTROL:
-            return self._json(200, routing.status())
-        if self.command == "POST" and path == CONTROL + "/switch":
+    def close(self) -> None:
+        for pool in self.idle.values():
+            for _, writer in pool:
+                writer.close()
+            pool.clear()
+
+
+class Router:
+    """The router's HTTP side: every request is relayed to the region its routing picks, except
+    the control API under ``/_drillkit/router``."""
+
+    def __init__(self, routing: Routing, relay: Relay):
+        self.routing, self.relay = routing, relay
+
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 2**20)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+
+        async def close_relay(_: web.Application) -> None:
+            self.relay.close()
+
+        app.on_cleanup.append(close_relay)
+        return app
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        path = request.path
+        if path == CONTROL or path.startswith(CONTROL + "/"):
+            status, doc = self._control(request.method, path, body)
+            return _reply(request, Upstream(status, [], json.dumps(doc).encode()))
+        routing, method = self.routing, request.method
+        if routing.policy == "latency":
+            target = routing.home_target(request.headers.get(HOME_HEADER))
+        else:
+            target = routing.read_target() if method in READ_METHODS else routing.answer()
+        drop = HOP_BY_HOP | {h.strip().lower() for h in request.headers.get("Connection", "").split(",")}
+        headers = [(k, v) for k, v in request.headers.items()
+                   if k.lower() not in drop and k.lower() != "content-length"]
+        up = await self.relay.send(target, method, request.raw_path, headers, body)
+        extra = [("X-Router-Target", target)]
+        if (routing.policy == "origin-group" and method in FAILOVER_METHODS
+                and (up.error or up.status in FAILOVER_STATUSES)):
+            secondary = routing.secondary(target)
+            if secondary:
+                up = await self.relay.send(secondary, method, request.raw_path, headers, body)
+                extra = [("X-Router-Target", secondary), ("X-Router-Failover", target)]
+        return _reply(request, up, extra)
+
+    def _control(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
+        routing = self.routing
+        if method == "GET" and path == CONTROL:
+            return 200, routing.status()
+        if method == "POST" and path == CONTROL + "/switch":
             try:
                 order = json.loads(body or b"{}")
                 to, reason = order["to"], str(order.get("reason", "runbook"))
             except (ValueError, KeyError, TypeError):
-                return self._json(400, {"error": 'body must be {"to": region, "reason": str}'})
+                return 400, {"error": 'body must be {"to": region, "reason": str}'}
             if to not in routing.regions:
-                return self._json(400, {"error": f"unknown region {to!r}", "regions": routing.regions})
+                return 400, {"error": f"unknown region {to!r}", "regions": routing.regions}
             routing.switch(to, reason)
-            return self._json(200, routing.status())
-        if self.command == "POST" and path == CONTROL + "/health":
+            return 200, routing.status()
+        if method == "POST" and path == CONTROL + "/health":
             try:
                 order = json.loads(body or b"{}")
                 region, inverted = order["region"], order["inverted"]
                 if not isinstance(inverted, bool):
                     raise TypeError
             except (ValueError, KeyError, TypeError):
-                return self._json(400, {"error": 'body must be {"region": region, "inverted": bool}'})
+                return 400, {"error": 'body must be {"region": region, "inverted": bool}'}
             if region not in routing.regions:
-                return self._json(400, {"error": f"unknown region {region!r}", "regions": routing.regions})
+                return 400, {"error": f"unknown region {region!r}", "regions": routing.regions}
             routing.invert(region, inverted)
-            return self._json(200, routing.status())
-        if self.command == "POST" and path == CONTROL + "/reads":
+            return 200, routing.status()
+        if method == "POST" and path == CONTROL + "/reads":
             try:
                 order = json.loads(body or b"{}")
                 region, percent = order["region"], float(order["percent"])
             except (ValueError, KeyError, TypeError):
-                return self._json(400, {"error": 'body must be {"region": region, "percent": 0..100}'})
+                return 400, {"error": 'body must be {"region": region, "percent": 0..100}'}
             if region not in routing.regions:
-                return self._json(400, {"error": f"unknown region {region!r}", "regions": routing.regions})
+                return 400, {"error": f"unknown region {region!r}", "regions": routing.regions}
             if not 0 <= percent <= 100:
-                return self._json(400, {"error": f"percent must be within 0..100, got {percent:g}"})
+                return 400, {"error": f"percent must be within 0..100, got {percent:g}"}
             try:
                 routing.shift_reads(region, percent)
             except ValueError as exc:
-                return self._json(400, {"error": str(exc)})
-            return self._json(200, routing.status())
-        self._json(404, {"error": "unknown control endpoint"})
-
-    def _json(self, status: int, doc: Any) -> None:
-        self._reply(Upstream(status, [], json.dumps(doc).encode()))
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _handle
+                return 400, {"error": str(exc)}
+            return 200, routing.status()
+        return 404, {"error": "unknown control endpoint"}
 
 
-class RouterServer(LoopbackServer):
-    def __init__(self, port: int, routing: Routing, regions: dict[str, tuple[str, int]],
-                 upstream_timeout: float):
-        self.routing, self.regions, self.upstream_timeout = routing, regions, upstream_timeout
-        super().__init__(("127.0.0.1", port), RouterHandler)
+def _reply(request: web.Request, up: Upstream, extra: list[tuple[str, str]] = ()) -> web.Response:
+    """Relay the upstream's headers as they were, except the framing, which is ours (a HEAD
+    answer keeps the length the region announced)."""
+    headers = CIMultiDict()
+    length = None
+    for name, value in [*up.headers, *extra]:
+        if name.lower() == "content-length":
+            length = value
+        else:
+            headers.add(name, value)
+    headers.setdefault("Content-Type", "application/json")
+    if request.method == "HEAD":
+        headers["Content-Length"] = length if length is not None else str(len(up.body))
+        return web.Response(status=up.status, headers=headers)
+    return web.Response(status=up.status, headers=headers, body=up.body)
 
 
 def _region(spec: str) -> tuple[str, tuple[str, int]]:
@@ -448,14 +481,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--interval and --upstream-timeout must be > 0, --failure-threshold >= 1, --ttl >= 0")
 
     routing = Routing(list(regions), args.primary, args.policy, args.failure_threshold, args.ttl, args.events)
-    server = RouterServer(args.port, routing, regions, args.upstream_timeout)
+    router = Router(routing, Relay(regions, args.upstream_timeout))
     stop = threading.Event()
     threading.Thread(target=routing.run_clock, args=(stop,), name="routing clock", daemon=True).start()
     for name, addr in regions.items():
         threading.Thread(target=run_health_checker, args=(routing, name, addr, args.interval, stop),
                          name=f"health checker of {name}", daemon=True).start()
     try:
-        return serve_until_signalled(server, args.ready_file)
+        return serve_web_until_signalled(router.application(), args.port, args.ready_file)
     finally:
         stop.set()
 
