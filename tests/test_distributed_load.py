@@ -139,10 +139,11 @@ def test_four_workers_one_300ms_behind_measure_the_injected_outage_within_50ms(t
     assert {w["end"] for w in m["load_workers"]} == {"done"} and len(m["load_workers"]) == 4
     canary = len((drill.out / "requests" / "canary.jsonl").read_text().splitlines())
     assert sum(w["ops"] for w in m["load_workers"]) + canary == m["ops_total"]
-    # the skewed worker's held requests, as stamped, succeed 300 ms before the heal: uncorrected, the
-    # service looks back 300 ms sooner than it was
+    # uncorrected, the skewed worker's first answers after the heal are stamped up to 300 ms before
+    # it: the service looks back while the link was still cut, more than 50 ms off the ground truth
+    # (how much more depends on how soon that worker's users had their answers after the heal)
     raw = remeasured_without_clocks(drill.out, tmp_path, drillkit_cli)
-    assert raw["rto_s"] < cleared["lasted_s"] - 3 * TOLERANCE, (raw["rto_s"], m["rto_s"])  # "back" mid-outage
+    assert raw["rto_s"] < cleared["lasted_s"] - TOLERANCE, (raw["rto_s"], m["rto_s"])  # "back" mid-outage
 
 
 def test_four_workers_one_300ms_behind_lose_exactly_the_writes_acknowledged_in_the_replication_cut(
