@@ -85,7 +85,12 @@ def test_pilot_light_has_no_dr_app_until_scaled_up_and_the_scale_up_is_inside_th
     up = first(events, "health.change", region="B", healthy=True)
     assert up["t"] >= scaled["t"] - 0.5   # its first healthy check ran once an instance answered
     assert m["rto_by_op"]["write"]["t_recovered"] >= m["phases"]["scale-up"]["end"]
-    assert m["writes_lost"] == 0 and m["rpo_s"] == 0
+    # streaming replication (async) keeps up with this load: a write can be lost only if A acknowledged
+    # it in the last moments before it died, while its WAL was still on its way to B
+    audit = json.loads((out / "audit.json").read_text())
+    acks = [o for o in ops(out) if o["op"] == "write" and o["ok"] and o["key"] in set(audit["lost_keys"])]
+    assert len(acks) == m["writes_lost"] and all(kill["t"] - o["t1"] < 0.05 for o in acks), acks
+    assert m["rpo_s"] < 0.05
 
 
 def test_a_dr_region_at_reduced_capacity_sheds_load_until_it_is_scaled_up(tmp_path, drillkit_cli, no_leftovers):

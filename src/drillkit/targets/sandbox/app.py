@@ -50,7 +50,7 @@ class Unavailable(Exception):
     """The region's database cannot answer: down, restarting, refusing or out of connections."""
 
 
-UNAVAILABLE = (OSError, asyncio.TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+UNAVAILABLE = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
                asyncpg.OperatorInterventionError, asyncpg.InsufficientResourcesError)
 """What asyncpg raises when the database, not the query, is the problem (SQLSTATE classes 08, 53, 57)."""
 
@@ -89,7 +89,7 @@ class Database:
         if self.pool is not None:
             try:
                 await asyncio.wait_for(self.pool.close(), 0.5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.pool.terminate()
 
 

@@ -161,7 +161,7 @@ class Pipe:
         host, port = target
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=3.0)
-        except (OSError, asyncio.TimeoutError):
+        except (OSError, TimeoutError):
             self.kill()
             return
         self.upstream_writer = up.writer = writer

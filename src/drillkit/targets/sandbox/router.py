@@ -241,7 +241,7 @@ def _failure(status: int, error: str, detail: str) -> Upstream:
 class _Reply:
     """httptools' callbacks for one response of a region (its parser is llhttp, Node's)."""
 
-    __slots__ = ("headers", "body", "complete", "head_only", "parser", "status", "keep_alive")
+    __slots__ = ("body", "complete", "head_only", "headers", "keep_alive", "parser", "status")
 
     def __init__(self, head_only: bool):
         self.headers: list[tuple[str, str]] = []
