@@ -156,7 +156,8 @@ def through_sandbox(work: Path, users: int, seconds: int, workers: int) -> dict:
     locustfile.write_text(LOCUSTFILE)
 
     def no_wait(doc: dict) -> None:
-        doc["load"].update(locustfile=str(locustfile), users=users, duration=f"{seconds}s", workers=workers)
+        doc["load"].update(locustfile=str(locustfile), users=users, warmup=f"{seconds}s", duration=f"{seconds * 2}s",
+                           workers=workers)
         doc["targets"].pop("max_lost_writes", None)
 
     scenario = copy_scenario("scenarios/region-loss.yaml", work, "throughput", no_wait)
