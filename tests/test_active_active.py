@@ -93,8 +93,9 @@ def test_writes_in_flight_from_a_lost_region_are_lost_with_its_data_and_resynced
     shipped = {r["value"] for r in log if r["from"] == "A" and r["t"] <= fault["t"]}
     # acknowledged by A, not yet delivered to B when A went (by the replicator's own log): the
     # writes the RPO window holds. How far back it reaches is the replicator's lag, at least its
-    # delay, more on a busy machine: held against the log, not against the configured delay.
-    in_flight = [w for w in writes if w["ok"] and w["region"] == "A" and w["t1"] <= fault["t"]
+    # delay, more on a busy machine: held against the log, not against the configured delay. An
+    # acknowledgement already on its way when A died may reach its client after the fault's record.
+    in_flight = [w for w in writes if w["ok"] and w["region"] == "A" and w["t1"] <= fault["t"] + 0.05
                  and w["value"] not in shipped]
     assert in_flight
     assert m["items_divergent"] == 0
