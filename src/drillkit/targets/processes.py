@@ -170,6 +170,52 @@ def wait_gone(entries: list[ProcessEntry], timeout: float) -> list[ProcessEntry]
     return alive
 
 
+def group_members(entries: list[ProcessEntry]) -> list[int]:
+    """The pids of these processes and of every member of the process groups they lead (one look
+    through /proc, a few milliseconds: take it before signalling, not while timing a signal)."""
+    groups = {e.pid for e in entries if e.group}
+    pids = {e.pid for e in entries}
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            pgrp = int(Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()[2])
+        except (OSError, ValueError, IndexError):
+            continue
+        if int(name) in pids or pgrp in groups:
+            found.append(int(name))
+    return found
+
+
+def wait_stopped(pids: list[int], timeout: float) -> list[int]:
+    """Wait until every thread of these processes is stopped (a SIGSTOP has taken effect, or it
+    exited); returns the threads still running at the timeout.
+
+    A signal only marks a thread: one on another CPU or inside a system call stops a little later,
+    so a frozen process can still act for a few milliseconds after the signal went out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        running = [tid for pid in pids for tid, state in _thread_states(pid) if state not in "TtZX"]
+        if not running or time.monotonic() >= deadline:
+            return running
+        time.sleep(0.0005)
+
+
+def _thread_states(pid: int) -> list[tuple[int, str]]:
+    states = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return states
+    for tid in tids:
+        try:
+            states.append((int(tid), Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[0]))
+        except (OSError, IndexError):
+            continue
+    return states
+
+
 def _zombie(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"

@@ -395,11 +395,15 @@ class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps, Ta
     def freeze_region(self, region: str) -> RegionFault:
         """SIGSTOP every process group of the region: alive but silent, like a hung host.
 
-        Connections stay open and nothing answers, which is harder on clients than a crash.
+        Connections stay open and nothing answers, which is harder on clients than a crash. Its
+        `t` is when every thread of the region had stopped, not when the signals went out.
         """
         self._region(region)
-        frozen = [p.name for p in self._processes_of(region) if processes.kill_group(p, signal.SIGSTOP)]
-        t = time.time()
+        ours = [p for p in self._processes_of(region) if processes.is_ours(p)]
+        members = processes.group_members(ours)
+        frozen = [p.name for p in ours if processes.kill_group(p, signal.SIGSTOP)]
+        processes.wait_stopped(members, 1.0)
+        t = time.time()   # the moment nothing of the region runs any more
         self.state.regions[region].frozen = True
         self.state.save()
         return RegionFault(region, t, tuple(frozen))
