@@ -73,13 +73,19 @@ def read_registry(root: Path) -> list[ProcessEntry]:
     return [ProcessEntry.model_validate(e) for e in json.loads(path.read_text())]
 
 
+def _stat(path: str) -> list[str] | None:
+    """The fields of a /proc/.../stat file after the command name (so `[0]` is the state, `[2]` the
+    process group, `[19]` the start time); None when the process or thread is gone."""
+    try:
+        return Path(path).read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def start_ticks(pid: int) -> int | None:
     """The kernel's start time of `pid` (field 22 of /proc/PID/stat): a pid reused later differs."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    fields = _stat(f"/proc/{pid}/stat")
+    return None if fields is None else int(fields[19])
 
 
 def is_ours(entry: ProcessEntry) -> bool:
@@ -177,13 +183,8 @@ def group_members(entries: list[ProcessEntry]) -> list[int]:
     pids = {e.pid for e in entries}
     found = []
     for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            pgrp = int(Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()[2])
-        except (OSError, ValueError, IndexError):
-            continue
-        if int(name) in pids or pgrp in groups:
+        fields = _stat(f"/proc/{name}/stat") if name.isdigit() else None
+        if fields is not None and (int(name) in pids or int(fields[2]) in groups):
             found.append(int(name))
     return found
 
@@ -203,24 +204,17 @@ def wait_stopped(pids: list[int], timeout: float) -> list[int]:
 
 
 def _thread_states(pid: int) -> list[tuple[int, str]]:
-    states = []
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
-        return states
-    for tid in tids:
-        try:
-            states.append((int(tid), Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[0]))
-        except (OSError, IndexError):
-            continue
-    return states
+        return []
+    found = ((int(tid), _stat(f"/proc/{pid}/task/{tid}/stat")) for tid in tids)
+    return [(tid, fields[0]) for tid, fields in found if fields is not None]
 
 
 def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
+    fields = _stat(f"/proc/{pid}/stat")
+    return fields is None or fields[0] == "Z"
 
 
 def stop_all(entries: list[ProcessEntry], grace: float = 3.0) -> None:

@@ -377,7 +377,8 @@ class Router:
             target = routing.home_target(request.headers.get(HOME_HEADER))
         else:
             target = routing.read_target() if method in READ_METHODS else routing.answer()
-        drop = HOP_BY_HOP | {h.strip().lower() for h in request.headers.get("Connection", "").split(",")}
+        listed = request.headers.get("Connection")   # headers the client named hop-by-hop too
+        drop = HOP_BY_HOP | {h.strip().lower() for h in listed.split(",")} if listed else HOP_BY_HOP
         headers = [(k, v) for k, v in request.headers.items()
                    if k.lower() not in drop and k.lower() != "content-length"]
         up = await self.relay.send(target, method, request.raw_path, headers, body)
