@@ -267,9 +267,17 @@ class _Reply:
         self.keep_alive = self.parser.should_keep_alive()  # the parser forgets it for the next message
 
 
+RegionConnection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
 class Relay:
-    """The router's connections to the regions: idle keep-alive connections per region, each used by
-    one request at a time, and the one place that decides what a failed exchange means.
+    """The router's connections to the regions, and the one place that decides what a failed
+    exchange means.
+
+    Each client connection has its own kept-alive connection to each region, as each client of a
+    DNS-routed endpoint holds its own connection to the region's load balancer, which balances
+    connections, not requests (the region's link). Shared among clients, the few busiest
+    connections would carry most of the load to whichever instances they happened to reach.
 
     The client is drillkit's own (not aiohttp's) because the router must know how far a request got:
     a request that never left may be sent again, one that left may not (aiohttp's client retries an
@@ -277,28 +285,44 @@ class Relay:
 
     def __init__(self, regions: dict[str, tuple[str, int]], timeout: float):
         self.regions, self.timeout = regions, timeout
-        self.idle: dict[str, list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {r: [] for r in regions}
+        self.held: dict[asyncio.BaseTransport, dict[str, RegionConnection]] = {}
+        """client connection → region → its connection to that region, idle between its requests"""
 
-    def _idle(self, region: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
-        """An idle connection still open; one the region closed (or spoke on out of turn) is dropped."""
-        pool = self.idle[region]
-        while pool:
-            reader, writer = pool.pop()
-            if reader.at_eof() or reader.exception() is not None or writer.is_closing():
+    def _take(self, client: asyncio.BaseTransport | None, region: str) -> RegionConnection | None:
+        """The client's connection to `region` if still open; one the region closed (or spoke on
+        out of turn) is dropped."""
+        conn = self.held.get(client, {}).pop(region, None)
+        if conn is not None and (conn[0].at_eof() or conn[0].exception() is not None or conn[1].is_closing()):
+            conn[1].close()
+            return None
+        return conn
+
+    def _keep(self, client: asyncio.BaseTransport | None, region: str, conn: RegionConnection) -> None:
+        if client is None or client.is_closing():
+            conn[1].close()
+        else:
+            self.held.setdefault(client, {})[region] = conn
+
+    def release_departed(self) -> None:
+        """Close the region connections of clients that have hung up, as their own would close."""
+        for client in [c for c in self.held if c.is_closing()]:
+            for _, writer in self.held.pop(client).values():
                 writer.close()
-                continue
-            return reader, writer
-        return None
 
-    async def send(self, region: str, method: str, target: str, headers: list[tuple[str, str]],
-                   body: bytes) -> Upstream:
+    async def release_departed_every(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.release_departed()
+
+    async def send(self, client: asyncio.BaseTransport | None, region: str, method: str, target: str,
+                   headers: list[tuple[str, str]], body: bytes) -> Upstream:
         """Forward once; connect and send once more only when the request never left."""
         lines = [f"{method} {target} HTTP/1.1"] + [f"{k}: {v}" for k, v in headers]
         if body or method in ("POST", "PUT", "PATCH"):
             lines.append(f"Content-Length: {len(body)}")
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
         for attempt in (1, 2):
-            conn = self._idle(region)
+            conn = self._take(client, region)
             stage = "connect"
             writer = None
             try:
@@ -324,7 +348,7 @@ class Relay:
                 kind = "connect" if stage == "connect" and not isinstance(exc, ConnectionResetError) else "reset"
                 return _failure(502, kind, repr(exc))
             if up.keep_alive:
-                self.idle[region].append((reader, writer))
+                self._keep(client, region, conn)
             else:
                 writer.close()
             return up
@@ -343,10 +367,10 @@ class Relay:
         return Upstream(reply.status, kept, b"".join(reply.body), keep_alive=reply.keep_alive)
 
     def close(self) -> None:
-        for pool in self.idle.values():
-            for _, writer in pool:
+        for conns in self.held.values():
+            for _, writer in conns.values():
                 writer.close()
-            pool.clear()
+        self.held.clear()
 
 
 class Router:
@@ -360,10 +384,13 @@ class Router:
         app = web.Application(client_max_size=64 * 2**20)
         app.router.add_route("*", "/{tail:.*}", self.handle)
 
-        async def close_relay(_: web.Application) -> None:
+        async def release(_: web.Application):
+            sweeper = asyncio.create_task(self.relay.release_departed_every(0.5))
+            yield
+            sweeper.cancel()
             self.relay.close()
 
-        app.on_cleanup.append(close_relay)
+        app.cleanup_ctx.append(release)
         return app
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -381,13 +408,13 @@ class Router:
         drop = HOP_BY_HOP | {h.strip().lower() for h in listed.split(",")} if listed else HOP_BY_HOP
         headers = [(k, v) for k, v in request.headers.items()
                    if k.lower() not in drop and k.lower() != "content-length"]
-        up = await self.relay.send(target, method, request.raw_path, headers, body)
+        up = await self.relay.send(request.transport, target, method, request.raw_path, headers, body)
         extra = [("X-Router-Target", target)]
         if (routing.policy == "origin-group" and method in FAILOVER_METHODS
                 and (up.error or up.status in FAILOVER_STATUSES)):
             secondary = routing.secondary(target)
             if secondary:
-                up = await self.relay.send(secondary, method, request.raw_path, headers, body)
+                up = await self.relay.send(request.transport, secondary, method, request.raw_path, headers, body)
                 extra = [("X-Router-Target", secondary), ("X-Router-Failover", target)]
         return _reply(request, up, extra)
 
