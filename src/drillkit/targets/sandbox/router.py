@@ -267,7 +267,72 @@ class _Reply:
         self.keep_alive = self.parser.should_keep_alive()  # the parser forgets it for the next message
 
 
-RegionConnection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+class RegionConnection(asyncio.Protocol):
+    """One kept-alive connection to a region, one exchange at a time: the response's bytes go
+    straight from the socket into its parser (an asyncio protocol, without a stream's buffers)."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.reply: _Reply | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        reply = self.reply
+        if reply is None or reply.complete:  # the region spoke out of turn: the connection is not reused
+            self._end(None)
+            return
+        try:
+            reply.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._end(exc)
+            return
+        if reply.complete:
+            self._answered()
+
+    def eof_received(self) -> bool:
+        self._end(EOFError("the region closed the connection before its response was complete"))
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end(exc or EOFError("the region closed the connection before its response was complete"))
+
+    def _answered(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def _end(self, exc: BaseException | None) -> None:
+        self.lost = True
+        if self.transport is not None:
+            self.transport.close()
+        if self.waiter is not None and not self.waiter.done():
+            if exc is None:
+                exc = EOFError("the region spoke out of turn")
+            self.waiter.set_exception(exc)
+
+    def open(self) -> bool:
+        return not self.lost and self.transport is not None and not self.transport.is_closing()
+
+    def close(self) -> None:
+        self.lost = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def send(self, request: bytes, head_only: bool) -> asyncio.Future[None]:
+        """Put the request on the wire; the future is done when its response is complete."""
+        self.reply = _Reply(head_only)
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return self.waiter
+
+    def response(self) -> Upstream:
+        reply = self.reply
+        kept = [(k, v) for k, v in reply.headers if k.lower() not in HOP_BY_HOP]
+        # the connection of a HEAD is not reused: its parser still waits for the announced body
+        return Upstream(reply.status, kept, b"".join(reply.body), keep_alive=reply.keep_alive)
 
 
 class Relay:
@@ -292,22 +357,22 @@ class Relay:
         """The client's connection to `region` if still open; one the region closed (or spoke on
         out of turn) is dropped."""
         conn = self.held.get(client, {}).pop(region, None)
-        if conn is not None and (conn[0].at_eof() or conn[0].exception() is not None or conn[1].is_closing()):
-            conn[1].close()
+        if conn is not None and not conn.open():
+            conn.close()
             return None
         return conn
 
     def _keep(self, client: asyncio.BaseTransport | None, region: str, conn: RegionConnection) -> None:
         if client is None or client.is_closing():
-            conn[1].close()
+            conn.close()
         else:
             self.held.setdefault(client, {})[region] = conn
 
     def release_departed(self) -> None:
         """Close the region connections of clients that have hung up, as their own would close."""
         for client in [c for c in self.held if c.is_closing()]:
-            for _, writer in self.held.pop(client).values():
-                writer.close()
+            for conn in self.held.pop(client).values():
+                conn.close()
 
     async def release_departed_every(self, interval: float) -> None:
         while True:
@@ -316,60 +381,52 @@ class Relay:
 
     async def send(self, client: asyncio.BaseTransport | None, region: str, method: str, target: str,
                    headers: list[tuple[str, str]], body: bytes) -> Upstream:
-        """Forward once; connect and send once more only when the request never left."""
+        """Forward once; connect once more only when the request never left (the connection could
+        not be made, or was found closed before the request was written)."""
         lines = [f"{method} {target} HTTP/1.1"] + [f"{k}: {v}" for k, v in headers]
         if body or method in ("POST", "PUT", "PATCH"):
             lines.append(f"Content-Length: {len(body)}")
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        loop = asyncio.get_running_loop()
         for attempt in (1, 2):
             conn = self._take(client, region)
-            stage = "connect"
-            writer = None
             try:
                 if conn is None:
                     async with asyncio.timeout(self.timeout):
-                        conn = await asyncio.open_connection(*self.regions[region])
-                reader, writer = conn
-                stage = "send"
-                writer.write(request)
-                await writer.drain()
-                stage = "response"
-                async with asyncio.timeout(self.timeout):
-                    up = await self._response(reader, method == "HEAD")
+                        _, conn = await loop.create_connection(RegionConnection, *self.regions[region])
             except TimeoutError as exc:
-                if writer is not None:
-                    writer.close()
-                return _failure(504, "timeout", str(exc) or f"{stage} timed out")
-            except (OSError, EOFError, httptools.HttpParserError) as exc:
-                if writer is not None:
-                    writer.close()
-                if stage != "response" and attempt == 1:
+                return _failure(504, "timeout", str(exc) or "connect timed out")
+            except OSError as exc:
+                if attempt == 1:
                     continue
-                kind = "connect" if stage == "connect" and not isinstance(exc, ConnectionResetError) else "reset"
+                kind = "reset" if isinstance(exc, ConnectionResetError) else "connect"
                 return _failure(502, kind, repr(exc))
+            if not conn.open():   # closed by the region between connect and now: the request never left
+                conn.close()
+                if attempt == 1:
+                    continue
+                return _failure(502, "reset", "the region closed the connection")
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await conn.send(request, method == "HEAD")
+            except TimeoutError as exc:
+                conn.close()
+                return _failure(504, "timeout", str(exc) or "response timed out")
+            except (OSError, EOFError, httptools.HttpParserError) as exc:
+                conn.close()
+                return _failure(502, "reset", repr(exc))
+            up = conn.response()
             if up.keep_alive:
                 self._keep(client, region, conn)
             else:
-                writer.close()
+                conn.close()
             return up
         raise AssertionError("unreachable")
 
-    @staticmethod
-    async def _response(reader: asyncio.StreamReader, head_only: bool) -> Upstream:
-        reply = _Reply(head_only)
-        while not reply.complete:
-            data = await reader.read(65536)
-            if not data:
-                raise EOFError("the region closed the connection before its response was complete")
-            reply.parser.feed_data(data)
-        kept = [(k, v) for k, v in reply.headers if k.lower() not in HOP_BY_HOP]
-        # the connection of a HEAD is not reused: its parser still waits for the announced body
-        return Upstream(reply.status, kept, b"".join(reply.body), keep_alive=reply.keep_alive)
-
     def close(self) -> None:
         for conns in self.held.values():
-            for _, writer in conns.values():
-                writer.close()
+            for conn in conns.values():
+                conn.close()
         self.held.clear()
 
 
