@@ -64,8 +64,12 @@ class Database:
     """A pool of connections shared by the requests in flight (asyncpg, PostgreSQL's asyncio driver).
 
     A burst of new client connections (a healed partition releasing its backlog) must not
-    fork one PostgreSQL backend per connection; broken connections are dropped by the pool,
-    and none is opened before a request needs one, so an app starts while its database is down.
+    fork one PostgreSQL backend per connection. The pool keeps all its connections open, as
+    production pools do by default (HikariCP's minimumIdle is its maximumPoolSize): opened at
+    start, and reopened in the background when broken, so a burst after a quiet spell finds them
+    ready instead of waiting while PostgreSQL forks a backend for each, one after the other (tens
+    of milliseconds). An app whose database is down at start still starts, and opens its
+    connections as requests need them.
     """
 
     def __init__(self, dsn: str, size: int = 16):
@@ -76,7 +80,12 @@ class Database:
         self.pool: asyncpg.Pool | None = None
 
     async def open(self) -> None:
-        self.pool = await asyncpg.create_pool(min_size=0, max_size=self.size, reset=_session_unchanged, **self.connect)
+        try:
+            self.pool = await asyncpg.create_pool(min_size=self.size, max_size=self.size, reset=_session_unchanged,
+                                                  **self.connect)
+        except UNAVAILABLE:  # opened as requests come, once the database answers
+            self.pool = await asyncpg.create_pool(min_size=0, max_size=self.size, reset=_session_unchanged,
+                                                  **self.connect)
 
     async def execute(self, query: str, params: tuple = ()) -> list[asyncpg.Record]:
         try:
