@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import hashlib
 import json
 import time
@@ -80,12 +81,11 @@ class Database:
         self.pool: asyncpg.Pool | None = None
 
     async def open(self) -> None:
+        pool = functools.partial(asyncpg.create_pool, max_size=self.size, reset=_session_unchanged, **self.connect)
         try:
-            self.pool = await asyncpg.create_pool(min_size=self.size, max_size=self.size, reset=_session_unchanged,
-                                                  **self.connect)
+            self.pool = await pool(min_size=self.size)
         except UNAVAILABLE:  # opened as requests come, once the database answers
-            self.pool = await asyncpg.create_pool(min_size=0, max_size=self.size, reset=_session_unchanged,
-                                                  **self.connect)
+            self.pool = await pool(min_size=0)
 
     async def execute(self, query: str, params: tuple = ()) -> list[asyncpg.Record]:
         try:

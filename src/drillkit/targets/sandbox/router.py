@@ -267,6 +267,9 @@ class _Reply:
         self.keep_alive = self.parser.should_keep_alive()  # the parser forgets it for the next message
 
 
+CLOSED_EARLY = "the region closed the connection before its response was complete"
+
+
 class RegionConnection(asyncio.Protocol):
     """One kept-alive connection to a region, one exchange at a time: the response's bytes go
     straight from the socket into its parser (an asyncio protocol, without a stream's buffers)."""
@@ -275,7 +278,6 @@ class RegionConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.reply: _Reply | None = None
         self.waiter: asyncio.Future[None] | None = None
-        self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -283,7 +285,7 @@ class RegionConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         reply = self.reply
         if reply is None or reply.complete:  # the region spoke out of turn: the connection is not reused
-            self._end(None)
+            self._end(EOFError("the region spoke out of turn"))
             return
         try:
             reply.parser.feed_data(data)
@@ -291,33 +293,33 @@ class RegionConnection(asyncio.Protocol):
             self._end(exc)
             return
         if reply.complete:
-            self._answered()
+            self._settle(None)
 
     def eof_received(self) -> bool:
-        self._end(EOFError("the region closed the connection before its response was complete"))
+        self._end(EOFError(CLOSED_EARLY))
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._end(exc or EOFError("the region closed the connection before its response was complete"))
+        self._end(exc or EOFError(CLOSED_EARLY))
 
-    def _answered(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
+    def _settle(self, exc: BaseException | None) -> None:
+        """End the exchange in flight, if any: answered (no `exc`) or failed."""
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        if exc is None:
+            waiter.set_result(None)
+        else:
+            waiter.set_exception(exc)
 
-    def _end(self, exc: BaseException | None) -> None:
-        self.lost = True
-        if self.transport is not None:
-            self.transport.close()
-        if self.waiter is not None and not self.waiter.done():
-            if exc is None:
-                exc = EOFError("the region spoke out of turn")
-            self.waiter.set_exception(exc)
+    def _end(self, exc: BaseException) -> None:
+        self.close()
+        self._settle(exc)
 
     def open(self) -> bool:
-        return not self.lost and self.transport is not None and not self.transport.is_closing()
+        return self.transport is not None and not self.transport.is_closing()
 
     def close(self) -> None:
-        self.lost = True
         if self.transport is not None:
             self.transport.close()
 
