@@ -10,7 +10,9 @@ In one run:
    1 - (ops/s with) / (ops/s without), over all rounds.
 2. Through the sandbox: a drill of scenarios/region-loss.yaml with the same no-wait users, ops/s
    recorded over the load's span, the region's loss included (every op in requests/*.jsonl), and
-   over the span before the fault, when the system serves at full speed.
+   over the span before the fault, when the system serves at full speed; and, over the middle of
+   the warmup, each component's CPU per op (router, app, link proxies, PostgreSQL, Locust, the
+   harness), read from /proc (bench/cpu_share.py), against the CPU an op may take at 2,000/s.
 Every figure is counted, none estimated.
 """
 
@@ -24,6 +26,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -161,7 +164,12 @@ def through_sandbox(work: Path, users: int, seconds: int, workers: int) -> dict:
         doc["targets"].pop("max_lost_writes", None)
 
     scenario = copy_scenario("scenarios/region-loss.yaml", work, "throughput", no_wait)
+    sampled: dict = {}
+    sampler = threading.Thread(target=sample_warmup_cpu, args=(work / "drill" / "events.jsonl", seconds, sampled),
+                               daemon=True)
+    sampler.start()
     drilled = run(scenario, work / "drill", timeout=seconds * 4 + 120)
+    sampler.join(5)
     users_ops = [op for op in drilled.ops if op.get("client") != "canary"]
     t0 = min(op["t0"] for op in users_ops)
     t1 = max(op["t1"] for op in users_ops)
@@ -171,7 +179,54 @@ def through_sandbox(work: Path, users: int, seconds: int, workers: int) -> dict:
             "span_s": round(t1 - t0, 3), "ops_per_s": round(len(users_ops) / (t1 - t0), 1),
             "before_fault_ops": len(before),
             "before_fault_ops_per_s": round(len(before) / (fault - t0), 1) if fault > t0 else None,
-            "failed": sum(not op["ok"] for op in users_ops), "workers": workers}
+            "failed": sum(not op["ok"] for op in users_ops), "workers": workers,
+            "cpu_per_op": cpu_per_op(sampled, drilled.ops)}
+
+
+def sample_warmup_cpu(events: Path, seconds: int, into: dict) -> None:
+    """Two CPU snapshots in the middle half of the warmup, when the load runs at full speed."""
+    from cpu_share import snapshot
+
+    from drillkit.evidence import STAGE_START
+
+    def warmup_started() -> bool:
+        try:
+            lines = events.read_text().splitlines()
+        except OSError:
+            return False
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except ValueError:  # a line being written
+                continue
+            if event.get("kind") == STAGE_START and event.get("stage") == "warmup":
+                return True
+        return False
+
+    deadline = time.monotonic() + seconds * 4 + 120
+    while not warmup_started():
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
+    time.sleep(seconds / 4)
+    into["a"] = snapshot()
+    time.sleep(seconds / 2)
+    into["b"] = snapshot()
+
+
+def cpu_per_op(sampled: dict, ops: list[dict]) -> dict | None:
+    """Each component's CPU per recorded op (the users' and the canary's: both cross the sandbox)
+    in the sampled window, and the budget an op has on this machine at 2,000 ops/s."""
+    from cpu_share import cpu_by_component
+
+    if "b" not in sampled:
+        return None
+    a, b = sampled["a"], sampled["b"]
+    used = cpu_by_component(a, b)
+    n = sum(a.t <= op["t1"] < b.t for op in ops)
+    ms = {k: round(v * 1000 / n, 3) for k, v in used["cpu_s"].items()} if n else {}
+    return {**used, "ops": n, "ops_per_s": round(n / used["window_s"], 1), "ms_per_op": ms,
+            "ms_per_op_total": round(sum(ms.values()), 3), "budget_ms_per_op_at_2000": os.cpu_count() * 1000 / 2000}
 
 
 def main() -> None:
