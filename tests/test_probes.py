@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -84,3 +85,26 @@ def test_drill_mode_runs_the_drill_then_judges(tmp_path, no_leftovers):
     proc = probes("--drill", "scenarios/ground-truth-outage.yaml", "--drill-out", str(tmp_path / "ev"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (tmp_path / "ev" / "summary.json").exists()
+
+
+def test_the_run_verdict_ignores_the_pytest_plugins_installed_next_to_drillkit(drill, tmp_path):
+    """A plugin installed in the environment (a pytest11 entry point) that fails every test: a
+    plain pytest run of the probes loads it and fails; the verdict `drillkit run` takes loads only
+    drillkit's plugin and passes."""
+    site = tmp_path / "site"
+    (site / "spoiler-1.0.dist-info").mkdir(parents=True)
+    (site / "spoiler-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: spoiler\nVersion: 1.0\n")
+    (site / "spoiler-1.0.dist-info" / "entry_points.txt").write_text("[pytest11]\nspoiler = spoiler_plugin\n")
+    (site / "spoiler_plugin.py").write_text(
+        "def pytest_runtest_call(item):\n    raise RuntimeError('an installed plugin spoiled the verdict')\n")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    copy = tmp_path / "copy"
+    shutil.copytree(drill, copy)
+    plain = subprocess.run([sys.executable, "-m", "pytest", "probes/", "-p", "no:cacheprovider", "--drill-evidence",
+                            str(copy)], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert plain.returncode == 1 and "spoiled the verdict" in plain.stdout
+    verdict = subprocess.run([sys.executable, "-c", "import sys; from drillkit.judge.verdict import run_probes; "
+                              f"sys.exit(run_probes({str(copy)!r}))"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert verdict.returncode == 0, (copy / "probes.log").read_text()
+    assert 'failures="0"' in (copy / "junit.xml").read_text()

@@ -15,7 +15,10 @@ def run_probes(folder: Path) -> int:
     from drillkit.judge.probes import PROBES_DIR
 
     folder = Path(folder)
+    # only drillkit's plugin: a verdict must not depend on the pytest plugins that happen to be
+    # installed next to drillkit (hypothesis alone takes 0.8 s to import)
     args = [str(PROBES_DIR), "-c", str(PROBES_DIR / "probes.ini"), "--rootdir", str(PROBES_DIR),
+            "--disable-plugin-autoload", "-p", "drillkit.judge.plugin",
             "--drill-evidence", str(folder), "--junitxml", str(folder / "junit.xml"), "-q", "-rfEs",
             "-o", "junit_suite_name=drillkit-probes", "-o", "console_output_style=classic"]
     with open(folder / "probes.log", "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
