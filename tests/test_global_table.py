@@ -107,3 +107,32 @@ def test_a_cut_keeps_each_regions_writes_until_it_heals_then_lww_picks_one_winne
                      what="A's held changes delivered")
     assert {r["key"] for r in got if r["outcome"] == "discarded"} == hot
     assert {r["key"] for r in delivered("B") if r["outcome"] == "applied"} == hot
+
+
+def test_conditional_writes_in_flight_at_once_keep_the_newest(no_leftovers, global_table):
+    """DynamoDB applies a conditional write atomically: of writes to one key racing each other,
+    whatever order they arrive in, the one with the greatest ts is kept. Eight clients, each round
+    eight writes of one key released at once, timestamps dealt at random."""
+    import random
+    import threading
+
+    port = int(global_table["clients"]["A"].meta.endpoint_url.rsplit(":", 1)[1])
+    rounds, width = 60, 8
+    clients = [table_client(port, attempts=3) for _ in range(width)]
+    deal = random.Random(7)
+    stamps = [deal.sample(range(width), width) for _ in range(rounds)]
+    start = threading.Barrier(width)
+
+    def writer(n: int) -> None:
+        for r in range(rounds):
+            start.wait(10)
+            put_if_newer(clients[n], f"raced-{r}", f"v{stamps[r][n]}", 1000.0 + stamps[r][n], "A")
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(width)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    table = scan(global_table["clients"]["A"])
+    kept = {k: v["value"] for k, v in table.items() if k.startswith("raced-")}
+    assert kept == {f"raced-{r}": f"v{width - 1}" for r in range(rounds)}

@@ -194,7 +194,8 @@ def test_ransomware_drill_audit_proves_every_object_back_at_its_last_good_versio
 
 def test_object_replication_delay_is_the_objects_rpo_on_region_loss(tmp_path, drillkit_cli, no_leftovers):
     """Region loss with objects replicated `delay` late: every object acknowledged inside the last
-    `delay` before the fault is lost, none acknowledged well before it, and no record."""
+    `delay` before the fault is lost, none acknowledged well before it; of the records (streamed
+    to B asynchronously, milliseconds behind) at most the last half second's."""
     from test_drill import ops, run_drill, variant
 
     delay = 1.0
@@ -205,13 +206,19 @@ def test_object_replication_delay_is_the_objects_rpo_on_region_loss(tmp_path, dr
     assert code == 0, summary["reasons"]
     m = summary["measures"]
     t_fault = m["t_fault"]
-    lost = set(json.loads((tmp_path / "evidence" / "audit.json").read_text())["lost_keys"])
-    acked = {o["key"]: o["t1"] for o in ops(tmp_path / "evidence") if o["op"] == "obj_write" and o["ok"]}
-    assert lost and all(k.startswith("obj/") for k in lost)
+    lost_keys = set(json.loads((tmp_path / "evidence" / "audit.json").read_text())["lost_keys"])
+    lost = {k for k in lost_keys if k.startswith("obj/")}
+    writes = [o for o in ops(tmp_path / "evidence") if o["op"] in ("obj_write", "write") and o["ok"]]
+    acked = {o["key"]: o["t1"] for o in writes if o["op"] == "obj_write"}
+    records = {o["key"]: o["t1"] for o in writes if o["op"] == "write"}
+    assert lost and lost_keys - lost <= set(records)
+    assert all(t_fault - records[k] < 0.5 for k in lost_keys - lost), sorted(lost_keys - lost)
+    assert m["rpo_by_store"]["records"]["rpo_s"] < 0.5
     assert {k for k, t1 in acked.items() if t_fault - delay + 0.05 < t1 <= t_fault} <= lost
     assert not {k for k, t1 in acked.items() if t1 < t_fault - delay - 1.0} & lost
     # the RPO reaches back at least to the earliest object acknowledged inside the delay (however
     # densely the acknowledgements came on a busy machine), and not past a second more; measures
     # and t_fault are rounded to the microsecond, hence the 1 us allowance
     inside = [t1 for t1 in acked.values() if t_fault - delay + 0.05 < t1 <= t_fault]
-    assert t_fault - min(inside) - 1e-6 <= m["rpo_s"] <= delay + 1.0, (m["rpo_s"], t_fault - min(inside))
+    rpo = m["rpo_by_store"]["objects"]["rpo_s"]
+    assert m["rpo_s"] == rpo and t_fault - min(inside) - 1e-6 <= rpo <= delay + 1.0, (rpo, t_fault - min(inside))

@@ -25,6 +25,7 @@ outcome `applied` or `discarded` by LWW) for the checker.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -94,10 +95,29 @@ def serve_store(port: int, ready_file: str | None) -> int:
     from drillkit.targets.sandbox.net import serve_until_signalled
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = make_server("127.0.0.1", port, DomainDispatcherApplication(create_backend_app), threaded=True,
-                         request_handler=MotoRequestHandler)
+    server = make_server("127.0.0.1", port, one_at_a_time(DomainDispatcherApplication(create_backend_app)),
+                         threaded=True, request_handler=MotoRequestHandler)
     threading.Thread(target=_create_table, args=(server, ready_file), name="table setup", daemon=True).start()
     return serve_until_signalled(server, None)
+
+
+def one_at_a_time(app):
+    """The table's WSGI application serving one request at a time once its body has arrived.
+
+    DynamoDB applies a conditional write atomically. moto checks the condition, then writes, with
+    no lock between: two conditional puts on one key in flight at once could both pass, and the
+    older one land last, over the newer. Seen in a drill: two writes of one key 1 ms apart, both
+    acknowledged, the older one kept. The body is read before the lock, so a request held in a
+    cut link holds up nobody else; the answer is sent after it."""
+    lock = threading.Lock()
+
+    def serve(environ, start_response):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].read(length) if length else b"")
+        with lock:
+            return list(app(environ, start_response))
+
+    return serve
 
 
 def _create_table(server, ready_file: str | None) -> None:
