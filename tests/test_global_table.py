@@ -109,30 +109,64 @@ def test_a_cut_keeps_each_regions_writes_until_it_heals_then_lww_picks_one_winne
     assert {r["key"] for r in delivered("B") if r["outcome"] == "applied"} == hot
 
 
-def test_conditional_writes_in_flight_at_once_keep_the_newest(no_leftovers, global_table):
+def test_conditional_writes_in_flight_at_once_keep_the_newest():
     """DynamoDB applies a conditional write atomically: of writes to one key racing each other,
-    whatever order they arrive in, the one with the greatest ts is kept. Eight clients, each round
-    eight writes of one key released at once, timestamps dealt at random."""
+    whatever order they arrive in, the one with the greatest ts is kept. The table's own WSGI
+    application, in this process, 8 threads switching every microsecond, each round 8 writes of
+    one key released at once with timestamps dealt at random. moto alone (no one-at-a-time) kept
+    an older write in 9-17 rounds of 400."""
     import random
+    import sys
     import threading
 
-    port = int(global_table["clients"]["A"].meta.endpoint_url.rsplit(":", 1)[1])
-    rounds, width = 60, 8
-    clients = [table_client(port, attempts=3) for _ in range(width)]
+    from werkzeug.test import Client
+
+    from drillkit.targets.sandbox.table_service import NEWER, TABLE, table_app
+
+    app = table_app()
+    auth = "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=x"
+
+    def call(client: Client, target: str, body: dict) -> dict:
+        resp = client.post("/", data=json.dumps(body), headers={
+            "X-Amz-Target": f"DynamoDB_20120810.{target}", "Content-Type": "application/x-amz-json-1.0",
+            "Authorization": auth, "Host": "localhost"})
+        return json.loads(resp.data)
+
+    def put(client: Client, key: str, value: str, ts: float) -> None:
+        call(client, "PutItem", {"TableName": TABLE, "ConditionExpression": NEWER,
+                                 "Item": {"key": {"S": key}, "value": {"S": value}, "ts": {"N": repr(ts)},
+                                          "origin": {"S": "A"}},
+                                 "ExpressionAttributeNames": {"#k": "key", "#ts": "ts", "#o": "origin"},
+                                 "ExpressionAttributeValues": {":ts": {"N": repr(ts)}, ":o": {"S": "A"}}})
+
+    rounds, width = 400, 8
     deal = random.Random(7)
     stamps = [deal.sample(range(width), width) for _ in range(rounds)]
     start = threading.Barrier(width)
 
     def writer(n: int) -> None:
+        client = Client(app)
         for r in range(rounds):
-            start.wait(10)
-            put_if_newer(clients[n], f"raced-{r}", f"v{stamps[r][n]}", 1000.0 + stamps[r][n], "A")
+            start.wait(30)
+            put(client, f"raced-{r}", f"v{stamps[r][n]}", 1000.0 + stamps[r][n])
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(width)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    table = scan(global_table["clients"]["A"])
-    kept = {k: v["value"] for k, v in table.items() if k.startswith("raced-")}
-    assert kept == {f"raced-{r}": f"v{width - 1}" for r in range(rounds)}
+    owner = Client(app)
+    call(owner, "CreateTable", {"TableName": TABLE, "BillingMode": "PAY_PER_REQUEST",
+                                "KeySchema": [{"AttributeName": "key", "KeyType": "HASH"}],
+                                "AttributeDefinitions": [{"AttributeName": "key", "AttributeType": "S"}]})
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(width)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    finally:
+        sys.setswitchinterval(interval)
+    try:
+        kept = {r: call(owner, "GetItem", {"TableName": TABLE, "Key": {"key": {"S": f"raced-{r}"}}})["Item"]["value"]["S"]
+                for r in range(rounds)}
+    finally:
+        call(owner, "DeleteTable", {"TableName": TABLE})
+    assert {r: v for r, v in kept.items() if v != f"v{width - 1}"} == {}

@@ -89,16 +89,21 @@ def _plain(item: dict[str, Any]) -> dict[str, Any]:
 
 def serve_store(port: int, ready_file: str | None) -> int:
     from moto.moto_server.threaded_moto_server import MotoRequestHandler
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server
 
     from drillkit.targets.sandbox.net import serve_until_signalled
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = make_server("127.0.0.1", port, one_at_a_time(DomainDispatcherApplication(create_backend_app)),
-                         threaded=True, request_handler=MotoRequestHandler)
+    server = make_server("127.0.0.1", port, table_app(), threaded=True, request_handler=MotoRequestHandler)
     threading.Thread(target=_create_table, args=(server, ready_file), name="table setup", daemon=True).start()
     return serve_until_signalled(server, None)
+
+
+def table_app():
+    """The WSGI application a region's table serves: moto's DynamoDB, one request at a time."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    return one_at_a_time(DomainDispatcherApplication(create_backend_app))
 
 
 def one_at_a_time(app):
