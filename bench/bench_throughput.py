@@ -165,7 +165,7 @@ def through_sandbox(work: Path, users: int, seconds: int, workers: int) -> dict:
 
     scenario = copy_scenario("scenarios/region-loss.yaml", work, "throughput", no_wait)
     sampled: dict = {}
-    sampler = threading.Thread(target=sample_warmup_cpu, args=(work / "drill" / "events.jsonl", seconds, sampled),
+    sampler = threading.Thread(target=sample_warmup_cpu, args=(work / "drill", seconds, sampled),
                                daemon=True)
     sampler.start()
     drilled = run(scenario, work / "drill", timeout=seconds * 4 + 120)
@@ -183,25 +183,17 @@ def through_sandbox(work: Path, users: int, seconds: int, workers: int) -> dict:
             "cpu_per_op": cpu_per_op(sampled, drilled.ops)}
 
 
-def sample_warmup_cpu(events: Path, seconds: int, into: dict) -> None:
+def sample_warmup_cpu(folder: Path, seconds: int, into: dict) -> None:
     """Two CPU snapshots in the middle half of the warmup, when the load runs at full speed."""
     from cpu_share import snapshot
 
-    from drillkit.evidence import STAGE_START
+    from drillkit.evidence import STAGE_START, read_events
 
     def warmup_started() -> bool:
         try:
-            lines = events.read_text().splitlines()
-        except OSError:
+            return any(e["kind"] == STAGE_START and e.get("stage") == "warmup" for e in read_events(folder))
+        except ValueError:  # a line being written: read again at the next poll
             return False
-        for line in lines:
-            try:
-                event = json.loads(line)
-            except ValueError:  # a line being written
-                continue
-            if event.get("kind") == STAGE_START and event.get("stage") == "warmup":
-                return True
-        return False
 
     deadline = time.monotonic() + seconds * 4 + 120
     while not warmup_started():

@@ -37,18 +37,19 @@ def component(cmdline: str) -> str:
 
 
 def snapshot() -> Snapshot:
+    from drillkit.targets.processes import stat_fields
+
     processes = {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+        fields = stat_fields(f"/proc/{entry}/stat") if entry.isdigit() else None
+        if fields is None:
             continue
         try:
-            with open(f"/proc/{entry}/stat") as fh:
-                stat = fh.read()
             with open(f"/proc/{entry}/cmdline", "rb") as fh:
                 cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2:].split()  # utime stime cutime cstime are fields 14-17
+        # utime stime cutime cstime: fields 14-17 of stat, [11:15] after the command name
         processes[int(entry)] = (sum(int(f) for f in fields[11:15]) / TICK, component(cmdline))
     with open("/proc/stat") as fh:
         cpu = [int(x) for x in fh.readline().split()[1:]]

@@ -73,7 +73,7 @@ def read_registry(root: Path) -> list[ProcessEntry]:
     return [ProcessEntry.model_validate(e) for e in json.loads(path.read_text())]
 
 
-def _stat(path: str) -> list[str] | None:
+def stat_fields(path: str) -> list[str] | None:
     """The fields of a /proc/.../stat file after the command name (so `[0]` is the state, `[2]` the
     process group, `[19]` the start time); None when the process or thread is gone."""
     try:
@@ -84,7 +84,7 @@ def _stat(path: str) -> list[str] | None:
 
 def start_ticks(pid: int) -> int | None:
     """The kernel's start time of `pid` (field 22 of /proc/PID/stat): a pid reused later differs."""
-    fields = _stat(f"/proc/{pid}/stat")
+    fields = stat_fields(f"/proc/{pid}/stat")
     return None if fields is None else int(fields[19])
 
 
@@ -183,7 +183,7 @@ def group_members(entries: list[ProcessEntry]) -> list[int]:
     pids = {e.pid for e in entries}
     found = []
     for name in os.listdir("/proc"):
-        fields = _stat(f"/proc/{name}/stat") if name.isdigit() else None
+        fields = stat_fields(f"/proc/{name}/stat") if name.isdigit() else None
         if fields is not None and (int(name) in pids or int(fields[2]) in groups):
             found.append(int(name))
     return found
@@ -208,12 +208,12 @@ def _thread_states(pid: int) -> list[tuple[int, str]]:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return []
-    found = ((int(tid), _stat(f"/proc/{pid}/task/{tid}/stat")) for tid in tids)
+    found = ((int(tid), stat_fields(f"/proc/{pid}/task/{tid}/stat")) for tid in tids)
     return [(tid, fields[0]) for tid, fields in found if fields is not None]
 
 
 def _zombie(pid: int) -> bool:
-    fields = _stat(f"/proc/{pid}/stat")
+    fields = stat_fields(f"/proc/{pid}/stat")
     return fields is None or fields[0] == "Z"
 
 
