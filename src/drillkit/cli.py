@@ -303,7 +303,7 @@ def sandbox_up(scenario: Path | None, pointer: Path, emulate: str | None, yes: b
             lines = [f"{spec.kind} target attached: endpoint {target.endpoint}"]
             state = target.state_file
         else:
-            box = Sandbox.up(spec, owned=False)
+            box = Sandbox.up(spec)  # owned by this process until the pointer is written: see below
             lines = [f"sandbox up: endpoint {box.endpoint}"]
             state = box.state_file
             if emulate:
@@ -325,6 +325,10 @@ def sandbox_up(scenario: Path | None, pointer: Path, emulate: str | None, yes: b
         _fail(str(exc), EXIT_ABORTED)
     pointer.parent.mkdir(parents=True, exist_ok=True)
     pointer.write_text(str(state))
+    if spec.kind == "sandbox":  # from now on it outlives this process; killed before, it is reaped
+        from drillkit.targets.processes import claim
+
+        claim(Path(state).parent, owned=False)
     for line in lines:
         click.echo(line)
     click.echo(f"export DRILLKIT_SANDBOX={state}")
@@ -343,27 +347,31 @@ def _pointed_state(pointer: Path) -> str:
 @click.option("--pointer", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_SANDBOX_STATE,
               show_default=True)
 def sandbox_down(pointer: Path) -> None:
-    from drillkit.targets.sandbox.system import reap, reap_stale
+    from drillkit.targets import attach, reap_stale, verified_folder
+    from drillkit.targets.sandbox.system import reap
 
     stale = reap_stale()
     for root in stale:
-        click.echo(f"reaped the sandbox of a killed drill: {root}")
+        click.echo(f"reaped the sandbox of a killed drill or sandbox up: {root}")
     try:
         state = _pointed_state(pointer)
     except InputError as exc:
         if stale:
             return
         _fail(str(exc), EXIT_INPUT)
-    from drillkit.targets import kind_of
-
-    if kind_of(state) != "sandbox":
-        from drillkit.targets import attach
-
-        attach(state).down()
+    try:  # only a folder proven to be this user's target folder is ever touched
+        kind, root = verified_folder(state)
+        target = attach(state) if kind != "sandbox" else None
+        if target is not None and Path(target.root).absolute() != root:
+            raise InputError("its state names another folder; nothing was touched", file=str(state))
+    except InputError as exc:
+        _fail(str(exc), EXIT_INPUT)
+    if target is not None:
+        target.down()
         pointer.unlink(missing_ok=True)
         click.echo("target detached")
         return
-    stopped = reap(state)
+    stopped = reap(root)
     pointer.unlink(missing_ok=True)
     click.echo(f"sandbox down: {stopped} process groups stopped")
 

@@ -6,6 +6,7 @@ tears the system down and keeps the evidence gathered so far.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import logging
@@ -46,7 +47,7 @@ from drillkit.run.sampler import AlarmEvaluator, LagSampler
 from drillkit.scenario import LoadedScenario, apply_vars, check_fit, load_experiment
 from drillkit.targets.capabilities import (AwsApi, ClientConfigSpec, ClientRouting, FinalStateAudit, GlobalTable,
                                           ReplicationObservation, has, require)
-from drillkit.targets.processes import shielded
+from drillkit.targets.processes import MARK_ENV, shielded
 
 Progress = Callable[[str], None]
 
@@ -190,9 +191,18 @@ class Environment:
         self.monitor: SafeguardMonitor | None = None
         self.teardown = ExitStack()
         self._last_seen = (0, 0)
+        self.best_effort = False
+        """Set for the teardown: from then on an event that cannot be written (the evidence folder
+        gone, the disk full) is dropped, and the teardown goes on."""
+        self.unrecorded: list[str] = []
 
     def event(self, kind: str, **fields) -> None:
-        ev.append_event(self.events, kind, **fields)
+        try:
+            ev.append_event(self.events, kind, **fields)
+        except OSError as exc:
+            if not self.best_effort:
+                raise
+            self.unrecorded.append(f"{kind}: {exc.strerror or exc}")
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -294,10 +304,12 @@ class Drill:
                 self.abort_reason = f"harness error: {one_line(exc)}"
         except Exception as exc:
             self.abort_reason = f"harness error: {one_line(exc)}"
-            with open(self.out / ev.HARNESS_ERROR, "w") as fh:
+            with contextlib.suppress(OSError), open(self.out / ev.HARNESS_ERROR, "w") as fh:
                 traceback.print_exc(file=fh)
         finally:
             with shielded():
+                # the teardown never depends on the evidence folder: recording is best effort
+                env.best_effort = True
                 if self.abort_reason is not None:
                     env.event(ev.DRILL_ABORTED, reason=self.abort_reason)
                     env.progress(f"✗ aborted: {self.abort_reason}")
@@ -307,7 +319,11 @@ class Drill:
                     env.teardown.close()
                 env.event(ev.DRILL_END)
                 provenance["ended_utc"] = datetime.now(timezone.utc).isoformat()
-                (self.out / ev.PROVENANCE).write_text(json.dumps(provenance, indent=2))
+                with contextlib.suppress(OSError):
+                    (self.out / ev.PROVENANCE).write_text(json.dumps(provenance, indent=2))
+        if env.unrecorded:
+            raise DrillAborted(f"{self.out}: {self.abort_reason or 'the drill ended'}; the evidence folder could not be "
+                               f"written ({env.unrecorded[0]}), the system was torn down all the same")
         if not_started is not None:
             shutil.rmtree(self.out, ignore_errors=True)
             raise not_started.in_file(str(self.loaded.path))
@@ -410,6 +426,7 @@ class Drill:
         workers up and every expected worker joined (else an EnvironmentProblem, exit 2)."""
         spec = self.scenario.load
         extra = {ENV_WORKLOAD: str(self.out / ev.WORKLOAD)} if self.loaded.workload is not None else {}
+        extra[MARK_ENV] = secrets.token_hex(16)  # what proves its processes ours to a reaper
         run = LoadRun(self.loaded.locustfile_path, LoadSettings(events=str(self.env.events)),
                       spec.users, spec.spawn_rate or float(spec.users), spec.warmup + spec.duration, self.out,
                       workers=spec.workers, external_workers=spec.external_workers, master_bind=spec.master_bind,

@@ -61,6 +61,38 @@ def attach(state_file: str | Path) -> Any:
     return plugin(kind_of(state_file)).attach(state_file)
 
 
+FOLDERS: dict[str, tuple[str, str]] = {
+    "sandbox": ("drillkit-sandbox-", "sandbox.json"),
+    "external": ("drillkit-external-", "target.json"),
+    "aws": ("drillkit-aws-", "target.json"),
+}
+"""Per kind, how its folder's name starts and what its state file is called."""
+
+
+def verified_folder(state_file: str | Path) -> tuple[str, Path]:
+    """The kind and folder of a target state file that may be brought down: named as its kind's
+    (`drillkit-sandbox-*/sandbox.json`, `drillkit-external-*/target.json`, `drillkit-aws-*/target.json`),
+    a regular file in a folder proven to be this user's (processes.unverified). Anything else is an
+    InputError naming the file: nothing may be touched on its word."""
+    from drillkit.targets import processes
+
+    path = Path(state_file).absolute()
+    found = [(kind, prefix) for kind, (prefix, name) in FOLDERS.items()
+             if path.name == name and path.parent.name.startswith(prefix)]
+    if not found:
+        raise InputError("not a target state file (drillkit-sandbox-*/sandbox.json, drillkit-external-*/target.json "
+                         "or drillkit-aws-*/target.json); nothing was touched", file=str(path))
+    kind, prefix = found[0]
+    why = processes.unverified(path.parent, prefix)
+    if why is None and not processes.regular_file_of_mine(path):
+        why = f"{path.name} is not this user's own regular file"
+    if why is None and kind_of(path) != kind:
+        why = f"its state file is not a {kind} target's"
+    if why is not None:
+        raise InputError(f"not a target folder of this user: {why}; nothing was touched", file=str(path))
+    return kind, path.parent
+
+
 def reap_stale() -> list[str]:
     """Reap what SIGKILLed drills of every kind left behind."""
     return [folder for kind in KINDS for folder in plugin(kind).reap_stale()]

@@ -1,14 +1,18 @@
 """Starting, identifying and stopping the processes a target starts, and reaping those of dead runs.
 
 Every target that starts a process (the sandbox's services, the harness's Locust) registers it in its
-folder's `processes.json` with its kernel start time, so only a process that is still ours is ever
-signalled."""
+folder's `processes.json` with its kernel start time, its user and its mark (the random id of the
+folder, DRILLKIT_SANDBOX_ID in its environment), so only a process that is provably still ours is
+ever signalled. A reaper acts only on a folder that is provably ours (`verified_folder`): a real
+directory, owned by the invoking user, writable by no one else, holding an owner file."""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -35,7 +39,11 @@ class ProcessEntry(BaseModel):
     start_ticks: int
     region: str | None = None
     group: bool = True
-
+    uid: int | None = None
+    """The process's real user at registration (PostgreSQL runs as another user than drillkit)."""
+    mark: str | None = None
+    """The DRILLKIT_SANDBOX_ID its environment (or, for PostgreSQL, its command line) carried at
+    registration; a reaper signals only a process that still carries it."""
 
 
 @contextmanager
@@ -88,8 +96,47 @@ def start_ticks(pid: int) -> int | None:
     return None if fields is None else int(fields[19])
 
 
+MARK_ENV = "DRILLKIT_SANDBOX_ID"
+"""Every process a target starts carries its folder's id in its environment under this name."""
+PG_MARK = "drillkit.sandbox_id"
+"""... and a postmaster also on its command line (`-c drillkit.sandbox_id=ID`): its environment is
+readable only with CAP_SYS_PTRACE when it runs as another user."""
+
+
+def process_uid(pid: int) -> int | None:
+    """The real user id of `pid` (/proc/PID/status, readable by anyone); None when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def process_mark(pid: int) -> str | None:
+    """The DRILLKIT_SANDBOX_ID `pid` was started with: from its environment as exec'd, else from a
+    postmaster's `drillkit.sandbox_id=ID` argument; None when it carries none or is gone."""
+    env_prefix, arg_prefix = f"{MARK_ENV}=".encode(), f"{PG_MARK}=".encode()
+    for name, prefix in (("environ", env_prefix), ("cmdline", arg_prefix)):
+        try:
+            items = Path(f"/proc/{pid}/{name}").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for item in items:
+            if item.startswith(prefix):
+                return item[len(prefix):].decode(errors="replace")
+    return None
+
+
 def is_ours(entry: ProcessEntry) -> bool:
-    return start_ticks(entry.pid) == entry.start_ticks
+    """`entry`'s process still runs: the same start time, and the same user and mark it had when it
+    was registered (a pid reused later, even after a reboot, differs in one of them)."""
+    if start_ticks(entry.pid) != entry.start_ticks:
+        return False
+    if entry.uid is not None and process_uid(entry.pid) != entry.uid:
+        return False
+    return entry.mark is None or process_mark(entry.pid) == entry.mark
 
 
 def alive(entry: ProcessEntry) -> bool:
@@ -101,7 +148,17 @@ def entry_for(name: str, pid: int, region: str | None = None) -> ProcessEntry:
     ticks = start_ticks(pid)
     if ticks is None:
         raise SandboxError(f"{name} (pid {pid}) exited right after it started")
-    return ProcessEntry(name=name, pid=pid, start_ticks=ticks, region=region)
+    return ProcessEntry(name=name, pid=pid, start_ticks=ticks, region=region, uid=process_uid(pid),
+                        mark=process_mark(pid))
+
+
+def marked_env(root: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a process started for the target folder `root`: its id under MARK_ENV."""
+    env = dict(os.environ if base is None else base)
+    mark = folder_id(root)
+    if mark is not None:
+        env[MARK_ENV] = mark
+    return env
 
 
 def spawn_service(module: str, args: list[str], root: Path, name: str) -> tuple[subprocess.Popen, Path]:
@@ -117,7 +174,7 @@ def spawn_service(module: str, args: list[str], root: Path, name: str) -> tuple[
         proc = subprocess.Popen([sys.executable, "-m", module, *args, "--ready-file", str(ready),
                                  "--failure-file", str(failure)],
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, cwd="/")
+                                start_new_session=True, cwd="/", env=marked_env(root))
     finally:
         log.close()
     return proc, ready
@@ -218,7 +275,9 @@ def _zombie(pid: int) -> bool:
 
 
 def stop_all(entries: list[ProcessEntry], grace: float = 3.0) -> None:
-    """SIGTERM every group (postmasters get SIGINT, a fast shutdown), then SIGKILL what remains."""
+    """SIGTERM every group (postmasters get SIGINT, a fast shutdown), then SIGKILL what remains.
+    Only processes still ours when it starts, and the members of their groups."""
+    entries = [e for e in entries if is_ours(e)]
     for e in entries:
         kill_group(e, signal.SIGINT if e.name.startswith("postgres") else signal.SIGTERM)
     left = wait_gone(entries, grace)
@@ -247,35 +306,93 @@ OWNER_FILE = "owner.json"
 
 
 def claim(root: Path, owned: bool = True) -> None:
-    """Mark `root` as belonging to this process: when it dies outright, the next drill reaps it.
-    An unowned folder (`drillkit sandbox up`) lives until it is brought down by hand."""
-    owner = {"pid": os.getpid(), "start_ticks": start_ticks(os.getpid())} if owned else None
-    (root / OWNER_FILE).write_text(json.dumps(owner))
+    """Mark `root` as belonging to this process: when it dies outright, the next drill (and
+    `drillkit sandbox down`) reaps it. An unowned folder (`drillkit sandbox up`, once up) lives until
+    it is brought down by hand. The folder's random id, kept across claims, marks its processes."""
+    mark = folder_id(root) or secrets.token_hex(16)
+    owner = {"pid": os.getpid(), "start_ticks": start_ticks(os.getpid())} if owned else {"pid": None}
+    write_atomic(root / OWNER_FILE, json.dumps({**owner, "id": mark}))
+
+
+def folder_id(root: Path) -> str | None:
+    """The random id `claim` gave `root` (what its processes carry as DRILLKIT_SANDBOX_ID)."""
+    try:
+        owner = json.loads((Path(root) / OWNER_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    mark = owner.get("id") if isinstance(owner, dict) else None
+    return mark if isinstance(mark, str) and mark else None
+
+
+def unverified(root: Path, prefix: str) -> str | None:
+    """Why `root` is not provably a target folder of the invoking user, or None when it is: named
+    `prefix*`, a real directory (not a symlink), owned by this user and writable by no one else,
+    holding an owner file and a registry that are the same user's regular files."""
+    root = Path(root)
+    if not root.name.startswith(prefix):
+        return f"not a drillkit folder (its name does not start with {prefix})"
+    try:
+        st = os.lstat(root)
+    except OSError as exc:
+        return f"cannot read it: {exc.strerror}"
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        return "not a directory (a symlink or a file)"
+    if st.st_uid != os.geteuid():
+        return f"owned by uid {st.st_uid}, not by this user ({os.geteuid()})"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return "writable by other users"
+    for name in (OWNER_FILE, REGISTRY):
+        if not regular_file_of_mine(root / name):
+            return f"no {name} of this user's in it"
+    if folder_id(root) is None:
+        return f"its {OWNER_FILE} holds no id"
+    return None
+
+
+def regular_file_of_mine(path: Path) -> bool:
+    """`path` is a regular file (not a symlink) of the invoking user, writable by no one else."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
 def abandoned(root: Path) -> bool:
     """Whether the process that claimed `root` is dead (never a live drill's, nor an unowned one)."""
     try:
         owner = json.loads((root / OWNER_FILE).read_text())
-    except (OSError, ValueError):
+        pid, ticks = owner["pid"], owner.get("start_ticks")
+    except (OSError, ValueError, TypeError, KeyError):
         return False
-    return owner is not None and start_ticks(owner["pid"]) != owner["start_ticks"]
+    return isinstance(pid, int) and start_ticks(pid) != ticks
+
+
+def provable(root: Path) -> list[ProcessEntry]:
+    """The processes of `root`'s registry a reaper may signal: registered with a mark, and still
+    running with the same start time, user and mark."""
+    try:
+        entries = read_registry(root)
+    except (OSError, ValueError):
+        return []
+    return [e for e in entries if e.mark is not None and e.uid is not None and is_ours(e)]
 
 
 def stop_registered(root: Path, grace: float = 1.0) -> int:
-    """Stop every process `root`'s registry holds that is still ours (continued first: a frozen
-    one must be able to exit); how many there were."""
-    ours = [e for e in read_registry(root) if is_ours(e)]
+    """Stop every process `root`'s registry holds that is provably still ours (continued first: a
+    frozen one must be able to exit); how many there were. `root` must be verified first."""
+    ours = provable(root)
     continue_all(ours)
     stop_all(ours, grace=grace)
     return len(ours)
 
 
 def reap_abandoned(base: Path, prefix: str, reap: Callable[[Path], object]) -> list[str]:
-    """`reap` every `base/prefix*` folder whose owner is dead (SIGKILLed); never a live drill's."""
+    """`reap` every `base/prefix*` folder that is verified ours (`unverified`) and whose owner is
+    dead (SIGKILLed); never a live drill's, never another user's."""
     reaped = []
     for root in base.glob(f"{prefix}*"):
-        if abandoned(root):
+        if unverified(root, prefix) is None and abandoned(root):
             reap(root)
             reaped.append(str(root))
     return reaped

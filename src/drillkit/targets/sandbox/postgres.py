@@ -14,6 +14,7 @@ import pwd
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -243,15 +244,21 @@ def start(bins: PgBinaries, run_as: RunAs, server: PgServer, log: Path, timeout:
     PostgreSQL cannot bind port 0 and report the port it got, so the port is chosen first; when
     something else took it before the postmaster bound it, another free port is tried (at most
     BIND_ATTEMPTS in all), and `server.port` is the port it finally listens on.
+
+    The postmaster carries its sandbox folder's id (the folder is the data directory's parent) in
+    its environment and, readable without privileges, on its command line: what a reaper checks.
     """
+    folder = Path(server.datadir).absolute().parent
+    sandbox_id = processes.folder_id(folder)
+    mark = ["-c", f"{processes.PG_MARK}={sandbox_id}"] if sandbox_id else []
     for attempt in range(1, BIND_ATTEMPTS + 1):
         log_start = log.stat().st_size if log.exists() else 0
         out = open(log, "ab")
         try:
             server.process = subprocess.Popen(
-                [bins.tool("postgres"), "-D", str(server.datadir), "-p", str(server.port)], stdout=out,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd="/", start_new_session=True,
-                **run_as.popen_kwargs())
+                [bins.tool("postgres"), "-D", str(server.datadir), "-p", str(server.port), *mark],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd="/", start_new_session=True,
+                env=processes.marked_env(folder), **run_as.popen_kwargs())
         finally:
             out.close()
         if on_spawn is not None:
@@ -340,17 +347,32 @@ def _wait_group_gone(pgid: int, timeout: float = 5.0) -> None:
         time.sleep(0.02)
 
 
-def drop_shared_memory(datadir: Path) -> None:
-    """A SIGKILLed postmaster leaves its System V segment behind; remove it."""
-    pidfile = datadir / "postmaster.pid"
+SHM_KEY_TRIES = 100
+"""PostgreSQL keys its segment by its data directory's inode, adding one while the key is taken."""
+
+
+def drop_shared_memory(datadir: Path) -> bool:
+    """A SIGKILLed postmaster leaves its System V segment behind; remove it, but only when it is
+    provably that data directory's: the segment postmaster.pid names (key and id), keyed from the
+    directory's inode, created by the directory's owner, attached by no one. `datadir` must be a
+    data directory inside a verified sandbox folder; whether a segment was removed."""
     try:
-        lines = pidfile.read_text().splitlines()
-    except OSError:
-        return
-    if len(lines) < 7 or len(lines[6].split()) < 2:
-        return
-    shmid = lines[6].split()[1]
-    subprocess.run(["ipcrm", "-m", shmid], capture_output=True)
+        st = os.lstat(datadir)
+        key, shmid = (int(x) for x in (datadir / "postmaster.pid").read_text().splitlines()[6].split()[:2])
+        table = Path("/proc/sysvipc/shm").read_text().splitlines()
+    except (OSError, ValueError, IndexError):
+        return False
+    if not stat.S_ISDIR(st.st_mode):
+        return False
+    for line in table[1:]:
+        # key shmid perms size cpid lpid nattch uid gid cuid cgid ...
+        f = line.split()
+        if len(f) < 10 or f[1] != str(shmid):
+            continue
+        if (int(f[0]) == key and 0 <= key - st.st_ino < SHM_KEY_TRIES and int(f[6]) == 0
+                and int(f[9]) == st.st_uid):
+            return subprocess.run(["ipcrm", "-m", str(shmid)], capture_output=True).returncode == 0
+    return False
 
 
 def stop_fast(bins: PgBinaries, run_as: RunAs, datadir: Path, log: Path, timeout: float = 30) -> None:

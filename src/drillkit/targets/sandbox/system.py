@@ -10,6 +10,7 @@ import hashlib
 import os
 import shutil
 import signal
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -179,7 +180,10 @@ class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps, Ta
             started.append(processes.entry_for(name, pid, region))
             processes.write_registry(root, started)
 
-        processes.claim(root, owned)
+        # owned while it comes up even when it is to outlive this process: killed half-way, it is
+        # reaped by `drillkit sandbox down` and by the next drill
+        processes.claim(root, owned=True)
+        processes.write_registry(root, started)
         try:
             sandbox = cls._start(spec, bins, run_as, root, events, track)
         except BaseException:
@@ -190,6 +194,8 @@ class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps, Ta
             raise
         sandbox.state.processes = started
         sandbox.state.save()
+        if not owned:
+            processes.claim(root, owned=False)
         return sandbox
 
     @classmethod
@@ -646,14 +652,15 @@ class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps, Ta
 
 
 def _drop_pg_leftovers(root: Path) -> None:
+    """The System V segments SIGKILLed postmasters of `root` (a sandbox folder of ours) left."""
     for datadir in root.glob("pg-*"):
-        if datadir.is_dir():
+        if stat.S_ISDIR(os.lstat(datadir).st_mode):  # a real data directory, never a symlink
             pg.drop_shared_memory(datadir)
 
 
-def reap(state_file: str | os.PathLike[str]) -> int:
-    """Stop the processes of a sandbox whose harness died; only those it recorded and still ours."""
-    root = Path(state_file).parent if Path(state_file).is_file() else Path(state_file)
+def reap(root: Path) -> int:
+    """Stop the processes of the verified sandbox folder `root` that are provably its own (mark,
+    start time, user), drop its dead postmasters' segments and delete it."""
     stopped = processes.stop_registered(root)
     _drop_pg_leftovers(root)
     shutil.rmtree(root, ignore_errors=True)
@@ -661,5 +668,5 @@ def reap(state_file: str | os.PathLike[str]) -> int:
 
 
 def reap_stale(base_dir: str | os.PathLike[str] | None = None) -> list[str]:
-    """Reap the sandboxes whose owning harness is dead (SIGKILLed); never a live drill's."""
+    """Reap this user's sandboxes whose owning harness is dead (SIGKILLed); never a live drill's."""
     return processes.reap_abandoned(Path(base_dir or tempfile.gettempdir()), SANDBOX_PREFIX, reap)
