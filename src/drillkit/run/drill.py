@@ -195,6 +195,20 @@ class Environment:
         """Set for the teardown: from then on an event that cannot be written (the evidence folder
         gone, the disk full) is dropped, and the teardown goes on."""
         self.unrecorded: list[str] = []
+        self._held: tuple[int, int] | None = None
+
+    def hold_evidence(self) -> None:
+        """Note which folder the evidence folder is, so that one deleted or replaced is noticed."""
+        st = os.lstat(self.out)
+        self._held = (st.st_dev, st.st_ino)
+
+    def evidence_lost(self) -> bool:
+        """The evidence folder is gone or another one took its place (something recreated its path)."""
+        try:
+            st = os.lstat(self.out)
+        except OSError:
+            return True
+        return self._held is not None and (st.st_dev, st.st_ino) != self._held
 
     def event(self, kind: str, **fields) -> None:
         try:
@@ -206,6 +220,8 @@ class Environment:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
+        if not self.best_effort and self.evidence_lost():
+            raise DrillAborted(f"the evidence folder {self.out} was deleted or replaced during the drill")
         self.progress(f"▶ {name}")
         self.event(ev.STAGE_START, stage=name)
         t0 = time.monotonic()
@@ -269,6 +285,7 @@ class Drill:
     def run(self) -> DrillOutcome:
         env = self.env
         prepare_out(self.out)
+        env.hold_evidence()
         env.events.touch()
         (self.out / ev.SCENARIO).write_text(yaml.safe_dump(_resolved_scenario(self.loaded, self.variables),
                                                            sort_keys=False))
@@ -319,11 +336,14 @@ class Drill:
                     env.teardown.close()
                 env.event(ev.DRILL_END)
                 provenance["ended_utc"] = datetime.now(timezone.utc).isoformat()
-                with contextlib.suppress(OSError):
-                    (self.out / ev.PROVENANCE).write_text(json.dumps(provenance, indent=2))
-        if env.unrecorded:
-            raise DrillAborted(f"{self.out}: {self.abort_reason or 'the drill ended'}; the evidence folder could not be "
-                               f"written ({env.unrecorded[0]}), the system was torn down all the same")
+                if not env.evidence_lost():
+                    with contextlib.suppress(OSError):
+                        (self.out / ev.PROVENANCE).write_text(json.dumps(provenance, indent=2))
+        if env.unrecorded or env.evidence_lost():
+            why = env.unrecorded[0] if env.unrecorded else "deleted or replaced during the drill"
+            aborted = f" (aborted: {self.abort_reason})" if self.abort_reason and not env.evidence_lost() else ""
+            raise DrillAborted(f"{self.out}: the evidence folder could not be kept ({why}){aborted}; nothing judged, "
+                               "the system was torn down all the same")
         if not_started is not None:
             shutil.rmtree(self.out, ignore_errors=True)
             raise not_started.in_file(str(self.loaded.path))
