@@ -79,11 +79,11 @@ def _print_summary(summary: dict, folder: Path) -> None:
 
 def _time_scale(folder: Path) -> float:
     """The stored scenario's time_scale (1 when it has none or cannot be read)."""
-    import yaml
+    from drillkit.yamlfile import load_yaml
 
     try:
-        scale = (yaml.safe_load((folder / "scenario.yaml").read_text()) or {}).get("time_scale")
-    except (OSError, yaml.YAMLError, AttributeError):
+        scale = (load_yaml(folder / "scenario.yaml", "scenario") or {}).get("time_scale")
+    except (InputError, AttributeError):
         return 1.0
     return float(scale) if isinstance(scale, (int, float)) and scale > 0 else 1.0
 

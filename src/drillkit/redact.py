@@ -20,6 +20,8 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from drillkit import evidence as ev
+from drillkit.errors import InputError
+from drillkit.yamlfile import load_yaml, parse_yaml
 
 REDACTED = "***"
 
@@ -206,8 +208,8 @@ def _load_structured(path: Path) -> tuple[str, Any] | None:
         if path.suffix == ".json":
             return text, json.loads(text)
         if path.suffix in (".yaml", ".yml"):
-            return text, yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError):
+            return text, parse_yaml(text, str(path))
+    except (ValueError, InputError):
         return None
     return None
 
@@ -259,8 +261,8 @@ def redact_evidence(folder: str | os.PathLike[str], experiment: Mapping[str, Any
     """
     folder = Path(folder)
     try:
-        scenario = yaml.safe_load((folder / ev.SCENARIO).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        scenario = load_yaml(folder / ev.SCENARIO, "scenario")
+    except InputError:
         scenario = None
     experiments = [experiment, _original_experiment(scenario)]
     variables = scenario.get("vars") if isinstance(scenario, dict) else None

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
-import yaml
 from markupsafe import Markup
 
 import drillkit
@@ -21,6 +20,7 @@ from drillkit.errors import EvidenceError, InputError
 from drillkit.judge import checks
 from drillkit.report import fmt, pages
 from drillkit.report.charts import chart_style, inline_svg
+from drillkit.yamlfile import load_yaml
 
 HISTORY = "history.html"
 VERDICT_COLOURS = {"pass": "#1a7f37", "fail": "#c62828", "aborted": "#b26a00", "unknown": "#57606a"}
@@ -96,8 +96,8 @@ def _read(folder: Path, root: Path) -> Drill:
     if not isinstance(summary, dict) or "verdict" not in summary:
         raise ValueError("summary.json has no verdict")
     try:
-        scenario = yaml.safe_load((folder / ev.SCENARIO).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        scenario = load_yaml(folder / ev.SCENARIO, "scenario")
+    except InputError:
         scenario = None
     scenario = scenario if isinstance(scenario, dict) else {}
     try:
