@@ -16,6 +16,8 @@ import click
 from drillkit.errors import DrillkitError, EvidenceError, InputError
 
 EXIT_PASS, EXIT_FAIL, EXIT_INPUT, EXIT_ABORTED = 0, 1, 2, 3
+EXIT_UNCHECKED = 4
+"""`verify` only: every hash matches, but the manifest is signed and no key was given."""
 VERDICT_EXIT = {"pass": EXIT_PASS, "fail": EXIT_FAIL, "aborted": EXIT_ABORTED}
 DEFAULT_SANDBOX_STATE = Path(".drillkit") / "sandbox-state"
 
@@ -397,7 +399,8 @@ def sandbox_status(pointer: Path) -> None:
 @click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path),
               help="HMAC key the manifest was signed with (else DRILLKIT_SIGNING_KEY[_FILE])")
 def verify_cmd(folder: Path, key_file: Path | None) -> None:
-    """Check an evidence folder against its manifest.json: 0 intact, 1 altered, 2 no manifest."""
+    """Check an evidence folder against its manifest.json: 0 intact, 1 altered or a stripped
+    signature, 2 no manifest, 4 hashes match but the signature was not checked (no key)."""
     from drillkit.manifest import signing_key, verify_manifest
 
     try:
@@ -409,6 +412,8 @@ def verify_cmd(folder: Path, key_file: Path | None) -> None:
             click.echo(line)
         _fail(f"{folder}: evidence does not match manifest.json ({result.counts()})", EXIT_FAIL)
     click.echo(result.status())
+    if result.signature == "unchecked":
+        sys.exit(EXIT_UNCHECKED)
 
 
 @main.command("history")
