@@ -232,20 +232,39 @@ def measure_cmd(folder: Path) -> None:
     try:
         summary = summarize(folder)
         sealed = (folder / ev.MANIFEST).exists()
+        stored = _stored_summary(folder) if sealed else None
         if not sealed:
             write_summary(folder, summary)
     except (EvidenceError, InputError) as exc:
         _fail(str(exc), EXIT_INPUT)
+    except Exception as exc:  # a measure bug: one line, and not the exit code of a missed target
+        _fail(f"{folder}: internal error while measuring: {type(exc).__name__}: {exc}", EXIT_ABORTED)
     _print_summary(summary, folder)
-    if sealed:
-        stored = json.loads((folder / ev.SUMMARY).read_text())
-        differences = compare_measures(stored.get("measures", {}), summary["measures"])
+    if stored is not None:
+        differences = compare_measures(stored, summary["measures"])
         if differences:
             for line in differences:
                 click.echo(f"differs  {line}")
             _fail(f"{folder}: {len(differences)} stored measures do not reproduce", EXIT_FAIL)
         click.echo(f"sealed folder: all {len(summary['measures'])} stored measures reproduce from the evidence")
     sys.exit(VERDICT_EXIT.get(summary["verdict"], EXIT_ABORTED))
+
+
+def _stored_summary(folder: Path) -> dict:
+    """The measures a sealed folder's summary.json stores; EvidenceError when it holds none."""
+    from drillkit import evidence as ev
+
+    path = folder / ev.SUMMARY
+    try:
+        stored = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise EvidenceError(f"{path}: missing from a sealed folder (see drillkit verify)") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise EvidenceError(f"{path}: not readable JSON ({type(exc).__name__}: {exc})") from None
+    measures = stored.get("measures") if isinstance(stored, dict) else None
+    if not isinstance(measures, dict):
+        raise EvidenceError(f"{path}: not a drill summary (an object with a measures object)")
+    return measures
 
 
 @main.command("report")
@@ -266,6 +285,8 @@ def report_cmd(folder: Path, key_file: Path | None) -> None:
         _fail(f"{exc}; not re-rendered", EXIT_FAIL)
     except (EvidenceError, InputError) as exc:
         _fail(str(exc), EXIT_INPUT)
+    except Exception as exc:  # a renderer bug: one line, not a traceback
+        _fail(f"{folder}: internal error while reporting: {type(exc).__name__}: {exc}", EXIT_ABORTED)
     click.echo(str(path))
 
 
@@ -333,9 +354,18 @@ def sandbox_up(scenario: Path | None, pointer: Path, emulate: str | None, yes: b
 
 
 def _pointed_state(pointer: Path) -> str:
+    """The state file the pointer (else DRILLKIT_SANDBOX) names; InputError when there is none or
+    the pointer is not one line of UTF-8 naming a file."""
     env = os.environ.get("DRILLKIT_SANDBOX")
     if pointer.exists():
-        return pointer.read_text().strip()
+        try:
+            data = pointer.read_bytes()[:4097]
+            state = data.decode("utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"not a sandbox pointer ({type(exc).__name__})", file=str(pointer)) from None
+        if not state or len(data) > 4096 or "\n" in state or "\0" in state:
+            raise InputError("not a sandbox pointer (one line naming a state file)", file=str(pointer))
+        return state
     if env:
         return env
     raise InputError("no sandbox is up here", file=str(pointer))
@@ -358,7 +388,11 @@ def sandbox_down(pointer: Path) -> None:
         _fail(str(exc), EXIT_INPUT)
     from drillkit.targets import kind_of
 
-    if kind_of(state) != "sandbox":
+    try:
+        kind = kind_of(state)
+    except InputError as exc:
+        _fail(str(exc), EXIT_INPUT)
+    if kind != "sandbox":
         from drillkit.targets import attach
 
         attach(state).down()
@@ -407,6 +441,8 @@ def verify_cmd(folder: Path, key_file: Path | None) -> None:
         result = verify_manifest(folder, signing_key(key_file))
     except (EvidenceError, InputError) as exc:
         _fail(str(exc), EXIT_INPUT)
+    except Exception as exc:  # a verifier bug: one line, not a traceback
+        _fail(f"{folder}: internal error while verifying: {type(exc).__name__}: {exc}", EXIT_ABORTED)
     if not result.ok:
         for line in result.lines():
             click.echo(line)
@@ -429,6 +465,8 @@ def history_cmd(folder: Path) -> None:
         page = write_html(found)
     except (EvidenceError, InputError) as exc:
         _fail(str(exc), EXIT_INPUT)
+    except Exception as exc:  # a renderer bug: one line, not a traceback
+        _fail(f"{folder}: internal error while reading the history: {type(exc).__name__}: {exc}", EXIT_ABORTED)
     print_table(found)
     for line in found.skipped:
         click.echo(f"skipped {line}", err=True)
