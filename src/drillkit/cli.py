@@ -22,13 +22,21 @@ VERDICT_EXIT = {"pass": EXIT_PASS, "fail": EXIT_FAIL, "aborted": EXIT_ABORTED}
 DEFAULT_SANDBOX_STATE = Path(".drillkit") / "sandbox-state"
 
 
-def _one_line(text: str) -> str:
-    """Control characters (a newline in a YAML key, say) escaped: an error is always one line."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+def _clean(text: object) -> str:
+    """What the terminal may show of a text from evidence or input: secrets recognised by their
+    shape redacted (drillkit.redact), control characters escaped (drillkit.escape), one line."""
+    from drillkit.escape import terminal
+    from drillkit.redact import redact_shapes
+
+    return terminal(redact_shapes(str(text)))
+
+
+def _say(text: object = "", err: bool = False) -> None:
+    click.echo(_clean(text), err=err)
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"drillkit: {_one_line(message)}", err=True)
+    _say(f"drillkit: {message}", err=True)
     sys.exit(code)
 
 
@@ -50,33 +58,33 @@ def _print_summary(summary: dict, folder: Path) -> None:
     verdict = summary.get("verdict", "?").upper()
     scale = _time_scale(folder)
     prod = (lambda v: f"  ({at_scale(v, scale)})" if at_scale(v, scale) else "")
-    click.echo("")
-    click.echo(f"verdict: {verdict}   scenario: {summary.get('scenario')}"
+    _say("")
+    _say(f"verdict: {verdict}   scenario: {summary.get('scenario')}"
                + (f"   time scale {scale:g}: 1 s of drill is {human_target(scale, True)} in production"
                   if scale != 1 else ""))
-    click.echo(f"  RTO   {format_duration(m.get('rto_s'))}  (writes {format_duration(m.get('rto_write_s'))}, "
+    _say(f"  RTO   {format_duration(m.get('rto_s'))}  (writes {format_duration(m.get('rto_write_s'))}, "
                f"reads {format_duration(m.get('rto_read_s'))}){prod(m.get('rto_s'))}")
-    click.echo(f"  RPO   {format_duration(m.get('rpo_s'))}{prod(m.get('rpo_s'))}")
+    _say(f"  RPO   {format_duration(m.get('rpo_s'))}{prod(m.get('rpo_s'))}")
     if m.get("audited") is False:
-        click.echo(f"  lost writes not audited (the final state could not be read: unknown, not lost); "
+        _say(f"  lost writes not audited (the final state could not be read: unknown, not lost); "
                    f"{m.get('writes_acked')} acknowledged")
     else:
-        click.echo(f"  lost writes {m.get('writes_lost')} of {m.get('writes_acked')} acknowledged "
+        _say(f"  lost writes {m.get('writes_lost')} of {m.get('writes_acked')} acknowledged "
                    f"({m.get('writes_lost_after_fault')} acknowledged after the fault); "
                    f"corrupt {m.get('records_corrupt')}, unexpected {m.get('records_unexpected')}")
     if "items_acked" in m:
         if m.get("items_acked") is None:
-            click.echo("  global table not audited (its final state could not be read: unknown, not lost)")
+            _say("  global table not audited (its final state could not be read: unknown, not lost)")
         else:
-            click.echo(f"  global table: {m['items_acked']} writes acknowledged; {m['items_lost']} lost, "
+            _say(f"  global table: {m['items_acked']} writes acknowledged; {m['items_lost']} lost, "
                        f"{m['lww_discarded']} discarded by LWW, {m['lww_anomalies']} LWW anomalies, "
                        f"{m['items_resynced']} resynced; {m['items_divergent']} divergent keys")
     for check in summary.get("checks", []):
         mark = "ok  " if check.get("passed") else "MISS"
-        click.echo(f"  [{mark}] {check.get('message') or check.get('name')}")
+        _say(f"  [{mark}] {check.get('message') or check.get('name')}")
     for reason in summary.get("reasons", []):
-        click.echo(f"  reason: {reason}")
-    click.echo(f"evidence: {folder}")
+        _say(f"  reason: {reason}")
+    _say(f"evidence: {folder}")
 
 
 def _time_scale(folder: Path) -> float:
@@ -136,7 +144,7 @@ def run(scenario: Path, out: Path | None, variables: tuple[str, ...], quiet: boo
     try:
         loaded = load_scenario(scenario)
         drill = Drill(loaded, out or default_out(loaded.name), _parse_vars(variables),
-                      progress=None if quiet else (lambda msg: click.echo(msg, err=True)), confirmed=yes)
+                      progress=None if quiet else (lambda msg: _say(msg, err=True)), confirmed=yes)
     except InputError as exc:
         _fail(str(exc), EXIT_INPUT)
     except Exception as exc:  # a harness bug before anything started: one line, not a traceback
@@ -151,7 +159,7 @@ def run(scenario: Path, out: Path | None, variables: tuple[str, ...], quiet: boo
         _fail(f"internal error after the drill: {type(exc).__name__}: {exc}", EXIT_ABORTED)
     _print_summary(outcome.summary, outcome.folder)
     if not quiet:
-        click.echo("stages: " + ", ".join(f"{k} {v:.2f}s" for k, v in outcome.stages.items()), err=True)
+        _say("stages: " + ", ".join(f"{k} {v:.2f}s" for k, v in outcome.stages.items()), err=True)
     sys.exit(VERDICT_EXIT.get(outcome.verdict, EXIT_ABORTED))
 
 
@@ -168,7 +176,7 @@ def validate(scenario: Path) -> None:
         _fail(str(exc), EXIT_INPUT)
     except Exception as exc:  # a validator bug: one line, and not the exit code of a user's mistake
         _fail(f"{scenario}: internal error while validating: {type(exc).__name__}: {exc}", EXIT_ABORTED)
-    click.echo(f"{scenario}: valid")
+    _say(f"{scenario}: valid")
 
 
 @main.command("plan")
@@ -195,7 +203,7 @@ def plan_cmd(scenario: Path, variables: tuple[str, ...]) -> None:
     except DrillkitError as exc:
         _fail(str(exc), EXIT_ABORTED)
     for line in plan.lines():
-        click.echo(line)
+        _say(line)
 
 
 @main.command("init")
@@ -212,8 +220,8 @@ def init_cmd(folder: Path, kind: str) -> None:
     except InputError as exc:
         _fail(str(exc), EXIT_INPUT)
     for rel in written:
-        click.echo(f"wrote {folder / rel}")
-    click.echo(f"next: fill in the FILL IN values, then drillkit validate {folder / 'scenario.yaml'}"
+        _say(f"wrote {folder / rel}")
+    _say(f"next: fill in the FILL IN values, then drillkit validate {folder / 'scenario.yaml'}"
                if kind == "external" else f"next: drillkit run {folder / 'scenario.yaml'}")
 
 
@@ -244,9 +252,9 @@ def measure_cmd(folder: Path) -> None:
         differences = compare_measures(stored, summary["measures"])
         if differences:
             for line in differences:
-                click.echo(f"differs  {line}")
+                _say(f"differs  {line}")
             _fail(f"{folder}: {len(differences)} stored measures do not reproduce", EXIT_FAIL)
-        click.echo(f"sealed folder: all {len(summary['measures'])} stored measures reproduce from the evidence")
+        _say(f"sealed folder: all {len(summary['measures'])} stored measures reproduce from the evidence")
     sys.exit(VERDICT_EXIT.get(summary["verdict"], EXIT_ABORTED))
 
 
@@ -281,13 +289,13 @@ def report_cmd(folder: Path, key_file: Path | None) -> None:
         path = refresh_manifest(folder, lambda: render_report(folder), key_file)
     except ManifestMismatch as exc:
         for line in exc.result.lines():
-            click.echo(line)
+            _say(line)
         _fail(f"{exc}; not re-rendered", EXIT_FAIL)
     except (EvidenceError, InputError) as exc:
         _fail(str(exc), EXIT_INPUT)
     except Exception as exc:  # a renderer bug: one line, not a traceback
         _fail(f"{folder}: internal error while reporting: {type(exc).__name__}: {exc}", EXIT_ABORTED)
-    click.echo(str(path))
+    _say(str(path))
 
 
 @main.group()
@@ -349,8 +357,8 @@ def sandbox_up(scenario: Path | None, pointer: Path, emulate: str | None, yes: b
     pointer.parent.mkdir(parents=True, exist_ok=True)
     pointer.write_text(str(state))
     for line in lines:
-        click.echo(line)
-    click.echo(f"export DRILLKIT_SANDBOX={state}")
+        _say(line)
+    _say(f"export DRILLKIT_SANDBOX={state}")
 
 
 def _pointed_state(pointer: Path) -> str:
@@ -379,7 +387,7 @@ def sandbox_down(pointer: Path) -> None:
 
     stale = reap_stale()
     for root in stale:
-        click.echo(f"reaped the sandbox of a killed drill: {root}")
+        _say(f"reaped the sandbox of a killed drill: {root}")
     try:
         state = _pointed_state(pointer)
     except InputError as exc:
@@ -397,11 +405,11 @@ def sandbox_down(pointer: Path) -> None:
 
         attach(state).down()
         pointer.unlink(missing_ok=True)
-        click.echo("target detached")
+        _say("target detached")
         return
     stopped = reap(state)
     pointer.unlink(missing_ok=True)
-    click.echo(f"sandbox down: {stopped} process groups stopped")
+    _say(f"sandbox down: {stopped} process groups stopped")
 
 
 @sandbox.command("status")
@@ -425,7 +433,9 @@ def sandbox_status(pointer: Path) -> None:
         info["replication"] = [row.as_dict() for row in box.replication_status()]
     except Exception as exc:  # status must report a broken sandbox, not crash on it
         info["error"] = str(exc)
-    click.echo(json.dumps(info, indent=2, default=str))
+    from drillkit.redact import redact_shapes
+
+    click.echo(redact_shapes(json.dumps(info, indent=2, default=str)))  # JSON escapes control characters itself
 
 
 @main.command("verify")
@@ -445,9 +455,9 @@ def verify_cmd(folder: Path, key_file: Path | None) -> None:
         _fail(f"{folder}: internal error while verifying: {type(exc).__name__}: {exc}", EXIT_ABORTED)
     if not result.ok:
         for line in result.lines():
-            click.echo(line)
+            _say(line)
         _fail(f"{folder}: evidence does not match manifest.json ({result.counts()})", EXIT_FAIL)
-    click.echo(result.status())
+    _say(result.status())
     if result.signature == "unchecked":
         sys.exit(EXIT_UNCHECKED)
 
@@ -469,8 +479,8 @@ def history_cmd(folder: Path) -> None:
         _fail(f"{folder}: internal error while reading the history: {type(exc).__name__}: {exc}", EXIT_ABORTED)
     print_table(found)
     for line in found.skipped:
-        click.echo(f"skipped {line}", err=True)
-    click.echo(f"trend page: {page}")
+        _say(f"skipped {line}", err=True)
+    _say(f"trend page: {page}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from markupsafe import Markup
 
 import drillkit
 from drillkit import evidence as ev
+from drillkit.escape import terminal
 from drillkit.errors import EvidenceError, InputError
 from drillkit.judge import checks
 from drillkit.report import fmt, pages
@@ -199,7 +200,7 @@ def print_table(found: Found, file: TextIO | None = None) -> None:
     from rich.text import Text
 
     styles = {"pass": "bold green", "fail": "bold red", "aborted": "bold yellow"}
-    table = Table(box=box.SIMPLE_HEAD, title=f"drills under {found.root}", title_justify="left")
+    table = Table(box=box.SIMPLE_HEAD, title=f"drills under {terminal(found.root)}", title_justify="left")
     for name, just in (("Scenario", "left"), ("Start (UTC)", "left"), ("Verdict", "left"),
                        ("RTO", "right"), ("RPO", "right"), ("Lost writes", "right"), ("Phases", "left"),
                        ("Folder", "left")):
@@ -210,11 +211,11 @@ def print_table(found: Found, file: TextIO | None = None) -> None:
             target = d.targets.get("rto")
             rto_miss = target is not None and (d.not_recovered or (d.m("rto_s") or 0) > target)
             table.add_row(
-                Text(scenario if j == 0 else ""), Text(fmt.utc(d.start).removesuffix(" UTC")),
+                Text(terminal(scenario) if j == 0 else ""), Text(fmt.utc(d.start).removesuffix(" UTC")),
                 Text(d.verdict_label, style=styles.get(d.verdict, "")),
                 Text(d.rto_text(), style="red" if rto_miss else ""), Text(fmt.secs(d.m("rpo_s"))),
-                Text(d.lost_text()), Text(d.phases_text(), style="red" if any(
-                    ok is False for _, _, ok in d.phases.values()) else ""), Text(d.name),
+                Text(d.lost_text()), Text(terminal(d.phases_text()), style="red" if any(
+                    ok is False for _, _, ok in d.phases.values()) else ""), Text(terminal(d.name)),
                 end_section=j == len(drills) - 1 and i < len(groups) - 1)
     width = shutil.get_terminal_size((160, 24)).columns
     Console(file=file, width=max(width, 100), highlight=False).print(table)
