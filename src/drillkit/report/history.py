@@ -200,7 +200,7 @@ def print_table(found: Found, file: TextIO | None = None) -> None:
     from rich.text import Text
 
     styles = {"pass": "bold green", "fail": "bold red", "aborted": "bold yellow"}
-    table = Table(box=box.SIMPLE_HEAD, title=f"drills under {terminal(found.root)}", title_justify="left")
+    table = Table(box=box.SIMPLE_HEAD, title=Text(f"drills under {terminal(found.root)}"), title_justify="left")
     for name, just in (("Scenario", "left"), ("Start (UTC)", "left"), ("Verdict", "left"),
                        ("RTO", "right"), ("RPO", "right"), ("Lost writes", "right"), ("Phases", "left"),
                        ("Folder", "left")):
