@@ -192,7 +192,7 @@ def test_secrets_by_shape_stay_out_of_a_real_drills_evidence_and_terminal(tmp_pa
     config["cloud_note"] = f"key {planted['aws']} for the archive"
     experiment["method"].append({"type": "probe", "name": "echo-config", "provider": {
         "type": "process", "path": "echo",
-        "arguments": "${db_dsn} | ${replica_conn} | ${upstream_header} | ${cloud_note}"}})
+        "arguments": ["${db_dsn}", "${replica_conn}", "${upstream_header}", "${cloud_note}"]}})
     exp_file = tmp_path / "exp.json"
     exp_file.write_text(json.dumps(experiment, indent=2))
     scenario = yaml.safe_load((ROOT / "scenarios" / "ground-truth-outage.yaml").read_text())
@@ -209,7 +209,8 @@ def test_secrets_by_shape_stay_out_of_a_real_drills_evidence_and_terminal(tmp_pa
     assert proc.returncode == 0, proc.stdout + proc.stderr
     journal = json.loads((out / "journal.json").read_text())
     echoed = next(r for r in journal["run"] if r["activity"]["name"] == "echo-config")["output"]["stdout"]
-    assert "postgresql://drill:***@127.0.0.1:1/app" in echoed and "password=***" in echoed, echoed
+    record = next(r for r in journal["run"] if r["activity"]["name"] == "echo-config")
+    assert "postgresql://drill:***@127.0.0.1:1/app" in echoed and "password=***" in echoed, record
     assert "Authorization: Bearer ***" in echoed, echoed
     for name, value in planted.items():
         assert leaks(out, value) == [], f"the {name} secret is in the evidence"

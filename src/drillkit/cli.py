@@ -403,7 +403,13 @@ def sandbox_down(pointer: Path) -> None:
     if kind != "sandbox":
         from drillkit.targets import attach
 
-        attach(state).down()
+        try:
+            target = attach(state)
+        except InputError as exc:
+            _fail(str(exc.in_file(state)), EXIT_INPUT)
+        except Exception as exc:  # a state file that parses but is not one: a bad pointer, not a crash
+            _fail(f"{state}: not a {kind} target state file ({type(exc).__name__}: {exc})", EXIT_INPUT)
+        target.down()
         pointer.unlink(missing_ok=True)
         _say("target detached")
         return

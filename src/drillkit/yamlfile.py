@@ -100,8 +100,9 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 
 def parse_yaml(text: str, shown: str) -> Any:
     """The data of one YAML document, bounded (module doc); InputError naming `shown` otherwise."""
-    loader = _UniqueKeyLoader(text)
+    loader = None
     try:
+        loader = _UniqueKeyLoader(text)  # its reader refuses some characters already
         node = loader.get_single_node()
         expanded_size(node)
         return None if node is None else loader.construct_document(node)
@@ -117,7 +118,8 @@ def parse_yaml(text: str, shown: str) -> Any:
     except (ValueError, TypeError, OverflowError) as exc:
         raise InputError(f"not valid YAML: {exc}", file=shown) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def read_text(path: Path, what: str) -> str:
