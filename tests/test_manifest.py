@@ -203,7 +203,7 @@ def test_cli_verify_exit_codes(drill, key_file, drillkit_cli, tmp_path):
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith("OK  ") and "signature valid" in ok.stdout
     unchecked = drillkit_cli("verify", str(drill))
-    assert unchecked.returncode == 0 and "NOT checked" in unchecked.stdout
+    assert unchecked.returncode == 4 and "NOT checked" in unchecked.stdout
 
     (tmp_path / "other.key").write_text("wrong")
     bad = drillkit_cli("verify", str(drill), "--key-file", str(tmp_path / "other.key"))

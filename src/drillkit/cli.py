@@ -16,17 +16,27 @@ import click
 from drillkit.errors import DrillkitError, EvidenceError, InputError
 
 EXIT_PASS, EXIT_FAIL, EXIT_INPUT, EXIT_ABORTED = 0, 1, 2, 3
+EXIT_UNCHECKED = 4
+"""`verify` only: every hash matches, but the manifest is signed and no key was given."""
 VERDICT_EXIT = {"pass": EXIT_PASS, "fail": EXIT_FAIL, "aborted": EXIT_ABORTED}
 DEFAULT_SANDBOX_STATE = Path(".drillkit") / "sandbox-state"
 
 
-def _one_line(text: str) -> str:
-    """Control characters (a newline in a YAML key, say) escaped: an error is always one line."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+def _clean(text: object) -> str:
+    """What the terminal may show of a text from evidence or input: secrets recognised by their
+    shape redacted (drillkit.redact), control characters escaped (drillkit.escape), one line."""
+    from drillkit.escape import terminal
+    from drillkit.redact import redact_shapes
+
+    return terminal(redact_shapes(str(text)))
+
+
+def _say(text: object = "", err: bool = False) -> None:
+    click.echo(_clean(text), err=err)
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"drillkit: {_one_line(message)}", err=True)
+    _say(f"drillkit: {message}", err=True)
     sys.exit(code)
 
 
@@ -48,42 +58,42 @@ def _print_summary(summary: dict, folder: Path) -> None:
     verdict = summary.get("verdict", "?").upper()
     scale = _time_scale(folder)
     prod = (lambda v: f"  ({at_scale(v, scale)})" if at_scale(v, scale) else "")
-    click.echo("")
-    click.echo(f"verdict: {verdict}   scenario: {summary.get('scenario')}"
+    _say("")
+    _say(f"verdict: {verdict}   scenario: {summary.get('scenario')}"
                + (f"   time scale {scale:g}: 1 s of drill is {human_target(scale, True)} in production"
                   if scale != 1 else ""))
-    click.echo(f"  RTO   {format_duration(m.get('rto_s'))}  (writes {format_duration(m.get('rto_write_s'))}, "
+    _say(f"  RTO   {format_duration(m.get('rto_s'))}  (writes {format_duration(m.get('rto_write_s'))}, "
                f"reads {format_duration(m.get('rto_read_s'))}){prod(m.get('rto_s'))}")
-    click.echo(f"  RPO   {format_duration(m.get('rpo_s'))}{prod(m.get('rpo_s'))}")
+    _say(f"  RPO   {format_duration(m.get('rpo_s'))}{prod(m.get('rpo_s'))}")
     if m.get("audited") is False:
-        click.echo(f"  lost writes not audited (the final state could not be read: unknown, not lost); "
+        _say(f"  lost writes not audited (the final state could not be read: unknown, not lost); "
                    f"{m.get('writes_acked')} acknowledged")
     else:
-        click.echo(f"  lost writes {m.get('writes_lost')} of {m.get('writes_acked')} acknowledged "
+        _say(f"  lost writes {m.get('writes_lost')} of {m.get('writes_acked')} acknowledged "
                    f"({m.get('writes_lost_after_fault')} acknowledged after the fault); "
                    f"corrupt {m.get('records_corrupt')}, unexpected {m.get('records_unexpected')}")
     if "items_acked" in m:
         if m.get("items_acked") is None:
-            click.echo("  global table not audited (its final state could not be read: unknown, not lost)")
+            _say("  global table not audited (its final state could not be read: unknown, not lost)")
         else:
-            click.echo(f"  global table: {m['items_acked']} writes acknowledged; {m['items_lost']} lost, "
+            _say(f"  global table: {m['items_acked']} writes acknowledged; {m['items_lost']} lost, "
                        f"{m['lww_discarded']} discarded by LWW, {m['lww_anomalies']} LWW anomalies, "
                        f"{m['items_resynced']} resynced; {m['items_divergent']} divergent keys")
     for check in summary.get("checks", []):
         mark = "ok  " if check.get("passed") else "MISS"
-        click.echo(f"  [{mark}] {check.get('message') or check.get('name')}")
+        _say(f"  [{mark}] {check.get('message') or check.get('name')}")
     for reason in summary.get("reasons", []):
-        click.echo(f"  reason: {reason}")
-    click.echo(f"evidence: {folder}")
+        _say(f"  reason: {reason}")
+    _say(f"evidence: {folder}")
 
 
 def _time_scale(folder: Path) -> float:
     """The stored scenario's time_scale (1 when it has none or cannot be read)."""
-    import yaml
+    from drillkit.yamlfile import load_yaml
 
     try:
-        scale = (yaml.safe_load((folder / "scenario.yaml").read_text()) or {}).get("time_scale")
-    except (OSError, yaml.YAMLError, AttributeError):
+        scale = (load_yaml(folder / "scenario.yaml", "scenario") or {}).get("time_scale")
+    except (InputError, AttributeError):
         return 1.0
     return float(scale) if isinstance(scale, (int, float)) and scale > 0 else 1.0
 
@@ -134,7 +144,7 @@ def run(scenario: Path, out: Path | None, variables: tuple[str, ...], quiet: boo
     try:
         loaded = load_scenario(scenario)
         drill = Drill(loaded, out or default_out(loaded.name), _parse_vars(variables),
-                      progress=None if quiet else (lambda msg: click.echo(msg, err=True)), confirmed=yes)
+                      progress=None if quiet else (lambda msg: _say(msg, err=True)), confirmed=yes)
     except InputError as exc:
         _fail(str(exc), EXIT_INPUT)
     except Exception as exc:  # a harness bug before anything started: one line, not a traceback
@@ -149,7 +159,7 @@ def run(scenario: Path, out: Path | None, variables: tuple[str, ...], quiet: boo
         _fail(f"internal error after the drill: {type(exc).__name__}: {exc}", EXIT_ABORTED)
     _print_summary(outcome.summary, outcome.folder)
     if not quiet:
-        click.echo("stages: " + ", ".join(f"{k} {v:.2f}s" for k, v in outcome.stages.items()), err=True)
+        _say("stages: " + ", ".join(f"{k} {v:.2f}s" for k, v in outcome.stages.items()), err=True)
     sys.exit(VERDICT_EXIT.get(outcome.verdict, EXIT_ABORTED))
 
 
@@ -166,7 +176,7 @@ def validate(scenario: Path) -> None:
         _fail(str(exc), EXIT_INPUT)
     except Exception as exc:  # a validator bug: one line, and not the exit code of a user's mistake
         _fail(f"{scenario}: internal error while validating: {type(exc).__name__}: {exc}", EXIT_ABORTED)
-    click.echo(f"{scenario}: valid")
+    _say(f"{scenario}: valid")
 
 
 @main.command("plan")
@@ -193,7 +203,7 @@ def plan_cmd(scenario: Path, variables: tuple[str, ...]) -> None:
     except DrillkitError as exc:
         _fail(str(exc), EXIT_ABORTED)
     for line in plan.lines():
-        click.echo(line)
+        _say(line)
 
 
 @main.command("init")
@@ -210,8 +220,8 @@ def init_cmd(folder: Path, kind: str) -> None:
     except InputError as exc:
         _fail(str(exc), EXIT_INPUT)
     for rel in written:
-        click.echo(f"wrote {folder / rel}")
-    click.echo(f"next: fill in the FILL IN values, then drillkit validate {folder / 'scenario.yaml'}"
+        _say(f"wrote {folder / rel}")
+    _say(f"next: fill in the FILL IN values, then drillkit validate {folder / 'scenario.yaml'}"
                if kind == "external" else f"next: drillkit run {folder / 'scenario.yaml'}")
 
 
@@ -230,20 +240,39 @@ def measure_cmd(folder: Path) -> None:
     try:
         summary = summarize(folder)
         sealed = (folder / ev.MANIFEST).exists()
+        stored = _stored_summary(folder) if sealed else None
         if not sealed:
             write_summary(folder, summary)
     except (EvidenceError, InputError) as exc:
         _fail(str(exc), EXIT_INPUT)
+    except Exception as exc:  # a measure bug: one line, and not the exit code of a missed target
+        _fail(f"{folder}: internal error while measuring: {type(exc).__name__}: {exc}", EXIT_ABORTED)
     _print_summary(summary, folder)
-    if sealed:
-        stored = json.loads((folder / ev.SUMMARY).read_text())
-        differences = compare_measures(stored.get("measures", {}), summary["measures"])
+    if stored is not None:
+        differences = compare_measures(stored, summary["measures"])
         if differences:
             for line in differences:
-                click.echo(f"differs  {line}")
+                _say(f"differs  {line}")
             _fail(f"{folder}: {len(differences)} stored measures do not reproduce", EXIT_FAIL)
-        click.echo(f"sealed folder: all {len(summary['measures'])} stored measures reproduce from the evidence")
+        _say(f"sealed folder: all {len(summary['measures'])} stored measures reproduce from the evidence")
     sys.exit(VERDICT_EXIT.get(summary["verdict"], EXIT_ABORTED))
+
+
+def _stored_summary(folder: Path) -> dict:
+    """The measures a sealed folder's summary.json stores; EvidenceError when it holds none."""
+    from drillkit import evidence as ev
+
+    path = folder / ev.SUMMARY
+    try:
+        stored = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise EvidenceError(f"{path}: missing from a sealed folder (see drillkit verify)") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise EvidenceError(f"{path}: not readable JSON ({type(exc).__name__}: {exc})") from None
+    measures = stored.get("measures") if isinstance(stored, dict) else None
+    if not isinstance(measures, dict):
+        raise EvidenceError(f"{path}: not a drill summary (an object with a measures object)")
+    return measures
 
 
 @main.command("report")
@@ -260,11 +289,13 @@ def report_cmd(folder: Path, key_file: Path | None) -> None:
         path = refresh_manifest(folder, lambda: render_report(folder), key_file)
     except ManifestMismatch as exc:
         for line in exc.result.lines():
-            click.echo(line)
+            _say(line)
         _fail(f"{exc}; not re-rendered", EXIT_FAIL)
     except (EvidenceError, InputError) as exc:
         _fail(str(exc), EXIT_INPUT)
-    click.echo(str(path))
+    except Exception as exc:  # a renderer bug: one line, not a traceback
+        _fail(f"{folder}: internal error while reporting: {type(exc).__name__}: {exc}", EXIT_ABORTED)
+    _say(str(path))
 
 
 @main.group()
@@ -330,14 +361,23 @@ def sandbox_up(scenario: Path | None, pointer: Path, emulate: str | None, yes: b
 
         claim(Path(state).parent, owned=False)
     for line in lines:
-        click.echo(line)
-    click.echo(f"export DRILLKIT_SANDBOX={state}")
+        _say(line)
+    _say(f"export DRILLKIT_SANDBOX={state}")
 
 
 def _pointed_state(pointer: Path) -> str:
+    """The state file the pointer (else DRILLKIT_SANDBOX) names; InputError when there is none or
+    the pointer is not one line of UTF-8 naming a file."""
     env = os.environ.get("DRILLKIT_SANDBOX")
     if pointer.exists():
-        return pointer.read_text().strip()
+        try:
+            data = pointer.read_bytes()[:4097]
+            state = data.decode("utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"not a sandbox pointer ({type(exc).__name__})", file=str(pointer)) from None
+        if not state or len(data) > 4096 or "\n" in state or "\0" in state:
+            raise InputError("not a sandbox pointer (one line naming a state file)", file=str(pointer))
+        return state
     if env:
         return env
     raise InputError("no sandbox is up here", file=str(pointer))
@@ -352,7 +392,7 @@ def sandbox_down(pointer: Path) -> None:
 
     stale = reap_stale()
     for root in stale:
-        click.echo(f"reaped the sandbox of a killed drill or sandbox up: {root}")
+        _say(f"reaped the sandbox of a killed drill or sandbox up: {root}")
     try:
         state = _pointed_state(pointer)
     except InputError as exc:
@@ -365,15 +405,17 @@ def sandbox_down(pointer: Path) -> None:
         if target is not None and Path(target.root).absolute() != root:
             raise InputError("its state names another folder; nothing was touched", file=str(state))
     except InputError as exc:
-        _fail(str(exc), EXIT_INPUT)
+        _fail(str(exc.in_file(state)), EXIT_INPUT)
+    except Exception as exc:  # a state file that parses but is not one: a bad pointer, not a crash
+        _fail(f"{state}: not a target state file ({type(exc).__name__}: {exc})", EXIT_INPUT)
     if target is not None:
         target.down()
         pointer.unlink(missing_ok=True)
-        click.echo("target detached")
+        _say("target detached")
         return
     stopped = reap(root)
     pointer.unlink(missing_ok=True)
-    click.echo(f"sandbox down: {stopped} process groups stopped")
+    _say(f"sandbox down: {stopped} process groups stopped")
 
 
 @sandbox.command("status")
@@ -397,7 +439,9 @@ def sandbox_status(pointer: Path) -> None:
         info["replication"] = [row.as_dict() for row in box.replication_status()]
     except Exception as exc:  # status must report a broken sandbox, not crash on it
         info["error"] = str(exc)
-    click.echo(json.dumps(info, indent=2, default=str))
+    from drillkit.redact import redact_shapes
+
+    click.echo(redact_shapes(json.dumps(info, indent=2, default=str)))  # JSON escapes control characters itself
 
 
 @main.command("verify")
@@ -405,18 +449,23 @@ def sandbox_status(pointer: Path) -> None:
 @click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path),
               help="HMAC key the manifest was signed with (else DRILLKIT_SIGNING_KEY[_FILE])")
 def verify_cmd(folder: Path, key_file: Path | None) -> None:
-    """Check an evidence folder against its manifest.json: 0 intact, 1 altered, 2 no manifest."""
+    """Check an evidence folder against its manifest.json: 0 intact, 1 altered or a stripped
+    signature, 2 no manifest, 4 hashes match but the signature was not checked (no key)."""
     from drillkit.manifest import signing_key, verify_manifest
 
     try:
         result = verify_manifest(folder, signing_key(key_file))
     except (EvidenceError, InputError) as exc:
         _fail(str(exc), EXIT_INPUT)
+    except Exception as exc:  # a verifier bug: one line, not a traceback
+        _fail(f"{folder}: internal error while verifying: {type(exc).__name__}: {exc}", EXIT_ABORTED)
     if not result.ok:
         for line in result.lines():
-            click.echo(line)
+            _say(line)
         _fail(f"{folder}: evidence does not match manifest.json ({result.counts()})", EXIT_FAIL)
-    click.echo(result.status())
+    _say(result.status())
+    if result.signature == "unchecked":
+        sys.exit(EXIT_UNCHECKED)
 
 
 @main.command("history")
@@ -432,10 +481,12 @@ def history_cmd(folder: Path) -> None:
         page = write_html(found)
     except (EvidenceError, InputError) as exc:
         _fail(str(exc), EXIT_INPUT)
+    except Exception as exc:  # a renderer bug: one line, not a traceback
+        _fail(f"{folder}: internal error while reading the history: {type(exc).__name__}: {exc}", EXIT_ABORTED)
     print_table(found)
     for line in found.skipped:
-        click.echo(f"skipped {line}", err=True)
-    click.echo(f"trend page: {page}")
+        _say(f"skipped {line}", err=True)
+    _say(f"trend page: {page}")
 
 
 if __name__ == "__main__":

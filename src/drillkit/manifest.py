@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -60,8 +61,9 @@ class VerifyResult:
     missing: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
     signature: str = "unsigned"
-    """valid · invalid · unsigned · stripped (a key was given, the manifest carries no signature)
-    · unchecked (signed, but no key was given: hashes only)"""
+    """valid · invalid · unsigned · stripped (the manifest claims a signature and carries none or a
+    malformed one, or a key was given and it carries none) · unchecked (signed, but no key was
+    given: hashes only; `drillkit verify` exits 4)"""
 
     @property
     def ok(self) -> bool:
@@ -84,7 +86,8 @@ class VerifyResult:
             out.append(f"{'bad-sig':<8} {ev.MANIFEST}: the signature does not match (wrong key, "
                        "or the manifest was edited)")
         elif self.signature == "stripped":
-            out.append(f"{'unsigned':<8} {ev.MANIFEST}: a key was given but the manifest is unsigned")
+            out.append(f"{'stripped':<8} {ev.MANIFEST}: no valid signature (the manifest claims one, "
+                       "or a key was given), but none or a malformed one is there")
         return out
 
     def status(self) -> str:
@@ -211,6 +214,10 @@ def verify_manifest(folder: str | os.PathLike[str], key: Any = CONFIGURED) -> Ve
     return _compare(folder, manifest, _resolve(key))
 
 
+_SIGNATURE_SHAPE = re.compile(r"[0-9a-f]{64}")
+"""A hex HMAC-SHA256, as write_manifest writes it."""
+
+
 def _compare(folder: Path, manifest: dict[str, Any], key: bytes | None) -> VerifyResult:
     """The folder's files and the manifest's signature against a manifest already read."""
     recorded = {f["path"]: f[HASH] for f in manifest["files"]}
@@ -221,8 +228,11 @@ def _compare(folder: Path, manifest: dict[str, Any], key: bytes | None) -> Verif
     result.altered = sorted(rel for rel in set(recorded) & set(actual)
                             if not hmac.compare_digest(_sha256(actual[rel]), recorded[rel]))
     signature = manifest.get("signature")
-    if not signature:
+    claimed = manifest.get("signed") is True or bool(manifest.get("signature_algorithm") or manifest.get("key_id"))
+    if signature in (None, "") and not claimed:
         result.signature = "stripped" if key else "unsigned"
+    elif not (isinstance(signature, str) and _SIGNATURE_SHAPE.fullmatch(signature)):
+        result.signature = "stripped"  # claims a signature, has none or a malformed one: with or without a key
     elif not key:
         result.signature = "unchecked"
     else:

@@ -1,9 +1,12 @@
 """Secrets stay out of evidence: evidence folders are archived and handed to auditors.
 
-Two passes. Structurally, every value under a key that names a secret (`password`, `token`,
+Three passes. Structurally, every value under a key that names a secret (`password`, `token`,
 `api_key`, an experiment's `secrets` block, a configuration key marked `"secret": true`) becomes
 `***`. Then every known secret value (those values, plus credential-like environment variables
-such as AWS_SECRET_ACCESS_KEY) is replaced wherever it appears as a substring.
+such as AWS_SECRET_ACCESS_KEY) is replaced wherever it appears as a substring. Last, secrets
+recognised by their shape whatever key holds them (redact_shapes: a DSN's password under
+`db_dsn`, an Authorization header in a log, an AWS secret key): the same function cleans every
+message the command line prints.
 
 The client records (requests/, final_state.jsonl, lag.csv) are left alone: they hold keys,
 checksums and timings only, and a substring replaced inside a checksum would falsify the audit.
@@ -20,6 +23,8 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from drillkit import evidence as ev
+from drillkit.errors import InputError
+from drillkit.yamlfile import load_yaml, parse_yaml
 
 REDACTED = "***"
 
@@ -34,6 +39,43 @@ CREDENTIAL_ENV = re.compile(
 SECRET_KEY = re.compile(
     r"(^|_)(passwords?|passwd|passphrase|secrets?|tokens?|api_?keys?|access_?keys?(_id)?|secret_?keys?"
     r"|private_?keys?|credentials?|authorization)($|_)")
+
+_URL_PASSWORD = re.compile(r"(//[^\s:/?#@\[\]\"'<>]*:)([^\s@/\"'<>]+)(?=@)")
+"""`scheme://user:PASSWORD@host`, also mistyped (`postgres//user:PASSWORD@host`, which psycopg
+quotes back in its error)."""
+_KV_PASSWORD = re.compile(r"(?i)(\b(?:password|passwd)\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s'\"&;,]+)")
+"""`password=PASSWORD` in a key/value DSN (`host=db user=drill password=...`) or a query string."""
+_AUTHORIZATION = re.compile(
+    r"(?i)(\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic|token|digest|aws4-hmac-sha256)\s+)?)"
+    r"([^\s\"',;]+)")
+"""An `Authorization:` header's credentials, whatever the scheme."""
+_AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
+"""An AWS secret access key's shape: 40 characters of base64. Hex digests of 40 (a git commit, a
+SHA-1) are not secrets and are kept: a candidate must mix cases or hold `/` or `+`."""
+
+
+def _aws_secret(match: re.Match) -> str:
+    s = match.group(0)
+    mixed = (any(c.isupper() for c in s) and any(c.islower() for c in s)) or "/" in s or "+" in s
+    return REDACTED if mixed and any(c.isdigit() or c in "/+" for c in s) else s
+
+
+def redact_shapes(text: str) -> str:
+    """`text` with every secret recognised by its shape alone replaced by `***`: URL user-info
+    passwords, `password=` in DSNs, Authorization header values, AWS secret access keys."""
+    text = _URL_PASSWORD.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _KV_PASSWORD.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _AUTHORIZATION.sub(lambda m: m.group(1) + REDACTED, text)
+    return _AWS_SECRET.sub(_aws_secret, text)
+
+
+def shaped_secrets(text: str) -> set[str]:
+    """The values redact_shapes would hide in `text`, so that the text pass also finds them where
+    they stand alone (a password logged on its own)."""
+    found = {m.group(2) for rx in (_URL_PASSWORD, _KV_PASSWORD, _AUTHORIZATION) for m in rx.finditer(text)}
+    found |= {m.group(0) for m in _AWS_SECRET.finditer(text) if _aws_secret(m) == REDACTED}
+    return {v.strip("'") for v in found if len(v.strip("'")) >= MIN_SECRET_LEN and v != REDACTED}
+
 
 REDACTED_FILES = (ev.JOURNAL, ev.SCENARIO, ev.PROVENANCE, ev.EVENTS, ev.CHAOS_LOG, ev.HARNESS_ERROR, ev.AWS_CALLS)
 """The files a drill writes before it is measured; *.log and *.txt anywhere in the folder too."""
@@ -136,7 +178,7 @@ class Redactor:
             self._refresh()
 
     def text(self, text: str) -> str:
-        return self._pattern.sub(REDACTED, text) if self._pattern else text
+        return redact_shapes(self._pattern.sub(REDACTED, text) if self._pattern else text)
 
     def data(self, value: Any, secret: bool = False, parent_key: Any = None) -> Any:
         """A copy of `value` with secret-keyed values and known secret substrings replaced."""
@@ -206,8 +248,8 @@ def _load_structured(path: Path) -> tuple[str, Any] | None:
         if path.suffix == ".json":
             return text, json.loads(text)
         if path.suffix in (".yaml", ".yml"):
-            return text, yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError):
+            return text, parse_yaml(text, str(path))
+    except (ValueError, InputError):
         return None
     return None
 
@@ -259,8 +301,8 @@ def redact_evidence(folder: str | os.PathLike[str], experiment: Mapping[str, Any
     """
     folder = Path(folder)
     try:
-        scenario = yaml.safe_load((folder / ev.SCENARIO).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        scenario = load_yaml(folder / ev.SCENARIO, "scenario")
+    except InputError:
         scenario = None
     experiments = [experiment, _original_experiment(scenario)]
     variables = scenario.get("vars") if isinstance(scenario, dict) else None
@@ -272,4 +314,6 @@ def redact_evidence(folder: str | os.PathLike[str], experiment: Mapping[str, Any
     for item in loaded.values():
         if item is not None:
             redactor.learn(redactor.harvest(item[1]))
+    for path in targets:
+        redactor.learn(shaped_secrets(path.read_bytes().decode("utf-8", errors="replace")))
     return [str(p.relative_to(folder)) for p in targets if _rewrite(p, redactor, loaded.get(p))]

@@ -231,3 +231,13 @@ def metric_spans(events: list[dict[str, Any]], metric: str, region: str | None =
         spans += [(t, None) for t in down.values()]
         return sorted(spans)
     raise ValueError(f"{metric} is not an event metric")
+
+
+HARNESS_KILLED = "incomplete (harness killed)"
+"""What a drill folder is whose event log has drill.start and no drill.end: the harness was killed
+(SIGKILL, a power cut) before it could abort, tear down, measure or seal."""
+
+
+def harness_killed(events: list[dict[str, Any]]) -> bool:
+    kinds = {e.get("kind") for e in events}
+    return DRILL_START in kinds and DRILL_END not in kinds

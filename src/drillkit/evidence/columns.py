@@ -2,7 +2,8 @@
 
 A piece is up to `PIECE_BYTES` of whole lines. Arrow's JSON reader parses it on every CPU with an
 explicit schema: it is strict about types (a number where a string belongs is an error, never a
-conversion) and rounds numbers exactly as `json.loads` does. A piece Arrow cannot take (a bad
+conversion) and rounds numbers exactly as `json.loads` does; a string that is not UTF-8 sends
+the piece to the slow path, which names its line. A piece Arrow cannot take (a bad
 line, a duplicated field, a field of another type) is read again line by line with `json.loads`,
 which either names the first bad line or gives the same columns: an odd record costs speed, never
 correctness. Memory stays bounded by the piece, whatever the file's size.
@@ -117,6 +118,7 @@ def parse(piece: Piece, fields: dict[str, str], strict: bool, check: Check | Non
     try:
         table = pj.read_json(pa.BufferReader(pa.py_buffer(piece.data)), read_options=pj.ReadOptions(block_size=BLOCK_BYTES),
                              parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"))
+        table.validate(full=True)  # Arrow's JSON reader lets invalid UTF-8 into a string column
         if not strict or _complete(table, fields):
             return table, 0
     except pa.ArrowInvalid:

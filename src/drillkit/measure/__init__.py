@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from drillkit.errors import EvidenceError
+from drillkit.evidence import (HARNESS_KILLED, harness_killed)
 from drillkit.evidence import (DRILL_ABORTED, DRILL_END, DRILL_START, EVENTS, FAULT_INJECTED, FINAL_STATE,
                                REQUESTS_DIR, SCENARIO, read_events)
 from drillkit.evidence.history import read_history
@@ -76,6 +77,8 @@ def measure(folder: Path | str) -> Measures:
     except (ValueError, KeyError, TypeError) as exc:
         raise EvidenceError(f"{folder / EVENTS}: malformed event log ({exc})") from exc
     aborted = [str(e.get("reason", "no reason recorded")) for e in events if e.get("kind") == DRILL_ABORTED]
+    if harness_killed(events):
+        aborted.append(f"{HARNESS_KILLED}: {EVENTS} has no {DRILL_END}")
     t_fault = next((float(e["t"]) for e in events
                     if e.get("kind") == FAULT_INJECTED and not e.get("precondition")), None)
     if t_fault is None:

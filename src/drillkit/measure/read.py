@@ -11,12 +11,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from drillkit.durations import parse_duration
-from drillkit.errors import EvidenceError
+from drillkit.errors import EvidenceError, InputError
 from drillkit.evidence import FINAL_STATE, FINAL_TABLE, SCENARIO, TABLE_REPLICATION
 from drillkit.evidence.columns import read_columns
+from drillkit.yamlfile import load_yaml
 
 DEFAULT_STABLE = 2.0
 
@@ -32,9 +31,9 @@ def read_scenario(folder: Path, notes: list[str]) -> dict[str, Any]:
         notes.append(f"no {SCENARIO}: default stable window {DEFAULT_STABLE:g} s and no targets")
         return {}
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise EvidenceError(f"{path}: not valid YAML ({exc})") from exc
+        data = load_yaml(path, "scenario") or {}
+    except InputError as exc:
+        raise EvidenceError(str(exc)) from None
     if not isinstance(data, dict):
         raise EvidenceError(f"{path}: not a scenario mapping")
     if not isinstance(data.get("targets") or {}, dict):

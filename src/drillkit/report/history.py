@@ -12,18 +12,22 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
-import yaml
 from markupsafe import Markup
 
 import drillkit
 from drillkit import evidence as ev
+from drillkit.escape import terminal
 from drillkit.errors import EvidenceError, InputError
 from drillkit.judge import checks
 from drillkit.report import fmt, pages
 from drillkit.report.charts import chart_style, inline_svg
+from drillkit.yamlfile import load_yaml
 
 HISTORY = "history.html"
-VERDICT_COLOURS = {"pass": "#1a7f37", "fail": "#c62828", "aborted": "#b26a00", "unknown": "#57606a"}
+VERDICT_COLOURS = {"pass": "#1a7f37", "fail": "#c62828", "aborted": "#b26a00", "unknown": "#57606a",
+                   "incomplete": "#6e4a9e"}
+INCOMPLETE = "incomplete"
+"""A killed drill's folder: no summary.json, an event log without drill.end (ev.harness_killed)."""
 SERIES = {"rto": ("RTO", "#2166ac", "o", "-"), "rpo": ("RPO", "#e08214", "s", "--")}
 
 
@@ -41,6 +45,10 @@ class Drill:
     commit: str = ""
     has_report: bool = False
     checks: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def verdict_label(self) -> str:
+        return ev.HARNESS_KILLED if self.verdict == INCOMPLETE else self.verdict.upper()
 
     def m(self, key: str) -> float | None:
         return fmt.num(self.measures.get(key))
@@ -96,8 +104,8 @@ def _read(folder: Path, root: Path) -> Drill:
     if not isinstance(summary, dict) or "verdict" not in summary:
         raise ValueError("summary.json has no verdict")
     try:
-        scenario = yaml.safe_load((folder / ev.SCENARIO).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        scenario = load_yaml(folder / ev.SCENARIO, "scenario")
+    except InputError:
         scenario = None
     scenario = scenario if isinstance(scenario, dict) else {}
     try:
@@ -125,6 +133,23 @@ def _read(folder: Path, root: Path) -> Drill:
     )
 
 
+def _read_killed(folder: Path, root: Path) -> Drill | None:
+    """A folder without summary.json whose event log says the harness was killed mid-drill; None
+    when it is no such folder. What it can say comes from events.jsonl and scenario.yaml alone."""
+    events = ev.read_events(folder)
+    if not ev.harness_killed(events):
+        return None
+    try:
+        scenario = load_yaml(folder / ev.SCENARIO, "scenario")
+    except InputError:
+        scenario = None
+    scenario = scenario if isinstance(scenario, dict) else {}
+    start = next((fmt.num(e.get("t")) for e in events if e.get("kind") == ev.DRILL_START), None)
+    return Drill(folder=folder, name=folder.relative_to(root).as_posix(),
+                 scenario=str(scenario.get("name") or folder.name), verdict=INCOMPLETE, start=start,
+                 measures={}, targets={}, description=str(scenario.get("description") or ""))
+
+
 def _phase_cell(got: float | None, budget: float | None, ok: bool | None) -> str:
     text = "not run" if got is None else fmt.secs(got)
     if budget is not None:
@@ -138,23 +163,30 @@ def scan(root: str | os.PathLike[str]) -> Found:
     root = Path(root)
     if not root.is_dir():
         raise InputError("no such folder", file=str(root))
-    if (root / ev.SUMMARY).is_file():
+    if (root / ev.SUMMARY).is_file() or (root / ev.EVENTS).is_file():
         raise InputError(f"this is one drill's evidence folder; give the folder that holds drills "
                          f"(e.g. {root.parent}) so {HISTORY} is not written into the evidence",
                          file=str(root))
     found = Found(root, [])
     for here, dirs, names in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        if ev.SUMMARY not in names:
+        if ev.SUMMARY not in names and ev.EVENTS not in names:
             continue
         dirs[:] = []
         folder = Path(here)
         try:
-            found.drills.append(_read(folder, root))
-        except (OSError, ValueError) as exc:
+            if ev.SUMMARY in names:
+                found.drills.append(_read(folder, root))
+            elif (killed := _read_killed(folder, root)) is not None:
+                found.drills.append(killed)
+            else:
+                found.skipped.append(f"{folder.relative_to(root).as_posix()}: no {ev.SUMMARY} "
+                                     "(run `drillkit measure` on it)")
+        except (OSError, ValueError, KeyError, TypeError, EvidenceError) as exc:
             found.skipped.append(f"{folder.relative_to(root).as_posix()}: {exc}")
     if not found.drills:
-        raise EvidenceError(f"{root}: no drill evidence folder (one holding summary.json) under it")
+        raise EvidenceError(f"{root}: no drill evidence folder (one holding summary.json or events.jsonl) "
+                            "under it" + (f"; skipped {'; '.join(found.skipped)}" if found.skipped else ""))
     return found
 
 
@@ -168,7 +200,7 @@ def print_table(found: Found, file: TextIO | None = None) -> None:
     from rich.text import Text
 
     styles = {"pass": "bold green", "fail": "bold red", "aborted": "bold yellow"}
-    table = Table(box=box.SIMPLE_HEAD, title=f"drills under {found.root}", title_justify="left")
+    table = Table(box=box.SIMPLE_HEAD, title=Text(f"drills under {terminal(found.root)}"), title_justify="left")
     for name, just in (("Scenario", "left"), ("Start (UTC)", "left"), ("Verdict", "left"),
                        ("RTO", "right"), ("RPO", "right"), ("Lost writes", "right"), ("Phases", "left"),
                        ("Folder", "left")):
@@ -179,11 +211,11 @@ def print_table(found: Found, file: TextIO | None = None) -> None:
             target = d.targets.get("rto")
             rto_miss = target is not None and (d.not_recovered or (d.m("rto_s") or 0) > target)
             table.add_row(
-                Text(scenario if j == 0 else ""), Text(fmt.utc(d.start).removesuffix(" UTC")),
-                Text(d.verdict.upper(), style=styles.get(d.verdict, "")),
+                Text(terminal(scenario) if j == 0 else ""), Text(fmt.utc(d.start).removesuffix(" UTC")),
+                Text(d.verdict_label, style=styles.get(d.verdict, "")),
                 Text(d.rto_text(), style="red" if rto_miss else ""), Text(fmt.secs(d.m("rpo_s"))),
-                Text(d.lost_text()), Text(d.phases_text(), style="red" if any(
-                    ok is False for _, _, ok in d.phases.values()) else ""), Text(d.name),
+                Text(d.lost_text()), Text(terminal(d.phases_text()), style="red" if any(
+                    ok is False for _, _, ok in d.phases.values()) else ""), Text(terminal(d.name)),
                 end_section=j == len(drills) - 1 and i < len(groups) - 1)
     width = shutil.get_terminal_size((160, 24)).columns
     Console(file=file, width=max(width, 100), highlight=False).print(table)
@@ -248,7 +280,7 @@ def write_html(found: Found) -> Path:
     for i, (scenario, drills) in enumerate(found.by_scenario().items()):
         svg = _chart(drills, f"h{i}")
         rows = [{
-            "start": fmt.utc(d.start), "verdict": d.verdict, "rto": d.rto_text(),
+            "start": fmt.utc(d.start), "verdict": d.verdict, "label": d.verdict_label, "rto": d.rto_text(),
             "rto_w": fmt.secs(d.m("rto_write_s")), "rto_r": fmt.secs(d.m("rto_read_s")),
             "rpo": fmt.secs(d.m("rpo_s")), "lost": d.lost_text(),
             "acked": fmt.count(d.m("writes_acked")), "operator": d.operator, "commit": d.commit,

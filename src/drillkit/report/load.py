@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from drillkit import evidence as ev
-from drillkit.errors import EvidenceError
+from drillkit.errors import EvidenceError, InputError
 from drillkit.evidence.history import History, history_files, read_timeline
+from drillkit.yamlfile import load_yaml
 
 
 @dataclass
@@ -124,9 +124,9 @@ def _scenario(path: Path, e: Evidence) -> dict[str, Any] | None:
     if _missing(path, e, "scenario and topology details"):
         return None
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        e.problems.append(f"{path.name}: not readable as YAML ({exc})")
+        data = load_yaml(path, "scenario")
+    except InputError as exc:
+        e.problems.append(f"{path.name}: not readable as YAML ({exc.message})")
         return None
     if not isinstance(data, dict):
         e.problems.append(f"{path.name}: expected a mapping")

@@ -126,7 +126,7 @@ def build_rows(summary: dict) -> list[Row]:
             by_kind.setdefault(kind_of(c), []).append(c)
     rows: list[Row] = []
 
-    rto_checks = by_kind.get("rto", [])
+    rto_checks = by_kind.pop("rto", [])  # judged in the class rows (or the service row below), never again raw
     rto_target = _target_of(rto_checks, targets, "rto")
     class_results = []
     for cls, info in _rto_classes(m).items():

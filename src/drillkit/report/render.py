@@ -12,6 +12,7 @@ import numpy as np
 from markupsafe import Markup
 
 import drillkit
+from drillkit import escape
 from drillkit import evidence as ev
 from drillkit.report import charts, fmt, model, pages, view
 from drillkit.report.load import Evidence, load
@@ -155,9 +156,7 @@ def _charts(e: Evidence, phases, t_ref, ref_label, t_fault) -> dict[str, Any]:
     return out
 
 
-def _md(text: Any) -> str:
-    return (str(text).replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;")
-            .replace(">", "&gt;").replace("\n", " "))
+_md = escape.markdown
 
 
 def markdown(ctx: dict[str, Any]) -> str:
@@ -175,10 +174,10 @@ def markdown(ctx: dict[str, Any]) -> str:
     if ctx["phases"]:
         lines += ["", f"<details><summary>Phases ({len(ctx['phases'])})</summary>", "",
                   "| # | Phase | Start | Duration | End |", "| --- | --- | --- | --- | --- |"]
-        lines += [f"| {p['num']} | {_md(p['name'])} | {p['start']} | {p['duration']} | {p['end']} |"
+        lines += [f"| {_md(p['num'])} | {_md(p['name'])} | {_md(p['start'])} | {_md(p['duration'])} | {_md(p['end'])} |"
                   for p in ctx["phases"]]
         lines += ["", f"Times relative to {_md(ctx['ref_label'])}.", "", "</details>"]
-    lines += ["", f"Drill {ctx['t_start']} → {ctx['t_end']} · evidence `{_md(ctx['folder_name'])}`"
+    lines += ["", f"Drill {_md(ctx['t_start'])} → {_md(ctx['t_end'])} · evidence {_md(ctx['folder_name'])}"
               f" · full report: `report.html` · drillkit {ctx['drillkit_version']}"]
     if ctx["missing"]:
         lines += ["", "Not in the evidence folder: " + "; ".join(_md(x) for x in ctx["missing"])]

@@ -19,11 +19,10 @@ from pydantic import BaseModel, ValidationError
 from drillkit.errors import InputError
 from drillkit.load.workload import Workload
 from drillkit.scenario.schema import UNION_TAGS, Scenario
+from drillkit.yamlfile import parse_yaml as _parse_yaml
+from drillkit.yamlfile import read_text as _read_text
 
 MAPPED_LOCUSTFILE = Path(__file__).resolve().parent.parent / "load" / "locustfile.py"
-
-MAX_FILE_BYTES = 1 << 20
-"""Scenarios and experiments are hand-written; anything bigger is the wrong file (or /dev/zero)."""
 
 class LoadedScenario(BaseModel):
     """A validated scenario with its file paths resolved against the scenario's folder."""
@@ -39,51 +38,6 @@ class LoadedScenario(BaseModel):
     @property
     def name(self) -> str:
         return self.scenario.name
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice: PyYAML keeps the last silently, hiding typos."""
-
-
-def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    loader.flatten_mapping(node)
-    seen: dict[Any, yaml.Node] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        try:
-            first = seen.get(key)
-        except TypeError:
-            continue
-        if first is not None:
-            raise yaml.constructor.ConstructorError(
-                "while constructing a mapping", node.start_mark,
-                f"key {key!r} is given twice (first on line {first.start_mark.line + 1})", key_node.start_mark)
-        seen[key] = key_node
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
-
-
-def _read_text(path: Path, what: str) -> str:
-    """The file's text, or an InputError that says why it cannot be read."""
-    shown = str(path)
-    try:
-        if path.is_dir():
-            raise InputError(f"is a folder, not a {what} file", file=shown)
-        with path.open("rb") as fh:
-            data = fh.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise InputError(f"no such {what} file", file=shown) from None
-    except OSError as exc:
-        raise InputError(f"cannot read {what}: {exc.strerror or exc}", file=shown) from None
-    if len(data) > MAX_FILE_BYTES:
-        raise InputError(f"larger than {MAX_FILE_BYTES >> 20} MiB: not a {what}", file=shown)
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise InputError(f"not UTF-8 text (byte 0x{data[exc.start]:02x})", file=shown, field=f"line {line}") from None
 
 
 def _field_of(loc: tuple[Any, ...]) -> str:
@@ -181,20 +135,6 @@ def _invalid(exc: ValidationError, text: str, shown: str, list_known: bool = Tru
     field = _field_of(loc) + (f" (line {line})" if line else "")
     message = "unknown key" if err["type"] == "extra_forbidden" and not list_known else _message(err)
     return InputError(message, file=shown, field=field)
-
-
-def _parse_yaml(text: str, shown: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else None
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InputError(f"not valid YAML: {problem}", file=shown, field=where) from None
-    except RecursionError:
-        raise InputError("not valid YAML: nested too deeply", file=shown) from None
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise InputError(f"not valid YAML: {exc}", file=shown) from None
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -51,9 +51,13 @@ def plugin(kind: str) -> Any:
 def kind_of(state_file: str | Path) -> str:
     """The kind a state file was written by (state files from before `kind` existed: sandbox)."""
     try:
-        return json.loads(Path(state_file).read_text()).get("kind", "sandbox")
-    except (OSError, ValueError):
+        state = json.loads(Path(state_file).read_bytes())
+    except (OSError, ValueError, RecursionError):
         raise InputError("no readable target state file", file=str(state_file)) from None
+    kind = state.get("kind", "sandbox") if isinstance(state, dict) else None
+    if not isinstance(kind, str):
+        raise InputError("not a target state file (a JSON object naming its kind)", file=str(state_file))
+    return kind
 
 
 def attach(state_file: str | Path) -> Any:
