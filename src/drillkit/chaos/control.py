@@ -26,8 +26,8 @@ provider returned) or its start (`"at": "start"`).
 `{"drillkit": {"phase": "promote"}}` puts the activity in the runbook phase `promote`: its events
 carry the phase, and `targets.phases.promote` budgets the whole group (drillkit.measure.phases). drillkit's own
 actions (`drillkit.chaos.*` providers) record their faults themselves, at the moment the fault took
-effect (named by their own arguments): a `fault` mark on one of them adds `fault.failed` when it
-fails, and no second event when it succeeds.
+effect (named by their own arguments): a `fault` mark on one of them adds no second event when it
+succeeds, and `fault.failed` when it fails (drillkit.chaos.process records that itself too).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def after_activity_control(context: dict, state: dict, configuration: dict | Non
     error = provider_failure(context, state)
     common = {"activity": context.get("name"), "marked": True}
     if error is not None:
-        if "fault" in mark:
+        if "fault" in mark and not _records_itself(context, failures=True):
             _event(configuration, FAULT_FAILED, t=hi, t_lo=lo, t_hi=hi, fault=mark["fault"], error=error, **common)
         return
     t, lo, hi, source = fault_instant(state.get("output"), lo, hi, mark.get("at"))
@@ -93,11 +93,16 @@ def after_activity_control(context: dict, state: dict, configuration: dict | Non
 
 
 OWN_PROVIDERS = "drillkit.chaos."
+RECORDS_FAILURES = ("drillkit.chaos.process",)
+"""drillkit's own fault providers that record their `fault.failed` too."""
 
 
-def _records_itself(activity: dict[str, Any]) -> bool:
+def _records_itself(activity: dict[str, Any], failures: bool = False) -> bool:
     provider = activity.get("provider") or {}
-    return provider.get("type") == "python" and str(provider.get("module", "")).startswith(OWN_PROVIDERS)
+    module = str(provider.get("module", ""))
+    if provider.get("type") != "python":
+        return False
+    return module in RECORDS_FAILURES if failures else module.startswith(OWN_PROVIDERS)
 
 
 def provider_failure(activity: dict[str, Any], state: dict[str, Any]) -> str | None:
