@@ -32,7 +32,7 @@ def _without_clock(text: str) -> str:
 ADDED_SINCE = ("rpo_by_store", "alarms_raised", "alarms", "time_to_detect_s", "phases", "rto_last_client_s",
                "clients", "clients_failed", "clients_not_recovered", "restore_tests", "backup_age_s",
                "restore_test_s", "restores_verified", "clock_offsets", "clock_uncertainty_s", "load_workers",
-               "load_workers_lost", "t_fault_lo", "t_fault_hi", "not_measured", "faults_failed",
+               "load_workers_lost", "t_fault_lo", "t_fault_hi", "t_fault_source", "not_measured", "faults_failed",
                "writes_lost_around_fault", "lost_around_fault_keys_first")
 """Measures added after the archive was recorded: every other byte must be the same."""
 JUDGED_SINCE = ("experiment", "runbook_step", "rollback")

@@ -119,6 +119,7 @@ def measure(folder: Path | str) -> Measures:
             m["rpo_s"] = max(m["rpo_s"] or 0.0, items["rpo_items_s"])
     m["t_fault"] = seconds(t_fault)
     m["t_fault_lo"], m["t_fault_hi"] = seconds(fault.t_lo), seconds(fault.t_hi)
+    m["t_fault_source"] = fault.source
     m["not_measured"] = fault.not_measured
     m["faults_failed"] = [{k: e.get(k) for k in ("fault", "activity", "error", "t")} for e in fault.failed]
     if fault.not_measured:

@@ -18,6 +18,8 @@ class Fault:
     t_hi: float | None
     not_measured: str | None
     failed: tuple[dict[str, Any], ...] = ()
+    source: str | None = None
+    """Where the instant comes from: `system call`, `provider`, `activity` (None: not recorded, v1)."""
 
     @property
     def width(self) -> float:
@@ -40,4 +42,4 @@ def fault_of(events: list[dict[str, Any]]) -> Fault:
         return Fault(None, None, None, "not measured: the experiment injected no fault (no fault.injected event)")
     t = float(event["t"])
     lo, hi = float(event.get("t_lo", t)), float(event.get("t_hi", t))
-    return Fault(t, min(lo, t), max(hi, t), None)
+    return Fault(t, min(lo, t), max(hi, t), None, source=event.get("instant"))
