@@ -7,8 +7,8 @@ every descendant (`tree`), and refuses what would hit drillkit itself: pid <= 1 
 process groups: `kill -KILL 0` kills the caller's own group), drillkit's own process, its process
 group and its ancestors.
 
-The fault's instant is taken at the system call: `t_lo` just before the first `os.kill`, `t_hi`
-just after the last, and `t` the middle of the first process's own call. Then the effect is
+The fault's instant is taken at the system call: `t` = `t_lo` just before the first `os.kill` (the
+first process named, signalled first), `t_hi` just after the last (with `tree`, the last descendant). Then the effect is
 confirmed before the provider returns: killed processes gone (a zombie is gone), frozen ones with
 every thread stopped. A process that cannot be found, signalled or confirmed fails the activity
 (ActivityFailed); as the activity failed, no fault took effect as far as the drill knows, and the
@@ -114,8 +114,8 @@ def _freeze(pid, pidfile, command, tree, timeout) -> dict[str, Any]:
 
 
 def _signal(targets: list[ProcessEntry], sig: int) -> tuple[float, float, float]:
-    """Signal each process, the first named first; (t_lo, t, t_hi): before the first call, the
-    middle of the first call, after the last. A process gone since it was found is skipped, unless
+    """Signal each process, the first named first; (t_lo, t, t_hi): t_lo = t the moment just before
+    the first call (the signal is sent inside it, microseconds later), t_hi after the last call. A process gone since it was found is skipped, unless
     it was the only one."""
     sent = 0
     t_lo = t = None
@@ -131,7 +131,7 @@ def _signal(targets: list[ProcessEntry], sig: int) -> tuple[float, float, float]
             raise FaultError(f"not permitted to signal pid {entry.pid}") from None
         after = time.time()
         if t is None:
-            t_lo, t = before, (before + after) / 2
+            t_lo = t = before
         sent += 1
     if not sent:
         raise FaultError(f"no such process: pid {', '.join(str(e.pid) for e in targets)} exited before the signal")
