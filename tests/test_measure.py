@@ -164,7 +164,9 @@ def test_no_fault_event(tmp_path):
     ops = [W(9, 9.5, ok=False), W(10, 10.1), W(13, 13.1)]
     s = summarize(drill(tmp_path, ops, fault=None))
     m = s["measures"]
-    assert m["t_fault"] is None and m["rto_s"] == 0 and m["rpo_s"] == 0
+    # no fault instant, no RTO and no RPO: "not measured", never 0 (issue 30)
+    assert m["t_fault"] is None and m["rto_s"] is None and m["rpo_s"] is None
+    assert m["not_measured"].startswith("not measured: the experiment injected no fault")
     assert any("no fault.injected" in n for n in s["notes"])
 
 
@@ -399,7 +401,7 @@ def test_no_load_at_all(tmp_path):
     (folder / "events.jsonl").write_text(json.dumps({"t": 1, "kind": "drill.aborted", "reason": "port in use"}) + "\n")
     s = summarize(folder)
     m = s["measures"]
-    assert s["verdict"] == "aborted" and m["ops_total"] == 0 and m["availability"] is None and m["rto_s"] == 0
+    assert s["verdict"] == "aborted" and m["ops_total"] == 0 and m["availability"] is None and m["rto_s"] is None
     assert s["scenario"] is None and m["t_start"] is None
 
 

@@ -32,7 +32,8 @@ def _without_clock(text: str) -> str:
 ADDED_SINCE = ("rpo_by_store", "alarms_raised", "alarms", "time_to_detect_s", "phases", "rto_last_client_s",
                "clients", "clients_failed", "clients_not_recovered", "restore_tests", "backup_age_s",
                "restore_test_s", "restores_verified", "clock_offsets", "clock_uncertainty_s", "load_workers",
-               "load_workers_lost")
+               "load_workers_lost", "t_fault_lo", "t_fault_hi", "t_fault_source", "not_measured", "faults_failed",
+               "writes_lost_around_fault", "lost_around_fault_keys_first")
 """Measures added after the archive was recorded: every other byte must be the same."""
 JUDGED_SINCE = ("experiment", "runbook_step", "rollback")
 """Check kinds added since (the experiment's own outcome was a reason, not a check); every check
@@ -57,6 +58,10 @@ def test_measure_reproduces_the_stored_drill_byte_for_byte(stored, name):
     assert added["alarms_raised"] == [] and added["alarms"] == [] and added["time_to_detect_s"] is None
     assert added["clock_offsets"] == [] and added["clock_uncertainty_s"] is None  # one host, one clock
     assert added["load_workers"] == [] and added["load_workers_lost"] == []  # one Locust process
+    # v1 fault events carry no interval: the instant is known exactly, [t, t], and nothing is lost around it
+    assert added["t_fault_lo"] == added["t_fault_hi"] == m["t_fault"] is not None
+    assert added["not_measured"] is None and added["faults_failed"] == []
+    assert added["writes_lost_around_fault"] == 0 and added["lost_around_fault_keys_first"] == []
     # every runbook step and rollback the journal holds is in a phase
     journal = json.loads((stored / name / "journal.json").read_text())
     timed = {a for p in added["phases"].values() for a in p["activities"]}

@@ -405,7 +405,7 @@ def sandbox_down(pointer: Path) -> None:
         if target is not None and Path(target.root).absolute() != root:
             raise InputError("its state names another folder; nothing was touched", file=str(state))
     except InputError as exc:
-        _fail(str(exc.in_file(state)), EXIT_INPUT)
+        _fail(str(exc.in_file(str(state))), EXIT_INPUT)
     except Exception as exc:  # a state file that parses but is not one: a bad pointer, not a crash
         _fail(f"{state}: not a target state file ({type(exc).__name__}: {exc})", EXIT_INPUT)
     if target is not None:

@@ -8,24 +8,38 @@ marks itself as the drill's fault with a `drillkit` key:
     {"type": "action", "name": "kill-primary", "provider": {"type": "process", ...},
      "drillkit": {"fault": "primary-loss", "at": "end"}}
 
-The control then records `fault.injected` (fault `primary-loss`) when the activity succeeded, at its
-end (default: the fault has taken effect once the provider returned) or its start (`"at": "start"`),
-as chaoslib timed the provider call, without the activity's pauses.
+The control then records `fault.injected` (fault `primary-loss`) only when the activity succeeded
+by its provider's own contract, which chaoslib does not hold it to: a `process` provider must exit
+with status 0 (chaoslib only logs a warning and carries on), an `http` provider must answer a
+status below 400 (chaoslib has no expected status: it warns too), a `python` provider must return
+without raising. Otherwise the control records `fault.failed` with the provider's error, and the
+drill has no fault instant, no RTO and no RPO (docs/measurements.md).
+
+The fault's instant `t` lies in the interval [`t_lo`, `t_hi`] recorded with it. A provider may
+report its own instant (FAULT_INSTANT_KEY, epoch seconds; `drillkit_fault_t_lo`/`_hi` optional):
+a process prints it as a JSON line on stdout, a Python provider returns it in a dict, an HTTP
+answer carries it in its JSON body. A reported instant outside the activity's own span is not
+taken. Otherwise the interval is the provider call as chaoslib timed it (its start and end,
+without the activity's pauses) and `t` is its end (default: the fault has taken effect once the
+provider returned) or its start (`"at": "start"`).
 `{"drillkit": {"clears": "primary-loss"}}` records `fault.cleared` the same way.
 `{"drillkit": {"phase": "promote"}}` puts the activity in the runbook phase `promote`: its events
 carry the phase, and `targets.phases.promote` budgets the whole group (drillkit.measure.phases). drillkit's own
-actions record their faults themselves, at the moment the fault took effect.
+actions (`drillkit.chaos.*` providers) record their faults themselves, at the moment the fault took
+effect (named by their own arguments): a `fault` mark on one of them adds no second event when it
+succeeds, and `fault.failed` when it fails (drillkit.chaos.process records that itself too).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime
 from typing import Any
 
 from drillkit.chaos import events_file_from
-from drillkit.evidence import (ACTIVITY_END, ACTIVITY_START, EXPERIMENT_END, FAULT_CLEARED, FAULT_INJECTED,
-                               ROLLBACKS_END, ROLLBACKS_START, append_event)
+from drillkit.evidence import (ACTIVITY_END, ACTIVITY_START, EXPERIMENT_END, FAULT_CLEARED, FAULT_FAILED,
+                               FAULT_INJECTED, FAULT_INSTANT_KEY, ROLLBACKS_END, ROLLBACKS_START, append_event)
 
 MARK_KEY = "drillkit"
 
@@ -60,15 +74,88 @@ def after_activity_control(context: dict, state: dict, configuration: dict | Non
         fields["error"] = str(state["exception"][-1]).strip()
     _event(configuration, ACTIVITY_END, **fields)
     mark = mark_of(context)
-    if mark and status == "succeeded":
-        # chaoslib's own times of the provider call, without the activity's pauses
-        t = _epoch(state.get("start") if mark.get("at") == "start" else state.get("end"))
-        if "fault" in mark:
-            _event(configuration, FAULT_INJECTED, t=t, fault=mark["fault"], activity=context.get("name"),
-                   marked=True, **({"precondition": True} if mark.get("precondition") else {}))
-        if "clears" in mark:
-            _event(configuration, FAULT_CLEARED, t=t, fault=mark["clears"], activity=context.get("name"),
-                   marked=True)
+    if not ({"fault", "clears"} & set(mark)):
+        return
+    lo, hi = _epoch(state.get("start")), _epoch(state.get("end"))
+    error = provider_failure(context, state)
+    common = {"activity": context.get("name"), "marked": True}
+    if error is not None:
+        if "fault" in mark and not _records_itself(context, failures=True):
+            _event(configuration, FAULT_FAILED, t=hi, t_lo=lo, t_hi=hi, fault=mark["fault"], error=error, **common)
+        return
+    t, lo, hi, source = fault_instant(state.get("output"), lo, hi, mark.get("at"))
+    common.update(t_lo=lo, t_hi=hi, instant=source)
+    if "fault" in mark and not _records_itself(context):
+        _event(configuration, FAULT_INJECTED, t=t, fault=mark["fault"], **common,
+               **({"precondition": True} if mark.get("precondition") else {}))
+    if "clears" in mark:
+        _event(configuration, FAULT_CLEARED, t=t, fault=mark["clears"], **common)
+
+
+OWN_PROVIDERS = "drillkit.chaos."
+RECORDS_FAILURES = ("drillkit.chaos.process",)
+"""drillkit's own fault providers that record their `fault.failed` too."""
+
+
+def _records_itself(activity: dict[str, Any], failures: bool = False) -> bool:
+    provider = activity.get("provider") or {}
+    module = str(provider.get("module", ""))
+    if provider.get("type") != "python":
+        return False
+    return module in RECORDS_FAILURES if failures else module.startswith(OWN_PROVIDERS)
+
+
+def provider_failure(activity: dict[str, Any], state: dict[str, Any]) -> str | None:
+    """Why the activity did not succeed by its provider's own contract, or None when it did."""
+    if state.get("status") != "succeeded":
+        lines = "".join(map(str, state.get("exception") or [])).strip().splitlines()
+        return lines[-1].strip() if lines else f"the activity {state.get('status') or 'did not run'}"
+    kind = (activity.get("provider") or {}).get("type")
+    output = state.get("output")
+    if kind == "process" and isinstance(output, dict) and output.get("status") != 0:
+        said = (str(output.get("stderr") or "").strip() or str(output.get("stdout") or "").strip()).splitlines()
+        return f"exit status {output.get('status')}" + (f": {said[-1][:200]}" if said else "")
+    if kind == "http" and isinstance(output, dict) and isinstance(output.get("status"), int) \
+            and output["status"] >= 400:
+        body = output.get("body")
+        text = (json.dumps(body) if isinstance(body, (dict, list)) else str(body or "")).strip()
+        return f"HTTP status {output['status']}" + (f": {text[:200]}" if text else "")
+    return None
+
+
+def reported_instant(output: Any) -> dict[str, float] | None:
+    """The instant a provider reported in its output (see the module's doc), or None."""
+    found = None
+    if isinstance(output, dict) and isinstance(output.get("body"), dict) and "headers" in output:
+        found = output["body"]  # an HTTP answer
+    elif isinstance(output, dict) and isinstance(output.get("stdout"), str) and "status" in output:
+        for line in output["stdout"].splitlines():  # a process: its last such line
+            line = line.strip()
+            if line.startswith("{") and FAULT_INSTANT_KEY in line:
+                try:
+                    doc = json.loads(line)
+                except ValueError:
+                    continue
+                found = doc if isinstance(doc, dict) else found
+    elif isinstance(output, dict):
+        found = output  # a Python provider
+    if not found or FAULT_INSTANT_KEY not in found:
+        return None
+    try:
+        t = float(found[FAULT_INSTANT_KEY])
+        return {"t": t, "t_lo": float(found.get(f"{FAULT_INSTANT_KEY}_lo", t)),
+                "t_hi": float(found.get(f"{FAULT_INSTANT_KEY}_hi", t))}
+    except (TypeError, ValueError):
+        return None
+
+
+def fault_instant(output: Any, lo: float, hi: float, at: str | None) -> tuple[float, float, float, str]:
+    """`t`, `t_lo`, `t_hi` and where they come from: the provider's report when it lies within the
+    activity's span (`provider`), else the span itself (`activity`)."""
+    got = reported_instant(output)
+    if got and lo <= got["t_lo"] <= got["t"] <= got["t_hi"] <= hi:
+        return got["t"], got["t_lo"], got["t_hi"], "provider"
+    return (lo if at == "start" else hi), lo, hi, "activity"
 
 
 def _epoch(iso: str | None) -> float:

@@ -46,7 +46,16 @@ STAGE_START = "stage.start"
 STAGE_END = "stage.end"
 ACTIVITY_START = "activity.start"
 FAULT_INJECTED = "fault.injected"
-"""A fault took effect (`fault`); the first one not marked `precondition` is t_fault."""
+"""A fault took effect (`fault`) at `t`, known to lie in [`t_lo`, `t_hi`] (absent in folders written
+before the interval: [t, t]); the first one not marked `precondition` is t_fault."""
+FAULT_FAILED = "fault.failed"
+"""An activity meant to inject a fault did not succeed by its provider's own contract (`fault`,
+`activity`, `error`: the provider's error, `t` with `t_lo`/`t_hi` the activity's span); a drill
+whose only faults failed has no t_fault, so no RTO and no RPO (docs/measurements.md)."""
+FAULT_INSTANT_KEY = "drillkit_fault_t"
+"""What a fault provider reports of its own instant: a JSON object carrying this key (epoch seconds),
+and optionally `drillkit_fault_t_lo` / `drillkit_fault_t_hi`, as a process's stdout line, a Python
+provider's return value or an HTTP answer's JSON body (drillkit.chaos.control)."""
 FAULT_CLEARED = "fault.cleared"
 ROUTING_SWITCH = "routing.switch"
 ROUTING_SHIFT = "routing.shift"

@@ -35,10 +35,11 @@ BACKUP_AGE = "backup_age"
 RESTORE_TIME = "restore_time"
 LWW = "lww"
 DIVERGENT = "divergent"
+FAULT = "fault"
 
 KINDS = (EXPERIMENT, RUNBOOK_STEP, ROLLBACK, RECOVERED, RTO, RTO_OP, RPO, RPO_STORE, LOST_WRITES, INTEGRITY,
          AVAILABILITY, REPLICATION_LAG, PHASE, ALARM, TIME_TO_DETECT, RESTORE_TEST, BACKUP_AGE, RESTORE_TIME,
-         LWW, DIVERGENT)
+         LWW, DIVERGENT, FAULT)
 
 # target key -> (measure, kind, label, how it compares)
 TARGETS: dict[str, tuple[str, str, str, str]] = {
@@ -97,6 +98,7 @@ def judge(measures: Measures, targets: dict[str, Any], journal: dict[str, Any] |
     always `recovered`. `targets` is the parsed Targets model as a dict (seconds, counts, ratios)."""
     m = measures.values
     checks = _experiment(measures, journal)
+    checks += [_fault_failed(f) for f in m.get("faults_failed") or []]
     for name, (key, kind, label, how) in TARGETS.items():
         if targets.get(name) is not None:
             checks.append(_hold(name, kind, label, how, targets[name], m.get(key), key, m))
@@ -174,7 +176,9 @@ def _hold(name: str, kind: str, label: str, how: str, target: Any, measured: Any
           m: dict[str, Any], subject: str | None = None) -> Check:
     shown = _SHOW[how](target)
     if measured is None:
-        if kind in (RTO, RTO_OP):
+        if kind in (RTO, RTO_OP, RPO, RPO_STORE) and m.get("not_measured"):
+            unknown = m["not_measured"]
+        elif kind in (RTO, RTO_OP):
             unknown = "not recovered"
         elif key in AUDIT_MEASURES and not m.get("audited") or key in ITEM_MEASURES:
             unknown = "not audited"
@@ -193,6 +197,13 @@ def _hold(name: str, kind: str, label: str, how: str, target: Any, measured: Any
         passed = measured <= target
         message = f"{label} {measured:.3f} s {'within' if passed else 'exceeds'} target {shown}"
     return Check(name, kind, target, measured, bool(passed), message, subject)
+
+
+def _fault_failed(f: dict[str, Any]) -> Check:
+    """A fault the experiment meant to inject and did not: the drill measured no disaster."""
+    name = str(f.get("fault"))
+    return Check(f"fault:{name}", FAULT, "injected", "failed", False,
+                 f"fault {name!r} (activity {f.get('activity')!r}) failed: {f.get('error')}; no RTO or RPO", name)
 
 
 def _alarm(a: dict[str, Any]) -> Check:

@@ -23,15 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from drillkit.errors import EvidenceError
-from drillkit.evidence import (HARNESS_KILLED, harness_killed)
-from drillkit.evidence import (DRILL_ABORTED, DRILL_END, DRILL_START, EVENTS, FAULT_INJECTED, FINAL_STATE,
-                               REQUESTS_DIR, SCENARIO, read_events)
+from drillkit.evidence import (DRILL_ABORTED, DRILL_END, DRILL_START, EVENTS, FINAL_STATE, HARNESS_KILLED,
+                               REQUESTS_DIR, SCENARIO, harness_killed, read_events)
 from drillkit.evidence.history import read_history
 
 from . import read
 from .alarms import alarms
 from .audit import AUDIT_MEASURES, audit
 from .lag import alarms_raised, lag, read_lag
+from .fault import fault_of
 from .lww import measure_items
 from .phases import phases
 from .read import DEFAULT_STABLE, seconds
@@ -79,10 +79,10 @@ def measure(folder: Path | str) -> Measures:
     aborted = [str(e.get("reason", "no reason recorded")) for e in events if e.get("kind") == DRILL_ABORTED]
     if harness_killed(events):
         aborted.append(f"{HARNESS_KILLED}: {EVENTS} has no {DRILL_END}")
-    t_fault = next((float(e["t"]) for e in events
-                    if e.get("kind") == FAULT_INJECTED and not e.get("precondition")), None)
-    if t_fault is None:
-        notes.append("no fault.injected event: RTO and RPO are 0")
+    fault = fault_of(events)
+    t_fault = fault.t
+    if fault.not_measured:
+        notes.append(f"RTO and RPO {fault.not_measured}")
 
     ops = read_history(folder)
     final = read.read_final_state(folder, required=not aborted)
@@ -91,9 +91,9 @@ def measure(folder: Path | str) -> Measures:
                      "so the data measures are unknown")
 
     m: dict[str, Any] = {}
-    m.update(rto(ops, t_fault, stable))
-    m.update(last_client(ops, t_fault))
-    audit_measures, lists = audit(ops, final, t_fault)
+    m.update(rto(ops, t_fault, stable, fault.t_lo, fault.width))
+    m.update(last_client(ops, t_fault, fault.t_lo))
+    audit_measures, lists = audit(ops, final, t_fault, None if t_fault is None else (fault.t_lo, fault.t_hi))
     m.update(audit_measures)
     m["audited"] = final is not None
     m.update(counts(ops))
@@ -120,11 +120,33 @@ def measure(folder: Path | str) -> Measures:
                                           "writes_lost": items["items_lost"]}
             m["rpo_s"] = max(m["rpo_s"] or 0.0, items["rpo_items_s"])
     m["t_fault"] = seconds(t_fault)
+    m["t_fault_lo"], m["t_fault_hi"] = seconds(fault.t_lo), seconds(fault.t_hi)
+    m["t_fault_source"] = fault.source
+    m["not_measured"] = fault.not_measured
+    m["faults_failed"] = [{k: e.get(k) for k in ("fault", "activity", "error", "t")} for e in fault.failed]
+    if fault.not_measured:
+        _without_fault(m)
     t_start = next((e["t"] for e in events if e.get("kind") == DRILL_START), None)
     t_end = next((e["t"] for e in reversed(events) if e.get("kind") == DRILL_END), None)
     m["t_start"] = seconds(t_start if t_start is not None else (ops.t0.min() if ops.t0.size else None))
     m["t_end"] = seconds(t_end if t_end is not None else (ops.t1.max() if ops.t1.size else None))
     return Measures(folder, scenario, m, lists, aborted, notes)
+
+
+NEEDS_FAULT = ("rto_s", "rto_write_s", "rto_read_s", "rto_resolution_s", "rto_last_client_s", "rpo_s",
+               "rpo_items_s", "writes_lost_after_fault", "writes_lost_around_fault")
+"""Measures taken from the fault's instant: null ("not measured") in a drill without one."""
+
+
+def _without_fault(m: dict[str, Any]) -> None:
+    """No fault instant: no RTO and no RPO, never 0 (docs/measurements.md, "The fault")."""
+    for name in NEEDS_FAULT:
+        if name in m:
+            m[name] = None
+    for got in (m.get("rto_by_op") or {}).values():
+        got.update(rto_s=None, resolution_s=None)
+    for got in (m.get("rpo_by_store") or {}).values():
+        got["rpo_s"] = None
 
 
 def _alarm_definitions(scenario: dict[str, Any], folder: Path) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from .read import seconds as _r
 FIRST_KEYS = 10
 
 AUDIT_MEASURES = ("rpo_s", "writes_lost", "writes_lost_after_fault", "writes_recovered", "records_unexpected",
-                  "records_corrupt", "lost_window", "rpo_by_store")
+                  "records_corrupt", "lost_window", "rpo_by_store", "writes_lost_around_fault")
 """The measures only the data audit (final_state.jsonl) can give: null ("not audited") without it."""
 
 
@@ -47,10 +47,13 @@ def _same(a: Any, a_rows: np.ndarray, b: Any, b_rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def audit(ops: History, final: dict[str, Any] | None, t_fault: float | None) -> tuple[dict, dict]:
+def audit(ops: History, final: dict[str, Any] | None, t_fault: float | None,
+          interval: tuple[float, float] | None = None) -> tuple[dict, dict]:
     """Jepsen's per-key verdicts: lost, recovered, unexpected, corrupt. Keys are compared as
-    codes; a checksum only with the one it must match (the key's last acknowledged write's)."""
-    names = ("lost", "lost_after_fault", "corrupt", "unexpected", "recovered")
+    codes; a checksum only with the one it must match (the key's last acknowledged write's).
+    A lost write acknowledged inside the fault's `interval` [t_lo, t_hi] is "around the fault":
+    counted apart, neither before nor after it (RPO still takes t_fault as the moment of the loss)."""
+    names = ("lost", "lost_after_fault", "lost_around_fault", "corrupt", "unexpected", "recovered")
     if final is None:
         m = {k: None for k in AUDIT_MEASURES}
         m.update({f"{n}_keys_first": [] for n in names})
@@ -92,7 +95,9 @@ def audit(ops: History, final: dict[str, Any] | None, t_fault: float | None) -> 
     u = np.flatnonzero(~wok & corrupt[wk])
     u = u[_same(wck, u, fck, final_row[wk[u]]) & (wt1[u] > last_t0[wk[u]])]
     corrupt[wk[u]] = False
-    lost_after = lost & (last_t1 > t_fault) if t_fault is not None else np.zeros(n, bool)
+    lo, hi = interval if interval is not None else (t_fault, t_fault)
+    lost_after = lost & (last_t1 > hi) if t_fault is not None else np.zeros(n, bool)
+    lost_around = lost & (last_t1 >= lo) & (last_t1 <= hi) if t_fault is not None else np.zeros(n, bool)
 
     lost_t1 = wt1[wok & lost[wk]]
 
@@ -118,6 +123,7 @@ def audit(ops: History, final: dict[str, Any] | None, t_fault: float | None) -> 
     lists = {
         "lost": by_time(lost, last_t1),
         "lost_after_fault": by_time(lost_after, last_t1),
+        "lost_around_fault": by_time(lost_around, last_t1),
         "corrupt": by_time(corrupt, last_t1),
         "unexpected": by_time(unexpected, None),
         "recovered": by_time(recovered, last_write_t1),
@@ -127,6 +133,7 @@ def audit(ops: History, final: dict[str, Any] | None, t_fault: float | None) -> 
         "rpo_by_store": by_store,
         "writes_lost": int(lost.sum()),
         "writes_lost_after_fault": int(lost_after.sum()),
+        "writes_lost_around_fault": int(lost_around.sum()),
         "writes_recovered": int(recovered.sum()),
         "records_unexpected": int(unexpected.sum()),
         "records_corrupt": int(corrupt.sum()),

@@ -17,6 +17,8 @@ BASE_CLASSES = ("write", "read")
 
 def _failure_bursts(t0: np.ndarray, t1: np.ndarray, ok: np.ndarray, t_fault: float | None,
                     stable: float) -> list[dict]:
+    # t_fault here is the earliest the fault may have taken effect (t_lo): a failure it caused can end
+    # before the instant recorded
     """Every failure burst of one op class after the fault, in order: the first is the outage RTO
     times; later ones are a failback's switchover or a flapping recovery. A burst is failures whose
     starts lie within `stable` of each other. It starts at the end of its first failure and ends at
@@ -42,13 +44,16 @@ def _failure_bursts(t0: np.ndarray, t1: np.ndarray, ok: np.ndarray, t_fault: flo
     return bursts
 
 
-def _rto_class(t1: np.ndarray, ok: np.ndarray, t_fault: float | None, bursts: list[dict]) -> dict:
-    """Recovery of one op class: the end of its first failure burst."""
+def _rto_class(t1: np.ndarray, ok: np.ndarray, t_fault: float | None, bursts: list[dict], since: float | None = None,
+               width: float = 0.0) -> dict:
+    """Recovery of one op class: the end of its first failure burst, from t_fault; failures count from
+    `since` (the fault interval's start), and the resolution includes the interval's `width`."""
+    since = t_fault if since is None else since
     out = {"rto_s": 0.0, "resolution_s": None, "t_recovered": None, "t_first_failure": None,
            "t_last_failure": None, "failures": sum(b["failures"] for b in bursts), "recovered": True}
     if not bursts:
         return out
-    out["t_first_failure"] = _r(t1[~ok & (t1 > t_fault)].min())
+    out["t_first_failure"] = _r(t1[~ok & (t1 > since)].min())
     first = bursts[0]
     out["t_last_failure"] = _r(first["last_failure"])
     if first["end"] is None:
@@ -59,20 +64,24 @@ def _rto_class(t1: np.ndarray, ok: np.ndarray, t_fault: float | None, bursts: li
     out.update(
         rto_s=_r(max(0.0, r_t1 - t_fault)),
         t_recovered=_r(r_t1),
-        resolution_s=_r(r_t1 - before.max()) if before.size else None,
+        resolution_s=_r(r_t1 - before.max() + width) if before.size else None,
     )
     return out
 
 
-def rto(ops: History, t_fault: float | None, stable: float) -> dict[str, Any]:
+def rto(ops: History, t_fault: float | None, stable: float, since: float | None = None,
+        width: float = 0.0) -> dict[str, Any]:
+    """RTO per op class from t_fault; `since` <= t_fault is the start of the fault's interval (failures
+    are the fault's from there) and `width` its length, added to the resolution."""
     t0, t1, ok = ops.t0, ops.t1, ops.ok
+    since = t_fault if since is None else since
     classes = list(BASE_CLASSES) + sorted(c for c in ops.classes if c not in BASE_CLASSES)
     by_op = {}
     outages = []
     for cls in classes:
         sel = ops.is_op(cls)
-        bursts = _failure_bursts(t0[sel], t1[sel], ok[sel], t_fault, stable)
-        by_op[cls] = _rto_class(t1[sel], ok[sel], t_fault, bursts)
+        bursts = _failure_bursts(t0[sel], t1[sel], ok[sel], since, stable)
+        by_op[cls] = _rto_class(t1[sel], ok[sel], t_fault, bursts, since, width)
         outages += [{"op": cls, "start": _r(b["start"]), "end": None if b["end"] is None else _r(b["end"]),
                      "duration_s": None if b["end"] is None else _r(max(0.0, b["end"] - b["start"])),
                      "failures": b["failures"]} for b in bursts]
@@ -89,7 +98,7 @@ def rto(ops: History, t_fault: float | None, stable: float) -> dict[str, Any]:
 
 
 
-def last_client(ops: History, t_fault: float | None) -> dict[str, Any]:
+def last_client(ops: History, t_fault: float | None, since: float | None = None) -> dict[str, Any]:
     """When the last client had service back: per client (records that name one), the end of its
     first success that started after its last failure after the fault; the latest of those, from
     the fault. Where clients route on their own (a cached config.json, a resolver's DNS TTL) the
@@ -102,7 +111,8 @@ def last_client(ops: History, t_fault: float | None) -> dict[str, Any]:
     codes, names = ops.client[named], ops.clients
     t0, t1, ok = ops.t0[named], ops.t1[named], ops.ok[named]
     out["clients"] = len(names)
-    fail = ~ok & (t1 > t_fault) if t_fault is not None else np.zeros(len(ok), bool)
+    since = t_fault if since is None else since
+    fail = ~ok & (t1 > since) if t_fault is not None else np.zeros(len(ok), bool)
     if not fail.any():
         out["rto_last_client_s"] = 0.0 if t_fault is not None else None
         return out

@@ -117,6 +117,36 @@ def _clock(m: dict) -> str:
     return "" if u is None else f" ± {u * 1000:.1f} ms (clock)"
 
 
+SOURCES = {"system call": "taken at the signal's system call", "provider": "reported by the fault's provider",
+           "activity": "the fault activity's start and end (its provider reported no instant)"}
+
+
+def _fault_row(m: dict, by_kind: dict[str | None, list[dict]]) -> Row | None:
+    """The fault's instant and the interval it is known to lie in, or why there is none."""
+    failed = by_kind.pop("fault", [])
+    t, why = fmt.num(m.get("t_fault")), m.get("not_measured")
+    if t is None and not why:
+        return None
+    row = Row("fault", "Fault — the instant RTO and RPO are measured from", checks=failed)
+    if t is None:
+        row.measured, row.status, row.finding = "not measured", "fail", f"RTO and RPO {why}."
+        row.detail = why
+        return row
+    lo, hi = fmt.num(m.get("t_fault_lo")), fmt.num(m.get("t_fault_hi"))
+    row.measured = f"{fmt.clock(t)} UTC"
+    bits = []
+    if lo is not None and hi is not None:
+        bits.append(f"within [{fmt.clock(lo)}, {fmt.clock(hi)}] UTC ({(hi - lo) * 1000:.1f} ms wide)")
+    if m.get("t_fault_source"):
+        bits.append(SOURCES.get(m["t_fault_source"], str(m["t_fault_source"])))
+    around = fmt.num(m.get("writes_lost_around_fault"))
+    if around:
+        bits.append(f"{fmt.plural(int(around), 'lost write', 'lost writes')} acknowledged inside it: "
+                    "around the fault, neither before nor after it")
+    row.detail = " · ".join(bits)
+    return row
+
+
 def build_rows(summary: dict) -> list[Row]:
     m = summary.get("measures") or {}
     targets = summary.get("targets") or {}
@@ -125,6 +155,10 @@ def build_rows(summary: dict) -> list[Row]:
         if isinstance(c, dict) and checks.kind_of(c) not in JOURNAL_KINDS:
             by_kind.setdefault(kind_of(c), []).append(c)
     rows: list[Row] = []
+    fault = _fault_row(m, by_kind)
+    if fault is not None:
+        rows.append(fault)
+    unknown = "not measured" if m.get("not_measured") else "not recovered"
 
     rto_checks = by_kind.pop("rto", [])  # judged in the class rows (or the service row below), never again raw
     rto_target = _target_of(rto_checks, targets, "rto")
@@ -135,7 +169,7 @@ def build_rows(summary: dict) -> list[Row]:
         rto = fmt.num(info.get("rto_s"))
         row = Row(f"rto:{cls}", f"RTO — {cls}s" if cls in CLASS_ORDER else f"RTO — {cls}",
                   target=f"≤ {fmt.human_target(target, True)}" if target is not None else "—",
-                  measured=fmt.secs(rto, none="not recovered") + (_clock(m) if rto is not None else ""),
+                  measured=fmt.secs(rto, none=unknown) + (_clock(m) if rto is not None else ""),
                   checks=own)
         bits = []
         if fmt.num(info.get("resolution_s")) is not None:
@@ -150,7 +184,9 @@ def build_rows(summary: dict) -> list[Row]:
             row.status = _status(own)
         elif limit is not None:
             row.status = "pass" if rto is not None and rto <= limit + 1e-9 else "fail"
-        if row.status == "fail":
+        if row.status == "fail" and m.get("not_measured"):
+            row.finding = f"RTO of {cls}s {m['not_measured']}."
+        elif row.status == "fail":
             row.finding = (
                 f"{_cap(cls)} were unavailable for {fmt.secs(rto)}; the target is "
                 f"{fmt.human_target(target, True)}." if rto is not None else
@@ -173,10 +209,12 @@ def build_rows(summary: dict) -> list[Row]:
             s == "pass" for s in class_results)
         if not agree:
             row = Row("rto", "RTO — service (slowest class)", measured=fmt.secs(
-                m.get("rto_s"), none="not recovered"), checks=rto_checks)
+                m.get("rto_s"), none=unknown), checks=rto_checks)
             row.target = f"≤ {fmt.human_target(rto_target, True)}"
             row.status = _status(rto_checks)
-            if row.status == "fail":
+            if row.status == "fail" and m.get("not_measured"):
+                row.finding = f"RTO {m['not_measured']}."
+            elif row.status == "fail":
                 row.finding = (f"The service was unavailable for {fmt.secs(m.get('rto_s'))}; the "
                                f"target is {fmt.human_target(rto_target, True)}." if fmt.num(m.get("rto_s"))
                                is not None else "The service never recovered before the load ended.")
@@ -203,7 +241,9 @@ def build_rows(summary: dict) -> list[Row]:
         row.detail = " · ".join(filter(None, [row.detail, ", ".join(
             f"{store} {fmt.secs(v.get('rpo_s'))} ({fmt.count(v.get('writes_lost'))} of "
             f"{fmt.count(v.get('writes_acked'))} lost)" for store, v in stores.items())]))
-    if row.status == "fail":
+    if row.status == "fail" and m.get("not_measured"):
+        row.measured, row.finding = "not measured", f"RPO {m['not_measured']}."
+    elif row.status == "fail":
         row.finding = (f"The recovery point was {fmt.secs(rpo)} before the fault: the earliest "
                        f"lost write was acknowledged at "
                        f"{fmt.clock(t_fault - (rpo or 0)) if t_fault else '—'} UTC; the target is "

@@ -288,8 +288,9 @@ ACTIONS_MODULE = "drillkit.chaos.actions"
 def check_fit(loaded: LoadedScenario, experiment: dict[str, Any]) -> None:
     """What the scenario says about its experiment holds: each phase budget names a phase the
     experiment has (an activity's name, or a `phase` its drillkit mark names), and each sandbox
-    step makes sense for the system's strategy."""
+    step makes sense for the system's strategy, and no fault takes a parameter from an unset variable."""
     _check_strategy(loaded, experiment)
+    _check_fault_variables(experiment, str(loaded.experiment_path))
     known = []
     for section in ("method", "rollbacks"):
         for activity in experiment.get(section) or []:
@@ -301,6 +302,62 @@ def check_fit(loaded: LoadedScenario, experiment: dict[str, Any]) -> None:
             raise InputError(f"names no phase of {loaded.experiment_path.name} (its phases: "
                              f"{', '.join(dict.fromkeys(known)) or 'none'})", file=str(loaded.path),
                              field=f"targets.phases.{phase}")
+
+
+PROCESS_FAULTS_MODULE = "drillkit.chaos.process"
+_VAR_REF = re.compile(r"\$\{([^}]+)\}")
+
+
+def _check_fault_variables(experiment: dict[str, Any], shown: str) -> None:
+    """No default kills: a fault (an activity marked `fault`/`clears`, or a drillkit.chaos.process
+    action) whose provider takes `${name}` from a configuration key that has no value (an `env`
+    reference to an unset or empty variable with no default, or no such key at all) is refused:
+    chaoslib would pass the text on (`kill -KILL ${pid}`) or an empty value (`kill -KILL 0`)."""
+    config = experiment.get("configuration") if isinstance(experiment.get("configuration"), dict) else {}
+    secrets = experiment.get("secrets") if isinstance(experiment.get("secrets"), dict) else {}
+    secret_names = {n for scope in secrets.values() if isinstance(scope, dict) for n in scope}
+    for section in ("method", "rollbacks"):
+        for i, activity in enumerate(experiment.get(section) or []):
+            if not isinstance(activity, dict) or not isinstance(activity.get("provider"), dict):
+                continue
+            provider = activity["provider"]
+            mark = activity.get("drillkit") if isinstance(activity.get("drillkit"), dict) else {}
+            if not ({"fault", "clears"} & set(mark)) and provider.get("module") != PROCESS_FAULTS_MODULE:
+                continue
+            for key in ("path", "url", "arguments", "headers"):
+                for name in _references(provider.get(key)):
+                    why = None if name in secret_names and name not in config else _unset(config, name)
+                    if why:
+                        raise InputError(f"the fault {activity.get('name')!r} takes ${{{name}}}, {why}: refused, "
+                                         "a fault never runs on a default target", file=shown,
+                                         field=f"{section}[{i}].provider.{key}")
+
+
+def _references(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return _VAR_REF.findall(value)
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _references(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in _references(v)]
+    return []
+
+
+def _unset(config: dict[str, Any], name: str) -> str | None:
+    """Why the configuration key `name` has no value at run time, or None when it has one."""
+    if name not in config:
+        return "which the experiment's configuration does not define"
+    value = config[name]
+    if isinstance(value, dict) and value.get("type") == "env":
+        var = value.get("key")
+        if os.environ.get(str(var)) not in (None, ""):
+            return None
+        if value.get("default") not in (None, ""):
+            return None
+        return f"from environment variable {var}, which is not set (and has no default)"
+    if value is None or value == "":
+        return "which is empty in the experiment's configuration"
+    return None
 
 
 def _check_strategy(loaded: LoadedScenario, experiment: dict[str, Any]) -> None:
