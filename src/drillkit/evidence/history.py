@@ -1,6 +1,9 @@
 """The client history, requests/*.jsonl: its one reader (docs/evidence.md#requestsjsonl).
 
-Every worker's file holds one line per operation as that worker saw it. measure reads it
+Every worker's file holds one line per operation as that worker saw it, and, since the history
+records invocations, one more before it was sent (drillkit.evidence.recorder): a completion
+names its invocation's `id` and its `outcome`; an invocation that no completion names was never
+answered, and is indeterminate. measure reads it
 strictly (`read_history`: a bad record is an error naming its file and line), the report
 leniently (`read_timeline`: bad lines are counted and left out of the chart), and the live
 safeguards tail it as it grows (`HistoryTail`). Both readers bring each worker's times onto the
@@ -24,20 +27,28 @@ import numpy as np
 
 from drillkit.evidence import REQUESTS_DIR, WRITE_OPS
 from drillkit.evidence.clocks import ClockCorrection, corrections
-from drillkit.evidence.columns import Check, Piece, parse, pieces, problem
+from drillkit.evidence.columns import Check, Piece, parse, parse_slowly, pieces, problem
+from drillkit.evidence.recorder import INDETERMINATE, OK, OUTCOMES
 
 CHECKED_FIELDS = {"t0": "number", "t1": "number", "op": "string", "key": "string", "ok": "bool",
                   "checksum": "string?", "client": "string?"}
-"""What every op must hold (docs/evidence.md); a record that does not is an error."""
-OP_FIELDS = {**CHECKED_FIELDS, "region": "string?", "value": "string?", "ts": "number?"}
-"""What measure reads of each op: the other fields are null where they have another kind,
-except in an item_write."""
+"""What every op's completion must hold (docs/evidence.md); a record that does not is an error."""
+INVOKE_FIELDS = {"id": "number", "t0": "number", "op": "string", "key": "string", "checksum": "string?",
+                 "client": "string?"}
+"""What an invocation (`"invoke": true`) must hold."""
+OP_FIELDS = {**CHECKED_FIELDS, "t1": "number?", "ok": "bool?", "region": "string?", "value": "string?",
+             "ts": "number?", "id": "number?", "outcome": "string?", "invoke": "bool?"}
+"""What measure reads of each line (an invocation has no t1 and no ok: checked by `_op_problem`):
+the other fields are null where they have another kind, except in an item_write."""
+OUTCOME_CODES = {OK: 0, "fail": 1, INDETERMINATE: 2}
+"""History.outcome's codes; a v1 completion (no outcome) is ok or fail by its `ok`."""
 ITEM_FIELDS = {"t0": "number", "t1": "number", "op": "string", "key": "string", "ok": "bool", "value": "string",
                "region": "string?", "ts": "number?", "client": "string?"}
 """What an `item_write` (active-active) must hold besides: the value it wrote."""
 ITEM_WRITE = "item_write"
-TIMELINE_FIELDS = {"t0": "number", "t1": "number", "op": "string?", "ok": "bool?"}
-"""What the report's timeline reads: when, which class, whether it succeeded."""
+TIMELINE_FIELDS = {"t0": "number", "t1": "number", "op": "string?", "ok": "bool?", "invoke": "bool?"}
+"""What the report's timeline reads: when, which class, whether it succeeded (of completions
+only: an invocation has no end, and is no unreadable line)."""
 TAIL_BYTES = 8 << 20
 """At most this much of a file is read per look by a tail; the rest waits for the next look."""
 
@@ -86,6 +97,17 @@ class History:
     clocks: list[ClockOffset] = field(default_factory=list)
     unreadable: int = 0
     """Lenient reading only: non-empty lines left out because they could not be read."""
+    outcome: np.ndarray | None = None
+    """Per completed op, OUTCOME_CODES (strict reading only)."""
+    invoked: bool = False
+    """The history records invocations (some line is one): indeterminate operations can be told."""
+    unanswered_t0: np.ndarray | None = None
+    unanswered_op: np.ndarray | None = None
+    """Invocations no completion names (in flight at the stop, or their process killed): when they
+    started and their class (codes into `classes`); indeterminate, and not in t0/t1 (no end)."""
+    unanswered_key: Any = None
+    unanswered_checksum: Any = None
+    """The unanswered writes' keys and the checksums of the payloads they sent."""
 
     def __len__(self) -> int:
         return len(self.t0)
@@ -131,7 +153,16 @@ def _corrected(table, correction: ClockCorrection | None) -> tuple[np.ndarray, n
 
 
 def _op_problem(rec: Any) -> str | None:
+    if isinstance(rec, dict) and rec.get("invoke") is True:
+        wrong = problem(rec, INVOKE_FIELDS)
+        return f"an invocation: {wrong}" if wrong else None
     wrong = problem(rec, CHECKED_FIELDS)
+    if wrong is None and (rec.get("outcome") is not None or rec.get("id") is not None):
+        if rec.get("outcome") not in OUTCOMES:
+            return f"outcome: must be one of {', '.join(OUTCOMES)}"
+        if (rec["outcome"] == OK) != rec["ok"]:
+            return f"outcome: {rec['outcome']} with ok {str(rec['ok']).lower()}"
+        wrong = problem(rec, {"id": "number?"})
     if wrong is None and rec.get("op") == ITEM_WRITE and (wrong := problem(rec, ITEM_FIELDS)):
         return f"an item_write record: {wrong}"
     return wrong
@@ -144,7 +175,38 @@ def _read(folder: Path, fields: dict[str, str], strict: bool, check: Check | Non
         fix = fixes.get(path.stem)
         for piece in pieces(path):
             table, bad = parse(piece, fields, strict, check)
+            if strict and check is not None and "invoke" in fields and not _whole(table):
+                table, bad = parse_slowly(piece, fields, strict, check)  # names the bad line
             yield piece, table, bad, fix
+
+
+def _whole(table) -> bool:
+    """Arrow read the lines leniently (t1 and ok may be null): every completion has them, every
+    invocation its id, every outcome is known."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    inv = pc.fill_null(table.column("invoke"), False)
+    done = pc.invert(inv)
+    outcome = table.column("outcome")
+    return not (pc.any(pc.and_(done, pc.or_(pc.is_null(table.column("t1")), pc.is_null(table.column("ok"))))).as_py()
+                or pc.any(pc.and_(inv, pc.is_null(table.column("id")))).as_py()
+                or (outcome.null_count < len(outcome)
+                    and not pc.all(pc.fill_null(pc.is_in(outcome, pa.array(list(OUTCOMES))), True)).as_py())
+                or pc.any(pc.and_(pc.is_valid(outcome),
+                                  pc.not_equal(pc.equal(outcome, OK), table.column("ok")))).as_py())
+
+
+def _outcome_codes(table, ok: np.ndarray) -> np.ndarray:
+    """OUTCOME_CODES per completion; a v1 line's (no outcome) from its ok."""
+    import pyarrow.compute as pc
+
+    code = np.where(ok, OUTCOME_CODES[OK], OUTCOME_CODES["fail"]).astype(np.int8)
+    outcome = table.column("outcome")
+    if outcome.null_count < len(outcome):
+        indet = pc.fill_null(pc.equal(outcome, INDETERMINATE), False).to_numpy(zero_copy_only=False)
+        code[indet] = OUTCOME_CODES[INDETERMINATE]
+    return code
 
 
 def read_history(folder: str | os.PathLike[str]) -> History:
@@ -157,19 +219,37 @@ def read_history(folder: str | os.PathLike[str]) -> History:
 
     folder = Path(folder)
     classes, clients = _Codes(), _Codes()
-    cols: dict[str, list] = {"t0": [], "t1": [], "ok": [], "op": [], "client": [], "key": [], "checksum": []}
+    cols: dict[str, list] = {"t0": [], "t1": [], "ok": [], "op": [], "client": [], "key": [], "checksum": [],
+                             "outcome": []}
+    unanswered: dict[str, list] = {"t0": [], "op": [], "key": [], "checksum": []}
     items: list[dict[str, Any]] = []
     applied: dict[str, ClockOffset] = {}
+    invoked = False
+    file_ids: dict[Path, tuple[list, list]] = {}  # per file: completions' ids, invocations
     for piece, table, _, fix in _read(folder, OP_FIELDS, strict=True, check=_op_problem):
         if fix is not None:
             applied.setdefault(fix.worker, ClockOffset.of(fix))
         if not table.num_rows:
             continue
+        inv = pc.fill_null(table.column("invoke"), False)
+        rows = None  # the completions' rows among the piece's records, when invocations are left out
+        done_ids, calls = file_ids.setdefault(piece.path, ([], []))
+        if pc.any(inv).as_py():
+            invoked = True
+            calls.append((table.filter(inv).select(["id", "t0", "op", "key", "checksum"]), fix))
+            rows = np.flatnonzero(~inv.to_numpy(zero_copy_only=False))
+            table = table.filter(pc.invert(inv))
+        if table.column("id").null_count < table.num_rows:
+            done_ids.append(table.column("id").to_numpy(zero_copy_only=False))
+        if not table.num_rows:
+            continue
         t0, t1 = _corrected(table, fix)
         op = table.column("op")
+        ok = table.column("ok").to_numpy(zero_copy_only=False)
         cols["t0"].append(t0)
         cols["t1"].append(t1)
-        cols["ok"].append(table.column("ok").to_numpy(zero_copy_only=False))
+        cols["ok"].append(ok)
+        cols["outcome"].append(_outcome_codes(table, ok))
         cols["op"].append(classes.encode(op))
         cols["client"].append(clients.encode(table.column("client")))
         writes = pc.is_in(op, pa.array(WRITE_OPS))
@@ -182,9 +262,23 @@ def read_history(folder: str | os.PathLike[str]) -> History:
                 rec["t0"], rec["t1"] = float(t0[i]), float(t1[i])
                 wrong = problem(rec, ITEM_FIELDS)
                 if wrong:
-                    line = piece.line_of(_line_index(piece, int(i)))
+                    line = piece.line_of(_line_index(piece, int(i if rows is None else rows[i])))
                     raise EvidenceError(f"{piece.path}: line {line}: an item_write record: {wrong}")
                 items.append({f: rec.get(f) for f in ITEM_FIELDS})
+    for done_ids, calls in file_ids.values():
+        # an invocation that no completion of its file names was never answered
+        done = np.concatenate(done_ids) if done_ids else np.empty(0)
+        for calls_table, fix in calls:
+            open_calls = calls_table.filter(pa.array(~np.isin(calls_table.column("id").to_numpy(), done)))
+            if not open_calls.num_rows:
+                continue
+            op = open_calls.column("op")
+            unanswered["t0"].append(fix.apply(open_calls.column("t0").to_numpy()) if fix is not None
+                                    else open_calls.column("t0").to_numpy())
+            unanswered["op"].append(classes.encode(op))
+            writes = pc.is_in(op, pa.array(WRITE_OPS))
+            unanswered["key"].append(pc.filter(open_calls.column("key"), writes))
+            unanswered["checksum"].append(pc.filter(open_calls.column("checksum"), writes))
 
     def cat(parts: list, dtype) -> np.ndarray:
         return np.concatenate(parts) if parts else np.empty(0, dtype)
@@ -195,7 +289,10 @@ def read_history(folder: str | os.PathLike[str]) -> History:
     return History(t0=cat(cols["t0"], float), t1=cat(cols["t1"], float), ok=cat(cols["ok"], bool),
                    op=cat(cols["op"], np.int32), classes=classes.names, client=cat(cols["client"], np.int32),
                    clients=clients.names, write_key=strings(cols["key"]), write_checksum=strings(cols["checksum"]),
-                   item_writes=items, clocks=sorted(applied.values(), key=lambda c: c.worker))
+                   item_writes=items, clocks=sorted(applied.values(), key=lambda c: c.worker),
+                   outcome=cat(cols["outcome"], np.int8), invoked=invoked,
+                   unanswered_t0=cat(unanswered["t0"], float), unanswered_op=cat(unanswered["op"], np.int32),
+                   unanswered_key=strings(unanswered["key"]), unanswered_checksum=strings(unanswered["checksum"]))
 
 
 def _line_index(piece: Piece, row: int) -> int:
@@ -225,8 +322,9 @@ def read_timeline(folder: str | os.PathLike[str]) -> History:
         if not table.num_rows:
             continue
         t0, t1 = _corrected(table, fix)
+        called = table.column("invoke").fill_null(False).to_numpy(zero_copy_only=False)
         good = np.isfinite(t0) & np.isfinite(t1)
-        unreadable += int((~good).sum())
+        unreadable += int((~good & ~called).sum())
         t0s.append(t0[good])
         t1s.append(t1[good])
         oks.append(table.column("ok").fill_null(False).to_numpy(zero_copy_only=False)[good])
@@ -240,7 +338,8 @@ def read_timeline(folder: str | os.PathLike[str]) -> History:
 class JsonlTail:
     """One JSONL file as it grows: each look returns the records of the whole lines appended since
     the last, at most `max_bytes` of them; a partial last line waits for its end. Lines that are
-    not JSON objects are skipped (a live reader must not stop on one)."""
+    not JSON objects are skipped (a live reader must not stop on one), and so are a client
+    history's invocations (what a live reader follows is the answers)."""
 
     def __init__(self, path: str | os.PathLike[str], max_bytes: int = TAIL_BYTES):
         self.path = Path(path)
@@ -266,7 +365,7 @@ class JsonlTail:
                     rec = json.loads(line)
                 except ValueError:
                     continue
-                if isinstance(rec, dict):
+                if isinstance(rec, dict) and rec.get("invoke") is not True:
                     out.append(rec)
         return out
 

@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from drillkit.errors import EvidenceError
-from drillkit.evidence import (DRILL_ABORTED, DRILL_END, DRILL_START, EVENTS, FAULT_INJECTED, FINAL_STATE,
+from drillkit.evidence import (AUDIT_DONE, DRILL_ABORTED, DRILL_END, DRILL_START, EVENTS, FAULT_INJECTED, FINAL_STATE,
                                REQUESTS_DIR, SCENARIO, read_events)
 from drillkit.evidence.history import read_history
 
 from . import read
 from .alarms import alarms
-from .audit import AUDIT_MEASURES, audit
+from .audit import AUDIT_MEASURES, audit, in_scope, indeterminate_counts
 from .lag import alarms_raised, lag, read_lag
 from .lww import measure_items
 from .phases import phases
@@ -86,6 +86,11 @@ def measure(folder: Path | str) -> Measures:
     if final is None:
         notes.append(f"not audited: no {FINAL_STATE} (the drill was aborted before or during the data audit), "
                      "so the data measures are unknown")
+    scope = next((e.get("scope") for e in events if e.get("kind") == AUDIT_DONE and e.get("scope")), None)
+    if final is not None and isinstance(scope, str):
+        final, outside = in_scope(final, scope)  # the drill's keys only: other data is not the drill's
+        if outside:
+            notes.append(f"{outside} records of the final state are outside the drill's keys ({scope}…): not audited")
 
     m: dict[str, Any] = {}
     m.update(rto(ops, t_fault, stable))
@@ -94,6 +99,7 @@ def measure(folder: Path | str) -> Measures:
     m.update(audit_measures)
     m["audited"] = final is not None
     m.update(counts(ops))
+    m.update(indeterminate_counts(ops))
     avail, series = availability(ops)
     m["availability"] = avail
     lists["availability_per_second"] = series

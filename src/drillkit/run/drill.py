@@ -410,7 +410,8 @@ class Drill:
         workers up and every expected worker joined (else an EnvironmentProblem, exit 2)."""
         spec = self.scenario.load
         extra = {ENV_WORKLOAD: str(self.out / ev.WORKLOAD)} if self.loaded.workload is not None else {}
-        run = LoadRun(self.loaded.locustfile_path, LoadSettings(events=str(self.env.events)),
+        run = LoadRun(self.loaded.locustfile_path,
+                      LoadSettings(events=str(self.env.events), request_timeout=spec.request_timeout),
                       spec.users, spec.spawn_rate or float(spec.users), spec.warmup + spec.duration, self.out,
                       workers=spec.workers, external_workers=spec.external_workers, master_bind=spec.master_bind,
                       master_port=spec.master_port, worker_timeout=spec.worker_timeout, extra_env=extra)
