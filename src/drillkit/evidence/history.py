@@ -46,7 +46,7 @@ ITEM_FIELDS = {"t0": "number", "t1": "number", "op": "string", "key": "string", 
                "region": "string?", "ts": "number?", "client": "string?"}
 """What an `item_write` (active-active) must hold besides: the value it wrote."""
 ITEM_WRITE = "item_write"
-TIMELINE_FIELDS = {"t0": "number", "t1": "number", "op": "string?", "ok": "bool?", "invoke": "bool?"}
+TIMELINE_FIELDS = {"t0": "number", "t1": "number?", "op": "string?", "ok": "bool?", "invoke": "bool?"}
 """What the report's timeline reads: when, which class, whether it succeeded (of completions
 only: an invocation has no end, and is no unreadable line)."""
 TAIL_BYTES = 8 << 20

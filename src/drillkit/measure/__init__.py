@@ -29,7 +29,7 @@ from drillkit.evidence.history import read_history
 
 from . import read
 from .alarms import alarms
-from .audit import AUDIT_MEASURES, audit, in_scope, indeterminate_counts
+from .audit import AUDIT_MEASURES, audit, indeterminate_counts, outside_scope
 from .lag import alarms_raised, lag, read_lag
 from .lww import measure_items
 from .phases import phases
@@ -86,16 +86,20 @@ def measure(folder: Path | str) -> Measures:
     if final is None:
         notes.append(f"not audited: no {FINAL_STATE} (the drill was aborted before or during the data audit), "
                      "so the data measures are unknown")
-    scope = next((e.get("scope") for e in events if e.get("kind") == AUDIT_DONE and e.get("scope")), None)
-    if final is not None and isinstance(scope, str):
-        final, outside = in_scope(final, scope)  # the drill's keys only: other data is not the drill's
-        if outside:
-            notes.append(f"{outside} records of the final state are outside the drill's keys ({scope}…): not audited")
+    scope = next((e["scope"] for e in events if e.get("kind") in (DRILL_START, AUDIT_DONE)
+                  and isinstance(e.get("scope"), str) and e["scope"]), None)
+    if scope is not None:  # the drill's keys only: other data is not the drill's
+        held, wrote = outside_scope(ops, final, scope)
+        if held:
+            notes.append(f"{held} records of the final state are not the drill's keys ({scope}…): not audited")
+        if wrote:
+            notes.append(f"{wrote} keys written outside the drill's keys ({scope}…), named by the locustfile "
+                         "itself: not audited (docs/targets.md, key scope)")
 
     m: dict[str, Any] = {}
     m.update(rto(ops, t_fault, stable))
     m.update(last_client(ops, t_fault))
-    audit_measures, lists = audit(ops, final, t_fault)
+    audit_measures, lists = audit(ops, final, t_fault, scope)
     m.update(audit_measures)
     m["audited"] = final is not None
     m.update(counts(ops))

@@ -50,13 +50,22 @@ def indeterminate_counts(ops: History) -> dict[str, int]:
     return {"writes_indeterminate": answered + unanswered, "writes_unanswered": unanswered}
 
 
-def in_scope(final: dict[str, Any], scope: str) -> tuple[dict[str, Any], int]:
-    """The final state's records of the drill's keys (`scope`, its key prefix; an object's under
-    its `obj/`), and how many others the system held."""
-    key = final["key"]
-    mine = pc.or_(pc.starts_with(key, scope), pc.starts_with(key, OBJECT_KEY_PREFIX + scope))
-    kept = {k: pc.filter(v, mine) for k, v in final.items()}
-    return kept, len(key) - len(kept["key"])
+def _scoped(keys: Any, scope: str) -> Any:
+    """Which keys are the drill's: its key prefix (`scope`), an object's under its `obj/`."""
+    return pc.or_(pc.starts_with(keys, scope), pc.starts_with(keys, OBJECT_KEY_PREFIX + scope))
+
+
+def outside_scope(ops: History, final: dict[str, Any] | None, scope: str) -> tuple[int, int]:
+    """How many records of the final state, and how many distinct keys the history wrote, are not
+    the drill's: neither is audited (the system's other data; a locustfile naming its own keys)."""
+    import pyarrow as pa
+
+    def count(keys: Any) -> int:
+        return len(keys) - pc.sum(pc.cast(_scoped(keys, scope), pa.int64())).as_py() if len(keys) else 0
+
+    written = pc.unique(pa.chunked_array(list(ops.write_key.chunks) + list(ops.unanswered_key.chunks
+                                                                           if ops.invoked else []), pa.string()))
+    return (count(final["key"]) if final is not None else 0), count(written)
 
 
 COMPARE_ROWS = 1 << 20
@@ -74,9 +83,11 @@ def _same(a: Any, a_rows: np.ndarray, b: Any, b_rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def audit(ops: History, final: dict[str, Any] | None, t_fault: float | None) -> tuple[dict, dict]:
-    """Jepsen's per-key verdicts: lost, recovered, unexpected, corrupt. Keys are compared as
-    codes; a checksum only with the one it must match (the key's last acknowledged write's)."""
+def audit(ops: History, final: dict[str, Any] | None, t_fault: float | None,
+          scope: str | None = None) -> tuple[dict, dict]:
+    """Jepsen's per-key verdicts: lost, recovered, unexpected, corrupt, indeterminate. Keys are
+    compared as codes; a checksum only with the one it must match (the key's last acknowledged
+    write's). With a `scope` (the drill's key prefix) only the drill's keys are audited."""
     names = ("lost", "lost_after_fault", "corrupt", "unexpected", "recovered")
     if ops.invoked:
         names += ("indeterminate",)
@@ -125,6 +136,11 @@ def audit(ops: History, final: dict[str, Any] | None, t_fault: float | None) -> 
     last_t0, last_t1, last_row = np.full(n, np.nan), np.full(n, np.nan), np.full(n, -1, np.int32)
     last_t0[wk[a_last]], last_t1[wk[a_last]], last_row[wk[a_last]] = wt0[a_last], wt1[a_last], a_last
 
+    if scope:
+        mine = _scoped(key_names, scope).to_numpy(zero_copy_only=False)
+        present &= mine
+        written &= mine
+        acked &= mine
     answered = np.zeros(n, bool)  # some write of the key was answered (ok or fail)
     answered[wk[~windet]] = True
     indeterminate = written & ~answered & present  # its only writes were indeterminate: may have committed
