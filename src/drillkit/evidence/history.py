@@ -387,3 +387,29 @@ class HistoryTail:
             tail = self._tails.setdefault(path, JsonlTail(path, self.max_bytes))
             out += tail.new_records()
         return out
+
+
+def in_flight(folder: str | os.PathLike[str], t: float) -> list[dict[str, Any]]:
+    """The operations invoked at or before `t` and not answered by then (the load's stop: what
+    was in flight when it began to stop), each its invocation plus, when it was answered later,
+    its completion's `t1` and `outcome` (None: never answered, indeterminate). Line by line, for a
+    check or a bench, never for measure; times as the clients stamped them."""
+    out: list[dict[str, Any]] = []
+    for path in history_files(folder):
+        calls: dict[Any, dict[str, Any]] = {}
+        answers: dict[Any, dict[str, Any]] = {}
+        with open(path, "rb") as fh:
+            for line in fh:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(rec, dict) or rec.get("id") is None:
+                    continue
+                (calls if rec.get("invoke") is True else answers)[rec["id"]] = rec
+        for i, call in calls.items():
+            answer = answers.get(i)
+            if call["t0"] <= t and (answer is None or answer["t1"] > t):
+                out.append({**call, "file": path.name, "t1": answer and answer["t1"],
+                            "outcome": answer and answer.get("outcome")})
+    return out

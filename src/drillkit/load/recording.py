@@ -30,7 +30,8 @@ from gevent.event import AsyncResult
 from locust import events
 from locust.runners import STATE_RUNNING, STATE_SPAWNING, LocalRunner, MasterRunner, WorkerRunner
 
-from drillkit.evidence import (LOAD_WORKER_DONE, LOAD_WORKER_JOINED, LOAD_WORKER_LOST, append_event)
+from drillkit.evidence import (LOAD_STOPPING, LOAD_WORKER_DONE, LOAD_WORKER_JOINED, LOAD_WORKER_LOST,
+                               append_event)
 from drillkit.evidence.clocks import append_clock_sample, best_of
 from drillkit.evidence.recorder import FAIL, INDETERMINATE, OK, OpRecorder, client_file, clock_skew
 from drillkit.load import SETTINGS_ENV, LoadSettings
@@ -83,8 +84,20 @@ def _plug_in(environment, **_kwargs) -> None:
     elif isinstance(runner, LocalRunner):
         folder = settings(environment).evidence
         if folder:
-            _listen(environment, OpRecorder.to_file(client_file(folder, worker_name()), clock_skew()))
+            recorder = OpRecorder.to_file(client_file(folder, worker_name()), clock_skew())
+            _listen(environment, recorder)
+            _note_stopping(environment, lambda: {"in_flight": recorder.invoked - recorder.count})
+    if isinstance(runner, MasterRunner):
+        _note_stopping(environment, dict)
     # closing is the file's end of the process: a request finishing during shutdown is still recorded
+
+
+def _note_stopping(environment, counts) -> None:
+    """load.stopping in the drill's events as the load begins to stop (before its users stop)."""
+    events = settings(environment).events
+    if events:
+        environment.events.test_stopping.add_listener(lambda **_: append_event(
+            events, LOAD_STOPPING, stop_timeout=environment.stop_timeout, **counts()))
 
 
 def outcome(exception: BaseException | None, response: Any) -> str:
