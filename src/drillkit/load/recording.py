@@ -47,6 +47,9 @@ was done, is lost."""
 RECORDER = "drillkit_recorder"
 """The Environment attribute holding this process's OpRecorder: DrillUser writes each operation's
 invocation through it, before the request leaves (drillkit.load.users)."""
+STOPPING = "drillkit_stopping"
+"""The Environment attribute set when the load begins to stop: from then on no user invokes
+another operation (those in flight have Locust's stop timeout to end)."""
 NO_ANSWER_STATUSES = frozenset({502, 504})
 """A gateway's answers that it lost the upstream (bad gateway, timeout): the request may have
 reached the system and been applied, so the operation is indeterminate, not failed."""
@@ -116,6 +119,9 @@ def outcome(exception: BaseException | None, response: Any) -> str:
 def _listen(environment, recorder: OpRecorder) -> None:
     known: dict[str, Any] = {"raw": None, "header": None}
     setattr(environment, RECORDER, recorder)
+    setattr(environment, STOPPING, False)
+    environment.events.test_start.add_listener(lambda **_: setattr(environment, STOPPING, False))
+    environment.events.test_stopping.add_listener(lambda **_: setattr(environment, STOPPING, True))
 
     def region_header() -> str | None:
         """The header naming the serving region, as the drill's settings say: a worker learns

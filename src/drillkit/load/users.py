@@ -14,10 +14,11 @@ import time
 import uuid
 
 from locust import FastHttpUser
+from locust.exception import StopUser
 
 from drillkit.evidence import OBJECT_KEY_PREFIX as OBJECT_PREFIX
 from drillkit.load import ENV_WORKLOAD, HOME_HEADER, ClientConfig, LoadSettings
-from drillkit.load.recording import RECORDER, settings
+from drillkit.load.recording import RECORDER, STOPPING, settings
 from drillkit.load.workload import DR_RECORDS, Operation, Workload, checksum, read_outcome, render
 
 
@@ -57,7 +58,7 @@ class DrillUser(FastHttpUser):
         super().__init__(environment)
         recorder = getattr(environment, RECORDER, None)
         if recorder is not None:
-            self.client.request = _invoking(self.client.request, recorder)  # type: ignore[method-assign]
+            self.client.request = _invoking(self.client.request, recorder, environment)  # type: ignore[method-assign]
 
     def on_start(self) -> None:
         self.settings = settings(self.environment)  # a worker has the master's by now
@@ -246,12 +247,14 @@ class DrillUser(FastHttpUser):
         self._send(method, path, body, {"op": op, "key": key, "client": self.prefix}, settle)
 
 
-def _invoking(request, recorder):
+def _invoking(request, recorder, environment):
     """The client's `request`, writing each drill operation's invocation (a request whose
     context names its `op` and `key`) before it is sent, its id into the context for the
-    completion."""
+    completion. Once the load is stopping, no operation is invoked: the user stops."""
 
     def invoked(method: str, url: str, *args, context: dict | None = None, **kwargs):
+        if getattr(environment, STOPPING, False):
+            raise StopUser()
         if context is None:
             return request(method, url, *args, **kwargs)
         if "op" in context and "key" in context and "id" not in context:
