@@ -46,8 +46,7 @@ def slow_link_scenario(tmp_path: Path) -> Path:
 
 
 def invoked_keys(out: Path) -> set[str]:
-    return {rec["key"] for f in (out / "requests").glob("*.jsonl") for line in f.read_text().splitlines()
-            if (rec := json.loads(line)).get("invoke")}
+    return {json.loads(line)["key"] for f in (out / "invocations").glob("*.jsonl") for line in f.read_text().splitlines()}
 
 
 def test_writes_in_flight_at_the_loads_stop_are_indeterminate_never_unexpected(tmp_path, drillkit_cli,
@@ -63,7 +62,7 @@ def test_writes_in_flight_at_the_loads_stop_are_indeterminate_never_unexpected(t
     writes = [op for op in in_flight(out, stopping["t"]) if op["op"] == "write"]
     assert writes, "no write was in flight when the load stopped"
     assert {op["outcome"] for op in writes} <= {"indeterminate", None}
-    assert stopping["in_flight"] >= len({(op["file"], op["id"]) for op in writes})
+    assert stopping["in_flight"] >= len({(op["worker"], op["id"]) for op in writes})
     # the audit: every key present was invoked by the drill; none is unexpected; those written
     # only by timed-out writes that committed are indeterminate
     final = [json.loads(line) for line in (out / "final_state.jsonl").read_text().splitlines()]

@@ -16,9 +16,19 @@ from drillkit.evidence.history import read_history, read_timeline
 from drillkit.evidence.recorder import FAIL, INDETERMINATE, OK, OpRecorder
 from drillkit.judge import summarize
 
-from test_measure import drill
+import test_measure
 
 SCOPE = "dk0123abcd-"
+
+
+def drill(tmp_path, lines, final=None, **kw):
+    """test_measure's evidence folder, the invocations (`"invoke": true` here) written apart into
+    invocations/w0.jsonl, beside the completions' requests/w0.jsonl."""
+    calls = [{k: v for k, v in rec.items() if k != "invoke"} for rec in lines if rec.get("invoke")]
+    folder = test_measure.drill(tmp_path, [rec for rec in lines if not rec.get("invoke")], final, **kw)
+    (folder / "invocations").mkdir()
+    (folder / "invocations" / "w0.jsonl").write_text("".join(json.dumps(c) + "\n" for c in calls))
+    return folder
 
 
 def invoke(i, t0, key, ck=None, op="write"):
@@ -108,7 +118,7 @@ def test_before_invocations_the_same_present_key_was_unexpected(tmp_path):
     ops = [done(1, 1.0, 1.1, "a", OK)]
     for o in ops:
         del o["id"], o["outcome"]
-    m = m_of(drill(tmp_path, ops, {"a": "c-a", "c": "c-c"}))
+    m = m_of(test_measure.drill(tmp_path, ops, {"a": "c-a", "c": "c-c"}))
     assert m["records_unexpected"] == 1
     assert "records_indeterminate" not in m and "writes_indeterminate" not in m  # v1: not recorded
 
@@ -148,7 +158,7 @@ def test_writes_outside_the_scope_are_not_audited_not_lost(tmp_path):
 
 def test_the_recorder_and_the_reader_agree(tmp_path):
     """OpRecorder's lines (the one writer) read back by read_history (the one reader)."""
-    folder = drill(tmp_path, [], {"k2": "c2", "k3": "c3"})
+    folder = test_measure.drill(tmp_path, [], {"k2": "c2", "k3": "c3"})
     rec = OpRecorder.to_file(folder / "requests" / "client.jsonl")
     a = rec.invoke(1.0, "write", "k1", "c1", "u1")
     rec.record(1.0, 1.1, "write", "k1", True, 200, "a", "c1", None, client="u1", id=a, outcome=OK)
@@ -163,30 +173,37 @@ def test_the_recorder_and_the_reader_agree(tmp_path):
     m = m_of(folder)
     assert (m["writes_lost"], m["records_indeterminate"], m["writes_indeterminate"], m["writes_unanswered"]) == (1, 2, 2, 1)
     t = read_timeline(folder)
-    assert len(t) == 2 and t.unreadable == 0  # invocations are no unreadable lines
+    assert len(t) == 2 and t.unreadable == 0
+    # requests/ stays a v1 file: each line a whole v1 record, plus its id and outcome
+    lines = [json.loads(line) for line in (folder / "requests" / "client.jsonl").read_text().splitlines()]
+    assert [(r["key"], r["ok"], r["id"], r["outcome"]) for r in lines] == [("k1", True, 1, OK),
+                                                                          ("k2", False, 2, INDETERMINATE)]
 
 
-def test_shipped_lines_count_completions_only(tmp_path):
-    lines = []
-    worker = OpRecorder(lines.append)
+def test_a_workers_shipped_invocations_land_beside_its_completions(tmp_path):
+    lines, calls = [], []
+    worker = OpRecorder(lines.append, 0.0, calls.append)
     worker.record(1.0, 1.1, "write", "k", True, id=worker.invoke(1.0, "write", "k"), outcome=OK)
     worker.invoke(2.0, "write", "j")
-    master = OpRecorder.to_file(tmp_path / "w.jsonl")
-    master.write_lines("".join(lines))
+    master = OpRecorder.to_file(tmp_path / "requests" / "w.jsonl")
+    master.write_lines("".join(lines), len(lines), "".join(calls))
     master.close()
     assert master.count == worker.count == 1
+    assert [json.loads(c)["key"] for c in (tmp_path / "invocations" / "w.jsonl").read_text().splitlines()] == ["k", "j"]
 
 
-@pytest.mark.parametrize("line, says", [
-    ({"invoke": True, "t0": 1.0, "op": "write", "key": "k"}, "line 2: an invocation: id: must be a number"),
-    ({"id": 1, "invoke": True, "t0": 1.0, "op": "write"}, "line 2: an invocation: key: must be a string"),
-    ({**done(1, 1.0, 1.1, "k", OK), "outcome": "maybe"}, "line 2: outcome: must be one of ok, fail, indeterminate"),
-    ({**done(1, 1.0, 1.1, "k", OK), "ok": False}, "line 2: outcome: ok with ok false"),
-    ({**done(1, 1.0, 1.1, "k", OK), "id": "one"}, "line 2: id: must be a number or null"),
-    ({"id": 1, "t0": 1.0, "op": "write", "key": "k"}, "line 2: t1: must be a number"),
+@pytest.mark.parametrize("where, line, says", [
+    ("invocations", {"t0": 1.0, "op": "write", "key": "k"}, "line 2: an invocation: id: must be a number"),
+    ("invocations", {"id": 1, "t0": 1.0, "op": "write"}, "line 2: an invocation: key: must be a string"),
+    ("requests", {**done(1, 1.0, 1.1, "k", OK), "outcome": "maybe"},
+     "line 2: outcome: must be one of ok, fail, indeterminate"),
+    ("requests", {**done(1, 1.0, 1.1, "k", OK), "ok": False}, "line 2: outcome: ok with ok false"),
+    ("requests", {**done(1, 1.0, 1.1, "k", OK), "id": "one"}, "line 2: id: must be a number or null"),
 ])
-def test_a_malformed_invocation_or_completion_names_its_file_and_line(tmp_path, line, says):
+def test_a_malformed_invocation_or_completion_names_its_file_and_line(tmp_path, where, line, says):
     folder = drill(tmp_path, [], {})
-    (folder / "requests" / "w.jsonl").write_text(json.dumps(invoke(9, 0.5, "x")) + "\n" + json.dumps(line) + "\n")
-    with pytest.raises(EvidenceError, match="w.jsonl: " + says.replace("(", r"\(")):
+    first = invoke(9, 0.5, "x") if where == "invocations" else done(9, 0.5, 0.6, "x", OK)
+    first.pop("invoke", None)
+    (folder / where / "w.jsonl").write_text(json.dumps(first) + "\n" + json.dumps(line) + "\n")
+    with pytest.raises(EvidenceError, match=f"{where}/w.jsonl: " + says.replace("(", r"\(")):
         read_history(folder)

@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 REQUESTS_DIR = "requests"
+INVOCATIONS_DIR = "invocations"
+"""invocations/<client>.jsonl: each operation as it was invoked, before its request left; its
+completion is in requests/<client>.jsonl (drillkit.evidence.recorder)."""
 EVENTS = "events.jsonl"
 LAG = "lag.csv"
 FINAL_STATE = "final_state.jsonl"

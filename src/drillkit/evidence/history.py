@@ -1,9 +1,10 @@
 """The client history, requests/*.jsonl: its one reader (docs/evidence.md#requestsjsonl).
 
-Every worker's file holds one line per operation as that worker saw it, and, since the history
-records invocations, one more before it was sent (drillkit.evidence.recorder): a completion
-names its invocation's `id` and its `outcome`; an invocation that no completion names was never
-answered, and is indeterminate. measure reads it
+Every worker's file holds one line per operation as that worker saw it. Since the history
+records invocations, invocations/<worker>.jsonl holds one more per operation, written before it
+was sent (drillkit.evidence.recorder): a completion names its invocation's `id` and its
+`outcome`; an invocation that no completion of its worker names was never answered, and is
+indeterminate. measure reads it
 strictly (`read_history`: a bad record is an error naming its file and line), the report
 leniently (`read_timeline`: bad lines are counted and left out of the chart), and the live
 safeguards tail it as it grows (`HistoryTail`). Both readers bring each worker's times onto the
@@ -25,7 +26,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from drillkit.evidence import REQUESTS_DIR, WRITE_OPS
+from drillkit.evidence import INVOCATIONS_DIR, REQUESTS_DIR, WRITE_OPS
 from drillkit.evidence.clocks import ClockCorrection, corrections
 from drillkit.evidence.columns import Check, Piece, parse, parse_slowly, pieces, problem
 from drillkit.evidence.recorder import INDETERMINATE, OK, OUTCOMES
@@ -33,22 +34,20 @@ from drillkit.evidence.recorder import INDETERMINATE, OK, OUTCOMES
 CHECKED_FIELDS = {"t0": "number", "t1": "number", "op": "string", "key": "string", "ok": "bool",
                   "checksum": "string?", "client": "string?"}
 """What every op's completion must hold (docs/evidence.md); a record that does not is an error."""
-INVOKE_FIELDS = {"id": "number", "t0": "number", "op": "string", "key": "string", "checksum": "string?",
-                 "client": "string?"}
-"""What an invocation (`"invoke": true`) must hold."""
-OP_FIELDS = {**CHECKED_FIELDS, "t1": "number?", "ok": "bool?", "region": "string?", "value": "string?",
-             "ts": "number?", "id": "number?", "outcome": "string?", "invoke": "bool?"}
-"""What measure reads of each line (an invocation has no t1 and no ok: checked by `_op_problem`):
-the other fields are null where they have another kind, except in an item_write."""
+INVOKE_FIELDS = {"id": "number", "t0": "number", "op": "string", "key": "string", "checksum": "string?"}
+"""What an invocation (invocations/<worker>.jsonl) must hold."""
+OP_FIELDS = {**CHECKED_FIELDS, "region": "string?", "value": "string?", "ts": "number?", "id": "number?",
+             "outcome": "string?"}
+"""What measure reads of each op: the other fields are null where they have another kind,
+except in an item_write."""
 OUTCOME_CODES = {OK: 0, "fail": 1, INDETERMINATE: 2}
 """History.outcome's codes; a v1 completion (no outcome) is ok or fail by its `ok`."""
 ITEM_FIELDS = {"t0": "number", "t1": "number", "op": "string", "key": "string", "ok": "bool", "value": "string",
                "region": "string?", "ts": "number?", "client": "string?"}
 """What an `item_write` (active-active) must hold besides: the value it wrote."""
 ITEM_WRITE = "item_write"
-TIMELINE_FIELDS = {"t0": "number", "t1": "number?", "op": "string?", "ok": "bool?", "invoke": "bool?"}
-"""What the report's timeline reads: when, which class, whether it succeeded (of completions
-only: an invocation has no end, and is no unreadable line)."""
+TIMELINE_FIELDS = {"t0": "number", "t1": "number", "op": "string?", "ok": "bool?"}
+"""What the report's timeline reads: when, which class, whether it succeeded."""
 TAIL_BYTES = 8 << 20
 """At most this much of a file is read per look by a tail; the rest waits for the next look."""
 
@@ -56,6 +55,13 @@ TAIL_BYTES = 8 << 20
 def history_files(folder: str | os.PathLike[str]) -> list[Path]:
     where = Path(folder) / REQUESTS_DIR
     return sorted(where.glob("*.jsonl")) if where.is_dir() else []
+
+
+def invocation_files(folder: str | os.PathLike[str]) -> dict[str, Path]:
+    """invocations/<worker>.jsonl by worker (a worker killed before its first answer has no
+    requests/ file)."""
+    where = Path(folder) / INVOCATIONS_DIR
+    return {p.stem: p for p in sorted(where.glob("*.jsonl"))} if where.is_dir() else {}
 
 
 @dataclass
@@ -153,9 +159,6 @@ def _corrected(table, correction: ClockCorrection | None) -> tuple[np.ndarray, n
 
 
 def _op_problem(rec: Any) -> str | None:
-    if isinstance(rec, dict) and rec.get("invoke") is True:
-        wrong = problem(rec, INVOKE_FIELDS)
-        return f"an invocation: {wrong}" if wrong else None
     wrong = problem(rec, CHECKED_FIELDS)
     if wrong is None and (rec.get("outcome") is not None or rec.get("id") is not None):
         if rec.get("outcome") not in OUTCOMES:
@@ -175,26 +178,35 @@ def _read(folder: Path, fields: dict[str, str], strict: bool, check: Check | Non
         fix = fixes.get(path.stem)
         for piece in pieces(path):
             table, bad = parse(piece, fields, strict, check)
-            if strict and check is not None and "invoke" in fields and not _whole(table):
-                table, bad = parse_slowly(piece, fields, strict, check)  # names the bad line
+            if strict and "outcome" in fields and not _known_outcomes(table):
+                table, bad = parse_slowly(piece, fields, strict, check or (lambda rec: problem(rec, fields)))
             yield piece, table, bad, fix
 
 
-def _whole(table) -> bool:
-    """Arrow read the lines leniently (t1 and ok may be null): every completion has them, every
-    invocation its id, every outcome is known."""
+def _known_outcomes(table) -> bool:
+    """Every outcome one of OUTCOMES, `ok` only with ok true (else the piece is read again slowly,
+    which names the bad line)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    inv = pc.fill_null(table.column("invoke"), False)
-    done = pc.invert(inv)
     outcome = table.column("outcome")
-    return not (pc.any(pc.and_(done, pc.or_(pc.is_null(table.column("t1")), pc.is_null(table.column("ok"))))).as_py()
-                or pc.any(pc.and_(inv, pc.is_null(table.column("id")))).as_py()
-                or (outcome.null_count < len(outcome)
-                    and not pc.all(pc.fill_null(pc.is_in(outcome, pa.array(list(OUTCOMES))), True)).as_py())
-                or pc.any(pc.and_(pc.is_valid(outcome),
-                                  pc.not_equal(pc.equal(outcome, OK), table.column("ok")))).as_py())
+    if outcome.null_count == len(outcome):
+        return True
+    return (pc.all(pc.fill_null(pc.is_in(outcome, pa.array(list(OUTCOMES))), True)).as_py()
+            and not pc.any(pc.and_(pc.is_valid(outcome),
+                                   pc.not_equal(pc.equal(outcome, OK), table.column("ok")))).as_py())
+
+
+def _invocations(path: Path, fix: ClockCorrection | None) -> Iterator[tuple[Any, np.ndarray]]:
+    """A worker's invocations, strictly, and their t0 clock-corrected."""
+    def check(rec: Any) -> str | None:
+        wrong = problem(rec, INVOKE_FIELDS)
+        return f"an invocation: {wrong}" if wrong else None
+
+    for piece in pieces(path):
+        table, _ = parse(piece, INVOKE_FIELDS, True, check)
+        t0 = table.column("t0").to_numpy()
+        yield table, (fix.apply(t0) if fix is not None else t0)
 
 
 def _outcome_codes(table, ok: np.ndarray) -> np.ndarray:
@@ -224,25 +236,14 @@ def read_history(folder: str | os.PathLike[str]) -> History:
     unanswered: dict[str, list] = {"t0": [], "op": [], "key": [], "checksum": []}
     items: list[dict[str, Any]] = []
     applied: dict[str, ClockOffset] = {}
-    invoked = False
-    file_ids: dict[Path, tuple[list, list]] = {}  # per file: completions' ids, invocations
+    done_ids: dict[str, list[np.ndarray]] = {}  # per worker: the ids its completions name
     for piece, table, _, fix in _read(folder, OP_FIELDS, strict=True, check=_op_problem):
         if fix is not None:
             applied.setdefault(fix.worker, ClockOffset.of(fix))
         if not table.num_rows:
             continue
-        inv = pc.fill_null(table.column("invoke"), False)
-        rows = None  # the completions' rows among the piece's records, when invocations are left out
-        done_ids, calls = file_ids.setdefault(piece.path, ([], []))
-        if pc.any(inv).as_py():
-            invoked = True
-            calls.append((table.filter(inv).select(["id", "t0", "op", "key", "checksum"]), fix))
-            rows = np.flatnonzero(~inv.to_numpy(zero_copy_only=False))
-            table = table.filter(pc.invert(inv))
         if table.column("id").null_count < table.num_rows:
-            done_ids.append(table.column("id").to_numpy(zero_copy_only=False))
-        if not table.num_rows:
-            continue
+            done_ids.setdefault(piece.path.stem, []).append(table.column("id").to_numpy(zero_copy_only=False))
         t0, t1 = _corrected(table, fix)
         op = table.column("op")
         ok = table.column("ok").to_numpy(zero_copy_only=False)
@@ -262,19 +263,22 @@ def read_history(folder: str | os.PathLike[str]) -> History:
                 rec["t0"], rec["t1"] = float(t0[i]), float(t1[i])
                 wrong = problem(rec, ITEM_FIELDS)
                 if wrong:
-                    line = piece.line_of(_line_index(piece, int(i if rows is None else rows[i])))
+                    line = piece.line_of(_line_index(piece, int(i)))
                     raise EvidenceError(f"{piece.path}: line {line}: an item_write record: {wrong}")
                 items.append({f: rec.get(f) for f in ITEM_FIELDS})
-    for done_ids, calls in file_ids.values():
-        # an invocation that no completion of its file names was never answered
-        done = np.concatenate(done_ids) if done_ids else np.empty(0)
-        for calls_table, fix in calls:
-            open_calls = calls_table.filter(pa.array(~np.isin(calls_table.column("id").to_numpy(), done)))
-            if not open_calls.num_rows:
+    fixes = corrections(folder)
+    calls_files = invocation_files(folder)
+    for worker, path in calls_files.items():
+        # an invocation that no completion of its worker names was never answered
+        done = np.concatenate(done_ids[worker]) if worker in done_ids else np.empty(0)
+        fix = fixes.get(worker)
+        for calls, t0 in _invocations(path, fix):
+            left = ~np.isin(calls.column("id").to_numpy(), done)
+            if not left.any():
                 continue
+            open_calls = calls.filter(pa.array(left))
             op = open_calls.column("op")
-            unanswered["t0"].append(fix.apply(open_calls.column("t0").to_numpy()) if fix is not None
-                                    else open_calls.column("t0").to_numpy())
+            unanswered["t0"].append(t0[left])
             unanswered["op"].append(classes.encode(op))
             writes = pc.is_in(op, pa.array(WRITE_OPS))
             unanswered["key"].append(pc.filter(open_calls.column("key"), writes))
@@ -290,7 +294,7 @@ def read_history(folder: str | os.PathLike[str]) -> History:
                    op=cat(cols["op"], np.int32), classes=classes.names, client=cat(cols["client"], np.int32),
                    clients=clients.names, write_key=strings(cols["key"]), write_checksum=strings(cols["checksum"]),
                    item_writes=items, clocks=sorted(applied.values(), key=lambda c: c.worker),
-                   outcome=cat(cols["outcome"], np.int8), invoked=invoked,
+                   outcome=cat(cols["outcome"], np.int8), invoked=bool(calls_files),
                    unanswered_t0=cat(unanswered["t0"], float), unanswered_op=cat(unanswered["op"], np.int32),
                    unanswered_key=strings(unanswered["key"]), unanswered_checksum=strings(unanswered["checksum"]))
 
@@ -322,9 +326,8 @@ def read_timeline(folder: str | os.PathLike[str]) -> History:
         if not table.num_rows:
             continue
         t0, t1 = _corrected(table, fix)
-        called = table.column("invoke").fill_null(False).to_numpy(zero_copy_only=False)
         good = np.isfinite(t0) & np.isfinite(t1)
-        unreadable += int((~good & ~called).sum())
+        unreadable += int((~good).sum())
         t0s.append(t0[good])
         t1s.append(t1[good])
         oks.append(table.column("ok").fill_null(False).to_numpy(zero_copy_only=False)[good])
@@ -338,8 +341,7 @@ def read_timeline(folder: str | os.PathLike[str]) -> History:
 class JsonlTail:
     """One JSONL file as it grows: each look returns the records of the whole lines appended since
     the last, at most `max_bytes` of them; a partial last line waits for its end. Lines that are
-    not JSON objects are skipped (a live reader must not stop on one), and so are a client
-    history's invocations (what a live reader follows is the answers)."""
+    not JSON objects are skipped (a live reader must not stop on one)."""
 
     def __init__(self, path: str | os.PathLike[str], max_bytes: int = TAIL_BYTES):
         self.path = Path(path)
@@ -365,7 +367,7 @@ class JsonlTail:
                     rec = json.loads(line)
                 except ValueError:
                     continue
-                if isinstance(rec, dict) and rec.get("invoke") is not True:
+                if isinstance(rec, dict):
                     out.append(rec)
         return out
 
@@ -394,22 +396,28 @@ def in_flight(folder: str | os.PathLike[str], t: float) -> list[dict[str, Any]]:
     was in flight when it began to stop), each its invocation plus, when it was answered later,
     its completion's `t1` and `outcome` (None: never answered, indeterminate). Line by line, for a
     check or a bench, never for measure; times as the clients stamped them."""
+    folder = Path(folder)
     out: list[dict[str, Any]] = []
-    for path in history_files(folder):
-        calls: dict[Any, dict[str, Any]] = {}
+    for worker, path in invocation_files(folder).items():
         answers: dict[Any, dict[str, Any]] = {}
-        with open(path, "rb") as fh:
-            for line in fh:
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue
-                if not isinstance(rec, dict) or rec.get("id") is None:
-                    continue
-                (calls if rec.get("invoke") is True else answers)[rec["id"]] = rec
-        for i, call in calls.items():
-            answer = answers.get(i)
+        done = folder / REQUESTS_DIR / path.name
+        for rec in _records(done) if done.exists() else []:
+            if rec.get("id") is not None:
+                answers[rec["id"]] = rec
+        for call in _records(path):
+            answer = answers.get(call.get("id"))
             if call["t0"] <= t and (answer is None or answer["t1"] > t):
-                out.append({**call, "file": path.name, "t1": answer and answer["t1"],
+                out.append({**call, "worker": worker, "t1": answer and answer["t1"],
                             "outcome": answer and answer.get("outcome")})
     return out
+
+
+def _records(path: Path) -> Iterator[dict[str, Any]]:
+    with open(path, "rb") as fh:
+        for line in fh:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                yield rec

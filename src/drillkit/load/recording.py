@@ -161,7 +161,8 @@ class _Worker:
         self.name = worker_name()
         self.skew = clock_skew()
         self.lines: list[str] = []
-        self.recorder = OpRecorder(self.lines.append, self.skew)
+        self.calls: list[str] = []
+        self.recorder = OpRecorder(self.lines.append, self.skew, self.calls.append)
         _listen(environment, self.recorder)
         self.runner.register_message(PING, self._pong)
         environment.events.test_stop.add_listener(lambda **_: self.ship(done=True))
@@ -175,9 +176,10 @@ class _Worker:
 
     def ship(self, done: bool = False) -> None:
         lines, self.lines[:] = "".join(self.lines), []
+        calls, self.calls[:] = "".join(self.calls), []
         try:
             self.runner.send_message(HISTORY, {"worker": self.name, "host": socket.gethostname(), "lines": lines,
-                                               "total": self.recorder.count, "done": done})
+                                               "invoked": calls, "total": self.recorder.count, "done": done})
         except Exception:  # the master is gone: nothing to ship to
             pass
 
@@ -222,11 +224,11 @@ class _Master:
             self._event(LOAD_WORKER_JOINED, worker=name, host=data.get("host"), client_id=msg.node_id)
             gevent.spawn(self._clock_round, "start", [name])
         w["last_seen"] = now
-        if data["lines"] and self.settings.evidence:
+        if (data["lines"] or data.get("invoked")) and self.settings.evidence:
             recorder = self.recorders.get(name)
             if recorder is None:
                 recorder = self.recorders[name] = OpRecorder.to_file(client_file(self.settings.evidence, name))
-            recorder.write_lines(data["lines"])
+            recorder.write_lines(data["lines"], data["lines"].count("\n"), data.get("invoked") or "")
             w["ops"] = recorder.count
         if data.get("done") and not w["done"]:
             w["done"] = True
