@@ -71,7 +71,8 @@ def _print_summary(summary: dict, folder: Path) -> None:
     else:
         _say(f"  lost writes {m.get('writes_lost')} of {m.get('writes_acked')} acknowledged "
                    f"({m.get('writes_lost_after_fault')} acknowledged after the fault); "
-                   f"corrupt {m.get('records_corrupt')}, unexpected {m.get('records_unexpected')}")
+                   f"corrupt {m.get('records_corrupt')}, unexpected {m.get('records_unexpected')}"
+                   + (f", indeterminate {m['records_indeterminate']}" if "records_indeterminate" in m else ""))
     if "items_acked" in m:
         if m.get("items_acked") is None:
             _say("  global table not audited (its final state could not be read: unknown, not lost)")

@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 REQUESTS_DIR = "requests"
+INVOCATIONS_DIR = "invocations"
+"""invocations/<client>.jsonl: each operation as it was invoked, before its request left; its
+completion is in requests/<client>.jsonl (drillkit.evidence.recorder)."""
 EVENTS = "events.jsonl"
 LAG = "lag.csv"
 FINAL_STATE = "final_state.jsonl"
@@ -86,6 +89,9 @@ LOAD_WORKER_DONE = "load.worker_done"
 LOAD_WORKER_LOST = "load.worker_lost"
 """Distributed load: a worker went silent while the load ran (`worker`, `last_seen`, `ops` it had
 shipped by then); what it recorded after `last_seen` is not in the evidence."""
+LOAD_STOPPING = "load.stopping"
+"""The load is stopping: no user starts another operation; those in flight (`in_flight`, one
+process's count) have the stop timeout (`stop_timeout` s) to end, and are indeterminate after."""
 ACTIVITY_END = "activity.end"
 """A runbook or hypothesis activity ended (the chaos control); phases are timed from these."""
 

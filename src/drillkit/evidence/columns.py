@@ -123,7 +123,7 @@ def parse(piece: Piece, fields: dict[str, str], strict: bool, check: Check | Non
             return table, 0
     except pa.ArrowInvalid:
         pass
-    return _parse_slowly(piece, fields, strict, check or (lambda rec: problem(rec, fields)))
+    return parse_slowly(piece, fields, strict, check or (lambda rec: problem(rec, fields)))
 
 
 def _complete(table, fields: dict[str, str]) -> bool:
@@ -139,7 +139,7 @@ def _complete(table, fields: dict[str, str]) -> bool:
     return True
 
 
-def _parse_slowly(piece: Piece, fields: dict[str, str], strict: bool, check: Check) -> tuple[Any, int]:
+def parse_slowly(piece: Piece, fields: dict[str, str], strict: bool, check: Check) -> tuple[Any, int]:
     import pyarrow as pa
 
     records, bad = [], 0

@@ -1,6 +1,10 @@
 """The client history, requests/*.jsonl: its one reader (docs/evidence.md#requestsjsonl).
 
-Every worker's file holds one line per operation as that worker saw it. measure reads it
+Every worker's file holds one line per operation as that worker saw it. Since the history
+records invocations, invocations/<worker>.jsonl holds one more per operation, written before it
+was sent (drillkit.evidence.recorder): a completion names its invocation's `id` and its
+`outcome`; an invocation that no completion of its worker names was never answered, and is
+indeterminate. measure reads it
 strictly (`read_history`: a bad record is an error naming its file and line), the report
 leniently (`read_timeline`: bad lines are counted and left out of the chart), and the live
 safeguards tail it as it grows (`HistoryTail`). Both readers bring each worker's times onto the
@@ -22,16 +26,22 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from drillkit.evidence import REQUESTS_DIR, WRITE_OPS
+from drillkit.evidence import INVOCATIONS_DIR, REQUESTS_DIR, WRITE_OPS
 from drillkit.evidence.clocks import ClockCorrection, corrections
-from drillkit.evidence.columns import Check, Piece, parse, pieces, problem
+from drillkit.evidence.columns import Check, Piece, parse, parse_slowly, pieces, problem
+from drillkit.evidence.recorder import INDETERMINATE, OK, OUTCOMES
 
 CHECKED_FIELDS = {"t0": "number", "t1": "number", "op": "string", "key": "string", "ok": "bool",
                   "checksum": "string?", "client": "string?"}
-"""What every op must hold (docs/evidence.md); a record that does not is an error."""
-OP_FIELDS = {**CHECKED_FIELDS, "region": "string?", "value": "string?", "ts": "number?"}
+"""What every op's completion must hold (docs/evidence.md); a record that does not is an error."""
+INVOKE_FIELDS = {"id": "number", "t0": "number", "op": "string", "key": "string", "checksum": "string?"}
+"""What an invocation (invocations/<worker>.jsonl) must hold."""
+OP_FIELDS = {**CHECKED_FIELDS, "region": "string?", "value": "string?", "ts": "number?", "id": "number?",
+             "outcome": "string?"}
 """What measure reads of each op: the other fields are null where they have another kind,
 except in an item_write."""
+OUTCOME_CODES = {OK: 0, "fail": 1, INDETERMINATE: 2}
+"""History.outcome's codes; a v1 completion (no outcome) is ok or fail by its `ok`."""
 ITEM_FIELDS = {"t0": "number", "t1": "number", "op": "string", "key": "string", "ok": "bool", "value": "string",
                "region": "string?", "ts": "number?", "client": "string?"}
 """What an `item_write` (active-active) must hold besides: the value it wrote."""
@@ -45,6 +55,13 @@ TAIL_BYTES = 8 << 20
 def history_files(folder: str | os.PathLike[str]) -> list[Path]:
     where = Path(folder) / REQUESTS_DIR
     return sorted(where.glob("*.jsonl")) if where.is_dir() else []
+
+
+def invocation_files(folder: str | os.PathLike[str]) -> dict[str, Path]:
+    """invocations/<worker>.jsonl by worker (a worker killed before its first answer has no
+    requests/ file)."""
+    where = Path(folder) / INVOCATIONS_DIR
+    return {p.stem: p for p in sorted(where.glob("*.jsonl"))} if where.is_dir() else {}
 
 
 @dataclass
@@ -86,6 +103,17 @@ class History:
     clocks: list[ClockOffset] = field(default_factory=list)
     unreadable: int = 0
     """Lenient reading only: non-empty lines left out because they could not be read."""
+    outcome: np.ndarray | None = None
+    """Per completed op, OUTCOME_CODES (strict reading only)."""
+    invoked: bool = False
+    """The history records invocations (some line is one): indeterminate operations can be told."""
+    unanswered_t0: np.ndarray | None = None
+    unanswered_op: np.ndarray | None = None
+    """Invocations no completion names (in flight at the stop, or their process killed): when they
+    started and their class (codes into `classes`); indeterminate, and not in t0/t1 (no end)."""
+    unanswered_key: Any = None
+    unanswered_checksum: Any = None
+    """The unanswered writes' keys and the checksums of the payloads they sent."""
 
     def __len__(self) -> int:
         return len(self.t0)
@@ -132,6 +160,12 @@ def _corrected(table, correction: ClockCorrection | None) -> tuple[np.ndarray, n
 
 def _op_problem(rec: Any) -> str | None:
     wrong = problem(rec, CHECKED_FIELDS)
+    if wrong is None and (rec.get("outcome") is not None or rec.get("id") is not None):
+        if rec.get("outcome") not in OUTCOMES:
+            return f"outcome: must be one of {', '.join(OUTCOMES)}"
+        if (rec["outcome"] == OK) != rec["ok"]:
+            return f"outcome: {rec['outcome']} with ok {str(rec['ok']).lower()}"
+        wrong = problem(rec, {"id": "number?"})
     if wrong is None and rec.get("op") == ITEM_WRITE and (wrong := problem(rec, ITEM_FIELDS)):
         return f"an item_write record: {wrong}"
     return wrong
@@ -144,7 +178,47 @@ def _read(folder: Path, fields: dict[str, str], strict: bool, check: Check | Non
         fix = fixes.get(path.stem)
         for piece in pieces(path):
             table, bad = parse(piece, fields, strict, check)
+            if strict and "outcome" in fields and not _known_outcomes(table):
+                table, bad = parse_slowly(piece, fields, strict, check or (lambda rec: problem(rec, fields)))
             yield piece, table, bad, fix
+
+
+def _known_outcomes(table) -> bool:
+    """Every outcome one of OUTCOMES, `ok` only with ok true (else the piece is read again slowly,
+    which names the bad line)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    outcome = table.column("outcome")
+    if outcome.null_count == len(outcome):
+        return True
+    return (pc.all(pc.fill_null(pc.is_in(outcome, pa.array(list(OUTCOMES))), True)).as_py()
+            and not pc.any(pc.and_(pc.is_valid(outcome),
+                                   pc.not_equal(pc.equal(outcome, OK), table.column("ok")))).as_py())
+
+
+def _invocations(path: Path, fix: ClockCorrection | None) -> Iterator[tuple[Any, np.ndarray]]:
+    """A worker's invocations, strictly, and their t0 clock-corrected."""
+    def check(rec: Any) -> str | None:
+        wrong = problem(rec, INVOKE_FIELDS)
+        return f"an invocation: {wrong}" if wrong else None
+
+    for piece in pieces(path):
+        table, _ = parse(piece, INVOKE_FIELDS, True, check)
+        t0 = table.column("t0").to_numpy()
+        yield table, (fix.apply(t0) if fix is not None else t0)
+
+
+def _outcome_codes(table, ok: np.ndarray) -> np.ndarray:
+    """OUTCOME_CODES per completion; a v1 line's (no outcome) from its ok."""
+    import pyarrow.compute as pc
+
+    code = np.where(ok, OUTCOME_CODES[OK], OUTCOME_CODES["fail"]).astype(np.int8)
+    outcome = table.column("outcome")
+    if outcome.null_count < len(outcome):
+        indet = pc.fill_null(pc.equal(outcome, INDETERMINATE), False).to_numpy(zero_copy_only=False)
+        code[indet] = OUTCOME_CODES[INDETERMINATE]
+    return code
 
 
 def read_history(folder: str | os.PathLike[str]) -> History:
@@ -157,19 +231,26 @@ def read_history(folder: str | os.PathLike[str]) -> History:
 
     folder = Path(folder)
     classes, clients = _Codes(), _Codes()
-    cols: dict[str, list] = {"t0": [], "t1": [], "ok": [], "op": [], "client": [], "key": [], "checksum": []}
+    cols: dict[str, list] = {"t0": [], "t1": [], "ok": [], "op": [], "client": [], "key": [], "checksum": [],
+                             "outcome": []}
+    unanswered: dict[str, list] = {"t0": [], "op": [], "key": [], "checksum": []}
     items: list[dict[str, Any]] = []
     applied: dict[str, ClockOffset] = {}
+    done_ids: dict[str, list[np.ndarray]] = {}  # per worker: the ids its completions name
     for piece, table, _, fix in _read(folder, OP_FIELDS, strict=True, check=_op_problem):
         if fix is not None:
             applied.setdefault(fix.worker, ClockOffset.of(fix))
         if not table.num_rows:
             continue
+        if table.column("id").null_count < table.num_rows:
+            done_ids.setdefault(piece.path.stem, []).append(table.column("id").to_numpy(zero_copy_only=False))
         t0, t1 = _corrected(table, fix)
         op = table.column("op")
+        ok = table.column("ok").to_numpy(zero_copy_only=False)
         cols["t0"].append(t0)
         cols["t1"].append(t1)
-        cols["ok"].append(table.column("ok").to_numpy(zero_copy_only=False))
+        cols["ok"].append(ok)
+        cols["outcome"].append(_outcome_codes(table, ok))
         cols["op"].append(classes.encode(op))
         cols["client"].append(clients.encode(table.column("client")))
         writes = pc.is_in(op, pa.array(WRITE_OPS))
@@ -185,6 +266,23 @@ def read_history(folder: str | os.PathLike[str]) -> History:
                     line = piece.line_of(_line_index(piece, int(i)))
                     raise EvidenceError(f"{piece.path}: line {line}: an item_write record: {wrong}")
                 items.append({f: rec.get(f) for f in ITEM_FIELDS})
+    fixes = corrections(folder)
+    calls_files = invocation_files(folder)
+    for worker, path in calls_files.items():
+        # an invocation that no completion of its worker names was never answered
+        done = np.concatenate(done_ids[worker]) if worker in done_ids else np.empty(0)
+        fix = fixes.get(worker)
+        for calls, t0 in _invocations(path, fix):
+            left = ~np.isin(calls.column("id").to_numpy(), done)
+            if not left.any():
+                continue
+            open_calls = calls.filter(pa.array(left))
+            op = open_calls.column("op")
+            unanswered["t0"].append(t0[left])
+            unanswered["op"].append(classes.encode(op))
+            writes = pc.is_in(op, pa.array(WRITE_OPS))
+            unanswered["key"].append(pc.filter(open_calls.column("key"), writes))
+            unanswered["checksum"].append(pc.filter(open_calls.column("checksum"), writes))
 
     def cat(parts: list, dtype) -> np.ndarray:
         return np.concatenate(parts) if parts else np.empty(0, dtype)
@@ -195,7 +293,10 @@ def read_history(folder: str | os.PathLike[str]) -> History:
     return History(t0=cat(cols["t0"], float), t1=cat(cols["t1"], float), ok=cat(cols["ok"], bool),
                    op=cat(cols["op"], np.int32), classes=classes.names, client=cat(cols["client"], np.int32),
                    clients=clients.names, write_key=strings(cols["key"]), write_checksum=strings(cols["checksum"]),
-                   item_writes=items, clocks=sorted(applied.values(), key=lambda c: c.worker))
+                   item_writes=items, clocks=sorted(applied.values(), key=lambda c: c.worker),
+                   outcome=cat(cols["outcome"], np.int8), invoked=bool(calls_files),
+                   unanswered_t0=cat(unanswered["t0"], float), unanswered_op=cat(unanswered["op"], np.int32),
+                   unanswered_key=strings(unanswered["key"]), unanswered_checksum=strings(unanswered["checksum"]))
 
 
 def _line_index(piece: Piece, row: int) -> int:
@@ -288,3 +389,35 @@ class HistoryTail:
             tail = self._tails.setdefault(path, JsonlTail(path, self.max_bytes))
             out += tail.new_records()
         return out
+
+
+def in_flight(folder: str | os.PathLike[str], t: float) -> list[dict[str, Any]]:
+    """The operations invoked at or before `t` and not answered by then (the load's stop: what
+    was in flight when it began to stop), each its invocation plus, when it was answered later,
+    its completion's `t1` and `outcome` (None: never answered, indeterminate). Line by line, for a
+    check or a bench, never for measure; times as the clients stamped them."""
+    folder = Path(folder)
+    out: list[dict[str, Any]] = []
+    for worker, path in invocation_files(folder).items():
+        answers: dict[Any, dict[str, Any]] = {}
+        done = folder / REQUESTS_DIR / path.name
+        for rec in _records(done) if done.exists() else []:
+            if rec.get("id") is not None:
+                answers[rec["id"]] = rec
+        for call in _records(path):
+            answer = answers.get(call.get("id"))
+            if call["t0"] <= t and (answer is None or answer["t1"] > t):
+                out.append({**call, "worker": worker, "t1": answer and answer["t1"],
+                            "outcome": answer and answer.get("outcome")})
+    return out
+
+
+def _records(path: Path) -> Iterator[dict[str, Any]]:
+    with open(path, "rb") as fh:
+        for line in fh:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                yield rec

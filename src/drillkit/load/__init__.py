@@ -8,6 +8,7 @@ recording in drillkit.load.recording, imported only by locustfiles.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import signal
@@ -147,6 +148,13 @@ class LoadRun:
     def _run_time(self) -> str:
         return f"{max(1, int(self.run_time + 0.999))}s"
 
+    @property
+    def stop_timeout(self) -> int:
+        """Seconds Locust waits at the stop for the operations in flight (its --stop-timeout, whole
+        seconds): no user starts another, and each in flight has its request timeout to end. What
+        is still in flight after it is left invoked, never completed: indeterminate."""
+        return math.ceil(self.settings.request_timeout) + 1
+
     def prepare(self, on_master: Callable[[str, int], None] | None = None) -> None:
         """Distributed: the master and the local workers up, every expected worker joined. A worker
         that does not join within `worker_timeout` is an EnvironmentProblem naming the field, with
@@ -160,7 +168,7 @@ class LoadRun:
         self.web_port = free_port()
         self.process = self._spawn(["--master", "--master-bind-host", self.master_bind,
                                     "--master-bind-port", str(self.master_port), "--web-host", "127.0.0.1",
-                                    "--web-port", str(self.web_port), "--stop-timeout", "2"])
+                                    "--web-port", str(self.web_port), "--stop-timeout", str(self.stop_timeout)])
         if on_master is not None:
             on_master(self.master_bind, self.master_port)
         for _ in range(self.workers):
@@ -197,7 +205,7 @@ class LoadRun:
         if not self.distributed:
             self.process = self._spawn(["--headless", "-u", str(self.users), "-r", str(self.spawn_rate),
                                         "-t", self._run_time(), "--host", host, "--only-summary",
-                                        "--stop-timeout", "2", "--exit-code-on-error", "0"])
+                                        "--stop-timeout", str(self.stop_timeout), "--exit-code-on-error", "0"])
             return
         form = urllib.parse.urlencode({"user_count": self.users, "spawn_rate": self.spawn_rate, "host": host,
                                        "run_time": self._run_time()}).encode()
@@ -229,7 +237,9 @@ class LoadRun:
 
     def stop(self, timeout: float = 10) -> int | None:
         """Graceful stop, then kill what hangs. Distributed, the master first stops the test, so
-        every worker ships what it recorded (load.worker_done) before anything is signalled."""
+        every worker ships what it recorded (load.worker_done) before anything is signalled. Locust
+        is given its stop timeout to let the operations in flight end before anything is killed."""
+        timeout = max(timeout, self.stop_timeout + 5)
         if self.distributed and self.process is not None and self.process.poll() is None:
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/stop", timeout=2).read()

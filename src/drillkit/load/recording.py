@@ -30,9 +30,10 @@ from gevent.event import AsyncResult
 from locust import events
 from locust.runners import STATE_RUNNING, STATE_SPAWNING, LocalRunner, MasterRunner, WorkerRunner
 
-from drillkit.evidence import (LOAD_WORKER_DONE, LOAD_WORKER_JOINED, LOAD_WORKER_LOST, append_event)
+from drillkit.evidence import (LOAD_STOPPING, LOAD_WORKER_DONE, LOAD_WORKER_JOINED, LOAD_WORKER_LOST,
+                               append_event)
 from drillkit.evidence.clocks import append_clock_sample, best_of
-from drillkit.evidence.recorder import OpRecorder, client_file, clock_skew
+from drillkit.evidence.recorder import FAIL, INDETERMINATE, OK, OpRecorder, client_file, clock_skew
 from drillkit.load import SETTINGS_ENV, LoadSettings
 
 HISTORY, PING, PONG = "drillkit_history", "drillkit_clock_ping", "drillkit_clock_pong"
@@ -42,6 +43,16 @@ CLOCK_ROUNDS = 5
 LOST_AFTER = 3.0
 """A worker that has shipped nothing (not even an empty batch) for this long, and had not said it
 was done, is lost."""
+
+RECORDER = "drillkit_recorder"
+"""The Environment attribute holding this process's OpRecorder: DrillUser writes each operation's
+invocation through it, before the request leaves (drillkit.load.users)."""
+STOPPING = "drillkit_stopping"
+"""The Environment attribute set when the load begins to stop: from then on no user invokes
+another operation (those in flight have Locust's stop timeout to end)."""
+NO_ANSWER_STATUSES = frozenset({502, 504})
+"""A gateway's answers that it lost the upstream (bad gateway, timeout): the request may have
+reached the system and been applied, so the operation is indeterminate, not failed."""
 
 RECORDED_CONTEXT = ("found", "client", "value", "ts", "home")
 """Fields an op adds to its record when it has them: a read's `found`, the `client` (the user's
@@ -76,12 +87,41 @@ def _plug_in(environment, **_kwargs) -> None:
     elif isinstance(runner, LocalRunner):
         folder = settings(environment).evidence
         if folder:
-            _listen(environment, OpRecorder.to_file(client_file(folder, worker_name()), clock_skew()))
+            recorder = OpRecorder.to_file(client_file(folder, worker_name()), clock_skew())
+            _listen(environment, recorder)
+            _note_stopping(environment, lambda: {"in_flight": recorder.invoked - recorder.count})
+    if isinstance(runner, MasterRunner):
+        _note_stopping(environment, dict)
     # closing is the file's end of the process: a request finishing during shutdown is still recorded
+
+
+def _note_stopping(environment, counts) -> None:
+    """load.stopping in the drill's events as the load begins to stop (before its users stop)."""
+    events = settings(environment).events
+    if events:
+        environment.events.test_stopping.add_listener(lambda **_: append_event(
+            events, LOAD_STOPPING, stop_timeout=environment.stop_timeout, **counts()))
+
+
+def outcome(exception: BaseException | None, response: Any) -> str:
+    """ok; fail when the system answered that it did not do it (an error status, the connection
+    refused before the request left); indeterminate when no answer tells (a timeout, the
+    connection lost after the request left, a gateway's 502/504)."""
+    if exception is None:
+        return OK
+    status = getattr(response, "status_code", None) or 0
+    if status:
+        return INDETERMINATE if status in NO_ANSWER_STATUSES else FAIL
+    error = getattr(response, "error", None) or exception
+    return FAIL if isinstance(error, ConnectionRefusedError) else INDETERMINATE
 
 
 def _listen(environment, recorder: OpRecorder) -> None:
     known: dict[str, Any] = {"raw": None, "header": None}
+    setattr(environment, RECORDER, recorder)
+    setattr(environment, STOPPING, False)
+    environment.events.test_start.add_listener(lambda **_: setattr(environment, STOPPING, False))
+    environment.events.test_stopping.add_listener(lambda **_: setattr(environment, STOPPING, True))
 
     def region_header() -> str | None:
         """The header naming the serving region, as the drill's settings say: a worker learns
@@ -98,11 +138,12 @@ def _listen(environment, recorder: OpRecorder) -> None:
             return
         headers = getattr(response, "headers", None) or {}
         header = region_header()
+        invoked = {"id": ctx["id"], "outcome": outcome(exception, response)} if "id" in ctx else {}
         recorder.record(start_time, start_time + (response_time or 0) / 1000.0, ctx["op"], ctx["key"],
                         exception is None, getattr(response, "status_code", None) or None,
                         headers.get(header) if header else None, ctx.get("checksum"),
                         None if exception is None else _short(exception),
-                        **{f: ctx[f] for f in RECORDED_CONTEXT if f in ctx})
+                        **{f: ctx[f] for f in RECORDED_CONTEXT if f in ctx}, **invoked)
 
     environment.events.request.add_listener(on_request)
 
@@ -120,7 +161,8 @@ class _Worker:
         self.name = worker_name()
         self.skew = clock_skew()
         self.lines: list[str] = []
-        self.recorder = OpRecorder(self.lines.append, self.skew)
+        self.calls: list[str] = []
+        self.recorder = OpRecorder(self.lines.append, self.skew, self.calls.append)
         _listen(environment, self.recorder)
         self.runner.register_message(PING, self._pong)
         environment.events.test_stop.add_listener(lambda **_: self.ship(done=True))
@@ -134,9 +176,10 @@ class _Worker:
 
     def ship(self, done: bool = False) -> None:
         lines, self.lines[:] = "".join(self.lines), []
+        calls, self.calls[:] = "".join(self.calls), []
         try:
             self.runner.send_message(HISTORY, {"worker": self.name, "host": socket.gethostname(), "lines": lines,
-                                               "total": self.recorder.count, "done": done})
+                                               "invoked": calls, "total": self.recorder.count, "done": done})
         except Exception:  # the master is gone: nothing to ship to
             pass
 
@@ -181,11 +224,11 @@ class _Master:
             self._event(LOAD_WORKER_JOINED, worker=name, host=data.get("host"), client_id=msg.node_id)
             gevent.spawn(self._clock_round, "start", [name])
         w["last_seen"] = now
-        if data["lines"] and self.settings.evidence:
+        if (data["lines"] or data.get("invoked")) and self.settings.evidence:
             recorder = self.recorders.get(name)
             if recorder is None:
                 recorder = self.recorders[name] = OpRecorder.to_file(client_file(self.settings.evidence, name))
-            recorder.write_lines(data["lines"], data["lines"].count("\n"))
+            recorder.write_lines(data["lines"], data["lines"].count("\n"), data.get("invoked") or "")
             w["ops"] = recorder.count
         if data.get("done") and not w["done"]:
             w["done"] = True

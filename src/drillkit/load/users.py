@@ -10,13 +10,15 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import time
 import uuid
 
 from locust import FastHttpUser
+from locust.exception import StopUser
 
 from drillkit.evidence import OBJECT_KEY_PREFIX as OBJECT_PREFIX
 from drillkit.load import ENV_WORKLOAD, HOME_HEADER, ClientConfig, LoadSettings
-from drillkit.load.recording import settings
+from drillkit.load.recording import RECORDER, STOPPING, settings
 from drillkit.load.workload import DR_RECORDS, Operation, Workload, checksum, read_outcome, render
 
 
@@ -54,17 +56,26 @@ class DrillUser(FastHttpUser):
         # op after request_timeout, as every client of the drill does
         self.network_timeout = self.connection_timeout = self.settings.request_timeout
         super().__init__(environment)
+        recorder = getattr(environment, RECORDER, None)
+        if recorder is not None:
+            self.client.request = _invoking(self.client.request, recorder, environment)  # type: ignore[method-assign]
 
     def on_start(self) -> None:
         self.settings = settings(self.environment)  # a worker has the master's by now
         self.acked: dict[str, list[str]] = {"write": [], "obj_write": []}
-        self.prefix = self.settings.key_prefix + uuid.uuid4().hex[:8]
+        self.prefix = self.key(uuid.uuid4().hex[:8])
         self.seq = 0
         self.config = ClientConfig.from_settings(self.settings, self._fetch_page)
         homes = self.settings.home_regions
         self.home = homes[next(DrillUser._homes) % len(homes)] if homes else None
         self.item_keys: list[str] = []
-        self.hot_prefix = self.settings.key_prefix + "hot-"
+        self.hot_prefix = self.key("hot-")
+
+    def key(self, name: str) -> str:
+        """`name` scoped to the drill: every key a user writes starts with the drill's prefix
+        (docs/targets.md), so the audit reads only this drill's keys. A locustfile that names
+        its own keys passes them through here."""
+        return self.settings.key_prefix + name
 
     def write_item(self) -> None:
         """PUT a value of its own to a hot key (shared by every user) or to a key of this user's."""
@@ -234,6 +245,24 @@ class DrillUser(FastHttpUser):
                 resp.failure(_reason(resp))
 
         self._send(method, path, body, {"op": op, "key": key, "client": self.prefix}, settle)
+
+
+def _invoking(request, recorder, environment):
+    """The client's `request`, writing each drill operation's invocation (a request whose
+    context names its `op` and `key`) before it is sent, its id into the context for the
+    completion. Once the load is stopping, no operation is invoked: the user stops."""
+
+    def invoked(method: str, url: str, *args, context: dict | None = None, **kwargs):
+        if getattr(environment, STOPPING, False):
+            raise StopUser()
+        if context is None:
+            return request(method, url, *args, **kwargs)
+        if "op" in context and "key" in context and "id" not in context:
+            context = {**context, "id": recorder.invoke(time.time(), context["op"], context["key"],
+                                                        context.get("checksum"), context.get("client"))}
+        return request(method, url, *args, context=context, **kwargs)
+
+    return invoked
 
 
 class MappedUser(DrillUser):

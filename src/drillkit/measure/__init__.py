@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from drillkit.errors import EvidenceError
-from drillkit.evidence import (DRILL_ABORTED, DRILL_END, DRILL_START, EVENTS, FINAL_STATE, HARNESS_KILLED,
-                               REQUESTS_DIR, SCENARIO, harness_killed, read_events)
+from drillkit.evidence import (AUDIT_DONE, DRILL_ABORTED, DRILL_END, DRILL_START, EVENTS, FINAL_STATE,
+                               HARNESS_KILLED, REQUESTS_DIR, SCENARIO, harness_killed, read_events)
 from drillkit.evidence.history import read_history
 
 from . import read
 from .alarms import alarms
-from .audit import AUDIT_MEASURES, audit
+from .audit import AUDIT_MEASURES, audit, indeterminate_counts, outside_scope
 from .lag import alarms_raised, lag, read_lag
 from .fault import fault_of
 from .lww import measure_items
@@ -89,14 +89,25 @@ def measure(folder: Path | str) -> Measures:
     if final is None:
         notes.append(f"not audited: no {FINAL_STATE} (the drill was aborted before or during the data audit), "
                      "so the data measures are unknown")
+    scope = next((e["scope"] for e in events if e.get("kind") in (DRILL_START, AUDIT_DONE)
+                  and isinstance(e.get("scope"), str) and e["scope"]), None)
+    if scope is not None:  # the drill's keys only: other data is not the drill's
+        held, wrote = outside_scope(ops, final, scope)
+        if held:
+            notes.append(f"{held} records of the final state are not the drill's keys ({scope}…): not audited")
+        if wrote:
+            notes.append(f"{wrote} keys written outside the drill's keys ({scope}…), named by the locustfile "
+                         "itself: not audited (docs/targets.md, key scope)")
 
     m: dict[str, Any] = {}
     m.update(rto(ops, t_fault, stable, fault.t_lo, fault.width))
     m.update(last_client(ops, t_fault, fault.t_lo))
-    audit_measures, lists = audit(ops, final, t_fault, None if t_fault is None else (fault.t_lo, fault.t_hi))
+    audit_measures, lists = audit(ops, final, t_fault, None if t_fault is None else (fault.t_lo, fault.t_hi),
+                                  scope)
     m.update(audit_measures)
     m["audited"] = final is not None
     m.update(counts(ops))
+    m.update(indeterminate_counts(ops))
     avail, series = availability(ops)
     m["availability"] = avail
     lists["availability_per_second"] = series

@@ -1,5 +1,6 @@
-"""The data audit, in Jepsen's vocabulary: per key, lost, recovered, unexpected, corrupt; and RPO,
-overall and per data store (records, objects)."""
+"""The data audit, in Jepsen's vocabulary: per key, lost, recovered, unexpected, corrupt, and
+(a history that records invocations) indeterminate; RPO, overall and per data store (records,
+objects)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import numpy as np
 import pyarrow.compute as pc
 
 from drillkit.evidence import OBJECT_KEY_PREFIX, WRITE_OPS
-from drillkit.evidence.history import History
+from drillkit.evidence.history import OUTCOME_CODES, History
+from drillkit.evidence.recorder import INDETERMINATE
 
 from .read import seconds as _r
 
@@ -32,6 +34,40 @@ def _codes(*parts: Any) -> tuple[np.ndarray, Any]:
     return codes, enc.chunk(0).dictionary
 
 
+def _class_codes(ops: History, classes: tuple[str, ...]) -> list[int]:
+    return [ops.classes.index(c) for c in classes if c in ops.classes]
+
+
+def indeterminate_counts(ops: History) -> dict[str, int]:
+    """A history that records invocations: its writes whose outcome is unknown (`writes_indeterminate`),
+    of them those never answered (`writes_unanswered`: in flight at the stop, or their process
+    killed). A v1 history gives none (it could not tell)."""
+    if not ops.invoked:
+        return {}
+    codes = _class_codes(ops, WRITE_OPS)
+    unanswered = int(np.isin(ops.unanswered_op, codes).sum())
+    answered = int((np.isin(ops.op, codes) & (ops.outcome == OUTCOME_CODES[INDETERMINATE])).sum())
+    return {"writes_indeterminate": answered + unanswered, "writes_unanswered": unanswered}
+
+
+def _scoped(keys: Any, scope: str) -> Any:
+    """Which keys are the drill's: its key prefix (`scope`), an object's under its `obj/`."""
+    return pc.or_(pc.starts_with(keys, scope), pc.starts_with(keys, OBJECT_KEY_PREFIX + scope))
+
+
+def outside_scope(ops: History, final: dict[str, Any] | None, scope: str) -> tuple[int, int]:
+    """How many records of the final state, and how many distinct keys the history wrote, are not
+    the drill's: neither is audited (the system's other data; a locustfile naming its own keys)."""
+    import pyarrow as pa
+
+    def count(keys: Any) -> int:
+        return len(keys) - pc.sum(pc.cast(_scoped(keys, scope), pa.int64())).as_py() if len(keys) else 0
+
+    written = pc.unique(pa.chunked_array(list(ops.write_key.chunks) + list(ops.unanswered_key.chunks
+                                                                           if ops.invoked else []), pa.string()))
+    return (count(final["key"]) if final is not None else 0), count(written)
+
+
 COMPARE_ROWS = 1 << 20
 """Checksums compared this many at a time, so that memory holds no copy of them all."""
 
@@ -48,23 +84,41 @@ def _same(a: Any, a_rows: np.ndarray, b: Any, b_rows: np.ndarray) -> np.ndarray:
 
 
 def audit(ops: History, final: dict[str, Any] | None, t_fault: float | None,
-          interval: tuple[float, float] | None = None) -> tuple[dict, dict]:
-    """Jepsen's per-key verdicts: lost, recovered, unexpected, corrupt. Keys are compared as
-    codes; a checksum only with the one it must match (the key's last acknowledged write's).
-    A lost write acknowledged inside the fault's `interval` [t_lo, t_hi] is "around the fault":
-    counted apart, neither before nor after it (RPO still takes t_fault as the moment of the loss)."""
+          interval: tuple[float, float] | None = None, scope: str | None = None) -> tuple[dict, dict]:
+    """Jepsen's per-key verdicts: lost, recovered, unexpected, corrupt, indeterminate. Keys are
+    compared as codes; a checksum only with the one it must match (the key's last acknowledged
+    write's). A lost write acknowledged inside the fault's `interval` [t_lo, t_hi] is "around the
+    fault": counted apart, neither before nor after it (RPO still takes t_fault as the moment of the
+    loss). With a `scope` (the drill's key prefix) only the drill's keys are audited."""
     names = ("lost", "lost_after_fault", "lost_around_fault", "corrupt", "unexpected", "recovered")
+    if ops.invoked:
+        names += ("indeterminate",)
     if final is None:
         m = {k: None for k in AUDIT_MEASURES}
+        if ops.invoked:
+            m["records_indeterminate"] = None
         m.update({f"{n}_keys_first": [] for n in names})
         return m, {f"{n}_keys": None for n in names}
 
+    # every write invoked: the answered ones, then those never answered (ending, if ever, after
+    # the drill: t1 +inf), indeterminate too
+    import pyarrow as pa
+
     w = ops.is_op(*WRITE_OPS)
     nw = int(w.sum())
-    keys, key_names = _codes(ops.write_key, final["key"])
-    wk, fk = keys[:nw], keys[nw:]  # views: int32 codes, n < 2**31
-    wck, fck = ops.write_checksum, final["checksum"]
+    u_t0 = ops.unanswered_t0[np.isin(ops.unanswered_op, _class_codes(ops, WRITE_OPS))] if ops.invoked else np.empty(0)
+    nu = u_t0.size
+    u_keys = ops.unanswered_key if nu else pa.chunked_array([], pa.string())
+    u_cks = ops.unanswered_checksum if nu else pa.chunked_array([], pa.string())
+    keys, key_names = _codes(ops.write_key, u_keys, final["key"])
+    wk, fk = keys[:nw + nu], keys[nw + nu:]  # views: int32 codes, n < 2**31
+    wck = pa.chunked_array(list(ops.write_checksum.chunks) + list(u_cks.chunks), pa.string()) if nu else ops.write_checksum
+    fck = final["checksum"]
     wt0, wt1, wok = ops.t0[w], ops.t1[w], ops.ok[w]
+    windet = (ops.outcome[w] == OUTCOME_CODES[INDETERMINATE]) if ops.outcome is not None else np.zeros(nw, bool)
+    if nu:
+        wt0, wt1 = np.r_[wt0, u_t0], np.r_[wt1, np.full(nu, np.inf)]
+        wok, windet = np.r_[wok, np.zeros(nu, bool)], np.r_[windet, np.ones(nu, bool)]
     n = len(key_names)
 
     present = np.zeros(n, bool)
@@ -84,8 +138,16 @@ def audit(ops: History, final: dict[str, Any] | None, t_fault: float | None,
     last_t0, last_t1, last_row = np.full(n, np.nan), np.full(n, np.nan), np.full(n, -1, np.int32)
     last_t0[wk[a_last]], last_t1[wk[a_last]], last_row[wk[a_last]] = wt0[a_last], wt1[a_last], a_last
 
+    if scope:
+        mine = _scoped(key_names, scope).to_numpy(zero_copy_only=False)
+        present &= mine
+        written &= mine
+        acked &= mine
+    answered = np.zeros(n, bool)  # some write of the key was answered (ok or fail)
+    answered[wk[~windet]] = True
+    indeterminate = written & ~answered & present  # its only writes were indeterminate: may have committed
     lost = acked & ~present
-    recovered = written & ~acked & present
+    recovered = written & ~acked & present & ~indeterminate
     unexpected = present & ~written
     # corrupt: the final checksum differs from the last acknowledged write's (when it had one)
     both = np.flatnonzero(acked & present)
@@ -106,7 +168,7 @@ def audit(ops: History, final: dict[str, Any] | None, t_fault: float | None,
         return _r(t_fault - early.min()) if early.size else 0.0
 
     is_object = (pc.starts_with(key_names, OBJECT_KEY_PREFIX).to_numpy(zero_copy_only=False)
-                 if ops.is_op("obj_write").any() else np.zeros(n, bool))
+                 if "obj_write" in ops.classes else np.zeros(n, bool))
     by_store = {}
     for store, mine in (("records", ~is_object), ("objects", is_object)):
         if not (mine[wk] & wok).any():
@@ -128,6 +190,8 @@ def audit(ops: History, final: dict[str, Any] | None, t_fault: float | None,
         "unexpected": by_time(unexpected, None),
         "recovered": by_time(recovered, last_write_t1),
     }
+    if ops.invoked:
+        lists["indeterminate"] = by_time(indeterminate, None)
     m = {
         "rpo_s": rpo(lost_t1),
         "rpo_by_store": by_store,
@@ -139,6 +203,8 @@ def audit(ops: History, final: dict[str, Any] | None, t_fault: float | None,
         "records_corrupt": int(corrupt.sum()),
         "lost_window": [_r(lost_t1.min()), _r(lost_t1.max())] if lost_t1.size else None,
     }
+    if ops.invoked:
+        m["records_indeterminate"] = int(indeterminate.sum())
     m.update({f"{k}_keys_first": v[:FIRST_KEYS] for k, v in lists.items()})
     return m, {f"{k}_keys": v for k, v in lists.items()}
 

@@ -273,6 +273,8 @@ def lost_writes(m: dict) -> dict[str, Any]:
             ("Lost — acknowledged after the fault (split brain)", audit_count("writes_lost_after_fault")),
             ("Recovered — not acknowledged, yet present", audit_count("writes_recovered")),
             ("Unexpected — present, never written", audit_count("records_unexpected")),
+            *([("Indeterminate — never answered, present: may have committed", audit_count("records_indeterminate"))]
+              if "records_indeterminate" in m else []),
             ("Corrupt — differ from the last acknowledged write", audit_count("records_corrupt")),
         ],
         "window": (f"{fmt.utc(window[0])} – {fmt.clock(window[1])} UTC "

@@ -273,10 +273,10 @@ class Drill:
         check_environment(loaded, self.out, confirmed=confirmed)
         self.env = Environment(loaded, self.out, progress or (lambda _msg: None))
         self.abort_reason: str | None = None
-        # a system drillkit did not build holds other data: the drill's own users (a workload
-        # mapping) prefix their keys, and the audit reads only those
-        scoped = loaded.workload is not None and hasattr(self.scenario.system, "audit")
-        self.key_prefix = f"dk{secrets.token_hex(4)}-" if scoped else ""
+        # every key the drill's users write starts with the drill's own prefix (a workload
+        # mapping, the sandbox's API, a locustfile's DrillUser), and the audit reads only those:
+        # a system holds other data, and none of it is this drill's
+        self.key_prefix = f"dk{secrets.token_hex(4)}-"
 
     @property
     def stages(self) -> dict[str, float]:
@@ -297,7 +297,7 @@ class Drill:
             "git_commit": _git_commit(self.loaded.path.parent), "command": "drillkit run",
             "scenario_file": str(self.loaded.path), "target": self.scenario.system.kind,
         }
-        env.event(ev.DRILL_START, scenario=self.scenario.name)
+        env.event(ev.DRILL_START, scenario=self.scenario.name, scope=self.key_prefix)
         reaped = targets.reap_stale()
         if reaped:
             env.event(ev.SANDBOX_REAPED, folders=reaped)
@@ -447,7 +447,8 @@ class Drill:
         spec = self.scenario.load
         extra = {ENV_WORKLOAD: str(self.out / ev.WORKLOAD)} if self.loaded.workload is not None else {}
         extra[MARK_ENV] = secrets.token_hex(16)  # what proves its processes ours to a reaper
-        run = LoadRun(self.loaded.locustfile_path, LoadSettings(events=str(self.env.events)),
+        run = LoadRun(self.loaded.locustfile_path,
+                      LoadSettings(events=str(self.env.events), request_timeout=spec.request_timeout),
                       spec.users, spec.spawn_rate or float(spec.users), spec.warmup + spec.duration, self.out,
                       workers=spec.workers, external_workers=spec.external_workers, master_bind=spec.master_bind,
                       master_port=spec.master_port, worker_timeout=spec.worker_timeout, extra_env=extra)
