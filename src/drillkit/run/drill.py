@@ -479,6 +479,7 @@ class Drill:
         os.environ[EVENTS_ENV_KEY] = config[EVENTS_CONFIG_KEY]
         settings = {"runtime": {"rollbacks": {"strategy": "always"}, "hypothesis": {"strategy": "default"}}}
         journal = run_experiment(self.experiment, settings=settings, experiment_vars=(config, {}))
+        _hold_tolerances(self.experiment, journal, config)
         (self.out / ev.JOURNAL).write_text(json.dumps(journal, indent=2, default=str))
         return journal
 
@@ -535,3 +536,19 @@ class Drill:
             render_report(self.out)
         write_manifest(self.out, key=self.signing_key)
         return summary
+
+
+def _hold_tolerances(experiment: dict, journal: dict, extra: dict) -> None:
+    """The verdict of each method probe's tolerance, taken as chaoslib takes it, while the system is up."""
+    from chaoslib.configuration import load_configuration
+    from chaoslib.exceptions import ChaosException
+    from chaoslib.secret import load_secrets
+
+    from drillkit.judge.checks import hold_tolerances
+
+    try:
+        configuration = load_configuration(experiment.get("configuration") or {}, extra)
+        secrets = load_secrets(experiment.get("secrets") or {}, configuration)
+    except ChaosException:  # chaoslib refused them, and so ended the experiment: its status judges it
+        return
+    hold_tolerances(journal, configuration, secrets)
