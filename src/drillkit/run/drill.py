@@ -35,8 +35,7 @@ from drillkit import targets
 from drillkit.chaos import CONFIG_KEY, ENV_KEY, EVENTS_CONFIG_KEY, EVENTS_ENV_KEY
 from drillkit.errors import DrillAborted, EnvironmentProblem, InputError, one_line
 from drillkit.load import ENV_WORKLOAD, LoadRun, LoadSettings
-from drillkit.load.canary import Canary
-from drillkit.load.workload import DR_RECORDS
+from drillkit.load.canary import Canary, canary_workload
 from drillkit.manifest import signing_key, write_manifest
 from drillkit.redact import redact_evidence
 from drillkit.run.audit import write_final_state, write_final_table
@@ -433,10 +432,13 @@ class Drill:
 
     def _start_canary(self, endpoint: str) -> Canary | None:
         spec = self.scenario.load
-        if not spec.canary:
+        workload, off = canary_workload(self.loaded)
+        if workload is None:
+            if off:
+                self.env.progress(f"note: {off}")
             return None
         canary = Canary(endpoint, self.out, interval=spec.canary, timeout=spec.request_timeout,
-                        workload=self.loaded.workload or DR_RECORDS, region_header=self._region_header(),
+                        workload=workload, region_header=self._region_header(),
                         key_prefix=self.key_prefix,
                         client_config=(config.path, config.ttl) if (config := self._client_config()) else None
                         ).start()
