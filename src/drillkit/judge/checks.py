@@ -215,9 +215,9 @@ def _alarm(a: dict[str, Any]) -> Check:
 
 
 def _experiment(measures: Measures, journal: dict[str, Any] | None) -> list[Check]:
-    """The experiment ran to its end, every runbook step and rollback succeeded, and every check in
-    the method with a plain tolerance met it (Chaos Toolkit holds only the steady-state probes to
-    their tolerance)."""
+    """The experiment ran to its end, every runbook step and rollback succeeded, and every probe in
+    the method that states a tolerance met it, as chaoslib judges it (Chaos Toolkit itself holds
+    only the steady-state probes to their tolerance)."""
     problems = [f"drill aborted: {r}" for r in measures.aborted]
     out = []
     configuration = static_configuration(journal)
