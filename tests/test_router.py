@@ -26,8 +26,9 @@ class FakeRegion(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, instance: str | None = None):
         self.name, self.healthy, self.status = name, True, 200
+        self.instance, self.served = instance, 0
         super().__init__(("127.0.0.1", 0), FakeHandler)
         threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
@@ -54,8 +55,11 @@ class FakeHandler(BaseHTTPRequestHandler):
             doc = {"method": self.command, "path": self.path, "body": body.decode(),
                    "headers": dict(self.headers.items())}
         data = json.dumps(doc).encode()
+        self.server.served += self.path != "/health"
         self.send_response(status)
         self.send_header("X-Region", self.server.name)
+        if self.server.instance:
+            self.send_header("X-Instance", self.server.instance)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -296,3 +300,65 @@ def test_runbook_switch_makes_the_target_the_primary_record(regions, start_route
     time.sleep(INTERVAL * (THRESHOLD + 1) + TTL)
     state = call(port, "GET", "/_drillkit/router")[2]
     assert state["health"]["A"] is True and state["answer"] == "B"
+
+
+@pytest.fixture
+def start_link(tmp_path):
+    """A region's client link (the real link proxy) in front of its instances; killed at teardown."""
+    procs: list[subprocess.Popen] = []
+
+    def start(*upstreams: str) -> dict:
+        ready = tmp_path / f"link{len(procs)}.ready"
+        proc = subprocess.Popen([sys.executable, "-m", "drillkit.targets.sandbox.linkproxy", "--name", "client-A",
+                                 "--listen-port", "0", *[a for u in upstreams for a in ("--upstream", u)],
+                                 "--ready-file", str(ready)])
+        procs.append(proc)
+        deadline = time.monotonic() + 10
+        while not ready.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "link never became ready"
+            time.sleep(0.02)
+        return json.loads(ready.read_text())
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_region_balances_requests_over_its_instances_and_a_scaled_up_one_takes_its_turn(
+        regions, start_router, start_link):
+    """As an application load balancer does: one client's kept-alive connection, yet after a
+    scale-up from one instance to three every instance serves a third of its requests."""
+    from drillkit.targets.sandbox.linkproxy import LinkControl
+
+    instances = [FakeRegion("A", f"app-A-{n}") for n in (1, 2, 3)]
+    try:
+        link = start_link(instances[0].addr)
+        port, _, _ = start_router("manual", f"127.0.0.1:{link['port']}", regions["B"].addr)
+        client = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+
+        def send() -> dict:
+            client.request("GET", "/records/k")
+            resp = client.getresponse()
+            resp.read()
+            assert resp.status == 200 and resp.getheader("X-Region") == "A"
+            return dict(resp.getheaders())
+
+        assert all("X-Instance" not in send() for _ in range(20))   # the router keeps its targets to itself
+        assert [i.served for i in instances] == [20, 0, 0]
+        LinkControl(link["control_port"]).balance([i.server_address[1] for i in instances])
+        sent = 0
+        while not all(i.served for i in instances):   # the new instances are reached through the link
+            send()
+            sent += 1
+            assert sent < 500, [i.served for i in instances]
+        before = [i.served for i in instances]
+        for _ in range(90):
+            send()
+        shares = [i.served - b for i, b in zip(instances, before)]
+        assert sum(shares) == 90 and min(shares) >= 20, shares   # 30 each in turn, a few to new connections
+        client.close()
+    finally:
+        for server in instances:
+            server.shutdown()
+            server.server_close()

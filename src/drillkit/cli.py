@@ -168,15 +168,19 @@ def run(scenario: Path, out: Path | None, variables: tuple[str, ...], quiet: boo
 @click.argument("scenario", type=click.Path(path_type=Path))
 def validate(scenario: Path) -> None:
     """Check a scenario and its experiment without starting anything."""
+    from drillkit.load.canary import canary_workload
     from drillkit.scenario import check_fit, load_experiment, load_scenario
 
     try:
         loaded = load_scenario(scenario)
         check_fit(loaded, load_experiment(loaded.experiment_path))
+        _, canary_off = canary_workload(loaded)
     except InputError as exc:
         _fail(str(exc), EXIT_INPUT)
     except Exception as exc:  # a validator bug: one line, and not the exit code of a user's mistake
         _fail(f"{scenario}: internal error while validating: {type(exc).__name__}: {exc}", EXIT_ABORTED)
+    if canary_off:
+        _say(f"{scenario}: note: {canary_off}")
     _say(f"{scenario}: valid")
 
 

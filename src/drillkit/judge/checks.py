@@ -8,6 +8,7 @@ failed, pass otherwise.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
@@ -225,11 +226,12 @@ def _alarm(a: dict[str, Any]) -> Check:
 
 
 def _experiment(measures: Measures, journal: dict[str, Any] | None) -> list[Check]:
-    """The experiment ran to its end, every runbook step and rollback succeeded, and every check in
-    the method with a plain tolerance met it (Chaos Toolkit holds only the steady-state probes to
-    their tolerance)."""
+    """The experiment ran to its end, every runbook step and rollback succeeded, and every probe in
+    the method that states a tolerance met it, as chaoslib judges it (Chaos Toolkit itself holds
+    only the steady-state probes to their tolerance)."""
     problems = [f"drill aborted: {r}" for r in measures.aborted]
     out = []
+    configuration = static_configuration(journal)
     if journal is not None:
         if journal.get("status") != "completed":
             problems.append(f"experiment status is {journal.get('status')!r}, not 'completed'")
@@ -238,13 +240,32 @@ def _experiment(measures: Measures, journal: dict[str, Any] | None) -> list[Chec
         for part, kind, what in (("run", RUNBOOK_STEP, "runbook step"), ("rollbacks", ROLLBACK, "rollback")):
             for i, run in enumerate(journal.get(part) or []):
                 if isinstance(run, dict) and isinstance(run.get("activity"), dict):
-                    out.append(_activity(run, kind, what, i))
+                    out.append(_activity(run, kind, what, i, configuration))
     head = Check(EXPERIMENT, EXPERIMENT, "completed", journal.get("status") if journal else None, not problems,
                  "; ".join(problems) if problems else "experiment completed", None)
     return [head] + out
 
 
-def _activity(run: dict[str, Any], kind: str, what: str, i: int) -> Check:
+def static_configuration(journal: dict[str, Any] | None) -> dict[str, Any]:
+    """The experiment's configuration values that need no environment (those read from one at
+    the drill's time are not read again when a drill is judged later)."""
+    experiment = (journal or {}).get("experiment")
+    configuration = experiment.get("configuration") if isinstance(experiment, dict) else None
+    return {k: v for k, v in (configuration or {}).items() if not isinstance(v, dict)} if isinstance(
+        configuration, dict) else {}
+
+
+def hold_tolerances(journal: dict[str, Any], configuration: dict[str, Any] | None,
+                    secrets: dict[str, Any] | None) -> None:
+    """Record, on each of the method's probes that states a tolerance, chaoslib's verdict
+    (`tolerance_met`) while the system is still up: a `probe` tolerance runs a probe."""
+    for run in journal.get("run") or []:
+        if (isinstance(run, dict) and isinstance(run.get("activity"), dict) and run.get("status") == "succeeded"
+                and run["activity"].get("tolerance") is not None):
+            run["tolerance_met"] = tolerance_met(run, configuration, secrets)[0]
+
+
+def _activity(run: dict[str, Any], kind: str, what: str, i: int, configuration: dict[str, Any]) -> Check:
     activity = run["activity"]
     name = str(activity.get("name", "?"))
     status = run.get("status")
@@ -255,8 +276,35 @@ def _activity(run: dict[str, Any], kind: str, what: str, i: int) -> Check:
         error = ("".join(map(str, error)) if isinstance(error, list) else str(error)).strip().splitlines()
         message = f"{what} {name!r} failed" + (f": {error[-1][:200]}" if error else "")
     tolerance = activity.get("tolerance")
-    if (kind == RUNBOOK_STEP and isinstance(tolerance, (bool, int, float, str)) and status == "succeeded"
-            and run.get("output") != tolerance):
-        passed = False
-        message = f"check {name!r} gave {run.get('output')!r}, its tolerance is {tolerance!r}"
+    if kind == RUNBOOK_STEP and tolerance is not None and status == "succeeded":
+        met, why = tolerance_met(run, configuration)
+        if not met:
+            passed = False
+            message = f"check {name!r} gave {_shown(run.get('output'))}, its tolerance is {tolerance!r}{why}"
     return Check(f"{kind}[{i}]", kind, "succeeded", status, passed, message, name)
+
+
+def tolerance_met(run: dict[str, Any], configuration: dict[str, Any] | None = None,
+                  secrets: dict[str, Any] | None = None) -> tuple[bool, str]:
+    """Whether a probe's output is within its tolerance, as Chaos Toolkit decides it: chaoslib's
+    own check (`chaoslib.hypothesis.within_tolerance`), so a process probe's number is its exit
+    code, a list is a range or a set, and the regex, jsonpath, range and probe forms mean what
+    chaoslib says. A verdict the run already took (`tolerance_met`, as chaoslib records it for
+    the steady-state probes) stands. Gives the verdict and, when the check itself failed, why."""
+    if isinstance(run.get("tolerance_met"), bool):
+        return run["tolerance_met"], ""
+    from chaoslib import substitute
+    from chaoslib.hypothesis import within_tolerance
+
+    tolerance = copy.deepcopy(run["activity"]["tolerance"])  # chaoslib writes the value into a probe tolerance
+    try:
+        if isinstance(tolerance, str):
+            tolerance = substitute(tolerance, configuration, secrets)
+        return bool(within_tolerance(tolerance, run.get("output"), configuration=configuration, secrets=secrets)), ""
+    except Exception as exc:  # chaoslib's check itself failed (a regex on a number...): not within it
+        return False, f" (the check failed: {type(exc).__name__}: {str(exc)[:200]})"
+
+
+def _shown(output: Any) -> str:
+    text = repr(output)
+    return text if len(text) <= 300 else text[:300] + "…"

@@ -13,11 +13,33 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from drillkit.evidence.recorder import OpRecorder, client_file
 from drillkit.load import ClientConfig
 from drillkit.load.workload import DR_RECORDS, Workload, checksum, read_outcome, render
+
+if TYPE_CHECKING:
+    from drillkit.scenario.loader import LoadedScenario
+
+
+def canary_workload(loaded: "LoadedScenario") -> tuple[Workload | None, str | None]:
+    """What the canary drives: the drill's own workload mapping (`load.workload`), or, on the
+    sandbox, the sandbox's own API, which its every region serves whatever the locustfile. Neither
+    (a custom Locust file against a system drillkit did not build): no canary, and the one line
+    that says why. No canary asked for (`load.canary: 0`): none, and nothing to say."""
+    load = loaded.scenario.load
+    if not load.canary:
+        return None, None
+    if loaded.workload is not None:
+        return loaded.workload, None
+    kind = loaded.scenario.system.kind
+    if kind == "sandbox":
+        return DR_RECORDS, None
+    return None, (f"canary off: load.locustfile is the user's own Locust file and system.kind is {kind}, so the "
+                  "canary has no workload mapping (load.workload) to drive; RTO's resolution is the Locust users' "
+                  "(set load.canary: 0 to say so)")
 
 
 class Canary:

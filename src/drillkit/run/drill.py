@@ -36,8 +36,7 @@ from drillkit import targets
 from drillkit.chaos import CONFIG_KEY, ENV_KEY, EVENTS_CONFIG_KEY, EVENTS_ENV_KEY
 from drillkit.errors import DrillAborted, EnvironmentProblem, InputError, one_line
 from drillkit.load import ENV_WORKLOAD, LoadRun, LoadSettings
-from drillkit.load.canary import Canary
-from drillkit.load.workload import DR_RECORDS
+from drillkit.load.canary import Canary, canary_workload
 from drillkit.manifest import signing_key, write_manifest
 from drillkit.redact import redact_evidence
 from drillkit.run.audit import write_final_state, write_final_table
@@ -471,10 +470,13 @@ class Drill:
 
     def _start_canary(self, endpoint: str) -> Canary | None:
         spec = self.scenario.load
-        if not spec.canary:
+        workload, off = canary_workload(self.loaded)
+        if workload is None:
+            if off:
+                self.env.progress(f"note: {off}")
             return None
         canary = Canary(endpoint, self.out, interval=spec.canary, timeout=spec.request_timeout,
-                        workload=self.loaded.workload or DR_RECORDS, region_header=self._region_header(),
+                        workload=workload, region_header=self._region_header(),
                         key_prefix=self.key_prefix,
                         client_config=(config.path, config.ttl) if (config := self._client_config()) else None
                         ).start()
@@ -517,6 +519,7 @@ class Drill:
         os.environ[EVENTS_ENV_KEY] = config[EVENTS_CONFIG_KEY]
         settings = {"runtime": {"rollbacks": {"strategy": "always"}, "hypothesis": {"strategy": "default"}}}
         journal = run_experiment(self.experiment, settings=settings, experiment_vars=(config, {}))
+        _hold_tolerances(self.experiment, journal, config)
         (self.out / ev.JOURNAL).write_text(json.dumps(journal, indent=2, default=str))
         return journal
 
@@ -573,3 +576,19 @@ class Drill:
             render_report(self.out)
         write_manifest(self.out, key=self.signing_key)
         return summary
+
+
+def _hold_tolerances(experiment: dict, journal: dict, extra: dict) -> None:
+    """The verdict of each method probe's tolerance, taken as chaoslib takes it, while the system is up."""
+    from chaoslib.configuration import load_configuration
+    from chaoslib.exceptions import ChaosException
+    from chaoslib.secret import load_secrets
+
+    from drillkit.judge.checks import hold_tolerances
+
+    try:
+        configuration = load_configuration(experiment.get("configuration") or {}, extra)
+        secrets = load_secrets(experiment.get("secrets") or {}, configuration)
+    except ChaosException:  # chaoslib refused them, and so ended the experiment: its status judges it
+        return
+    hold_tolerances(journal, configuration, secrets)

@@ -3,7 +3,8 @@
 It never decides by itself whether it may write: it asks the database, so a hot standby
 refuses writes exactly until the moment its promotion completes, as a real app would see it.
 Every response names the serving region in ``X-Region``, which is how the evidence tells
-which region answered. Run as ``python -m drillkit.targets.sandbox.app``.
+which region answered, and the instance in ``X-Instance``, by which the router's load balancing
+keeps its connections per instance. Run as ``python -m drillkit.targets.sandbox.app``.
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ class App:
 
     def _json(self, status: int, doc: dict[str, Any]) -> web.Response:
         return web.Response(status=status, body=json.dumps(doc).encode(), content_type="application/json",
-                            headers={"X-Region": self.region})
+                            headers={"X-Region": self.region, "X-Instance": self.instance})
 
     async def dispatch(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -246,8 +247,9 @@ class App:
             if objects.is_missing(exc):
                 return self._json(404, {"error": "not found"})
             return self._json(503, {"error": f"object store: {_first_line(exc)}"})
-        return web.Response(status=200, body=data, headers={"X-Region": self.region, "Content-Type":
-                                                            resp.get("ContentType") or "application/octet-stream"})
+        return web.Response(status=200, body=data, headers={
+            "X-Region": self.region, "X-Instance": self.instance,
+            "Content-Type": resp.get("ContentType") or "application/octet-stream"})
 
     async def _object(self, method: str, key: str, body: bytes) -> web.Response:
         """Objects live in the region's S3 bucket; the database decides, as for records, whether

@@ -337,14 +337,72 @@ class RegionConnection(asyncio.Protocol):
         return Upstream(reply.status, kept, b"".join(reply.body), keep_alive=reply.keep_alive)
 
 
+INSTANCE_HEADER = "X-Instance"
+"""The header in which a sandbox app instance names itself (drillkit.targets.sandbox.app)."""
+DISCOVER_EVERY = 0.2
+"""How often a region's pool opens a connection for a request even when one is idle: the link
+deals new connections to the region's instances in turn, so an instance added by a scale-up is
+reached within a few of these, as a load balancer registers a new target."""
+FORGET_AFTER = 5.0
+"""An instance that has not answered for this long (stopped, scaled away) is no longer given turns."""
+MAX_IDLE = 16
+"""Idle connections kept to one instance; more are closed when their exchange ends."""
+
+
+class RegionPool:
+    """One region's kept-alive connections, grouped by the app instance each reached (its
+    ``X-Instance`` answer; one group for a region that names none)."""
+
+    def __init__(self) -> None:
+        self.idle: dict[str | None, list[RegionConnection]] = {}
+        self.seen: dict[str | None, float] = {}
+        self.turn = 0
+        self.discovered = 0.0
+
+    def take(self, now: float) -> RegionConnection | None:
+        """An idle connection to the next instance in turn; none (connect anew) when it has no
+        idle one, or when it is time to look for instances the pool has not reached."""
+        if now - self.discovered >= DISCOVER_EVERY:
+            self.discovered = now
+            return None
+        live = [i for i, t in self.seen.items() if now - t < FORGET_AFTER]
+        if not live:
+            return None
+        self.turn = (self.turn + 1) % len(live)
+        conns = self.idle.get(live[self.turn], [])
+        while conns:
+            conn = conns.pop()
+            if conn.open():
+                return conn
+            conn.close()
+        return None
+
+    def keep(self, conn: RegionConnection, instance: str | None, now: float) -> None:
+        self.seen[instance] = now
+        conns = self.idle.setdefault(instance, [])
+        if len(conns) < MAX_IDLE:
+            conns.append(conn)
+        else:
+            conn.close()
+
+    def close(self) -> None:
+        for conns in self.idle.values():
+            for conn in conns:
+                conn.close()
+        self.idle.clear()
+
+
 class Relay:
     """The router's connections to the regions, and the one place that decides what a failed
     exchange means.
 
-    Each client connection has its own kept-alive connection to each region, as each client of a
-    DNS-routed endpoint holds its own connection to the region's load balancer, which balances
-    connections, not requests (the region's link). Shared among clients, the few busiest
-    connections would carry most of the load to whichever instances they happened to reach.
+    Each region's load balancer balances requests, not connections, as the application load
+    balancers of the seed systems do: every request goes to the next of the region's instances
+    in turn (round robin), over a kept-alive connection to that instance, whichever client sent
+    it. So an instance added by a scale-up takes its share of the requests at once, and a busy
+    connection never drags its client's load to one instance. The router reaches each instance
+    through the region's link (so the link's faults apply), which deals new connections to the
+    instances in turn; the pool learns which instance a connection reached from its answer.
 
     The client is drillkit's own (not aiohttp's) because the router must know how far a request got:
     a request that never left may be sent again, one that left may not (aiohttp's client retries an
@@ -352,37 +410,10 @@ class Relay:
 
     def __init__(self, regions: dict[str, tuple[str, int]], timeout: float):
         self.regions, self.timeout = regions, timeout
-        self.held: dict[asyncio.BaseTransport, dict[str, RegionConnection]] = {}
-        """client connection → region → its connection to that region, idle between its requests"""
+        self.pools: dict[str, RegionPool] = {r: RegionPool() for r in regions}
 
-    def _take(self, client: asyncio.BaseTransport | None, region: str) -> RegionConnection | None:
-        """The client's connection to `region` if still open; one the region closed (or spoke on
-        out of turn) is dropped."""
-        conn = self.held.get(client, {}).pop(region, None)
-        if conn is not None and not conn.open():
-            conn.close()
-            return None
-        return conn
-
-    def _keep(self, client: asyncio.BaseTransport | None, region: str, conn: RegionConnection) -> None:
-        if client is None or client.is_closing():
-            conn.close()
-        else:
-            self.held.setdefault(client, {})[region] = conn
-
-    def release_departed(self) -> None:
-        """Close the region connections of clients that have hung up, as their own would close."""
-        for client in [c for c in self.held if c.is_closing()]:
-            for conn in self.held.pop(client).values():
-                conn.close()
-
-    async def release_departed_every(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            self.release_departed()
-
-    async def send(self, client: asyncio.BaseTransport | None, region: str, method: str, target: str,
-                   headers: list[tuple[str, str]], body: bytes) -> Upstream:
+    async def send(self, region: str, method: str, target: str, headers: list[tuple[str, str]],
+                   body: bytes) -> Upstream:
         """Forward once; connect once more only when the request never left (the connection could
         not be made, or was found closed before the request was written)."""
         lines = [f"{method} {target} HTTP/1.1"] + [f"{k}: {v}" for k, v in headers]
@@ -391,7 +422,7 @@ class Relay:
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
         loop = asyncio.get_running_loop()
         for attempt in (1, 2):
-            conn = self._take(client, region)
+            conn = self.pools[region].take(time.monotonic())
             try:
                 if conn is None:
                     async with asyncio.timeout(self.timeout):
@@ -419,17 +450,20 @@ class Relay:
                 return _failure(502, "reset", repr(exc))
             up = conn.response()
             if up.keep_alive:
-                self._keep(client, region, conn)
+                self.pools[region].keep(conn, _header(up.headers, INSTANCE_HEADER), time.monotonic())
             else:
                 conn.close()
             return up
         raise AssertionError("unreachable")
 
     def close(self) -> None:
-        for conns in self.held.values():
-            for conn in conns.values():
-                conn.close()
-        self.held.clear()
+        for pool in self.pools.values():
+            pool.close()
+
+
+def _header(headers: list[tuple[str, str]], name: str) -> str | None:
+    name = name.lower()
+    return next((v for k, v in headers if k.lower() == name), None)
 
 
 class Router:
@@ -443,13 +477,10 @@ class Router:
         app = web.Application(client_max_size=64 * 2**20)
         app.router.add_route("*", "/{tail:.*}", self.handle)
 
-        async def release(_: web.Application):
-            sweeper = asyncio.create_task(self.relay.release_departed_every(0.5))
-            yield
-            sweeper.cancel()
+        async def close_relay(_: web.Application) -> None:
             self.relay.close()
 
-        app.cleanup_ctx.append(release)
+        app.on_cleanup.append(close_relay)
         return app
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -467,13 +498,13 @@ class Router:
         drop = HOP_BY_HOP | {h.strip().lower() for h in listed.split(",")} if listed else HOP_BY_HOP
         headers = [(k, v) for k, v in request.headers.items()
                    if k.lower() not in drop and k.lower() != "content-length"]
-        up = await self.relay.send(request.transport, target, method, request.raw_path, headers, body)
+        up = await self.relay.send(target, method, request.raw_path, headers, body)
         extra = [("X-Router-Target", target)]
         if (routing.policy == "origin-group" and method in FAILOVER_METHODS
                 and (up.error or up.status in FAILOVER_STATUSES)):
             secondary = routing.secondary(target)
             if secondary:
-                up = await self.relay.send(request.transport, secondary, method, request.raw_path, headers, body)
+                up = await self.relay.send(secondary, method, request.raw_path, headers, body)
                 extra = [("X-Router-Target", secondary), ("X-Router-Failover", target)]
         return _reply(request, up, extra)
 
@@ -527,6 +558,8 @@ def _reply(request: web.Request, up: Upstream, extra: list[tuple[str, str]] = ()
     headers = CIMultiDict()
     length = None
     for name, value in [*up.headers, *extra]:
+        if name.lower() == INSTANCE_HEADER.lower():
+            continue  # the region's load balancer keeps its targets to itself
         if name.lower() == "content-length":
             length = value
         else:
