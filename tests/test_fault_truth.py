@@ -311,6 +311,7 @@ def test_kill_process_refuses_what_would_hit_drillkit(tmp_path):
 
 def test_the_report_shows_the_fault_s_interval_and_where_it_comes_from(tmp_path):
     """A provider that reported nothing: the interval is its activity's span, and the report says so."""
+    import html
     import re
 
     from drillkit.judge.summary import write_summary
@@ -322,7 +323,7 @@ def test_the_report_shows_the_fault_s_interval_and_where_it_comes_from(tmp_path)
     folder = _folder(tmp_path, [fault])
     write_summary(folder, summarize(folder))
     render_report(folder)
-    text = " ".join(re.sub(r"<[^>]+>", " ", (folder / "report.html").read_text()).split())
+    text = html.unescape(" ".join(re.sub(r"<[^>]+>", " ", (folder / "report.html").read_text()).split()))
     assert f"within [{clock(T0 + 0.98)}, {clock(T0 + 1.02)}] UTC (40.0 ms wide)" in text
     assert "the fault activity's start and end (its provider reported no instant)" in text
     assert "4 lost writes acknowledged inside it: around the fault" in text
