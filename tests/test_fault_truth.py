@@ -307,3 +307,23 @@ def test_kill_process_refuses_what_would_hit_drillkit(tmp_path):
             kill_process(pid=pid, configuration=config)
     failed = [e for e in read_events(tmp_path) if e["kind"] == FAULT_FAILED]
     assert len(failed) == 6 and not [e for e in read_events(tmp_path) if e["kind"] == FAULT_INJECTED]
+
+
+def test_the_report_shows_the_fault_s_interval_and_where_it_comes_from(tmp_path):
+    """A provider that reported nothing: the interval is its activity's span, and the report says so."""
+    import html
+    import re
+
+    from drillkit.judge.summary import write_summary
+    from drillkit.report import render_report
+    from drillkit.report.fmt import clock
+
+    fault = {"t": T0 + 1.0, "t_lo": T0 + 0.98, "t_hi": T0 + 1.02, "kind": FAULT_INJECTED, "fault": "x",
+             "instant": "activity"}
+    folder = _folder(tmp_path, [fault])
+    write_summary(folder, summarize(folder))
+    render_report(folder)
+    text = html.unescape(" ".join(re.sub(r"<[^>]+>", " ", (folder / "report.html").read_text()).split()))
+    assert f"within [{clock(T0 + 0.98)}, {clock(T0 + 1.02)}] UTC (40.0 ms wide)" in text
+    assert "the fault activity's start and end (its provider reported no instant)" in text
+    assert "4 lost writes acknowledged inside it: around the fault" in text

@@ -29,7 +29,7 @@ from typing import Any
 from drillkit.chaos import Configuration, events_file_from
 from drillkit.errors import DrillkitError, FaultError
 from drillkit.evidence import FAULT_CLEARED, FAULT_FAILED, FAULT_INJECTED, FAULT_INSTANT_KEY, append_event
-from drillkit.targets.processes import ProcessEntry, entry_for, stat_fields, wait_gone, wait_stopped
+from drillkit.targets.processes import ProcessEntry, alive, entry_for, stat_fields, wait_gone, wait_stopped
 
 __all__ = ["freeze_process", "kill_process", "thaw_process"]
 
@@ -120,7 +120,7 @@ def _signal(targets: list[ProcessEntry], sig: int) -> tuple[float, float, float]
     sent = 0
     t_lo = t = None
     for entry in targets:
-        if entry_for_now(entry) is None:
+        if not alive(entry):
             continue
         before = time.time()
         try:
@@ -182,11 +182,6 @@ def find(pid: int | str | None, pidfile: str | None, command: str | None, tree: 
             if p == pids[0]:
                 raise FaultError(f"no such process: pid {p}") from None
     return found
-
-
-def entry_for_now(entry: ProcessEntry) -> ProcessEntry | None:
-    fields = stat_fields(f"/proc/{entry.pid}/stat")
-    return entry if fields is not None and int(fields[19]) == entry.start_ticks and fields[0] != "Z" else None
 
 
 def refuse(pid: int) -> None:
