@@ -422,3 +422,16 @@ def test_no_raw_rto_row_beside_the_rto_rows(tmp_path, drillkit_cli):
     assert not any(r.lower() == "rto" for r in rows), rows
     html = (folder / "report.html").read_text()
     assert not re.search(r"<td[^>]*>\s*rto\s*</td>", html), "a raw rto row in report.html"
+
+
+@pytest.mark.parametrize("name", ["requests/canary.jsonl", "final_state.jsonl"])
+def test_a_jsonl_file_starting_with_null_does_not_crash_the_reader(stored, tmp_path, drillkit_cli, name):
+    """pyarrow's JSON reader died of SIGSEGV on a buffer whose first value is `null` (found by the fuzz test)."""
+    folder = stored_copy(stored, tmp_path / "drill")
+    path = folder / name
+    path.write_bytes(b"  null\n" + path.read_bytes())
+    proc = drillkit_cli("measure", str(folder))
+    assert proc.returncode in (0, 2), proc.stdout + proc.stderr  # a signal would be negative
+    assert "Traceback" not in proc.stderr
+    if name == "final_state.jsonl":
+        assert f"{path}: line 1: not a JSON object" in one_line(proc, 2)

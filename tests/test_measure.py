@@ -347,7 +347,7 @@ def test_not_a_drill_folder(tmp_path):
 
 def test_missing_final_state_is_an_error(tmp_path):
     with pytest.raises(EvidenceError, match="final_state.jsonl: missing"):
-        summarize(drill(tmp_path, [W(1, 1.1)], final=False))
+        summarize(drill(tmp_path, [W(1, 1.1)], final=False, events=[{"t": 2, "kind": "drill.end"}]))
 
 
 def test_malformed_request_names_file_and_line(tmp_path):

@@ -77,8 +77,12 @@ def measure(folder: Path | str) -> Measures:
     except (ValueError, KeyError, TypeError) as exc:
         raise EvidenceError(f"{folder / EVENTS}: malformed event log ({exc})") from exc
     aborted = [str(e.get("reason", "no reason recorded")) for e in events if e.get("kind") == DRILL_ABORTED]
-    if harness_killed(events):
-        aborted.append(f"{HARNESS_KILLED}: {EVENTS} has no {DRILL_END}")
+    if harness_killed(events) and not aborted:
+        if (folder / FINAL_STATE).exists():
+            notes.append(f"{EVENTS} has no {DRILL_END}: the harness stopped after the data audit, "
+                         "before its teardown ended")
+        else:  # killed before the audit: what the records allow is measured, the data is unknown
+            aborted.append(f"{HARNESS_KILLED}: {EVENTS} has no {DRILL_END}")
     fault = fault_of(events)
     t_fault = fault.t
     if fault.not_measured:
