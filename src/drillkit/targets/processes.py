@@ -149,7 +149,27 @@ def entry_for(name: str, pid: int, region: str | None = None) -> ProcessEntry:
     if ticks is None:
         raise SandboxError(f"{name} (pid {pid}) exited right after it started")
     return ProcessEntry(name=name, pid=pid, start_ticks=ticks, region=region, uid=process_uid(pid),
-                        mark=process_mark(pid))
+                        mark=_settled_mark(pid))
+
+
+def _settled_mark(pid: int, timeout: float = 1.0) -> str | None:
+    """`pid`'s mark once its exec has set up its environment: Popen returns when the exec closed the
+    close-on-exec descriptors, a moment before the kernel records where the new environment lies
+    (until then /proc/PID/environ and /proc/PID/cmdline read empty)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        set_up = _has_command_line(pid)
+        mark = process_mark(pid)
+        if mark is not None or set_up or time.monotonic() > deadline or _zombie(pid):
+            return mark
+        time.sleep(0.001)
+
+
+def _has_command_line(pid: int) -> bool:
+    try:
+        return bool(Path(f"/proc/{pid}/cmdline").read_bytes())
+    except OSError:
+        return False
 
 
 def marked_env(root: Path, base: dict[str, str] | None = None) -> dict[str, str]:
