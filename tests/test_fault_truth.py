@@ -230,7 +230,13 @@ def test_an_experiment_that_injects_no_fault_measures_no_rto_or_rpo(tmp_path, dr
 
 # -- kill_process: the instant at the system call ------------------------------------------------------
 
-needs_strace = pytest.mark.skipif(strace() is None, reason="strace is the independent clock and is not installed")
+@pytest.fixture(autouse=False)
+def needs_strace_fixture():
+    """strace is the independent clock: .ci/run installs it; without it these tests fail, never skip."""
+    assert strace() is not None, "strace is not installed (apt-get install strace): it is the independent clock"
+
+
+needs_strace = pytest.mark.usefixtures("needs_strace_fixture")
 
 
 def _gone(pid: int) -> bool:
@@ -252,7 +258,8 @@ def test_kill_process_takes_the_instant_of_the_kill_system_call_on_a_process_tre
     assert r["pids"][0] == parent.pid and set(kids) <= set(r["pids"]) and r["confirmed"] == "gone"
     assert all(_gone(p) for p in kids)
     assert r["drillkit_fault_t_lo"] <= traced.syscall_t <= r["drillkit_fault_t_hi"]
-    assert traced.error_s < 0.005, traced
+    # how close t is to the call (figures: bench/fault_instant.py) is a measurement, not a test: the
+    # test holds what must be true on any machine, that the call lies inside the recorded interval
     injected, = [e for e in traced.events if e["kind"] == FAULT_INJECTED]
     assert injected["t"] == r["drillkit_fault_t"] and injected["fault"] == "tree-loss"
     assert injected["instant"] == "system call"
@@ -291,7 +298,6 @@ def test_kill_process_on_the_sandbox_s_postmaster_under_load(manual_sandbox):
     r = traced.result
     assert r["pids"][0] == postmaster and len(r["pids"]) > 1 and _gone(postmaster)
     assert r["drillkit_fault_t_lo"] <= traced.syscall_t <= r["drillkit_fault_t_hi"]
-    assert traced.error_s < 0.005, traced
 
 
 def test_kill_process_refuses_what_would_hit_drillkit(tmp_path):
