@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
-import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from fault_clock import kill_traced, start_tree  # noqa: E402
+from fault_clock import kill_postmaster_under_load, kill_traced, start_tree  # noqa: E402
 
 
 def tree_once():
@@ -34,33 +31,12 @@ def tree_once():
 
 def postmaster_once():
     from drillkit.scenario import SandboxSpec
-    from drillkit.targets.sandbox.net import http_json
     from drillkit.targets.sandbox.system import Sandbox
 
     box = Sandbox.up(SandboxSpec.model_validate({"routing": {"policy": "manual"}}))
-    stop, acked = threading.Event(), []
-
-    def writer() -> None:
-        while not stop.is_set():
-            try:
-                status, _ = http_json(f"{box.endpoint}/records", "POST", {"key": uuid.uuid4().hex, "payload": "x"},
-                                      timeout=1.0)
-                acked.append(status == 201)
-            except OSError:
-                acked.append(False)
-
-    threads = [threading.Thread(target=writer) for _ in range(4)]
     try:
-        for t in threads:
-            t.start()
-        while sum(acked) < 50:
-            time.sleep(0.01)
-        pidfile = Path(box.state.regions["A"].datadir) / "postmaster.pid"
-        return kill_traced(int(pidfile.read_text().splitlines()[0]), pidfile=str(pidfile), tree=True)
+        return kill_postmaster_under_load(box)
     finally:
-        stop.set()
-        for t in threads:
-            t.join()
         box.down()
 
 

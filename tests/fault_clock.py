@@ -67,3 +67,38 @@ def start_tree() -> tuple[subprocess.Popen, list[int]]:
                               start_new_session=True)
     kids = [int(p) for p in parent.stdout.readline().split()]
     return parent, kids
+
+
+def kill_postmaster_under_load(box, writers: int = 4, acked_first: int = 50, **args) -> TracedKill:
+    """kill_process, traced, on region A's postmaster and its backends (by its pid file) while
+    `writers` clients write through the global endpoint, once `acked_first` writes were acknowledged."""
+    import threading
+    import time
+    import uuid
+
+    from drillkit.targets.sandbox.net import http_json
+
+    stop, acked = threading.Event(), []
+
+    def writer() -> None:
+        while not stop.is_set():
+            try:
+                status, _ = http_json(f"{box.endpoint}/records", "POST", {"key": uuid.uuid4().hex, "payload": "x"},
+                                      timeout=1.0)
+                acked.append(status == 201)
+            except OSError:
+                acked.append(False)
+
+    pidfile = Path(box.state.regions["A"].datadir) / "postmaster.pid"
+    postmaster = int(pidfile.read_text().splitlines()[0])
+    threads = [threading.Thread(target=writer) for _ in range(writers)]
+    for t in threads:
+        t.start()
+    try:
+        while sum(acked) < acked_first:
+            time.sleep(0.01)
+        return kill_traced(postmaster, pidfile=str(pidfile), tree=True, **args)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()

@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-import time
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from fault_clock import kill_traced, start_tree, strace
+from fault_clock import kill_postmaster_under_load, kill_traced, start_tree, strace
 from test_drill import variant
 
 from conftest import ROOT
@@ -268,33 +265,9 @@ def test_kill_process_takes_the_instant_of_the_kill_system_call_on_a_process_tre
 @needs_strace
 def test_kill_process_on_the_sandbox_s_postmaster_under_load(manual_sandbox):
     """The postmaster of region A and its backends, by its pid file, while four clients write."""
-    from drillkit.targets.sandbox.net import http_json
-
-    box = manual_sandbox
-    pidfile = Path(box.state.regions["A"].datadir) / "postmaster.pid"
+    pidfile = Path(manual_sandbox.state.regions["A"].datadir) / "postmaster.pid"
     postmaster = int(pidfile.read_text().splitlines()[0])
-    stop, acked = threading.Event(), []
-
-    def writer() -> None:
-        while not stop.is_set():
-            try:
-                status, _ = http_json(f"{box.endpoint}/records", "POST", {"key": uuid.uuid4().hex, "payload": "x"},
-                                      timeout=1.0)
-                acked.append(status == 201)
-            except OSError:
-                acked.append(False)
-
-    threads = [threading.Thread(target=writer) for _ in range(4)]
-    for t in threads:
-        t.start()
-    try:
-        while sum(acked) < 50:
-            time.sleep(0.01)
-        traced = kill_traced(postmaster, pidfile=str(pidfile), tree=True, fault="db-loss")
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
+    traced = kill_postmaster_under_load(manual_sandbox, fault="db-loss")
     r = traced.result
     assert r["pids"][0] == postmaster and len(r["pids"]) > 1 and _gone(postmaster)
     assert r["drillkit_fault_t_lo"] <= traced.syscall_t <= r["drillkit_fault_t_hi"]
