@@ -272,10 +272,11 @@ class Drill:
         check_environment(loaded, self.out, confirmed=confirmed)
         self.env = Environment(loaded, self.out, progress or (lambda _msg: None))
         self.abort_reason: str | None = None
-        # every key the drill's users write starts with the drill's own prefix (a workload
-        # mapping, the sandbox's API, a locustfile's DrillUser), and the audit reads only those:
-        # a system holds other data, and none of it is this drill's
-        self.key_prefix = f"dk{secrets.token_hex(4)}-"
+        # on a system that holds data of its own, every key the drill's users write starts with the
+        # drill's own prefix (a workload mapping, a locustfile's DrillUser), and the audit reads
+        # only those: none of the other data is this drill's. A system born with the drill (the
+        # sandbox) holds only the drill's keys, as they were written.
+        self.key_prefix = "" if self.env.plugin.born_with_the_drill else f"dk{secrets.token_hex(4)}-"
 
     @property
     def stages(self) -> dict[str, float]:

@@ -15,6 +15,8 @@ drillkit.targets.capabilities its system has:
     Plugin.up(spec, events_file=, scenario_dir=) -> target  start or attach; writes a state file
     Plugin.attach(state_file) -> target      another handle (chaos providers, watchdog threads)
     Plugin.reap_stale() -> [folder]          stop what a SIGKILLed drill left behind
+    Plugin.born_with_the_drill: bool         it starts empty with the drill (every key in it is
+                                             the drill's); else the drill's keys are scoped
     target.ready() -> [(event kind, fields)] wait until it can take load; what to record
     target.adopt(name, pid)                  take a harness process (Locust) into its registry
     target.facts() -> {name: value}          versions for the provenance

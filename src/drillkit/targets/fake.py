@@ -31,6 +31,7 @@ PREFIX = "drillkit-fake-"
 
 class FakeTarget:
     kind = "fake"
+    born_with_the_drill = True
 
     def __init__(self, state_file: Path):
         self._state_file = Path(state_file)

@@ -51,6 +51,8 @@ def _audits(spec: ExternalSpec, scenario_dir: Path) -> list[tuple[str, AuditAdap
 
 class ExternalTarget:
     kind = "external"
+    born_with_the_drill = False
+    """It holds data of its own: the drill's keys are scoped (drillkit.run.drill, the key scope)."""
 
     def __init__(self, root: Path, spec: ExternalSpec, events_file: Path, scenario_dir: Path):
         self.root = root

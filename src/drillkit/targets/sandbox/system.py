@@ -82,6 +82,8 @@ class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps, Ta
     """
 
     kind = "sandbox"
+    born_with_the_drill = True
+    """Every key in it is the drill's (it starts empty with the drill): no key scope is needed."""
 
     def __init__(self, state: SandboxState):
         self.state = state
