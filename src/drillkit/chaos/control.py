@@ -25,9 +25,9 @@ provider returned) or its start (`"at": "start"`).
 `{"drillkit": {"clears": "primary-loss"}}` records `fault.cleared` the same way.
 `{"drillkit": {"phase": "promote"}}` puts the activity in the runbook phase `promote`: its events
 carry the phase, and `targets.phases.promote` budgets the whole group (drillkit.measure.phases). drillkit's own
-actions (`drillkit.chaos.*` providers) record their faults themselves, at the moment the fault took
-effect (named by their own arguments): a `fault` mark on one of them adds no second event when it
-succeeds, and `fault.failed` when it fails (drillkit.chaos.process records that itself too).
+sandbox actions (drillkit.chaos.actions) record their faults themselves, at the moment the fault
+took effect (named by their own arguments); drillkit.chaos.process records its `fault.injected` and
+`fault.failed` itself, so a `fault` mark on it adds no second event (RECORDS_ITSELF).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def after_activity_control(context: dict, state: dict, configuration: dict | Non
     error = provider_failure(context, state)
     common = {"activity": context.get("name"), "marked": True}
     if error is not None:
-        if "fault" in mark and not _records_itself(context, failures=True):
+        if "fault" in mark and not _records_itself(context):
             _event(configuration, FAULT_FAILED, t=hi, t_lo=lo, t_hi=hi, fault=mark["fault"], error=error, **common)
         return
     t, lo, hi, source = fault_instant(state.get("output"), lo, hi, mark.get("at"))
@@ -92,17 +92,15 @@ def after_activity_control(context: dict, state: dict, configuration: dict | Non
         _event(configuration, FAULT_CLEARED, t=t, fault=mark["clears"], **common)
 
 
-OWN_PROVIDERS = "drillkit.chaos."
-RECORDS_FAILURES = ("drillkit.chaos.process",)
-"""drillkit's own fault providers that record their `fault.failed` too."""
+RECORDS_ITSELF = ("drillkit.chaos.process",)
+"""The fault providers that record their own `fault.injected` (at the system call) and
+`fault.failed`: a mark on them adds no second event. Every other provider, drillkit's AWS and
+object actions included, is recorded by this control."""
 
 
-def _records_itself(activity: dict[str, Any], failures: bool = False) -> bool:
+def _records_itself(activity: dict[str, Any]) -> bool:
     provider = activity.get("provider") or {}
-    module = str(provider.get("module", ""))
-    if provider.get("type") != "python":
-        return False
-    return module in RECORDS_FAILURES if failures else module.startswith(OWN_PROVIDERS)
+    return provider.get("type") == "python" and str(provider.get("module", "")) in RECORDS_ITSELF
 
 
 def provider_failure(activity: dict[str, Any], state: dict[str, Any]) -> str | None:
