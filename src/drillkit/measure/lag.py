@@ -14,16 +14,18 @@ from .read import seconds as _r
 
 
 def read_lag(folder: Path) -> pd.DataFrame | None:
-    """lag.csv as a frame; None when the drill wrote none or only its header."""
+    """lag.csv as a frame (the one reader of the file: measure and the report); None when the
+    drill wrote none or only its header. Read by Arrow's CSV reader: pandas' own C parser crashed
+    the drill's process (SIGSEGV inside its tokenizer) reading a lag.csv a fresh process reads
+    fine, every time a drill was interrupted just after its recovery."""
     path = folder / LAG
-    if not path.exists():
-        return None
     try:
-        return pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        return None
-    except (pd.errors.ParserError, ValueError) as exc:
+        if not path.exists() or path.stat().st_size == 0:
+            return None
+        frame = pd.read_csv(path, engine="pyarrow")
+    except (pd.errors.ParserError, ValueError, OSError) as exc:  # Arrow's errors are ValueErrors
         raise EvidenceError(f"{path}: not a lag CSV ({exc})") from exc
+    return None if frame.empty else frame
 
 
 def lag(frame: pd.DataFrame | None) -> dict[str, Any]:

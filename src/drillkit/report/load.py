@@ -13,6 +13,7 @@ import pandas as pd
 from drillkit import evidence as ev
 from drillkit.errors import EvidenceError, InputError
 from drillkit.evidence.history import History, history_files, read_timeline
+from drillkit.measure.lag import read_lag
 from drillkit.yamlfile import load_yaml
 
 
@@ -138,10 +139,12 @@ def _lag(path: Path, e: Evidence) -> pd.DataFrame | None:
     if _missing(path, e, "replication-lag chart"):
         return None
     try:
-        df = pd.read_csv(path)
-    except (OSError, ValueError) as exc:
+        df = read_lag(path.parent)
+    except EvidenceError as exc:
         e.problems.append(f"{path.name}: not readable as CSV ({exc})")
         return None
+    if df is None:
+        df = pd.DataFrame(columns=["t", "region", "replay_lag_s"])
     need = {"t", "region", "replay_lag_s"}
     if not need <= set(df.columns):
         e.problems.append(f"{path.name}: no column {', '.join(sorted(need - set(df.columns)))}")
