@@ -117,7 +117,7 @@ def parse(piece: Piece, fields: dict[str, str], strict: bool, check: Check | Non
 
     schema = arrow_schema(fields)
     if _arrow_crashes_on(piece.data):
-        return _parse_slowly(piece, fields, strict, check or (lambda rec: problem(rec, fields)))
+        return parse_slowly(piece, fields, strict, check or (lambda rec: problem(rec, fields)))
     try:
         table = pj.read_json(pa.BufferReader(pa.py_buffer(piece.data)), read_options=pj.ReadOptions(block_size=BLOCK_BYTES),
                              parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"))
