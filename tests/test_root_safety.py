@@ -308,3 +308,34 @@ def test_the_evidence_folder_deleted_mid_drill_still_tears_everything_down(tmp_p
     assert "Traceback" not in stderr
     assert "torn down" in stderr and not (out / "summary.json").exists()
     shutil.rmtree(out, ignore_errors=True)  # whatever a late writer put back; no_leftovers checks the rest
+
+
+@pytest.fixture
+def small_disk():
+    """A 384 KiB file system (tmpfs) for the evidence folder: the drill's records fill it."""
+    where = Path(tempfile.mkdtemp(prefix="dk-small-disk-"))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=384k,mode=0755", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+        where.rmdir()
+
+
+def test_the_evidence_disk_filling_up_mid_drill_still_tears_everything_down(small_disk, no_leftovers):
+    """The issue's full disk: the evidence folder's file system fills while the load records;
+    the drill stops (the abort recorded as far as the disk allows), tears everything down, and
+    says so in one line, never a traceback."""
+    out = small_disk / "evidence"
+    proc = start_drill(out, "scenarios/ground-truth-outage.yaml")
+    try:
+        wait_for_event(proc, out, "stage.start", {"stage": "warmup"})
+        assert no_leftovers.leaks(settle=0).get("processes"), "nothing ran (proves nothing)"
+        _, stderr = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert shutil.disk_usage(small_disk).free < 64 * 1024, "the disk never filled (proves nothing)"
+    assert proc.returncode == 3, stderr
+    assert "Traceback" not in stderr

@@ -135,6 +135,9 @@ class ExternalTarget:
     def down(self) -> None:
         """Stop what drillkit started for the drill (its load); the user's system is left as it is."""
         with processes.shielded():
+            # what this drill adopted itself (its registry, its folder): still ours by start time,
+            # user and mark if it carries one; a reaper of a dead folder needs the mark (release)
+            processes.stop_all(processes.read_registry(self.root))
             release(self.root)
 
     def lacks(self) -> list[str]:
