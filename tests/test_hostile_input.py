@@ -16,7 +16,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import tarfile
 import threading
 from pathlib import Path
 
@@ -24,9 +23,9 @@ import pytest
 import yaml
 
 from conftest import ROOT
+from test_stored_drills import stored  # noqa: F401  (the fixture: the stored real drills, extracted once)
 from sample_evidence import make_drill
 
-STORED = Path(__file__).parent / "data" / "stored-drills.tar.gz"
 KEY = b"hostile-test-signing-key"
 BOMB_BOUND_S = 2
 """The bomb must be refused within this (a subprocess timeout, not a timing assertion): unbounded,
@@ -46,14 +45,6 @@ def one_line(proc: subprocess.CompletedProcess, code: int) -> str:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("drillkit: "), proc.stderr
     return lines[0]
-
-
-@pytest.fixture(scope="module")
-def stored(tmp_path_factory) -> Path:
-    where = tmp_path_factory.mktemp("stored")
-    with tarfile.open(STORED) as tar:
-        tar.extractall(where, filter="data")
-    return where
 
 
 def stored_copy(stored: Path, dest: Path, name: str = "region-loss") -> Path:
