@@ -110,3 +110,33 @@ def test_signal_swallowed_by_the_experiment_still_aborts():
             pass
         with pytest.raises(DrillAborted, match="SIGTERM received"):
             signals.check(Watchdog())
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_landing_inside_an_import_waits_for_its_end(tmp_path, sig):
+    """Raised inside the first import of a C extension, an interrupt left it half-initialised: the
+    judge's import of pandas then died (SystemError, SIGSEGV). The signal is delivered again once
+    the import is over. A module whose body signals its own process stands in for the extension."""
+    (tmp_path / "slow_extension.py").write_text(
+        "import os, signal\n"
+        f"os.kill(os.getpid(), signal.{sig})\n"
+        "total = sum(range(300_000))  # the handler runs here, inside the import\n"
+        "COMPLETE = True\n")
+    script = (
+        "import sys, time\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "from drillkit.errors import DrillAborted\n"
+        "from drillkit.run.drill import _Signals\n"
+        "with _Signals():\n"
+        "    try:\n"
+        "        import slow_extension\n"
+        "        deadline = time.monotonic() + 60\n"
+        "        while time.monotonic() < deadline:\n"
+        "            time.sleep(0.01)\n"
+        "        print('never interrupted')\n"
+        "    except (KeyboardInterrupt, DrillAborted) as exc:\n"
+        "        module = sys.modules.get('slow_extension')\n"
+        "        print(type(exc).__name__, getattr(module, 'COMPLETE', 'import broken'))\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    expected = {"SIGINT": "KeyboardInterrupt", "SIGTERM": "DrillAborted"}[sig]
+    assert proc.stdout.split() == [expected, "True"], proc.stdout + proc.stderr

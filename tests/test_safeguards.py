@@ -90,8 +90,9 @@ def test_a_partial_last_line_waits_for_its_end(tmp_path):
     assert m.check(T) is not None
 
 
-def aborted_by_safeguard(drillkit_cli, scenario: Path, out: Path, *extra: str) -> tuple[dict, list[str]]:
-    proc = drillkit_cli("run", str(scenario), "--out", str(out), "--quiet", *extra)
+def aborted_by_safeguard(drillkit_cli, scenario: Path, out: Path, *extra: str,
+                         env: dict | None = None) -> tuple[dict, list[str]]:
+    proc = drillkit_cli("run", str(scenario), "--out", str(out), *(extra or ("--quiet",)), env=env)
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
@@ -148,6 +149,26 @@ def test_lost_writes_safeguard_stops_a_drill_losing_data(tmp_path, drillkit_cli,
                        safeguards={"max_lost_writes": 0})
     tripped, _ = aborted_by_safeguard(drillkit_cli, scenario, tmp_path / "out")
     assert "max_lost_writes" in tripped["reason"]
+
+
+def test_a_safeguard_trip_lands_in_no_import(tmp_path, drillkit_cli, no_leftovers):
+    """A trip (or an operator's Ctrl-C) raises in the main thread wherever it stands. It once landed
+    inside the drill's first import of pandas, and the judge's own import of pandas then failed
+    (SystemError from numpy, or a SIGSEGV): exit 3, no summary. Nothing is imported first between
+    the signal handlers going in and the teardown: Python's import log (-X importtime, the lines
+    starting `import time:`) shows no module between the first stage and the teardown."""
+    scenario = variant(tmp_path, "replica-lag-then-region-loss.yaml", "losing-data",
+                       safeguards={"max_lost_writes": 0})
+    proc = drillkit_cli("run", str(scenario), "--out", str(tmp_path / "out"), env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert "max_lost_writes" in summary["reasons"][0]
+    lines = proc.stderr.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("▶ "))
+    teardown = lines.index("▶ teardown")
+    assert any(line.startswith("import time:") for line in lines[:first])  # the log is there
+    inside = [line for line in lines[first:teardown] if line.startswith("import time:")]
+    assert inside == [], "\n".join(inside)
 
 
 def test_max_duration_safeguard(tmp_path, drillkit_cli, no_leftovers):

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from drillkit.redact import REDACTED, is_credential_env, is_secret_key, redact_evidence
+from drillkit.redact import REDACTED, is_credential_env, is_secret_key, redact_evidence, redact_shapes
 
 
 def token() -> str:
@@ -123,6 +123,19 @@ def test_short_values_do_not_shred_the_evidence(tmp_path, monkeypatch):
     (folder / "events.jsonl").write_text(json.dumps({"t": 1.5, "kind": "drill.start", "n": 11}) + "\n")
     (folder / "chaostoolkit.log").write_text("2024-01-01 11:11 INFO 1 activity\n")
     assert redact_evidence(folder, {"configuration": {"api_key": "1"}}) == []
+
+
+def test_a_path_of_forty_characters_is_not_an_aws_secret_key():
+    """CI's clone lives at /check/work/main: `reports/<UTC stamp>` made a 40-character base64 run,
+    and `drillkit run` printed `evidence: ***.650374Z-region-loss`."""
+    printed = "evidence: /check/work/main/reports/20261207T042202.650374Z-region-loss"
+    assert redact_shapes(printed) == printed
+    root_path = "/tmp/" + "A1b2C3d4/" * 3 + "Z9y8x7w6AB"  # 40 characters, /tmp exists
+    assert redact_shapes(f"wrote {root_path} ok") == f"wrote {root_path} ok"
+    key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"  # AWS's documented example secret key
+    for text in (f"key {key} for", f"secret={key}", f'"{key}"', f"{key}.", f"{key}\n"):
+        assert key not in redact_shapes(text), text
+    assert redact_shapes("/" + key[1:]) == REDACTED  # a key starting with / whose "folder" is not there
 
 
 def test_names_that_are_secrets():

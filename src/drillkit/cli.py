@@ -36,6 +36,10 @@ def _say(text: object = "", err: bool = False) -> None:
 
 
 def _fail(message: str, code: int) -> None:
+    if os.environ.get("DRILLKIT_TRACEBACK") and sys.exc_info()[0] is not None:
+        import traceback  # for drillkit's developers: the whole story of an internal error
+
+        traceback.print_exc()
     _say(f"drillkit: {message}", err=True)
     sys.exit(code)
 

@@ -49,15 +49,24 @@ _AUTHORIZATION = re.compile(
     r"(?i)(\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic|token|digest|aws4-hmac-sha256)\s+)?)"
     r"([^\s\"',;]+)")
 """An `Authorization:` header's credentials, whatever the scheme."""
-_AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
-"""An AWS secret access key's shape: 40 characters of base64. Hex digests of 40 (a git commit, a
-SHA-1) are not secrets and are kept: a candidate must mix cases or hold `/` or `+`."""
+_AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+._~-])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=_-]|[.~][A-Za-z0-9])")
+"""An AWS secret access key's shape: 40 characters of base64 standing alone, not a piece of a
+longer name (`/srv/reports/20261207T042202.650374Z-region-loss` holds a 40-character run that
+continues with `.6`). Hex digests of 40 (a git commit, a SHA-1) are not secrets and are kept: a
+candidate must mix cases or hold `/` or `+`. Nor is an absolute path whose first folder exists."""
 
 
 def _aws_secret(match: re.Match) -> str:
     s = match.group(0)
     mixed = (any(c.isupper() for c in s) and any(c.islower() for c in s)) or "/" in s or "+" in s
-    return REDACTED if mixed and any(c.isdigit() or c in "/+" for c in s) else s
+    return REDACTED if mixed and any(c.isdigit() or c in "/+" for c in s) and not _is_path(s) else s
+
+
+def _is_path(s: str) -> bool:
+    """`/check/work/main/reports/20261207T04220` is a path: it starts with `/` and its first folder
+    is there. A random key starts `/<existing folder>/` with odds far below one in a million."""
+    head = s[1:].split("/", 1)
+    return s.startswith("/") and len(head) == 2 and head[0] != "" and os.path.isdir("/" + head[0])
 
 
 def redact_shapes(text: str) -> str:

@@ -6,6 +6,7 @@ tears the system down and keeps the evidence gathered so far.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import getpass
 import json
@@ -110,10 +111,12 @@ class _Signals:
         return self
 
     def _on_term(self, signum, frame):
-        raise DrillAborted("SIGTERM received")
+        if not _importing(frame, signum):
+            raise DrillAborted("SIGTERM received")
 
     def _on_int(self, signum, frame):
-        raise KeyboardInterrupt
+        if not _importing(frame, signum):
+            raise KeyboardInterrupt
 
     def caught(self) -> list[str]:
         """Names of every signal delivered so far, in order."""
@@ -139,6 +142,26 @@ class _Signals:
         signal.set_wakeup_fd(self._previous_fd)
         os.close(self._read)
         os.close(self._write)
+
+
+IMPORT_RETRY_S = 0.05
+
+
+def _importing(frame, signum: int) -> bool:
+    """True, and the signal delivered again IMPORT_RETRY_S later, when it landed inside an import.
+
+    An exception raised inside the first import of a C extension leaves it half-initialised for
+    the rest of the process (see IMPORTED_AHEAD): the signal waits for the import to end."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            import threading
+
+            retry = threading.Timer(IMPORT_RETRY_S, _thread.interrupt_main, args=(signum,))
+            retry.daemon = True
+            retry.start()
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _versions() -> dict[str, str]:
@@ -303,6 +326,7 @@ class Drill:
             env.event(ev.SANDBOX_REAPED, folders=reaped)
             env.progress(f"reaped {len(reaped)} sandbox(es) left by a killed drill")
         watchdog = env.monitor = SafeguardMonitor(self.out, self._limits())
+        import_ahead(self.experiment)
         signals = _Signals()
         not_started: EnvironmentProblem | None = None
         try:
@@ -577,6 +601,36 @@ class Drill:
             render_report(self.out)
         write_manifest(self.out, key=self.signing_key)
         return summary
+
+
+IMPORTED_AHEAD = ("numpy", "pandas", "pyarrow", "pyarrow.compute", "pyarrow.csv", "pyarrow.json", "psycopg",
+                  "chaoslib.rollback", "drillkit.judge.checks", "drillkit.judge.summary", "drillkit.measure")
+"""What the drill's window (from its signal handlers going in to their coming out) may import.
+
+A signal during the window raises in the main thread wherever it stands (that is how an
+interrupt or a safeguard stops chaoslib). Landing inside the first import of a C extension it
+leaves that extension half-initialised: the next import in the same process then got
+`SystemError: ... returned a result with an exception set` out of numpy, or a SIGSEGV in
+pandas' CSV parser, and the drill ended in an internal error with no summary. Imported here,
+before the window, an interrupt can only land in Python code that unwinds cleanly."""
+
+
+def import_ahead(experiment: dict) -> list[str]:
+    """Import IMPORTED_AHEAD and the module of every Python activity of `experiment` (chaoslib
+    would import them inside the window); the names, in order."""
+    import importlib
+
+    activities = [*experiment.get("method", []), *experiment.get("rollbacks", []),
+                  *(experiment.get("steady-state-hypothesis") or {}).get("probes", [])]
+    modules = [*IMPORTED_AHEAD, *(a["provider"]["module"] for a in activities if isinstance(a, dict)
+                                  and isinstance(a.get("provider"), dict) and a["provider"].get("type") == "python"
+                                  and isinstance(a["provider"].get("module"), str))]
+    for name in IMPORTED_AHEAD:
+        importlib.import_module(name)
+    for name in modules[len(IMPORTED_AHEAD):]:
+        with contextlib.suppress(ImportError):  # chaoslib reports it, in its journal, as the user's error
+            importlib.import_module(name)
+    return modules
 
 
 def _hold_tolerances(experiment: dict, journal: dict, extra: dict) -> None:
