@@ -13,6 +13,19 @@ sys.path.insert(0, str(Path(__file__).parent))
 from leftovers import Snapshot  # noqa: E402
 
 
+DRILL_FIXTURES = {"no_leftovers"}
+"""A test that starts anything (a sandbox, a drill, a real system, an emulated account) asks for
+no_leftovers, directly or through another fixture (manual_sandbox, kv_system, emulated)."""
+
+
+def pytest_collection_modifyitems(items):
+    """Such a test is marked `drill`: `pytest -m "not drill"` is the inner loop, with no process
+    started; `pytest -m drill` the rest."""
+    for item in items:
+        if DRILL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.drill)
+
+
 @pytest.fixture
 def no_leftovers():
     """Fails the test if it left a process, a listening port or a sandbox folder behind."""

@@ -71,7 +71,7 @@ def test_validate_says_in_one_line_when_the_canary_has_nothing_to_drive(tmp_path
     assert done.returncode == 0 and "canary" not in done.stdout, done.stdout
 
 
-def test_a_sandbox_drill_with_its_own_locustfile_keeps_its_canary(drillkit_cli):
+def test_a_sandbox_drill_with_its_own_locustfile_keeps_its_canary(drillkit_cli, no_leftovers):
     done = drillkit_cli("validate", "scenarios/e-commerce/warm-standby-phased-activation.yaml")
     assert done.returncode == 0 and "canary" not in done.stdout, done.stdout
 

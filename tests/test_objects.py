@@ -16,6 +16,8 @@ from drillkit.targets.sandbox import s3_service as obj
 from drillkit.targets.sandbox.system import Sandbox
 from drillkit.scenario import ObjectStoreSpec, SandboxSpec
 
+pytestmark = pytest.mark.drill  # a real sandbox (or drill) shared by the module
+
 
 @pytest.fixture(scope="module")
 def box():

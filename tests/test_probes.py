@@ -15,6 +15,8 @@ from leftovers import Snapshot
 
 from conftest import ROOT
 
+pytestmark = pytest.mark.drill  # a real sandbox (or drill) shared by the module
+
 
 @pytest.fixture(scope="module")
 def drill(tmp_path_factory):

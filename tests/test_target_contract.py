@@ -57,7 +57,8 @@ def external(tmp_path, kv_system, monkeypatch):
     target.down()
 
 
-@pytest.fixture(params=["fake", "sandbox", "external"])
+@pytest.fixture(params=["fake", pytest.param("sandbox", marks=pytest.mark.drill),
+                        pytest.param("external", marks=pytest.mark.drill)])
 def target(request):
     return request.getfixturevalue(request.param)
 
