@@ -157,7 +157,9 @@ def test_four_workers_one_300ms_behind_lose_exactly_the_writes_acknowledged_in_t
     skewed = skewed_worker(drill.out, events)
     cut = first(events, "fault.injected", fault="link-blackhole")["t"]
     kill = first(events, "fault.injected", fault="region-loss")["t"]
-    assert abs(m["rpo_s"] - seconds) <= 0.1, (m["rpo_s"], m["lost_window"])
+    # the cut lasts `seconds` and never less; how much longer is the machine's (a busy one: 2.1 s)
+    assert kill - cut >= seconds - 0.005
+    assert abs(m["rpo_s"] - (kill - cut)) <= 0.1, (m["rpo_s"], m["lost_window"], kill - cut)
 
     from drillkit.evidence.clocks import corrections
 

@@ -48,8 +48,8 @@ def test_rpo_equals_the_replication_cut_and_the_lost_writes_are_those_acked_insi
     m = summary["measures"]
     cut = first(events, "fault.injected", fault="link-blackhole")["t"]
     kill = first(events, "fault.injected", fault="region-loss")["t"]
-    assert kill - cut == pytest.approx(seconds, abs=0.05)
-    assert abs(m["rpo_s"] - seconds) <= TOLERANCE, (m["rpo_s"], m["lost_window"])
+    assert kill - cut >= seconds - 0.005  # the cut lasts `seconds`, longer on a busy machine
+    assert abs(m["rpo_s"] - (kill - cut)) <= TOLERANCE, (m["rpo_s"], m["lost_window"], kill - cut)
 
     lost = set(json.loads((out / "audit.json").read_text())["lost_keys"])
     acked = {op["key"]: op["t1"] for op in ops(out) if op["op"] == "write" and op["ok"]}
