@@ -18,11 +18,16 @@ DRILL_FIXTURES = {"no_leftovers"}
 no_leftovers, directly or through another fixture (manual_sandbox, kv_system, emulated)."""
 
 
+DRILL_MODULES = {"test_router.py"}
+"""Modules whose fixtures start real processes without a sandbox (test_router: the router binary
+against stub regions)."""
+
+
 def pytest_collection_modifyitems(items):
     """Such a test is marked `drill`: `pytest -m "not drill"` is the inner loop, with no process
     started; `pytest -m drill` the rest."""
     for item in items:
-        if DRILL_FIXTURES & set(getattr(item, "fixturenames", ())):
+        if DRILL_FIXTURES & set(getattr(item, "fixturenames", ())) or item.path.name in DRILL_MODULES:
             item.add_marker(pytest.mark.drill)
 
 

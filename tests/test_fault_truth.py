@@ -244,6 +244,7 @@ def _gone(pid: int) -> bool:
 
 
 @needs_strace
+@pytest.mark.drill  # a real process tree, killed under strace
 def test_kill_process_takes_the_instant_of_the_kill_system_call_on_a_process_tree(tmp_path):
     parent, kids = start_tree()
     try:
