@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from contextlib import ExitStack, contextmanager
@@ -154,8 +155,6 @@ def _importing(frame, signum: int) -> bool:
     the rest of the process (see IMPORTED_AHEAD): the signal waits for the import to end."""
     while frame is not None:
         if frame.f_code.co_filename.startswith("<frozen importlib"):
-            import threading
-
             retry = threading.Timer(IMPORT_RETRY_S, _thread.interrupt_main, args=(signum,))
             retry.daemon = True
             retry.start()
@@ -615,22 +614,20 @@ pandas' CSV parser, and the drill ended in an internal error with no summary. Im
 before the window, an interrupt can only land in Python code that unwinds cleanly."""
 
 
-def import_ahead(experiment: dict) -> list[str]:
+def import_ahead(experiment: dict) -> None:
     """Import IMPORTED_AHEAD and the module of every Python activity of `experiment` (chaoslib
-    would import them inside the window); the names, in order."""
+    would import them inside the window)."""
     import importlib
 
-    activities = [*experiment.get("method", []), *experiment.get("rollbacks", []),
-                  *(experiment.get("steady-state-hypothesis") or {}).get("probes", [])]
-    modules = [*IMPORTED_AHEAD, *(a["provider"]["module"] for a in activities if isinstance(a, dict)
-                                  and isinstance(a.get("provider"), dict) and a["provider"].get("type") == "python"
-                                  and isinstance(a["provider"].get("module"), str))]
     for name in IMPORTED_AHEAD:
         importlib.import_module(name)
-    for name in modules[len(IMPORTED_AHEAD):]:
-        with contextlib.suppress(ImportError):  # chaoslib reports it, in its journal, as the user's error
-            importlib.import_module(name)
-    return modules
+    activities = [*experiment.get("method", []), *experiment.get("rollbacks", []),
+                  *(experiment.get("steady-state-hypothesis") or {}).get("probes", [])]
+    for activity in activities:
+        provider = activity.get("provider") if isinstance(activity, dict) else None
+        if isinstance(provider, dict) and provider.get("type") == "python" and isinstance(provider.get("module"), str):
+            with contextlib.suppress(ImportError):  # chaoslib reports it, in its journal, as the user's error
+                importlib.import_module(provider["module"])
 
 
 def _hold_tolerances(experiment: dict, journal: dict, extra: dict) -> None:
