@@ -241,14 +241,27 @@ class LoadRun:
         is given its stop timeout to let the operations in flight end before anything is killed."""
         timeout = max(timeout, self.stop_timeout + 5)
         if self.distributed and self.process is not None and self.process.poll() is None:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/stop", timeout=2).read()
-            except OSError:
-                pass
             deadline = time.monotonic() + timeout
+            # Locust's /stop is POST only (a GET was a 405, so the workers were never told to stop:
+            # the master's SIGTERM below quit them and cut off their last histories). It answers
+            # once every worker has stopped, up to its stop timeout and more.
+            stop = urllib.request.Request(f"http://127.0.0.1:{self.web_port}/stop", data=b"", method="POST")
+            try:
+                urllib.request.urlopen(stop, timeout=timeout).read()
+            except OSError:
+                pass  # the master is gone or slow: the wait below, then the signals, settle it
             while time.monotonic() < deadline:
                 workers = (self.worker_status().get("workers") or {}).values()
                 if all(w.get("done") or w.get("lost") for w in workers):
+                    break
+                time.sleep(0.1)
+            # A stopped worker leaves the master's list and rejoins it stop_timeout later: a master
+            # quitting in between never tells it to quit, and a worker on another host runs on.
+            rejoin = time.monotonic() + self.stop_timeout + 5
+            while time.monotonic() < rejoin:
+                status = self.worker_status()
+                live = [w for w in (status.get("workers") or {}).values() if not w.get("lost")]
+                if int(status.get("connected") or 0) >= len(live):
                     break
                 time.sleep(0.1)
         code = _stop_group(self.process, timeout)
