@@ -1,6 +1,7 @@
-"""Makes this checkout's pytest load the drillkit plugin even where drillkit is not pip-installed."""
+"""Makes this checkout's pytest load the drillkit plugins even where drillkit is not pip-installed."""
 
 from importlib.metadata import entry_points
 
-if not any(ep.name == "drillkit" for ep in entry_points(group="pytest11")):
-    pytest_plugins = ["drillkit.judge.plugin"]
+_PLUGINS = {"drillkit": "drillkit.judge.plugin", "drillkit-drill": "drillkit.run.plugin"}
+_installed = {ep.name for ep in entry_points(group="pytest11")}
+pytest_plugins = [module for name, module in _PLUGINS.items() if name not in _installed]

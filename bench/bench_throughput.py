@@ -120,7 +120,7 @@ def locust_run(locustfile: Path, host: str, users: int, seconds: int, evidence: 
 
 
 def load_side(work: Path, users: int, seconds: int, processes: int, rounds: int) -> dict:
-    from drillkit.targets.sandbox.net import free_port
+    from drillkit.net import free_port
 
     port = free_port()
     server = subprocess.Popen([sys.executable, __file__, "--serve", str(port)])

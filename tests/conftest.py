@@ -66,7 +66,7 @@ def manual_sandbox(no_leftovers):
 
 def write_record(box, key: str) -> str:
     """Write one record through the global endpoint; the region that acknowledged it."""
-    from drillkit.targets.sandbox.net import http_json
+    from drillkit.net import http_json
 
     status, body = http_json(f"{box.endpoint}/records", "POST", {"key": key, "payload": f"payload of {key}"})
     assert status == 201, body

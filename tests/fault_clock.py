@@ -76,7 +76,7 @@ def kill_postmaster_under_load(box, writers: int = 4, acked_first: int = 50, **a
     import time
     import uuid
 
-    from drillkit.targets.sandbox.net import http_json
+    from drillkit.net import http_json
 
     stop, acked = threading.Event(), []
 

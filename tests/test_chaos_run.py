@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from drillkit.targets.sandbox.net import http_json
+from drillkit.net import http_json
 
 BIN = Path(sys.executable).parent
 SEED = 30

@@ -137,7 +137,7 @@ def test_failback_rebuilds_the_lost_regions_object_store_and_reverses_replicatio
     """The lost region's store died with it: the rebuild starts an empty one that replicates the
     primary's whole history, and the switchover turns replication back towards the DR region."""
     from drillkit.targets.sandbox import s3_service as obj
-    from drillkit.targets.sandbox.net import http_json
+    from drillkit.net import http_json
     from drillkit.scenario import SandboxSpec
 
     def put(key: str) -> str:

@@ -394,6 +394,23 @@ def test_run_refuses_missing_postgres_binaries(tmp_path, refused):
             env={"DRILLKIT_PG_BIN": "/nonexistent"})
 
 
+@pytest.mark.parametrize("mode", [0o777, 0o755])
+def test_run_refuses_a_cache_folder_others_can_write_or_own(tmp_path, refused, mode):
+    """The PostgreSQL template is a data directory PostgreSQL runs: a cache folder others can
+    write to (0777), or that another user owns, is never used."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    cache.chmod(mode)
+    if mode == 0o755:
+        if os.geteuid() != 0:
+            pytest.fail("needs root to hand the folder to another user")
+        os.chown(cache, 65534, 65534)
+    proc = refused("scenarios/ground-truth-outage.yaml", out=tmp_path / "out", named="DRILLKIT_CACHE",
+                   env={"DRILLKIT_CACHE": str(cache)})
+    assert str(cache) in proc.stderr
+    assert list(cache.iterdir()) == []
+
+
 def test_run_without_out_creates_no_default_folder(tmp_path, refused):
     refused(str(ROOT / "scenarios" / "ground-truth-outage.yaml"), out=None, named="DRILLKIT_PG_BIN",
             cwd=tmp_path, env={"DRILLKIT_PG_BIN": "/nonexistent"})

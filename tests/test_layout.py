@@ -77,3 +77,81 @@ def test_no_module_imports_another_modules_private_names():
                 leaks += [f"{name} imports {node.module}.{a.name}" for a in node.names
                           if a.name.startswith("_") and not a.name.startswith("__")]
     assert not leaks, leaks
+
+
+STAGES = [
+    {"drillkit", "drillkit.errors", "drillkit.escape", "drillkit.durations", "drillkit.yamlfile", "drillkit.host"},
+    {"drillkit.evidence", "drillkit.manifest", "drillkit.redact"},
+    {"drillkit.net"},
+    {"drillkit.scenario"},
+    {"drillkit.targets"},
+    {"drillkit.load", "drillkit.chaos"},
+    {"drillkit.measure"},
+    {"drillkit.judge"},
+    {"drillkit.report"},
+    {"drillkit.run"},
+    {"drillkit.cli"},
+]
+"""The pipeline's ladder, bottom first: a module imports only from its own rung or those below."""
+
+
+def _rung(module: str) -> int | None:
+    for rung, names in enumerate(STAGES):
+        if any(module == n or (n != "drillkit" and module.startswith(n + ".")) for n in names):
+            return rung
+    return None
+
+
+def test_every_module_has_a_rung_on_the_ladder():
+    assert not [m for m in _modules() if _rung(m) is None], "give these a rung in STAGES"
+
+
+def test_no_import_runs_back_up_the_ladder():
+    modules = _modules()
+    upward = [f"{name} -> {dep}" for name, path in sorted(modules.items())
+              for dep in sorted(_imports(path, name, modules))
+              if (_rung(dep) or 0) > (_rung(name) or 0)]
+    assert not upward, upward
+
+
+_DOTTED = r"[a-z][a-z_]*(\.[a-z][a-z_]*)+"
+EVENT_WRITERS = {"append_event", "record_event", "record", "event", "_event", "_trip"}
+
+
+def _event_kinds() -> set[str]:
+    import re
+
+    import drillkit.evidence as evidence
+
+    return {v for k, v in vars(evidence).items()
+            if k.isupper() and isinstance(v, str) and re.fullmatch(_DOTTED, v)
+            and not re.search(r"\.(jsonl?|yaml|csv|html|xml|txt|log)$", v)}   # file names are not kinds
+
+
+def _literals(tree: ast.AST) -> list[ast.Constant]:
+    """The string constants of a module that are not docstrings."""
+    docs = {id(node.body[0].value) for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.body and isinstance(node.body[0], ast.Expr)}
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs]
+
+
+def test_every_event_kind_is_spelled_once_in_evidence():
+    """An event kind is a constant of drillkit.evidence: no module outside it spells one, and no
+    event is written with a kind spelled on the spot."""
+    import re
+
+    kinds = _event_kinds()
+    spelled = []
+    for name, path in sorted(_modules().items()):
+        if name == "drillkit.evidence" or name.startswith("drillkit.evidence."):
+            continue
+        tree = ast.parse(path.read_text())
+        spelled += [f"{path.relative_to(SRC)}:{c.lineno} {c.value!r}" for c in _literals(tree) if c.value in kinds]
+        for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call) and n.args):
+            fn = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
+            first = call.args[1] if fn in ("append_event", "record_event") and len(call.args) > 1 else call.args[0]
+            if (fn in EVENT_WRITERS and isinstance(first, ast.Constant) and isinstance(first.value, str)
+                    and re.fullmatch(_DOTTED, first.value)):
+                spelled.append(f"{path.relative_to(SRC)}:{call.lineno} {first.value!r} (unregistered)")
+    assert not spelled, "use drillkit.evidence's constants: " + "; ".join(sorted(set(spelled)))

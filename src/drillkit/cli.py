@@ -94,10 +94,11 @@ def _print_summary(summary: dict, folder: Path) -> None:
 
 def _time_scale(folder: Path) -> float:
     """The stored scenario's time_scale (1 when it has none or cannot be read)."""
+    from drillkit.evidence import SCENARIO
     from drillkit.yamlfile import load_yaml
 
     try:
-        scale = (load_yaml(folder / "scenario.yaml", "scenario") or {}).get("time_scale")
+        scale = (load_yaml(folder / SCENARIO, "scenario") or {}).get("time_scale")
     except (InputError, AttributeError):
         return 1.0
     return float(scale) if isinstance(scale, (int, float)) and scale > 0 else 1.0

@@ -9,8 +9,8 @@ from chaoslib.exceptions import ActivityFailed
 
 from drillkit.chaos import Context, action
 from drillkit.errors import FaultError
-from drillkit.evidence import (DB_BACKUP, DB_PROMOTED, DB_RESTORED, FAULT_CLEARED, FAULT_INJECTED,
-                               LAG_ALARM_DETECTED, RESTORE_TESTED)
+from drillkit.evidence import (APP_SCALED, CORRUPTION_DETECTED, DB_BACKUP, DB_PROMOTED, DB_RESTORED, FAULT_CLEARED,
+                               FAULT_INJECTED, LAG_ALARM_DETECTED, RESTORE_TESTED)
 from drillkit.targets.capabilities import (
     AppScaling,
     BackupRestore,
@@ -252,7 +252,7 @@ def detect_corruption(ctx: Context, timeout: float = 30) -> dict:
     while time.monotonic() < deadline:
         found = ctx.target.scan_checksums()
         if found > 0:
-            ctx.record("corruption.detected", count=found)
+            ctx.record(CORRUPTION_DETECTED, count=found)
             return {"count": found}
         time.sleep(0.05)
     raise ActivityFailed(f"no corrupt record found by the checksum scan within {timeout}s")
@@ -321,7 +321,7 @@ def scale_app_tier(ctx: Context, region: str, instances: int, timeout: float = 3
     """Runbook: start (or stop) app instances until `region` runs `instances`, within its quota;
     done when every new one is healthy (pilot light's scale-up, a warm standby's growth)."""
     result = ctx.target.scale_app_tier(region, int(instances), timeout=float(timeout))
-    ctx.record("app.scaled", t=result.t, region=result.region, before=result.before, after=result.after,
+    ctx.record(APP_SCALED, t=result.t, region=result.region, before=result.before, after=result.after,
                took_s=round(result.took_s, 6), instances=list(result.instances))
     return result.as_dict()
 

@@ -13,7 +13,9 @@ from typing import Any
 from drillkit.chaos import Context, action
 from drillkit.targets.aws import operations as ops
 from drillkit.targets.capabilities import AwsApi
-from drillkit.evidence import DB_PROMOTED, ROUTING_SHIFT, ROUTING_SWITCH
+from drillkit.evidence import (AWS_DB_RESTORED, AWS_FIS_STARTED, AWS_FIS_STOPPED, AWS_HEALTH_CHECK_INVERTED,
+                               AWS_HEALTH_CHECK_RESTORED, AWS_RECORDS_RESTORED, AWS_RESTORE_DELETED, DB_PROMOTED,
+                               OBJECTS_REPLICATION_PAUSED, OBJECTS_REPLICATION_RESUMED, ROUTING_SHIFT, ROUTING_SWITCH)
 
 
 def _account(ctx: Context):
@@ -25,14 +27,14 @@ def invert_health_check(ctx: Context, region: str = "primary", inverted: bool = 
     """Invert the Route 53 health check of a region's failover record: Route 53 then fails over
     after its failure threshold, as if the region's checks failed."""
     done = ops.invert_health_check(_account(ctx), region, inverted)
-    ctx.record("aws.health_check.inverted", **done)
+    ctx.record(AWS_HEALTH_CHECK_INVERTED, **done)
     return done
 
 
 @action(AwsApi)
 def restore_health_checks(ctx: Context) -> list[str]:
     restored = ops.restore_health_checks(_account(ctx))
-    ctx.record("aws.health_check.restored", health_checks=restored)
+    ctx.record(AWS_HEALTH_CHECK_RESTORED, health_checks=restored)
     return restored
 
 
@@ -54,7 +56,7 @@ def set_record_weights(ctx: Context, weights: dict[str, int]) -> dict:
 @action(AwsApi)
 def restore_records(ctx: Context) -> list[str]:
     restored = ops.restore_records(_account(ctx))
-    ctx.record("aws.records.restored", records=restored)
+    ctx.record(AWS_RECORDS_RESTORED, records=restored)
     return restored
 
 
@@ -71,14 +73,14 @@ def promote_database(ctx: Context, timeout: float = 900, allow_data_loss: bool =
 def pause_object_replication(ctx: Context) -> dict:
     """Remove the source bucket's replication rule (saved for resume_object_replication)."""
     done = ops.pause_object_replication(_account(ctx))
-    ctx.record("objects.replication.paused", **done)
+    ctx.record(OBJECTS_REPLICATION_PAUSED, **done)
     return done
 
 
 @action(AwsApi)
 def resume_object_replication(ctx: Context) -> list[str]:
     restored = ops.resume_object_replication(_account(ctx))
-    ctx.record("objects.replication.resumed", buckets=restored)
+    ctx.record(OBJECTS_REPLICATION_RESUMED, buckets=restored)
     return restored
 
 
@@ -86,7 +88,7 @@ def resume_object_replication(ctx: Context) -> list[str]:
 def start_experiment(ctx: Context, template: str, wait: str | None = "running", timeout: float = 900) -> dict:
     """Start a FIS experiment template (named in system.aws.fis_templates, by id or Name tag)."""
     done = ops.start_experiment(_account(ctx), template, wait, timeout)
-    ctx.record("aws.fis.started", **done)
+    ctx.record(AWS_FIS_STARTED, **done)
     return done
 
 
@@ -94,7 +96,7 @@ def start_experiment(ctx: Context, template: str, wait: str | None = "running", 
 def stop_experiments(ctx: Context, timeout: float = 300) -> list[str]:
     """Stop every FIS experiment this drill started that still runs; wait until each has ended."""
     stopped = ops.stop_experiments(_account(ctx), timeout)
-    ctx.record("aws.fis.stopped", experiments=stopped)
+    ctx.record(AWS_FIS_STOPPED, experiments=stopped)
     return stopped
 
 
@@ -104,7 +106,7 @@ def restore_database(ctx: Context, source: str = "primary", to: str = "latest", 
     """Restore the database to a point in time (the latest restorable, or an ISO 8601 time) into
     a new instance named drillkit-restore-…, and time it until the instance is available."""
     done = ops.restore_database(_account(ctx), source, to, name, timeout)
-    ctx.record("aws.db.restored", **done)
+    ctx.record(AWS_DB_RESTORED, **done)
     return done
 
 
@@ -112,7 +114,7 @@ def restore_database(ctx: Context, source: str = "primary", to: str = "latest", 
 def delete_restored(ctx: Context) -> list[str]:
     """Rollback: delete the instances this drill restored (only drillkit-restore-… ones)."""
     deleted = ops.delete_restored(_account(ctx))
-    ctx.record("aws.restore.deleted", instances=deleted)
+    ctx.record(AWS_RESTORE_DELETED, instances=deleted)
     return deleted
 
 

@@ -39,7 +39,8 @@ from typing import Any
 
 from drillkit.chaos import events_file_from
 from drillkit.evidence import (ACTIVITY_END, ACTIVITY_START, EXPERIMENT_END, FAULT_CLEARED, FAULT_FAILED,
-                               FAULT_INJECTED, FAULT_INSTANT_KEY, ROLLBACKS_END, ROLLBACKS_START, append_event)
+                               FAULT_INJECTED, FAULT_INSTANT_KEY, METHOD_END, METHOD_START, ROLLBACKS_END,
+                               ROLLBACKS_START, append_event)
 
 MARK_KEY = "drillkit"
 
@@ -161,11 +162,11 @@ def _epoch(iso: str | None) -> float:
 
 
 def before_method_control(context: dict, configuration: dict | None = None, **kwargs: Any) -> None:
-    _event(configuration, "method.start")
+    _event(configuration, METHOD_START)
 
 
 def after_method_control(context: dict, state: Any = None, configuration: dict | None = None, **kwargs: Any) -> None:
-    _event(configuration, "method.end")
+    _event(configuration, METHOD_END)
 
 
 def before_rollback_control(context: dict, configuration: dict | None = None, **kwargs: Any) -> None:

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from drillkit.chaos import Context, action
 from drillkit.targets.capabilities import Failback
-from drillkit.evidence import DB_SWITCHOVER
+from drillkit.evidence import DB_SWITCHOVER, FAILBACK_CAUGHT_UP, FAILBACK_REBUILT
 
 
 @action(Failback)
 def rebuild_as_standby(ctx: Context, region: str, timeout: float = 60) -> dict:
     """Runbook: the lost region comes back as a hot standby of the current primary (fresh base backup)."""
     result = ctx.target.rebuild_as_standby(region, float(timeout))
-    ctx.record("failback.rebuilt", region=region, source=result.source, link=result.link,
+    ctx.record(FAILBACK_REBUILT, region=region, source=result.source, link=result.link,
                started=result.t, took_s=round(result.took_s, 6))
     return result.as_dict()
 
@@ -21,7 +21,7 @@ def rebuild_as_standby(ctx: Context, region: str, timeout: float = 60) -> dict:
 def wait_caught_up(ctx: Context, region: str, timeout: float = 60) -> dict:
     """Runbook check: the rebuilt standby streams and has replayed the primary's WAL."""
     result = ctx.target.wait_caught_up(region, float(timeout))
-    ctx.record("failback.caught_up", t=result.t, region=region, lsn=result.lsn, took_s=round(result.took_s, 6))
+    ctx.record(FAILBACK_CAUGHT_UP, t=result.t, region=region, lsn=result.lsn, took_s=round(result.took_s, 6))
     return result.as_dict()
 
 

@@ -9,7 +9,8 @@ from chaoslib.exceptions import ActivityFailed
 from drillkit.chaos import Context, action
 from drillkit.chaos.actions import injected
 from drillkit.targets.capabilities import Objects, Regions
-from drillkit.evidence import FAULT_CLEARED
+from drillkit.evidence import (FAULT_CLEARED, OBJECTS_REPLICATION_CONFIGURED, OBJECTS_RESTORED,
+                               OBJECTS_TAMPERING_DETECTED)
 
 
 def _region(ctx: Context, region: str | None) -> str:
@@ -39,7 +40,7 @@ def detect_object_tampering(ctx: Context, region: str | None = None, timeout: fl
     while time.monotonic() < deadline:
         found = ctx.target.objects.scan(target)
         if found.tampered or found.deleted:
-            ctx.record("objects.tampering.detected", region=target, tampered=len(found.tampered),
+            ctx.record(OBJECTS_TAMPERING_DETECTED, region=target, tampered=len(found.tampered),
                        deleted=len(found.deleted))
             return {"region": target, "tampered": len(found.tampered), "deleted": len(found.deleted)}
         time.sleep(0.1)
@@ -55,7 +56,7 @@ def restore_object_versions(ctx: Context, region: str | None = None) -> dict:
     target = _region(ctx, region)
     result = ctx.target.objects.restore_versions(target)
     restored = len(result.reverted) + len(result.undeleted)
-    ctx.record("objects.restored", t=result.t, region=target, reverted=len(result.reverted),
+    ctx.record(OBJECTS_RESTORED, t=result.t, region=target, reverted=len(result.reverted),
                undeleted=len(result.undeleted), unrecoverable=list(result.unrecoverable),
                took_s=round(result.took_s, 6))
     if restored:
@@ -76,7 +77,7 @@ def wait_objects_replicated(ctx: Context, timeout: float = 30) -> dict:
 def configure_object_replication(ctx: Context, delay: float | None = None, delete_markers: bool | None = None) -> dict:
     """Change the replication delay or delete-marker replication while the drill runs."""
     status = ctx.target.objects.configure_replication(delay, delete_markers)
-    ctx.record("objects.replication.configured", delay=status.delay, delete_markers=status.delete_markers)
+    ctx.record(OBJECTS_REPLICATION_CONFIGURED, delay=status.delay, delete_markers=status.delete_markers)
     return status.as_dict()
 
 

@@ -1,14 +1,13 @@
 """The pytest plugin: drill probes as a CI gate.
 
-`pytest probes/ --drill-evidence DIR` re-judges an archived drill without starting anything;
-`pytest probes/ --drill SCENARIO` runs the drill once per session, then judges it. The probes
-read only the evidence folder, through summarize() (measure, then judge), so CI and an auditor get
-the same verdict. Every check of the drill is one test, `test_check[<check name>]`.
+`pytest probes/ --drill-evidence DIR` re-judges an archived drill without starting anything
+(`--drill SCENARIO`, which runs the drill first, is drillkit.run.plugin's). The probes read only
+the evidence folder, through summarize() (measure, then judge), so CI and an auditor get the same
+verdict. Every check of the drill is one test, `test_check[<check name>]`.
 """
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,22 +21,14 @@ SUMMARY_KEY = pytest.StashKey[dict]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("drillkit", "disaster-recovery drill probes")
     group.addoption("--drill-evidence", metavar="DIR", help="judge the drill evidence in DIR (starts nothing)")
-    group.addoption("--drill", metavar="SCENARIO", help="run the drill in SCENARIO once, then judge it")
-    group.addoption("--drill-out", metavar="DIR", help="evidence folder for --drill (default: a new temp folder)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "drill_probe: a probe judging a drill's evidence")
     evidence = config.getoption("--drill-evidence", None)
-    scenario = config.getoption("--drill", None)
-    if evidence and scenario:
-        raise pytest.UsageError("--drill and --drill-evidence exclude each other")
-    if evidence:
-        folder = Path(evidence)
-    elif scenario:
-        folder = _run_drill(Path(scenario), config.getoption("--drill-out"))
-    else:
+    if not evidence:
         return
+    folder = Path(evidence)
     from drillkit.judge.summary import summarize
 
     try:
@@ -53,18 +44,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         summary = metafunc.config.stash.get(SUMMARY_KEY, None)
         checks = summary["checks"] if summary is not None else []
         metafunc.parametrize("drill_check", checks, ids=[str(c["name"]) for c in checks])
-
-
-def _run_drill(scenario: Path, out: str | None) -> Path:
-    from drillkit.run.drill import Drill
-    from drillkit.scenario import load_scenario
-
-    folder = Path(out) if out else Path(tempfile.mkdtemp(prefix="drillkit-probes-")) / "evidence"
-    try:
-        Drill(load_scenario(scenario), folder, judge_with_probes=False).run()
-    except DrillkitError as exc:
-        raise pytest.UsageError(str(exc)) from None
-    return folder
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ def run_probes(folder: Path) -> int:
     """Run the shipped probes against `folder`, writing junit.xml and probes.log there; pytest's exit code."""
     import contextlib
 
+    from drillkit.evidence import JUNIT
     from drillkit.judge.probes import PROBES_DIR
 
     folder = Path(folder)
@@ -19,7 +20,7 @@ def run_probes(folder: Path) -> int:
     # installed next to drillkit (hypothesis alone takes 0.8 s to import)
     args = [str(PROBES_DIR), "-c", str(PROBES_DIR / "probes.ini"), "--rootdir", str(PROBES_DIR),
             "--disable-plugin-autoload", "-p", "drillkit.judge.plugin",
-            "--drill-evidence", str(folder), "--junitxml", str(folder / "junit.xml"), "-q", "-rfEs",
+            "--drill-evidence", str(folder), "--junitxml", str(folder / JUNIT), "-q", "-rfEs",
             "-o", "junit_suite_name=drillkit-probes", "-o", "console_output_style=classic"]
     with open(folder / "probes.log", "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         return int(pytest.main(args))

@@ -161,7 +161,7 @@ class LoadRun:
         every process this started stopped again."""
         if not self.distributed:
             return
-        from drillkit.targets.sandbox.net import free_port
+        from drillkit.net import free_port
 
         self.requests_dir.mkdir(parents=True, exist_ok=True)
         self.master_port = self.master_port or free_port()

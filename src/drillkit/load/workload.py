@@ -1,10 +1,7 @@
-"""Workload mappings: a system's own API, described per operation class, driving the recorded load.
-
-A mapping says, for writes and reads (and optionally deletes), which method and path template to
-call, which JSON body to send (`{key}`, `{payload}`, `{checksum}` are filled in), which statuses
-mean ok and not-found, and where a read's response holds the payload (drillkit recomputes its
-SHA-256) or its checksum. The Locust user (drillkit.load.users) and the canary both render
-requests and read responses through this module, so one mapping drives every client.
+"""Workload mappings at work: the requests of the recorded load rendered, and its responses read.
+A mapping's shape (`Workload`, `Operation`) is the scenario's (drillkit.scenario.workload). The
+Locust user (drillkit.load.users) and the canary both render requests and read responses through
+this module, so one mapping drives every client.
 
 Pure: no Locust import, no I/O.
 """
@@ -13,106 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-PLACEHOLDERS = ("key", "payload", "checksum")
-_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+from drillkit.scenario.workload import PLACEHOLDER, OpClass, Operation, Workload
 
 
 def checksum(payload: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-def _check_template(text: str, allowed: tuple[str, ...]) -> str:
-    for name in _PLACEHOLDER.findall(text):
-        if name not in allowed:
-            raise ValueError(f"unknown placeholder {{{name}}} (known: {', '.join('{' + a + '}' for a in allowed)})")
-    return text
-
-
-class Operation(_Strict):
-    """One operation class of the user's API."""
-
-    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
-    path: str = Field(min_length=1)
-    body: dict[str, Any] | None = None
-    ok: list[int] = Field(default_factory=lambda: [200], min_length=1)
-    not_found: list[int] = Field(default_factory=lambda: [404])
-    payload_field: str | None = None
-    checksum_field: str | None = None
-
-    @field_validator("path")
-    @classmethod
-    def _path(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError("must start with /")
-        return _check_template(value, ("key",))
-
-    @field_validator("body")
-    @classmethod
-    def _body(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None:
-            _check_template(json.dumps(value), PLACEHOLDERS)
-        return value
-
-    @field_validator("ok", "not_found")
-    @classmethod
-    def _statuses(cls, value: list[int]) -> list[int]:
-        for code in value:
-            if not 100 <= code <= 599:
-                raise ValueError(f"{code} is not an HTTP status")
-        return value
-
-
-OpClass = Literal["write", "read", "delete", "obj_write", "obj_read"]
-"""The operation classes a mapping may define, named as the history records them."""
-
-
-class Workload(_Strict):
-    """The user's API for the drill's load: writes of unique keys, reads of acknowledged ones, and
-    optionally objects (`obj_write` / `obj_read`, recorded under `obj/<key>`, the keys the
-    objects audit gives them)."""
-
-    write: Operation
-    read: Operation | None = None
-    delete: Operation | None = None
-    obj_write: Operation | None = None
-    obj_read: Operation | None = None
-    weights: dict[OpClass, int] = Field(default_factory=lambda: {"write": 1, "read": 1})
-    payload_bytes: int = Field(128, ge=2, le=1 << 20)
-    wait: float = Field(0.02, ge=0, le=60)
-
-    @field_validator("weights")
-    @classmethod
-    def _weights(cls, value: dict[str, int]) -> dict[str, int]:
-        if any(w < 0 for w in value.values()) or not any(value.values()):
-            raise ValueError("weights must be >= 0 and not all 0")
-        return value
-
-    @model_validator(mode="after")
-    def _objects(self):
-        if self.obj_read is not None and self.obj_write is None:
-            raise ValueError("obj_read needs obj_write (reads go to objects the load wrote)")
-        return self
-
-    def tasks(self) -> dict[str, int]:
-        """Operation class → weight, for the classes this mapping defines."""
-        return {op: w for op, w in self.weights.items() if w and getattr(self, op) is not None}
-
-
 def _fill(value: Any, values: dict[str, str]) -> Any:
     if isinstance(value, str):
-        whole = _PLACEHOLDER.fullmatch(value)
+        whole = PLACEHOLDER.fullmatch(value)
         if whole:
             return values[whole.group(1)]
-        return _PLACEHOLDER.sub(lambda m: values[m.group(1)], value)
+        return PLACEHOLDER.sub(lambda m: values[m.group(1)], value)
     if isinstance(value, dict):
         return {k: _fill(v, values) for k, v in value.items()}
     if isinstance(value, list):
@@ -123,7 +35,7 @@ def _fill(value: Any, values: dict[str, str]) -> Any:
 def render(op: Operation, key: str, payload: str | None = None) -> tuple[str, str, bytes | None]:
     """The request for `op` on `key`: method, path, JSON body bytes (or None)."""
     values = {"key": key, "payload": payload or "", "checksum": checksum(payload) if payload else ""}
-    path = _PLACEHOLDER.sub(lambda m: _quote(values[m.group(1)]), op.path)
+    path = PLACEHOLDER.sub(lambda m: _quote(values[m.group(1)]), op.path)
     body = None if op.body is None else json.dumps(_fill(op.body, values)).encode()
     return op.method, path, body
 
@@ -172,3 +84,5 @@ DR_RECORDS = Workload(
 )
 """The sandbox app's records and objects API: the built-in mapping (loadtests/dr_workload.py uses
 it; its objects only where a task writes them, as loadtests/objects_workload.py does)."""
+
+__all__ = ["DR_RECORDS", "OpClass", "Operation", "Workload", "checksum", "read_outcome", "render"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from drillkit.evidence import ACTIVITY_END, ROLLBACKS_END, ROLLBACKS_START
+from drillkit.evidence import ACTIVITY_END, METHOD_END, METHOD_START, ROLLBACKS_END, ROLLBACKS_START
 
 from .read import seconds as _r
 
@@ -48,8 +48,8 @@ def _started(e: dict[str, Any], fallback: float) -> float:
 def _runbook(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The events of the method and the rollbacks: the steady-state hypothesis's probes, before
     and after the method, are no runbook phase. Evidence without these marks keeps every event."""
-    bounds = {"method.start": True, "method.end": False, ROLLBACKS_START: True, ROLLBACKS_END: False}
-    if not any(e.get("kind") == "method.start" for e in events):
+    bounds = {METHOD_START: True, METHOD_END: False, ROLLBACKS_START: True, ROLLBACKS_END: False}
+    if not any(e.get("kind") == METHOD_START for e in events):
         return events
     out, inside = [], False
     for e in events:

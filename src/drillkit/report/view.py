@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drillkit.evidence import (ACTIVITY_END, ACTIVITY_START, DB_PROMOTED, DRILL_ABORTED, DRILL_START, FAULT_INJECTED,
-                               HEALTH_CHANGE, ROUTING_PUBLISHED, ROUTING_SWITCH, TIME_METRICS)
+                               HEALTH_CHANGE, ROUTING_PUBLISHED, ROUTING_SWITCH, TARGET_ATTACHED, TIME_METRICS)
 from drillkit.judge import checks
 from drillkit.report import fmt
 from drillkit.report.load import Evidence
@@ -211,7 +211,7 @@ def topology(e: Evidence) -> dict[str, Any]:
         "faults": [str(ev.get("fault", "?")) for ev in e.events if ev["kind"] == FAULT_INJECTED],
         "endpoint": system.get("endpoint", "—"),
         "aws": system.get("aws") if isinstance(system.get("aws"), dict) else {},
-        "aws_provenance": next((str(ev["aws"]) for ev in e.events if ev["kind"] == "target.attached" and "aws" in ev),
+        "aws_provenance": next((str(ev["aws"]) for ev in e.events if ev["kind"] == TARGET_ATTACHED and "aws" in ev),
                                "not recorded"),
         "regions": ", ".join(map(str, system.get("regions") or [])) or "—",
         "audit": (system.get("audit") or {}).get("kind", "—") if isinstance(system.get("audit"), dict) else "—",

@@ -8,10 +8,10 @@ is created, no process started, no port held, no fault injected.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from drillkit.errors import EnvironmentProblem, InputError
+from drillkit.host import check_folder_creatable
 from drillkit.scenario import LoadedScenario
 
 
@@ -51,13 +51,3 @@ def check_out(out: Path) -> None:
     if not ancestor.is_dir():
         raise EnvironmentProblem(f"cannot be created: {ancestor} is not a folder", file=shown, field="--out")
     check_folder_creatable(ancestor, "evidence folder", field="--out", shown=shown)
-
-
-def check_folder_creatable(where: Path, what: str, field: str, shown: str | None = None) -> None:
-    """Create and remove a folder in `where`: the only test that holds for root and read-only mounts."""
-    try:
-        probe = tempfile.mkdtemp(prefix=".drillkit-preflight-", dir=where)
-    except OSError as exc:
-        raise EnvironmentProblem(f"cannot create the {what} in {where}: {exc.strerror or exc}",
-                                 file=shown or str(where), field=field) from None
-    os.rmdir(probe)

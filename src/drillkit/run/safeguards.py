@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from drillkit.errors import one_line
-from drillkit.evidence import EVENTS, FAULT_INJECTED, READ_OPS, SERVICE_FAILED, append_event
+from drillkit.evidence import EVENTS, FAULT_INJECTED, READ_OPS, SAFEGUARD_TRIPPED, SERVICE_FAILED, append_event
 from drillkit.evidence.history import HistoryTail, JsonlTail
 
 SLICE = 0.5
@@ -122,7 +122,7 @@ class SafeguardMonitor:
                 self._trip(SERVICE_FAILED, f"harness failure: {failure}")
                 return
             if reason:
-                self._trip("safeguard.tripped", reason)
+                self._trip(SAFEGUARD_TRIPPED, reason)
                 return
 
     def _trip(self, kind: str, reason: str) -> None:

@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from drillkit.errors import InputError
-from drillkit.load.workload import Workload
+from drillkit.scenario.workload import Workload
 from drillkit.scenario.schema import UNION_TAGS, Scenario
 from drillkit.yamlfile import parse_yaml as _parse_yaml
 from drillkit.yamlfile import read_text as _read_text

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from drillkit.errors import FaultError, InputError
-from drillkit.evidence import write_atomic
+from drillkit.evidence import EVENTS, TARGET_ATTACHED, write_atomic
 from drillkit.targets.capabilities import (
     LagSample,
     Promotion,
@@ -47,7 +47,7 @@ class FakeTarget:
     def up(cls, spec: Any = None, events_file: str | Path | None = None, scenario_dir: Path | None = None,
            records: dict[str, str] | None = None) -> "FakeTarget":
         root = Path(tempfile.mkdtemp(prefix=PREFIX))
-        events = Path(events_file).absolute() if events_file else root / "events.jsonl"
+        events = Path(events_file).absolute() if events_file else root / EVENTS
         doc = {"kind": cls.kind, "root": str(root), "events_file": str(events), "primary": "A", "answer": "A",
                "roles": {"A": "primary", "B": "standby"}, "frozen": [], "switches": [],
                "records": {k: hashlib.sha256(v.encode()).hexdigest() for k, v in (records or {}).items()},
@@ -79,7 +79,7 @@ class FakeTarget:
         return "http://127.0.0.1:9"  # discard: a fake serves nothing
 
     def ready(self) -> list[tuple[str, dict]]:
-        return [("target.attached", {"target": self.kind})]
+        return [(TARGET_ATTACHED, {"target": self.kind})]
 
     def facts(self) -> dict[str, str]:
         return {"fake": "1"}

@@ -28,7 +28,7 @@ from drillkit.evidence import write_atomic
 
 FAILURE_SUFFIX = ".failed.json"
 """A service that fails on its own writes `<name>.failed.json` in its folder (the path spawn_service
-gives it as --failure-file; drillkit.targets.sandbox.net.fail writes it)."""
+gives it as --failure-file; drillkit.net.fail writes it)."""
 
 
 class ProcessEntry(BaseModel):

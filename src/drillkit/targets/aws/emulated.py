@@ -511,7 +511,7 @@ def serve(args: argparse.Namespace) -> int:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server
 
-    from drillkit.targets.sandbox.net import write_ready_file
+    from drillkit.net import write_ready_file
     from drillkit.targets.sandbox.system import Sandbox
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -554,7 +554,7 @@ def start(sandbox) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from drillkit.targets.sandbox.net import add_service_arguments, start_service
+    from drillkit.net import add_service_arguments, start_service
 
     parser = argparse.ArgumentParser(prog="python -m drillkit.targets.aws.emulated", description=__doc__.split("\n")[0])
     parser.add_argument("--sandbox", required=True, help="the sandbox's state file (the data plane)")

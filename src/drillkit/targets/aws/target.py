@@ -102,7 +102,7 @@ class AwsTarget(ExternalTarget):
     def ready(self) -> list[tuple[str, dict]]:
         caller = self.account.guard.caller
         provenance = "emulated (moto + drillkit's emulated-account layer)" if self.is_emulated else "real AWS account"
-        return [("target.attached", {"target": self.kind, "endpoint": self.endpoint, "account": caller.get("account"),
+        return [(ev.TARGET_ATTACHED, {"target": self.kind, "endpoint": self.endpoint, "account": caller.get("account"),
                                      "caller": caller.get("arn"), "aws": provenance,
                                      "regions": [self.spec.aws.regions.primary, self.spec.aws.regions.secondary],
                                      "audit": self.audit_source()})]
@@ -191,7 +191,7 @@ class AwsTarget(ExternalTarget):
                 Period=1 if self.is_emulated else 60, Statistics=["Maximum"],
                 Dimensions=[{"Name": k, "Value": v} for k, v in dims.items()])["Datapoints"]
         except Exception as exc:  # a gap in lag.csv is the truth; say why in the events
-            ev.append_event(self.events_file, "lag.unavailable", metric=metric, error=one_line(exc))
+            ev.append_event(self.events_file, ev.LAG_UNAVAILABLE, metric=metric, error=one_line(exc))
             return None
         if not points:
             return None
@@ -212,7 +212,7 @@ class AwsTarget(ExternalTarget):
             rules = self.account.client("s3", self.spec.aws.regions.primary).get_bucket_replication(
                 Bucket=objects.source_bucket)["ReplicationConfiguration"]["Rules"]
         except Exception as exc:
-            ev.append_event(self.events_file, "lag.unavailable", metric="s3 replication rule", error=one_line(exc))
+            ev.append_event(self.events_file, ev.LAG_UNAVAILABLE, metric="s3 replication rule", error=one_line(exc))
             return None
         rule = next((r for r in rules if r.get("Destination", {}).get("Bucket", "").rsplit(":", 1)[-1]
                      == objects.replica_bucket), None)

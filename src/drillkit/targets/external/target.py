@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from drillkit.errors import EnvironmentProblem, FaultError, InputError, one_line
-from drillkit.evidence import OBJECT_KEY_PREFIX, write_atomic
+from drillkit.evidence import OBJECT_KEY_PREFIX, TARGET_ATTACHED, write_atomic
 from drillkit.scenario.schema import ExternalSpec
 from drillkit.targets import processes
 from drillkit.targets.capabilities import RegionHealth
@@ -118,7 +118,7 @@ class ExternalTarget:
         return self.spec.endpoint.rstrip("/")
 
     def ready(self) -> list[tuple[str, dict]]:
-        return [("target.attached", {"target": self.kind, "endpoint": self.endpoint,
+        return [(TARGET_ATTACHED, {"target": self.kind, "endpoint": self.endpoint,
                                      "regions": list(self.spec.regions), "audit": self.audit_source()})]
 
     def facts(self) -> dict[str, str]:

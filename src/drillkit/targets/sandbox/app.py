@@ -26,7 +26,7 @@ from psycopg.conninfo import conninfo_to_dict
 from drillkit.targets.sandbox import postgres as pg
 from drillkit.targets.sandbox import s3_service as objects
 from drillkit.targets.sandbox import table_service as table
-from drillkit.targets.sandbox.net import add_service_arguments, serve_web_until_signalled, start_service
+from drillkit.net import add_service_arguments, serve_web_until_signalled, start_service
 from drillkit.targets.sandbox.site import SITE_PATH
 
 UPSERT = """

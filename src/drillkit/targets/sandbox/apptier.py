@@ -15,7 +15,7 @@ from drillkit.targets.capabilities import RegionRestore, Scaling
 from drillkit.targets.sandbox import postgres as pg
 from drillkit.targets.sandbox.app import command as app_command
 from drillkit.targets.sandbox.backup_copy import BASE_PREFIX, MANIFEST, WAL_DIR
-from drillkit.targets.sandbox.net import free_port, http_json
+from drillkit.net import free_port, http_json
 
 Pending = list[tuple[str, subprocess.Popen, Path]]
 

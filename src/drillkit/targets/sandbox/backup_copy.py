@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from drillkit.evidence import BACKUP_COPIED
-from drillkit.targets.sandbox.net import add_service_arguments, record_event, start_service, write_ready_file
+from drillkit.net import add_service_arguments, record_event, start_service, write_ready_file
 
 MANIFEST = "backup_manifest"
 BASE_PREFIX = "base-"

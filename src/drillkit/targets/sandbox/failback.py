@@ -13,7 +13,7 @@ from drillkit.targets import processes
 from drillkit.targets.capabilities import CatchUp, Rebuild, RoutingStatus, Switchover
 from drillkit.targets.sandbox import postgres as pg
 from drillkit.targets.sandbox.linkproxy import command as link_command
-from drillkit.targets.sandbox.net import http_json
+from drillkit.net import http_json
 from drillkit.targets.sandbox.router import routing_status
 from drillkit.targets.sandbox.s3_service import replicator_command
 from drillkit.targets.sandbox.state import LinkState
@@ -52,7 +52,7 @@ class FailbackSteps:
         datadir = root / f"pg-{region}-rebuilt-{n}"
         log = Path(f"{datadir}.log")
         server = pg.init_standby(bins, run_as, datadir, link.port, Path(self.state.archive_dir), log)
-        pg._write_conf(datadir, {"archive_mode": "on"})  # archives again once the switchover promotes it
+        pg.write_conf(datadir, {"archive_mode": "on"})  # archives again once the switchover promotes it
         pg.start(bins, run_as, server, log, timeout=timeout,
                  on_spawn=lambda pid: self.adopt(f"postgres-{region}", pid, region))
 

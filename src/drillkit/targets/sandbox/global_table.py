@@ -8,7 +8,7 @@ import time
 
 from drillkit.targets.capabilities import TableReplicationStatus
 from drillkit.targets.sandbox import table_service as table
-from drillkit.targets.sandbox.net import http_json
+from drillkit.net import http_json
 
 
 class TableSteps:

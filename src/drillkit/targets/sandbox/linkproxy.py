@@ -25,7 +25,8 @@ from typing import Any
 import uvloop
 
 from drillkit.errors import FaultError
-from drillkit.targets.sandbox.net import add_service_arguments, record_event, start_service, write_ready_file
+from drillkit.evidence import LINK_FAULT, LINK_RETARGET
+from drillkit.net import add_service_arguments, record_event, start_service, write_ready_file
 
 FAULT_PARAMS: dict[str, dict[str, bool]] = {
     "latency": {"ms": True, "jitter_ms": False},
@@ -308,10 +309,10 @@ class Link:
     def retarget(self, upstreams: list[tuple[str, int]]) -> None:
         self.upstreams = list(upstreams)
         shown = [f"{h}:{p}" for h, p in self.upstreams]
-        self._event("link.retarget", upstream=shown[0] if shown else "", upstreams=shown)
+        self._event(LINK_RETARGET, upstream=shown[0] if shown else "", upstreams=shown)
 
     def _record(self, kind: str, params: dict[str, float], action: str, t: float) -> None:
-        self._event("link.fault", t=t, fault={"kind": kind, **params}, action=action)
+        self._event(LINK_FAULT, t=t, fault={"kind": kind, **params}, action=action)
 
     def _event(self, kind: str, **fields: Any) -> None:
         if self.events:

@@ -18,7 +18,7 @@ from drillkit.errors import FaultError, SandboxError
 from drillkit.evidence import OBJECT_KEY_PREFIX
 from drillkit.targets.capabilities import ObjectAttack, ObjectReplicationStatus, ObjectRestore, ObjectScan
 from drillkit.targets.sandbox import s3_service as obj
-from drillkit.targets.sandbox.net import http_json
+from drillkit.net import http_json
 from drillkit.targets.sandbox.state import SandboxState
 
 ATTACK_MODES = ("overwrite", "delete", "mixed")

@@ -26,7 +26,7 @@ import psycopg
 
 from drillkit.errors import EnvironmentProblem, SandboxError
 from drillkit.targets import processes
-from drillkit.targets.sandbox.net import free_port
+from drillkit.net import free_port
 
 DB_USER = "drillkit"
 DB_NAME = "drillkit"
@@ -162,7 +162,7 @@ class PgServer:
         return self.process.pid if self.process else None
 
 
-def _write_conf(datadir: Path, settings: dict[str, object]) -> None:
+def write_conf(datadir: Path, settings: dict[str, object]) -> None:
     lines = []
     for key, value in settings.items():
         rendered = value if isinstance(value, (int, float)) else "'" + str(value).replace("'", "''") + "'"
@@ -192,20 +192,33 @@ def base_settings(archive_dir: Path) -> dict[str, object]:
     }
 
 
+def initdb(bins: PgBinaries, run_as: RunAs, datadir: Path, log: Path, wal_segsize_mb: int = 16) -> None:
+    """A new cluster in `datadir` (an empty folder `run_as` owns), trusting local connections."""
+    _run([bins.tool("initdb"), "-D", str(datadir), "-U", DB_USER, "--auth=trust", "-E", "UTF8",
+          "--no-sync", "--no-instructions", f"--wal-segsize={wal_segsize_mb}"], run_as, log, "initdb")
+
+
+def wal_segsize_mb(archive_timeout: float | None) -> int:
+    """With an `archive_timeout` (backup-restore, whose RPO it bounds) a segment is archived at
+    least that often, in 1 MB segments so that a forced switch each second does not write 16 MB."""
+    return 1 if archive_timeout else 16
+
+
 def init_primary(bins: PgBinaries, run_as: RunAs, datadir: Path, archive_dir: Path, log: Path,
-                 archive_timeout: float | None = None) -> PgServer:
-    """A new primary archiving its WAL to `archive_dir`. With an `archive_timeout` (backup-restore,
-    whose RPO it bounds) a segment is archived at least that often, in 1 MB segments so that a
-    forced switch each second does not write 16 MB."""
+                 archive_timeout: float | None = None, template: Path | None = None) -> PgServer:
+    """A new primary archiving its WAL to `archive_dir`: a copy of the stopped `template` cluster
+    (pgtemplate: it holds the drillkit database), else a bare new cluster (`initdb`)."""
     run_as.own(datadir)
     run_as.own(archive_dir)
-    _run([bins.tool("initdb"), "-D", str(datadir), "-U", DB_USER, "--auth=trust", "-E", "UTF8",
-          "--no-sync", "--no-instructions", *(["--wal-segsize=1"] if archive_timeout else [])], run_as, log, "initdb")
+    if template is not None:
+        copy_cluster(template, datadir)
+    else:
+        initdb(bins, run_as, datadir, log, wal_segsize_mb(archive_timeout))
     settings = base_settings(archive_dir)
     if archive_timeout:
         settings.update(archive_timeout=f"{int(archive_timeout)}s", wal_keep_size="64MB", min_wal_size="8MB",
                         max_wal_size="64MB")
-    _write_conf(datadir, settings)
+    write_conf(datadir, settings)
     return PgServer("primary", datadir, free_port())
 
 
@@ -216,6 +229,26 @@ def take_base_backup(bins: PgBinaries, run_as: RunAs, port: int, target: Path, l
     _run([bins.tool("pg_basebackup"), "-h", "127.0.0.1", "-p", str(port), "-U", DB_USER,
           "-D", str(target), "-X", "stream", "--checkpoint=fast", "--no-sync"], run_as, log, "pg_basebackup",
          timeout=120)
+
+
+def standby_from_template(template: Path, run_as: RunAs, datadir: Path, source_port: int,
+                          archive_dir: Path) -> PgServer:
+    """A hot standby streaming from `source_port`, from a copy of the stopped cluster the primary
+    started from (a cold base backup: it replays what follows the shutdown checkpoint they share)."""
+    run_as.own(datadir)
+    copy_cluster(template, datadir)
+    write_conf(datadir, {**base_settings(archive_dir), "archive_mode": "off"})
+    make_standby(run_as, datadir, source_port)
+    return PgServer("standby", datadir, free_port())
+
+
+def copy_cluster(source: Path, datadir: Path) -> None:
+    """Copy a stopped cluster into `datadir`, owners and modes kept: drillkit's own user copies,
+    so a template only it can read serves a PostgreSQL running as another user."""
+    out = subprocess.run(["cp", "-a", "--reflink=auto", f"{source}/.", str(datadir)], capture_output=True, text=True,
+                         timeout=120, stdin=subprocess.DEVNULL, cwd="/")
+    if out.returncode != 0:
+        raise SandboxError(f"copying the PostgreSQL cluster {source} failed: {out.stderr.strip()}")
 
 
 def init_standby(bins: PgBinaries, run_as: RunAs, datadir: Path, source_port: int, archive_dir: Path,
@@ -229,7 +262,7 @@ def init_standby(bins: PgBinaries, run_as: RunAs, datadir: Path, source_port: in
     settings["primary_conninfo"] = (f"host=127.0.0.1 port={source_port} user={DB_USER} "
                                     f"application_name={STANDBY_NAME} connect_timeout=2")
     settings["archive_mode"] = "off"
-    _write_conf(datadir, settings)
+    write_conf(datadir, settings)
     return PgServer("standby", datadir, free_port())
 
 
@@ -395,7 +428,7 @@ def control_data(bins: PgBinaries, run_as: RunAs, datadir: Path) -> dict[str, st
 def make_standby(run_as: RunAs, datadir: Path, source_port: int) -> None:
     """Turn a cleanly stopped cluster into a standby streaming from `source_port`: a switched-over
     old primary follows the new one without a rewind, since nothing follows its shutdown checkpoint."""
-    _write_conf(datadir, {"primary_conninfo": f"host=127.0.0.1 port={source_port} user={DB_USER} "
+    write_conf(datadir, {"primary_conninfo": f"host=127.0.0.1 port={source_port} user={DB_USER} "
                                               f"application_name={STANDBY_NAME} connect_timeout=2"})
     signal_file = datadir / "standby.signal"
     signal_file.touch()
@@ -403,7 +436,8 @@ def make_standby(run_as: RunAs, datadir: Path, source_port: int) -> None:
         os.chown(signal_file, run_as.uid, run_as.gid)
 
 
-__all__ = ["PgBinaries", "PgServer", "RunAs", "find_binaries", "init_primary", "init_standby", "start",
+__all__ = ["PgBinaries", "PgServer", "RunAs", "find_binaries", "initdb", "init_primary", "init_standby", "start",
+           "standby_from_template", "copy_cluster", "write_conf", "wal_segsize_mb",
            "create_schema", "promote", "dsn", "stop_process_group", "drop_shared_memory", "stop_fast",
            "control_data", "make_standby", "take_base_backup", "wait_promoted"]
 
@@ -434,7 +468,7 @@ def recover_cluster(bins: PgBinaries, run_as: RunAs, server: PgServer, base: Pat
     run_as.own(datadir)
     _run(["cp", "-a", f"{base}/.", str(datadir)], run_as, log, "copy of the base backup")
     (datadir / "backup_manifest").unlink(missing_ok=True)
-    _write_conf(datadir, {"recovery_target_action": "promote", **recovery})
+    write_conf(datadir, {"recovery_target_action": "promote", **recovery})
     signal_file = datadir / "recovery.signal"
     signal_file.touch()
     if run_as.user is not None:

@@ -8,11 +8,12 @@ import warnings
 from pathlib import Path
 
 from drillkit.errors import EnvironmentProblem
-from drillkit.run.preflight import check_folder_creatable
+from drillkit.host import check_folder_creatable
 
 
 def check_host() -> None:
     _check_postgres()
+    _check_cache()
     check_folder_creatable(Path(tempfile.gettempdir()), "sandbox folder", field="TMPDIR")
     _check_loopback_port()
 
@@ -41,8 +42,15 @@ def _check_postgres() -> None:
         raise EnvironmentProblem(str(exc).removeprefix("DRILLKIT_PG_USER: "), file="DRILLKIT_PG_USER") from None
 
 
+def _check_cache() -> None:
+    """The PostgreSQL template's cache folder is this user's own (pgtemplate)."""
+    from drillkit.targets.sandbox import pgtemplate
+
+    pgtemplate.cache_folder()
+
+
 def _check_loopback_port() -> None:
-    from drillkit.targets.sandbox.net import free_port
+    from drillkit.net import free_port
 
     try:
         free_port()

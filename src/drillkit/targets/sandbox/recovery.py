@@ -15,7 +15,7 @@ from drillkit.targets import processes
 from drillkit.targets.capabilities import Backup, Corruption, Restore, RestoreTest, TableDrop
 from drillkit.targets.sandbox import postgres as pg
 from drillkit.targets.sandbox.backup_copy import BASE_PREFIX, MANIFEST, WAL_DIR
-from drillkit.targets.sandbox.net import free_port
+from drillkit.net import free_port
 
 
 class Recovery:
@@ -109,7 +109,7 @@ class Recovery:
             {"restore_command": f'cp "{self.state.archive_dir}/%f" "%p"', "recovery_target_time": target_time},
             timeout, on_spawn=lambda pid: self.adopt(f"postgres-{tag}", pid, name))
         db_port = server.port
-        pg._write_conf(datadir, {"recovery_target_time": ""})  # a standby cloned from it must not stop there
+        pg.write_conf(datadir, {"recovery_target_time": ""})  # a standby cloned from it must not stop there
 
         apps = self.start_app_instances(name, db_port, max(1, len(old.apps)), prefix=f"app-{tag}")
 

@@ -141,7 +141,7 @@ class ReplicatorHandler(BaseHTTPRequestHandler):
 
 def serve(replicator: ChangeReplicator, args: argparse.Namespace) -> int:
     """Run the replicator and its API on `args.port` until signalled."""
-    from drillkit.targets.sandbox.net import LoopbackServer, serve_until_signalled
+    from drillkit.net import LoopbackServer, serve_until_signalled
 
     server = LoopbackServer(("127.0.0.1", args.port), ReplicatorHandler)
     server.replicator = replicator

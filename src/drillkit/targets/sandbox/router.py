@@ -28,7 +28,7 @@ from multidict import CIMultiDict
 
 from drillkit.evidence import HEALTH_CHANGE, HEALTH_INVERTED, ROUTING_PUBLISHED, ROUTING_SHIFT, ROUTING_SWITCH
 from drillkit.targets.capabilities import RoutingStatus
-from drillkit.targets.sandbox.net import add_service_arguments, record_event, serve_web_until_signalled, start_service
+from drillkit.net import add_service_arguments, record_event, serve_web_until_signalled, start_service
 
 POLICIES = ("dns", "origin-group", "manual", "latency")
 HOME_HEADER = "X-Home-Region"

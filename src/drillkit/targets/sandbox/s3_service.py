@@ -25,7 +25,7 @@ import urllib.request
 from typing import Any, Callable, Iterator
 from urllib.parse import parse_qs, unquote
 
-from drillkit.targets.sandbox.net import add_service_arguments, local_client, start_service
+from drillkit.net import add_service_arguments, local_client, start_service
 from drillkit.targets.sandbox.replication import ChangeReplicator, serve
 
 BUCKET = "drillkit-objects"
@@ -147,7 +147,7 @@ def serve_store(port: int, ready_file: str | None) -> int:
     )
     from werkzeug.serving import make_server
 
-    from drillkit.targets.sandbox.net import serve_until_signalled
+    from drillkit.net import serve_until_signalled
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     app = feed_app(DomainDispatcherApplication(create_backend_app), ChangeFeed())
@@ -158,7 +158,7 @@ def serve_store(port: int, ready_file: str | None) -> int:
 
 def _create_bucket(server, ready_file: str | None) -> None:
     """The store is ready once its buckets exist: only then is the ready file written."""
-    from drillkit.targets.sandbox.net import write_ready_file
+    from drillkit.net import write_ready_file
 
     client = s3_client(server.server_address[1])
     client.create_bucket(Bucket=BUCKET)

@@ -23,7 +23,7 @@ from typing import Any
 from drillkit.errors import FaultError
 from drillkit.targets.capabilities import ClientConfigSpec, RoutingStatus
 from drillkit.targets.sandbox import s3_service as objects
-from drillkit.targets.sandbox.net import record_event
+from drillkit.net import record_event
 from drillkit.evidence import ROUTING_SWITCH
 
 CONFIG_JSON = "config-json"

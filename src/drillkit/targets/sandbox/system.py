@@ -19,7 +19,7 @@ from typing import Iterator
 import psycopg
 
 from drillkit.errors import EnvironmentProblem, FaultError, SandboxError
-from drillkit.evidence import BACKUP_READY, TABLE_REPLICATION
+from drillkit.evidence import BACKUP_READY, EVENTS, REPLICATION_STREAMING, TABLE_REPLICATION
 from drillkit.scenario import SandboxSpec
 from drillkit.targets import processes
 from drillkit.targets.capabilities import (
@@ -32,13 +32,14 @@ from drillkit.targets.capabilities import (
     ReplicaStatus,
     RoutingStatus,
 )
+from drillkit.targets.sandbox import pgtemplate
 from drillkit.targets.sandbox import postgres as pg
 from drillkit.targets.sandbox.apptier import AppTierSteps, instance_name, spawn_apps, wait_apps
 from drillkit.targets.sandbox.failback import FailbackSteps
 from drillkit.targets.sandbox.global_table import TableSteps
 from drillkit.targets.sandbox.linkproxy import LinkControl
 from drillkit.targets.sandbox.linkproxy import command as link_command
-from drillkit.targets.sandbox.net import http_json
+from drillkit.net import http_json
 from drillkit.targets.sandbox.object_storage import ObjectStorage
 from drillkit.targets.sandbox.recovery import Recovery, RestoreTests
 from drillkit.targets.sandbox.router import routing_status
@@ -57,6 +58,10 @@ REGIONS = ("A", "B")
 REPLICATION_LINK = "repl-A-B"
 OBJECT_REPLICATION_LINK = "objrepl-A-B"
 SANDBOX_PREFIX = "drillkit-sandbox-"
+TEMPLATE_WORK = "pg-template"
+"""Where a sandbox builds the PostgreSQL template when the cache has none (removed once copied)."""
+TEMPLATE_PROCESS = "postgres-template"
+"""The template's postmaster while it is built: stopped before the sandbox is up."""
 
 
 def client_link(region: str) -> str:
@@ -116,7 +121,7 @@ class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps, Ta
         the drill's load may start."""
         if self.state.backup_archive is not None:
             return [(BACKUP_READY, self.wait_backup_copied())]
-        return [("replication.streaming", {"standbys": [row.as_dict() for row in self.wait_streaming()]})]
+        return [(REPLICATION_STREAMING, {"standbys": [row.as_dict() for row in self.wait_streaming()]})]
 
     def wait_backup_copied(self, timeout: float = 60) -> dict:
         """backup-restore: the copy job has delivered a whole base backup to region B's archive."""
@@ -175,7 +180,7 @@ class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps, Ta
             raise EnvironmentProblem(f"cannot create the sandbox folder in {base}: {exc.strerror}") from None
         root.chmod(0o755)
         # every service runs in /, so every path handed to one is absolute
-        events = Path(events_file).absolute() if events_file else root / "events.jsonl"
+        events = Path(events_file).absolute() if events_file else root / EVENTS
         started: list[ProcessEntry] = []
 
         def track(name: str, pid: int, region: str | None = None) -> None:
@@ -194,7 +199,7 @@ class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps, Ta
                 _drop_pg_leftovers(root)
                 shutil.rmtree(root, ignore_errors=True)
             raise
-        sandbox.state.processes = started
+        sandbox.state.processes = [p for p in started if p.name != TEMPLATE_PROCESS]
         sandbox.state.save()
         if not owned:
             processes.claim(root, owned=False)
@@ -226,10 +231,13 @@ class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps, Ta
                 track(f"table-{r}", proc.pid, r)
                 stores[f"table-{r}"] = (proc, ready)
 
+        archive_timeout = backups.archive_timeout if backups else None
+        template = pgtemplate.ensure(bins, run_as, root / TEMPLATE_WORK, root / "pg-template.log",
+                                     pg.wal_segsize_mb(archive_timeout),
+                                     on_spawn=lambda pid: track(TEMPLATE_PROCESS, pid, None))
         primary = pg.init_primary(bins, run_as, root / "pg-A", archive, root / "pg-A.log",
-                                  archive_timeout=backups.archive_timeout if backups else None)
+                                  archive_timeout=archive_timeout, template=template)
         pg.start(bins, run_as, primary, root / "pg-A.log", on_spawn=lambda pid: track("postgres-A", pid, "A"))
-        pg.create_schema(primary.port)
 
         s3_ports = {r: processes.wait_ready(*stores[r], f"s3-{r}")["port"] for r in REGIONS if r in stores}
         table_ports = {r: processes.wait_ready(*stores[f"table-{r}"], f"table-{r}")["port"]
@@ -277,8 +285,8 @@ class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps, Ta
         db_ports: dict[str, int | None] = {"A": primary.port, "B": None}
         backup_archive = None
         if backups is None:
-            standby = pg.init_standby(bins, run_as, root / "pg-B", link_info[REPLICATION_LINK]["port"], archive,
-                                      root / "pg-B.log")
+            standby = pg.standby_from_template(template, run_as, root / "pg-B", link_info[REPLICATION_LINK]["port"],
+                                               archive)
             pg.start(bins, run_as, standby, root / "pg-B.log", on_spawn=lambda pid: track("postgres-B", pid, "B"))
             db_ports["B"] = standby.port
             apps["B"] = spawn_apps(root, "B", standby.port, s3_ports, spec.app.capacity, names["B"], track,
@@ -295,6 +303,7 @@ class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps, Ta
                 root, "backup-copy-A-B")
             track("backup-copy-A-B", proc.pid, "A")  # the copy job dies with region A
             processes.wait_ready(proc, ready, "backup-copy-A-B")
+        shutil.rmtree(root / TEMPLATE_WORK, ignore_errors=True)
         app_ports = {r: wait_apps(apps.get(r, [])) for r in REGIONS}
         for region in REGIONS:
             name = client_link(region)
@@ -509,7 +518,7 @@ class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps, Ta
     def service_failure(self) -> str | None:
         """Why a service of the sandbox stopped doing its job, or None while every one does.
 
-        A service that fails on its own leaves a failure file (drillkit.targets.sandbox.net.fail); the
+        A service that fails on its own leaves a failure file (drillkit.net.fail); the
         router and the links, which no fault and no runbook step ever stops, must also be alive.
         Reads only files, so a watchdog thread may call it on its own handle.
         """

@@ -33,7 +33,7 @@ import threading
 import time
 from typing import Any
 
-from drillkit.targets.sandbox.net import add_service_arguments, local_client, start_service
+from drillkit.net import add_service_arguments, local_client, start_service
 from drillkit.targets.sandbox.replication import ChangeReplicator, serve
 
 TABLE = "drillkit-items"
@@ -91,7 +91,7 @@ def serve_store(port: int, ready_file: str | None) -> int:
     from moto.moto_server.threaded_moto_server import MotoRequestHandler
     from werkzeug.serving import make_server
 
-    from drillkit.targets.sandbox.net import serve_until_signalled
+    from drillkit.net import serve_until_signalled
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = make_server("127.0.0.1", port, table_app(), threaded=True, request_handler=MotoRequestHandler)
@@ -127,7 +127,7 @@ def one_at_a_time(app):
 
 def _create_table(server, ready_file: str | None) -> None:
     """The store is ready once its table exists, with its stream: only then is the ready file written."""
-    from drillkit.targets.sandbox.net import write_ready_file
+    from drillkit.net import write_ready_file
 
     client = table_client(server.server_address[1], attempts=3)
     client.create_table(TableName=TABLE, KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],

@@ -1,5 +1,7 @@
-"""Loopback networking shared by the sandbox: free ports, small JSON calls, and the start and stop
-every sandbox service (app, router, link, object store, replicator) has in common.
+"""Loopback networking shared by the stages below the harness: free ports, small JSON calls, and
+the start and stop every service drillkit runs (the sandbox's app, router, links, object stores
+and replicators, the emulated AWS account) has in common. It sits below `load/` and `targets/`,
+which both use it.
 
 A service that can no longer do its job (a thread of it died, it cannot write its events) does
 not limp on: `fail` writes why to its failure file and ends the process at once, and the drill's
