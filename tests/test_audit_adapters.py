@@ -26,13 +26,31 @@ def sha(text: str) -> str:
 RECORDS = {f"k{i:03d}": f"payload of k{i:03d}" for i in range(25)}
 
 
+class Gateway:
+    """What the list endpoint's gateway does to the next requests: a status answered instead of the page."""
+
+    def __init__(self) -> None:
+        self.fail_next: list[int] = []
+        self.requests = 0
+
+
 @pytest.fixture
-def list_endpoint():
-    """`GET /items?page=N`: 10 items a page, `next` a relative URL until the last page."""
+def gateway() -> Gateway:
+    return Gateway()
+
+
+@pytest.fixture
+def list_endpoint(gateway):
+    """`GET /items?page=N`: 10 items a page, `next` a relative URL until the last page; the
+    gateway's statuses first, while it has any."""
     keys = sorted(RECORDS)
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
+            gateway.requests += 1
+            if gateway.fail_next:
+                self.send_error(gateway.fail_next.pop(0))
+                return
             page = int(parse_qs(urlsplit(self.path).query).get("page", ["0"])[0])
             chunk = keys[page * 10:(page + 1) * 10]
             doc = {"items": [{"id": k, "value": RECORDS[k]} for k in chunk],
@@ -60,6 +78,22 @@ def test_http_follows_every_page_and_hashes_payloads(list_endpoint, tmp_path):
     adapter = adapter_for(spec, tmp_path)
     adapter.check()
     assert dict(adapter.final_state()) == {k: sha(v) for k, v in RECORDS.items()}
+
+
+def test_http_asks_again_for_a_page_a_gateway_timed_out_on(list_endpoint, gateway, tmp_path):
+    """A 504 (or 502, 503) says nothing of the list: the page is asked again, 3 attempts in all."""
+    adapter = adapter_for(HttpAudit(kind="http", url=list_endpoint, key_field="id", payload_field="value"), tmp_path)
+    gateway.fail_next = [504, 502]
+    assert dict(adapter.final_state()) == {k: sha(v) for k, v in RECORDS.items()}
+    assert gateway.requests == 3 + 2   # three pages, two of the first's attempts answered by the gateway
+    gateway.fail_next, gateway.requests = [504, 504, 504], 0
+    with pytest.raises(FaultError, match=r"/items answered 504 \(3 attempts\)$"):
+        dict(adapter.final_state())
+    assert gateway.requests == 3
+    gateway.fail_next, gateway.requests = [500], 0   # a server's own error is an answer: not asked again
+    with pytest.raises(FaultError, match=r"/items answered 500$"):
+        dict(adapter.final_state())
+    assert gateway.requests == 1
 
 
 def test_http_that_does_not_answer_is_refused_naming_the_url(tmp_path):

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -29,6 +30,9 @@ from drillkit.scenario.schema import (
 )
 
 FIELD = "system.audit"
+PAGE_RETRY_STATUSES = frozenset({502, 503, 504})
+"""A gateway's answers that say nothing of the list: a page answered so is asked again."""
+PAGE_ATTEMPTS = 3
 
 
 def sha256(payload: str | bytes) -> str:
@@ -129,12 +133,27 @@ class HttpAdapter(_Adapter):
         self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def _page(self, url: str) -> dict[str, Any]:
+        """One page of the list. A page answered 502, 503 or 504 (a gateway that timed out on a
+        slow page, a region busy recovering) is asked again, up to PAGE_ATTEMPTS times in all,
+        0.5 s then 1 s apart: reading a list changes nothing, and a drill aborted as not audited
+        over one slow page says nothing of the system."""
+        for attempt in range(1, PAGE_ATTEMPTS + 1):
+            try:
+                return self._read_page(url)
+            except urllib.error.HTTPError as exc:
+                if exc.code not in PAGE_RETRY_STATUSES or attempt == PAGE_ATTEMPTS:
+                    raise FaultError(f"the audit list endpoint {url} answered {exc.code}"
+                                     + (f" ({attempt} attempts)" if attempt > 1 else "")) from None
+                time.sleep(0.5 * attempt)
+        raise AssertionError("unreachable")
+
+    def _read_page(self, url: str) -> dict[str, Any]:
         try:
             with self.opener.open(urllib.request.Request(url, headers={"Accept": "application/json"}),
                                   timeout=10) as resp:
                 doc = json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            raise FaultError(f"the audit list endpoint {url} answered {exc.code}") from None
+        except urllib.error.HTTPError:
+            raise
         except (OSError, ValueError) as exc:
             raise FaultError(f"the audit list endpoint {url} does not answer: {one_line(exc)}") from None
         if not isinstance(doc, dict) or not isinstance(doc.get(self.spec.items_field), list):
