@@ -214,3 +214,33 @@ def test_a_worker_that_never_joins_fails_before_the_system_is_touched(tmp_path, 
     last = proc.stderr.strip().splitlines()[-1]
     assert "load.external_workers" in last and "0 of 2 Locust workers joined" in last, proc.stderr
     assert "Traceback" not in proc.stderr and not out.exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_while_the_master_waits_for_its_workers_leaves_no_locust_behind(tmp_path, no_leftovers, sig):
+    """CI: a SIGTERM landing while the master waited for its external workers left the master
+    running after the drill had ended (its stop was registered only once every worker had joined)."""
+    scenario = copy_scenario("scenarios/region-loss.yaml", tmp_path, "waiting",
+                             lambda doc: doc["load"].update(external_workers=2, worker_timeout="120s"))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "drillkit.cli", "run", str(scenario), "--out", str(out), "--quiet"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(e["kind"] == "load.master" for e in _events(out)):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "no master"
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr.read()
+    # no_leftovers: the master is gone, and no port of it listens
+
+
+def _events(out: Path) -> list[dict]:
+    path = out / "events.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []

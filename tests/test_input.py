@@ -394,7 +394,7 @@ def test_run_refuses_missing_postgres_binaries(tmp_path, refused):
             env={"DRILLKIT_PG_BIN": "/nonexistent"})
 
 
-@pytest.mark.parametrize("mode", [0o777, 0o755])
+@pytest.mark.parametrize("mode", [0o777, 0o755], ids=["others-can-write", "another-user-owns"])
 def test_run_refuses_a_cache_folder_others_can_write_or_own(tmp_path, refused, mode):
     """The PostgreSQL template is a data directory PostgreSQL runs: a cache folder others can
     write to (0777), or that another user owns, is never used."""

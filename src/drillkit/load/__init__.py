@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from drillkit.errors import EnvironmentProblem, SandboxError
 from drillkit.evidence import REQUESTS_DIR
+from drillkit.targets.processes import shielded
 
 SETTINGS_ENV = "DRILLKIT_LOAD"
 """The drill's settings for its Locust processes, as JSON (LoadSettings): Locust's custom argument
@@ -118,6 +119,7 @@ class LoadRun:
         self.process: subprocess.Popen | None = None
         self.worker_processes: list[subprocess.Popen] = []
         self.web_port: int | None = None
+        self.swarmed = False
         self.log = self.evidence / "locust.log"
 
     @property
@@ -166,6 +168,14 @@ class LoadRun:
         self.requests_dir.mkdir(parents=True, exist_ok=True)
         self.master_port = self.master_port or free_port()
         self.web_port = free_port()
+        try:  # whatever ends the wait (a signal too), nothing this started outlives it
+            self._start_master(on_master)
+        except BaseException:
+            with shielded():
+                self.stop()
+            raise
+
+    def _start_master(self, on_master: Callable[[str, int], None] | None) -> None:
         self.process = self._spawn(["--master", "--master-bind-host", self.master_bind,
                                     "--master-bind-port", str(self.master_port), "--web-host", "127.0.0.1",
                                     "--web-port", str(self.web_port), "--stop-timeout", str(self.stop_timeout)])
@@ -178,14 +188,12 @@ class LoadRun:
         joined: dict[str, Any] = {}
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                self.stop()
                 raise SandboxError(f"the Locust master exited ({self.process.returncode}) before its workers "
                                    f"joined; see {self.log}: {self._log_tail()}")
             joined = self.worker_status().get("workers") or {}
             if len(joined) >= self.expected_workers:
                 return
             time.sleep(0.1)
-        self.stop()
         field = "load.external_workers" if self.external_workers else "load.workers"
         raise EnvironmentProblem(
             f"{len(joined)} of {self.expected_workers} Locust workers joined the master at "
@@ -209,6 +217,7 @@ class LoadRun:
             return
         form = urllib.parse.urlencode({"user_count": self.users, "spawn_rate": self.spawn_rate, "host": host,
                                        "run_time": self._run_time()}).encode()
+        self.swarmed = True   # from here on the workers may be running: the stop is a graceful one
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/swarm", data=form, timeout=10) as resp:
                 answer = json.loads(resp.read())
@@ -240,7 +249,7 @@ class LoadRun:
         every worker ships what it recorded (load.worker_done) before anything is signalled. Locust
         is given its stop timeout to let the operations in flight end before anything is killed."""
         timeout = max(timeout, self.stop_timeout + 5)
-        if self.distributed and self.process is not None and self.process.poll() is None:
+        if self.swarmed and self.process is not None and self.process.poll() is None:
             deadline = time.monotonic() + timeout
             # Locust's /stop is POST only (a GET was a 405, so the workers were never told to stop:
             # the master's SIGTERM below quit them and cut off their last histories). It answers

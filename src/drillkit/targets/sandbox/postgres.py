@@ -204,6 +204,11 @@ def wal_segsize_mb(archive_timeout: float | None) -> int:
     return 1 if archive_timeout else 16
 
 
+RECORDED_IN_CHECKPOINT = ("wal_level", "max_connections", "max_worker_processes", "max_wal_senders",
+                          "max_prepared_transactions", "max_locks_per_transaction")
+"""Settings a checkpoint records, below which a hot standby refuses to replay it."""
+
+
 def init_primary(bins: PgBinaries, run_as: RunAs, datadir: Path, archive_dir: Path, log: Path,
                  archive_timeout: float | None = None, template: Path | None = None) -> PgServer:
     """A new primary archiving its WAL to `archive_dir`: a copy of the stopped `template` cluster
@@ -232,11 +237,14 @@ def take_base_backup(bins: PgBinaries, run_as: RunAs, port: int, target: Path, l
 
 
 def standby_from_template(template: Path, run_as: RunAs, datadir: Path, source_port: int,
-                          archive_dir: Path) -> PgServer:
+                          archive_dir: Path, copying: subprocess.Popen | None = None) -> PgServer:
     """A hot standby streaming from `source_port`, from a copy of the stopped cluster the primary
-    started from (a cold base backup: it replays what follows the shutdown checkpoint they share)."""
-    run_as.own(datadir)
-    copy_cluster(template, datadir)
+    started from (a cold base backup: it replays what follows the shutdown checkpoint they share).
+    `copying`: that copy, started earlier into `datadir` (start_copy), to finish first."""
+    if copying is None:
+        run_as.own(datadir)
+        copying = start_copy(template, datadir)
+    finish_copy(copying, template)
     write_conf(datadir, {**base_settings(archive_dir), "archive_mode": "off"})
     make_standby(run_as, datadir, source_port)
     return PgServer("standby", datadir, free_port())
@@ -245,10 +253,25 @@ def standby_from_template(template: Path, run_as: RunAs, datadir: Path, source_p
 def copy_cluster(source: Path, datadir: Path) -> None:
     """Copy a stopped cluster into `datadir`, owners and modes kept: drillkit's own user copies,
     so a template only it can read serves a PostgreSQL running as another user."""
-    out = subprocess.run(["cp", "-a", "--reflink=auto", f"{source}/.", str(datadir)], capture_output=True, text=True,
-                         timeout=120, stdin=subprocess.DEVNULL, cwd="/")
-    if out.returncode != 0:
-        raise SandboxError(f"copying the PostgreSQL cluster {source} failed: {out.stderr.strip()}")
+    finish_copy(start_copy(source, datadir), source)
+
+
+def start_copy(source: Path, datadir: Path) -> subprocess.Popen:
+    """copy_cluster in the background, in its own process group (a sandbox that fails to come up
+    stops it with its other processes); finish_copy waits for it."""
+    return subprocess.Popen(["cp", "-a", "--reflink=auto", f"{source}/.", str(datadir)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd="/", start_new_session=True)
+
+
+def finish_copy(copying: subprocess.Popen, source: Path, timeout: float = 120) -> None:
+    try:
+        _, err = copying.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        copying.kill()
+        copying.wait()
+        raise SandboxError(f"copying the PostgreSQL cluster {source} did not finish within {timeout:.0f}s") from None
+    if copying.returncode != 0:
+        raise SandboxError(f"copying the PostgreSQL cluster {source} failed: {err.decode(errors='replace').strip()}")
 
 
 def init_standby(bins: PgBinaries, run_as: RunAs, datadir: Path, source_port: int, archive_dir: Path,
@@ -437,7 +460,7 @@ def make_standby(run_as: RunAs, datadir: Path, source_port: int) -> None:
 
 
 __all__ = ["PgBinaries", "PgServer", "RunAs", "find_binaries", "initdb", "init_primary", "init_standby", "start",
-           "standby_from_template", "copy_cluster", "write_conf", "wal_segsize_mb",
+           "standby_from_template", "copy_cluster", "start_copy", "finish_copy", "write_conf", "wal_segsize_mb",
            "create_schema", "promote", "dsn", "stop_process_group", "drop_shared_memory", "stop_fast",
            "control_data", "make_standby", "take_base_backup", "wait_promoted"]
 

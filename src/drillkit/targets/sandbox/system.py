@@ -62,6 +62,10 @@ TEMPLATE_WORK = "pg-template"
 """Where a sandbox builds the PostgreSQL template when the cache has none (removed once copied)."""
 TEMPLATE_PROCESS = "postgres-template"
 """The template's postmaster while it is built: stopped before the sandbox is up."""
+STANDBY_COPY = "copy-pg-B"
+"""The copy of the template for region B's standby, made while region A comes up."""
+TRANSIENT = frozenset({TEMPLATE_PROCESS, STANDBY_COPY})
+"""Processes of the bring-up alone: tracked while it runs (a failed one stops them), gone after it."""
 
 
 def client_link(region: str) -> str:
@@ -199,7 +203,7 @@ class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps, Ta
                 _drop_pg_leftovers(root)
                 shutil.rmtree(root, ignore_errors=True)
             raise
-        sandbox.state.processes = [p for p in started if p.name != TEMPLATE_PROCESS]
+        sandbox.state.processes = [p for p in started if p.name not in TRANSIENT]
         sandbox.state.save()
         if not owned:
             processes.claim(root, owned=False)
@@ -237,6 +241,11 @@ class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps, Ta
                                      on_spawn=lambda pid: track(TEMPLATE_PROCESS, pid, None))
         primary = pg.init_primary(bins, run_as, root / "pg-A", archive, root / "pg-A.log",
                                   archive_timeout=archive_timeout, template=template)
+        standby_copy = None
+        if backups is None:
+            run_as.own(root / "pg-B")
+            standby_copy = pg.start_copy(template, root / "pg-B")
+            track(STANDBY_COPY, standby_copy.pid, None)
         pg.start(bins, run_as, primary, root / "pg-A.log", on_spawn=lambda pid: track("postgres-A", pid, "A"))
 
         s3_ports = {r: processes.wait_ready(*stores[r], f"s3-{r}")["port"] for r in REGIONS if r in stores}
@@ -286,7 +295,7 @@ class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps, Ta
         backup_archive = None
         if backups is None:
             standby = pg.standby_from_template(template, run_as, root / "pg-B", link_info[REPLICATION_LINK]["port"],
-                                               archive)
+                                               archive, copying=standby_copy)
             pg.start(bins, run_as, standby, root / "pg-B.log", on_spawn=lambda pid: track("postgres-B", pid, "B"))
             db_ports["B"] = standby.port
             apps["B"] = spawn_apps(root, "B", standby.port, s3_ports, spec.app.capacity, names["B"], track,
