@@ -210,13 +210,15 @@ RECORDED_IN_CHECKPOINT = ("wal_level", "max_connections", "max_worker_processes"
 
 
 def init_primary(bins: PgBinaries, run_as: RunAs, datadir: Path, archive_dir: Path, log: Path,
-                 archive_timeout: float | None = None, template: Path | None = None) -> PgServer:
+                 archive_timeout: float | None = None, template: Path | None = None,
+                 copying: subprocess.Popen | None = None) -> PgServer:
     """A new primary archiving its WAL to `archive_dir`: a copy of the stopped `template` cluster
-    (pgtemplate: it holds the drillkit database), else a bare new cluster (`initdb`)."""
+    (pgtemplate: it holds the drillkit database; `copying`: that copy, started earlier into
+    `datadir` by start_copy, to finish first), else a bare new cluster (`initdb`)."""
     run_as.own(datadir)
     run_as.own(archive_dir)
     if template is not None:
-        copy_cluster(template, datadir)
+        finish_copy(copying or start_copy(template, datadir), template)
     else:
         initdb(bins, run_as, datadir, log, wal_segsize_mb(archive_timeout))
     settings = base_settings(archive_dir)
@@ -257,19 +259,31 @@ def copy_cluster(source: Path, datadir: Path) -> None:
 
 
 def start_copy(source: Path, datadir: Path) -> subprocess.Popen:
-    """copy_cluster in the background, in its own process group (a sandbox that fails to come up
-    stops it with its other processes); finish_copy waits for it."""
+    """copy_cluster in the background, in its own process group and carrying its sandbox folder's
+    mark (the folder is `datadir`'s parent), as the postmasters do: a sandbox that fails to come up
+    stops it with its other processes, and a reaper knows it; finish_copy waits for it."""
+    folder = Path(datadir).absolute().parent
     return subprocess.Popen(["cp", "-a", "--reflink=auto", f"{source}/.", str(datadir)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd="/", start_new_session=True)
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd="/", start_new_session=True,
+                            env=processes.marked_env(folder))
+
+
+def stop_copy(copying: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(copying.pid, signal.SIGKILL)
+    copying.wait()
 
 
 def finish_copy(copying: subprocess.Popen, source: Path, timeout: float = 120) -> None:
+    """Wait for a copy; interrupted (a signal, its timeout), it is stopped before this returns, so
+    it writes nothing into a folder being removed."""
     try:
         _, err = copying.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        copying.kill()
-        copying.wait()
-        raise SandboxError(f"copying the PostgreSQL cluster {source} did not finish within {timeout:.0f}s") from None
+    except BaseException as exc:
+        stop_copy(copying)
+        if isinstance(exc, subprocess.TimeoutExpired):
+            raise SandboxError(f"copying the PostgreSQL cluster {source} did not finish within {timeout:.0f}s") from None
+        raise
     if copying.returncode != 0:
         raise SandboxError(f"copying the PostgreSQL cluster {source} failed: {err.decode(errors='replace').strip()}")
 
@@ -460,7 +474,7 @@ def make_standby(run_as: RunAs, datadir: Path, source_port: int) -> None:
 
 
 __all__ = ["PgBinaries", "PgServer", "RunAs", "find_binaries", "initdb", "init_primary", "init_standby", "start",
-           "standby_from_template", "copy_cluster", "start_copy", "finish_copy", "write_conf", "wal_segsize_mb",
+           "standby_from_template", "copy_cluster", "start_copy", "finish_copy", "stop_copy", "write_conf", "wal_segsize_mb",
            "create_schema", "promote", "dsn", "stop_process_group", "drop_shared_memory", "stop_fast",
            "control_data", "make_standby", "take_base_backup", "wait_promoted"]
 

@@ -62,10 +62,24 @@ TEMPLATE_WORK = "pg-template"
 """Where a sandbox builds the PostgreSQL template when the cache has none (removed once copied)."""
 TEMPLATE_PROCESS = "postgres-template"
 """The template's postmaster while it is built: stopped before the sandbox is up."""
-STANDBY_COPY = "copy-pg-B"
-"""The copy of the template for region B's standby, made while region A comes up."""
-TRANSIENT = frozenset({TEMPLATE_PROCESS, STANDBY_COPY})
+COPY_PROCESS = "copy-pg-{}"
+"""A region's copy of the template (both are made at once, region B's while region A comes up)."""
+TRANSIENT = frozenset({TEMPLATE_PROCESS, *(COPY_PROCESS.format(r) for r in REGIONS)})
 """Processes of the bring-up alone: tracked while it runs (a failed one stops them), gone after it."""
+
+
+def _start_copy(template: Path, run_as: pg.RunAs, datadir: Path, track, region: str):
+    """A region's copy of the template, registered while it runs (a copy that ended before it could
+    be registered needs no stopping)."""
+    run_as.own(datadir)
+    copying = pg.start_copy(template, datadir)
+    try:
+        track(COPY_PROCESS.format(region), copying.pid, None)
+    except BaseException as exc:
+        if not (isinstance(exc, SandboxError) and copying.poll() is not None):
+            pg.stop_copy(copying)
+            raise
+    return copying
 
 
 def client_link(region: str) -> str:
@@ -239,13 +253,10 @@ class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps, Ta
         template = pgtemplate.ensure(bins, run_as, root / TEMPLATE_WORK, root / "pg-template.log",
                                      pg.wal_segsize_mb(archive_timeout),
                                      on_spawn=lambda pid: track(TEMPLATE_PROCESS, pid, None))
+        copies = {r: _start_copy(template, run_as, root / f"pg-{r}", track, r)
+                  for r in (REGIONS if backups is None else ("A",))}
         primary = pg.init_primary(bins, run_as, root / "pg-A", archive, root / "pg-A.log",
-                                  archive_timeout=archive_timeout, template=template)
-        standby_copy = None
-        if backups is None:
-            run_as.own(root / "pg-B")
-            standby_copy = pg.start_copy(template, root / "pg-B")
-            track(STANDBY_COPY, standby_copy.pid, None)
+                                  archive_timeout=archive_timeout, template=template, copying=copies["A"])
         pg.start(bins, run_as, primary, root / "pg-A.log", on_spawn=lambda pid: track("postgres-A", pid, "A"))
 
         s3_ports = {r: processes.wait_ready(*stores[r], f"s3-{r}")["port"] for r in REGIONS if r in stores}
@@ -295,7 +306,7 @@ class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps, Ta
         backup_archive = None
         if backups is None:
             standby = pg.standby_from_template(template, run_as, root / "pg-B", link_info[REPLICATION_LINK]["port"],
-                                               archive, copying=standby_copy)
+                                               archive, copying=copies["B"])
             pg.start(bins, run_as, standby, root / "pg-B.log", on_spawn=lambda pid: track("postgres-B", pid, "B"))
             db_ports["B"] = standby.port
             apps["B"] = spawn_apps(root, "B", standby.port, s3_ports, spec.app.capacity, names["B"], track,
