@@ -90,3 +90,22 @@ def test_with_the_users_own_locustfile_the_canary_is_off_and_sends_nothing(kv_sy
     writes = [op for op in ops if op["op"] == "write" and op["ok"]]
     assert len(writes) > 50 and {op["status"] for op in writes} == {200}
     assert {op["region"] for op in writes} <= {"east", "west"}
+
+
+def test_the_warmup_waits_for_the_loads_first_operation_not_the_canarys(tmp_path):
+    """CI: Locust took longer to start than the 2 s warm-up, the canary's history counted as the
+    load's first operation, and the fault came before any user had sent a request (every object
+    write of the objects drill after the region loss). The canary's file is not the load's."""
+    import pytest
+
+    from drillkit.errors import SandboxError
+    from drillkit.evidence.recorder import CANARY_CLIENT, client_file
+    from drillkit.load import LoadRun, LoadSettings
+
+    run = LoadRun(tmp_path / "locustfile.py", LoadSettings(), users=1, spawn_rate=1, run_time=1, evidence=tmp_path)
+    run.requests_dir.mkdir(parents=True)
+    client_file(tmp_path, CANARY_CLIENT).write_text('{"op": "write"}\n')
+    with pytest.raises(SandboxError, match="Locust made no request"):
+        run.wait_first_ops(timeout=0.3)
+    client_file(tmp_path, "vm-1234").write_text('{"op": "write"}\n')
+    assert run.wait_first_ops(timeout=5) > 0

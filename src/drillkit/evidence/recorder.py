@@ -32,6 +32,10 @@ clock pings): a rehearsal of a load worker whose clock is off, to see the correc
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+CANARY_CLIENT = "canary"
+"""The canary's client name: its history is requests/canary.jsonl, beside the load's clients'."""
+
+
 def client_file(folder: str | os.PathLike[str], client: str) -> Path:
     """requests/<client>.jsonl in an evidence folder (the name made safe for a file name)."""
     return Path(folder) / REQUESTS_DIR / f"{_UNSAFE.sub('_', client) or 'client'}.jsonl"

@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from drillkit.errors import EnvironmentProblem, SandboxError
 from drillkit.evidence import REQUESTS_DIR
+from drillkit.evidence.recorder import CANARY_CLIENT, client_file
 from drillkit.targets.processes import shielded
 
 SETTINGS_ENV = "DRILLKIT_LOAD"
@@ -227,10 +228,14 @@ class LoadRun:
             raise SandboxError(f"the Locust master did not start the load: {answer.get('message')}")
 
     def wait_first_ops(self, timeout: float = 20) -> float:
-        """Block until the first operation is on disk; returns when it happened."""
+        """Block until the load's first operation is on disk; returns when it happened. The canary's
+        history (requests/canary.jsonl) is not the load's: counting it, a drill whose Locust took
+        longer to start than the warmup lasted injected its fault before any user had sent a request
+        (CI: every object write of the objects drill came after the region loss)."""
+        canary = client_file(self.evidence, CANARY_CLIENT).name
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if any(f.stat().st_size > 0 for f in self.requests_dir.glob("*.jsonl")):
+            if any(f.name != canary and f.stat().st_size > 0 for f in self.requests_dir.glob("*.jsonl")):
                 return time.time()
             if self.process is not None and self.process.poll() is not None:
                 raise SandboxError(f"Locust exited ({self.process.returncode}) before its first request; "

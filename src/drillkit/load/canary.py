@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from drillkit.evidence.recorder import OpRecorder, client_file
+from drillkit.evidence.recorder import CANARY_CLIENT, OpRecorder, client_file
 from drillkit.load import ClientConfig
 from drillkit.load.workload import DR_RECORDS, Workload, checksum, read_outcome, render
 
@@ -54,7 +54,7 @@ class Canary:
         self.config = ClientConfig(*client_config, fetch=self._fetch_config) if client_config else None
         self.interval = interval
         self.timeout = timeout
-        self.path = client_file(evidence, "canary")
+        self.path = client_file(evidence, CANARY_CLIENT)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -138,7 +138,7 @@ class Canary:
 
     def _record(self, t0: float, op: str, key: str, ok: bool, status, region, checksum, error, **extra) -> None:
         if self._recorder is not None:
-            self._recorder.record(t0, time.time(), op, key, ok, status, region, checksum, error, client="canary",
+            self._recorder.record(t0, time.time(), op, key, ok, status, region, checksum, error, client=CANARY_CLIENT,
                                   **extra)
 
     def _write(self) -> None:
