@@ -98,14 +98,14 @@ def test_the_warmup_waits_for_the_loads_first_operation_not_the_canarys(tmp_path
     write of the objects drill after the region loss). The canary's file is not the load's."""
     import pytest
 
-    from drillkit.errors import SandboxError
+    from drillkit.errors import ServiceError
     from drillkit.evidence.recorder import CANARY_CLIENT, client_file
     from drillkit.load import LoadRun, LoadSettings
 
     run = LoadRun(tmp_path / "locustfile.py", LoadSettings(), users=1, spawn_rate=1, run_time=1, evidence=tmp_path)
     run.requests_dir.mkdir(parents=True)
     client_file(tmp_path, CANARY_CLIENT).write_text('{"op": "write"}\n')
-    with pytest.raises(SandboxError, match="Locust made no request"):
+    with pytest.raises(ServiceError, match="Locust made no request"):
         run.wait_first_ops(timeout=0.3)
     client_file(tmp_path, "vm-1234").write_text('{"op": "write"}\n')
     assert run.wait_first_ops(timeout=5) > 0

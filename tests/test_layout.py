@@ -155,3 +155,25 @@ def test_every_event_kind_is_spelled_once_in_evidence():
                     and re.fullmatch(_DOTTED, first.value)):
                 spelled.append(f"{path.relative_to(SRC)}:{call.lineno} {first.value!r} (unregistered)")
     assert not spelled, "use drillkit.evidence's constants: " + "; ".join(sorted(set(spelled)))
+
+
+def test_no_system_kind_is_switched_on_outside_targets():
+    """What differs between kinds of system is its target plug-in's (drillkit.targets): no module
+    outside it compares anything with a kind's name (`spec.kind != "sandbox"`, `kind in ("aws", …)`)."""
+    from drillkit.targets import KINDS
+
+    def names(node: ast.AST) -> list[str]:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return [node.value]
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            return [v for elt in node.elts for v in names(elt)]
+        return []
+
+    switches = []
+    for name, path in sorted(_modules().items()):
+        if name == "drillkit.targets" or name.startswith("drillkit.targets."):
+            continue
+        for cmp in (n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Compare)):
+            found = [v for side in (cmp.left, *cmp.comparators) for v in names(side) if v in KINDS]
+            switches += [f"{path.relative_to(SRC)}:{cmp.lineno} {v!r}" for v in found]
+    assert not switches, "ask the target plug-in (drillkit.targets) instead: " + "; ".join(switches)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -131,6 +133,34 @@ def test_a_watchdog_that_cannot_look_aborts_rather_than_stops_looking(tmp_path):
     kinds = [json.loads(line)["kind"] for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert kinds == ["service.failed"]
 
+
+
+def test_a_trip_whose_event_cannot_be_written_still_stops_the_drill(tmp_path):
+    """The evidence folder deleted mid-drill: recording the trip fails, and the drill's main thread
+    is interrupted all the same, with no traceback from the monitor's thread (test_root_safety's
+    deleted-folder drill printed one)."""
+    folder = tmp_path / "evidence"
+    folder.mkdir()
+    write_history(folder, [])
+    m = SafeguardMonitor(folder, Limits(max_duration=1e9))
+    m.watch(lambda: "region A's postmaster is gone")
+    errors = []
+    previous_hook = threading.excepthook
+    threading.excepthook = errors.append
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        shutil.rmtree(folder)
+        with pytest.raises(KeyboardInterrupt):
+            with m:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    time.sleep(0.01)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        threading.excepthook = previous_hook
+    assert errors == []
+    assert m.tripped == "harness failure: region A's postmaster is gone (not recorded: No such file or directory)"
+    assert not folder.exists()
 
 def test_error_rate_safeguard_stops_an_outage_longer_than_expected(tmp_path, drillkit_cli, no_leftovers):
     scenario = variant(tmp_path, "ground-truth-outage.yaml", "too-long-outage",

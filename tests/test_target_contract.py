@@ -139,3 +139,39 @@ def test_down_stops_what_it_adopted_and_leaves_nothing(target):
 
 def _config(target) -> dict:
     return {CONFIG_KEY: str(target.state_file), EVENTS_CONFIG_KEY: str(target.events_file)}
+
+
+@pytest.mark.parametrize("kind", [k for k in targets.KINDS])
+def test_every_plugin_answers_what_differs_between_kinds(kind):
+    """What `run/`, the loader and the CLI ask of a kind is the plug-in's: its fit rules, the API
+    the canary may drive, the load's region header and the lag sampler's pace."""
+    plugin = targets.plugin(kind)
+    assert callable(plugin.check_fit) and callable(plugin.preflight) and callable(plugin.reap_stale)
+    assert isinstance(plugin.born_with_the_drill, bool)
+    assert plugin.own_workload is None or plugin.own_workload.write is not None
+    assert hasattr(plugin, "region_header") and hasattr(plugin, "lag_interval")
+    assert hasattr(plugin, "plan") == (kind == "aws")  # only an AWS account has a plan of calls
+
+
+def test_the_sandbox_refuses_a_step_its_strategy_lacks_and_no_other_kind_judges_it(tmp_path):
+    """The sandbox's fit rules are its plug-in's: drillkit.targets.check_fit runs them, then what
+    holds for every kind (here the phase budget); nothing is started either way."""
+    import yaml
+
+    from drillkit.errors import InputError
+    from drillkit.scenario import load_experiment, load_scenario
+
+    root = Path(__file__).resolve().parent.parent
+    doc = yaml.safe_load((root / "scenarios" / "region-loss.yaml").read_text())
+    doc["experiment"] = str((root / "scenarios" / doc["experiment"]).resolve())
+    doc["load"]["locustfile"] = str((root / "scenarios" / doc["load"]["locustfile"]).resolve())
+    doc["system"] = {**(doc.get("system") or {}), "strategy": "backup-restore"}
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    loaded = load_scenario(path)
+    experiment = load_experiment(loaded.experiment_path)
+    with pytest.raises(InputError, match="calls promote_standby, which needs region B's standby") as refused:
+        targets.check_fit(loaded, experiment)
+    assert refused.value.field == "system.strategy"
+    targets.plugin("external").check_fit(loaded, experiment)  # an external system's experiment is the user's own
+    targets.plugin("fake").check_fit(loaded, experiment)

@@ -174,7 +174,8 @@ def run(scenario: Path, out: Path | None, variables: tuple[str, ...], quiet: boo
 def validate(scenario: Path) -> None:
     """Check a scenario and its experiment without starting anything."""
     from drillkit.load.canary import canary_workload
-    from drillkit.scenario import check_fit, load_experiment, load_scenario
+    from drillkit.scenario import load_experiment, load_scenario
+    from drillkit.targets import check_fit
 
     try:
         loaded = load_scenario(scenario)
@@ -196,18 +197,18 @@ def validate(scenario: Path) -> None:
 def plan_cmd(scenario: Path, variables: tuple[str, ...]) -> None:
     """Print every mutating AWS call the drill of SCENARIO would make, with its parameters and what
     undoes it, and make none (the session refuses mutating calls). `system.kind: aws` only."""
-    from drillkit.scenario import apply_vars, check_fit, load_experiment, load_scenario
+    from drillkit.scenario import apply_vars, load_experiment, load_scenario
+    from drillkit.targets import check_fit, plugin
 
     try:
         loaded = load_scenario(scenario)
-        if loaded.scenario.system.kind != "aws":
+        planner = plugin(loaded.scenario.system.kind)
+        if not hasattr(planner, "plan"):
             raise InputError(f"system.kind is {loaded.scenario.system.kind}: only an aws scenario has a plan",
                              file=str(scenario), field="system.kind")
-        from drillkit.targets.aws.plan import plan_drill
-
         experiment = apply_vars(load_experiment(loaded.experiment_path), _parse_vars(variables), str(loaded.path))
         check_fit(loaded, experiment)
-        plan = plan_drill(loaded, experiment)
+        plan = planner.plan(loaded, experiment)
     except InputError as exc:
         _fail(str(exc.in_file(str(scenario))), EXIT_INPUT)
     except DrillkitError as exc:
@@ -223,7 +224,7 @@ def plan_cmd(scenario: Path, variables: tuple[str, ...]) -> None:
 def init_cmd(folder: Path, kind: str) -> None:
     """Write a workspace (scenario, experiment, workload or locustfile, probes, README) into FOLDER
     (absent or empty; default: here) that passes `drillkit validate` as written."""
-    from drillkit.scenario.starter import write_workspace
+    from drillkit.scenario.starter import next_step, write_workspace
 
     try:
         written = write_workspace(folder, kind)
@@ -231,8 +232,7 @@ def init_cmd(folder: Path, kind: str) -> None:
         _fail(str(exc), EXIT_INPUT)
     for rel in written:
         _say(f"wrote {folder / rel}")
-    _say(f"next: fill in the FILL IN values, then drillkit validate {folder / 'scenario.yaml'}"
-               if kind == "external" else f"next: drillkit run {folder / 'scenario.yaml'}")
+    _say(f"next: {next_step(folder, kind)}")
 
 
 @main.command("measure")
@@ -324,52 +324,25 @@ def sandbox_up(scenario: Path | None, pointer: Path, emulate: str | None, yes: b
     """Bring the sandbox up (or, with an external or aws scenario, attach to its system) and print
     what `chaos run` needs."""
     from drillkit.scenario import ObjectStoreSpec, SandboxSpec, load_scenario
-    from drillkit.targets.sandbox.system import Sandbox
+    from drillkit.targets import session
 
     try:
         loaded = load_scenario(scenario) if scenario else None
         spec = loaded.scenario.system if loaded else SandboxSpec(objects=ObjectStoreSpec() if emulate else None)
         if pointer.exists():
             raise InputError("a sandbox is already up; run `drillkit sandbox down` first", file=str(pointer))
-        if spec.kind != "sandbox":
-            if emulate:
-                raise InputError("--emulate starts a sandbox: give no scenario, or a sandbox one", field="--emulate")
+        if loaded is not None:
             from drillkit.run.preflight import check_environment
-            from drillkit.targets import plugin
 
             check_environment(loaded, confirmed=yes)
-            pointer.parent.mkdir(parents=True, exist_ok=True)
-            target = plugin(spec.kind).up(spec, events_file=pointer.parent.absolute() / f"{pointer.name}.events.jsonl",
-                                          scenario_dir=loaded.path.parent, owned=False)
-            lines = [f"{spec.kind} target attached: endpoint {target.endpoint}"]
-            state = target.state_file
-        else:
-            box = Sandbox.up(spec)  # owned by this process until the pointer is written: see below
-            lines = [f"sandbox up: endpoint {box.endpoint}"]
-            state = box.state_file
-            if emulate:
-                from drillkit.targets.aws.emulated import start
-
-                try:
-                    account = start(box)
-                except BaseException:
-                    box.down()
-                    raise
-                lines += [f"emulated AWS account {account['account']} at {account['url']} "
-                          f"(regions {', '.join(account['regions'])})",
-                          f"export AWS_ENDPOINT_URL={account['url']}",
-                          "export AWS_ACCESS_KEY_ID=AKIAEMULATEDACCOUNT0 AWS_SECRET_ACCESS_KEY=emulated-account-secret AWS_REGION=us-east-1",
-                          f"export DRILLKIT_APP_URL={box.endpoint}"]
+        state, lines = session.up(spec, loaded.path.parent if loaded else None, pointer, emulate)
     except InputError as exc:
         _fail(str(exc), EXIT_INPUT)
     except DrillkitError as exc:
         _fail(str(exc), EXIT_ABORTED)
     pointer.parent.mkdir(parents=True, exist_ok=True)
     pointer.write_text(str(state))
-    if spec.kind == "sandbox":  # from now on it outlives this process; killed before, it is reaped
-        from drillkit.targets.processes import claim
-
-        claim(Path(state).parent, owned=False)
+    session.release(state)
     for line in lines:
         _say(line)
     _say(f"export DRILLKIT_SANDBOX={state}")
@@ -397,8 +370,7 @@ def _pointed_state(pointer: Path) -> str:
 @click.option("--pointer", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_SANDBOX_STATE,
               show_default=True)
 def sandbox_down(pointer: Path) -> None:
-    from drillkit.targets import attach, reap_stale, verified_folder
-    from drillkit.targets.sandbox.system import reap
+    from drillkit.targets import reap_stale, session
 
     stale = reap_stale()
     for root in stale:
@@ -409,23 +381,12 @@ def sandbox_down(pointer: Path) -> None:
         if stale:
             return
         _fail(str(exc), EXIT_INPUT)
-    try:  # only a folder proven to be this user's target folder is ever touched
-        kind, root = verified_folder(state)
-        target = attach(state) if kind != "sandbox" else None
-        if target is not None and Path(target.root).absolute() != root:
-            raise InputError("its state names another folder; nothing was touched", file=str(state))
+    try:
+        done = session.down(state)
     except InputError as exc:
         _fail(str(exc.in_file(str(state))), EXIT_INPUT)
-    except Exception as exc:  # a state file that parses but is not one: a bad pointer, not a crash
-        _fail(f"{state}: not a target state file ({type(exc).__name__}: {exc})", EXIT_INPUT)
-    if target is not None:
-        target.down()
-        pointer.unlink(missing_ok=True)
-        _say("target detached")
-        return
-    stopped = reap(root)
     pointer.unlink(missing_ok=True)
-    _say(f"sandbox down: {stopped} process groups stopped")
+    _say(done)
 
 
 @sandbox.command("status")

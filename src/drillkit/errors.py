@@ -32,8 +32,13 @@ class EnvironmentProblem(InputError):
     """The machine cannot host a drill (no PostgreSQL binaries, no free port, unwritable folder)."""
 
 
-class SandboxError(DrillkitError):
-    """A sandbox process failed to start, answer or stop."""
+class ServiceError(DrillkitError):
+    """A process drillkit runs (a sandbox service, Locust, the emulated account) failed to start,
+    answer or stop."""
+
+
+class SandboxError(ServiceError):
+    """One of the sandbox's own services or clusters failed to start, answer or stop."""
 
 
 class FaultError(DrillkitError):

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from drillkit.errors import EnvironmentProblem, SandboxError
+from drillkit.errors import EnvironmentProblem, ServiceError
 from drillkit.evidence import REQUESTS_DIR
 from drillkit.evidence.recorder import CANARY_CLIENT, client_file
 from drillkit.targets.processes import shielded
@@ -189,7 +189,7 @@ class LoadRun:
         joined: dict[str, Any] = {}
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise SandboxError(f"the Locust master exited ({self.process.returncode}) before its workers "
+                raise ServiceError(f"the Locust master exited ({self.process.returncode}) before its workers "
                                    f"joined; see {self.log}: {self._log_tail()}")
             joined = self.worker_status().get("workers") or {}
             if len(joined) >= self.expected_workers:
@@ -223,9 +223,9 @@ class LoadRun:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/swarm", data=form, timeout=10) as resp:
                 answer = json.loads(resp.read())
         except (OSError, ValueError) as exc:
-            raise SandboxError(f"the Locust master did not start the load: {exc}; see {self.log}") from None
+            raise ServiceError(f"the Locust master did not start the load: {exc}; see {self.log}") from None
         if not answer.get("success"):
-            raise SandboxError(f"the Locust master did not start the load: {answer.get('message')}")
+            raise ServiceError(f"the Locust master did not start the load: {answer.get('message')}")
 
     def wait_first_ops(self, timeout: float = 20) -> float:
         """Block until the load's first operation is on disk; returns when it happened. The canary's
@@ -238,10 +238,10 @@ class LoadRun:
             if any(f.name != canary and f.stat().st_size > 0 for f in self.requests_dir.glob("*.jsonl")):
                 return time.time()
             if self.process is not None and self.process.poll() is not None:
-                raise SandboxError(f"Locust exited ({self.process.returncode}) before its first request; "
+                raise ServiceError(f"Locust exited ({self.process.returncode}) before its first request; "
                                    f"see {self.log}: {self._log_tail()}")
             time.sleep(0.02)
-        raise SandboxError(f"Locust made no request within {timeout:.0f}s; see {self.log}")
+        raise ServiceError(f"Locust made no request within {timeout:.0f}s; see {self.log}")
 
     def _log_tail(self) -> str:
         try:

@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 
 
 def canary_workload(loaded: "LoadedScenario") -> tuple[Workload | None, str | None]:
-    """What the canary drives: the drill's own workload mapping (`load.workload`), or, on the
-    sandbox, the sandbox's own API, which its every region serves whatever the locustfile. Neither
+    """What the canary drives: the drill's own workload mapping (`load.workload`), or the API every
+    system of its kind serves whatever the locustfile (the target plug-in's `own_workload`: the
+    sandbox's records API). Neither
     (a custom Locust file against a system drillkit did not build): no canary, and the one line
     that says why. No canary asked for (`load.canary: 0`): none, and nothing to say."""
     load = loaded.scenario.load
@@ -34,9 +35,12 @@ def canary_workload(loaded: "LoadedScenario") -> tuple[Workload | None, str | No
         return None, None
     if loaded.workload is not None:
         return loaded.workload, None
+    from drillkit.targets import plugin
+
     kind = loaded.scenario.system.kind
-    if kind == "sandbox":
-        return DR_RECORDS, None
+    own = plugin(kind).own_workload
+    if own is not None:
+        return own, None
     return None, (f"canary off: load.locustfile is the user's own Locust file and system.kind is {kind}, so the "
                   "canary has no workload mapping (load.workload) to drive; RTO's resolution is the Locust users' "
                   "(set load.canary: 0 to say so)")

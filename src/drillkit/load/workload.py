@@ -12,7 +12,7 @@ import hashlib
 import json
 from typing import Any
 
-from drillkit.scenario.workload import PLACEHOLDER, OpClass, Operation, Workload
+from drillkit.scenario.workload import DR_RECORDS, PLACEHOLDER, OpClass, Operation, Workload
 
 
 def checksum(payload: str) -> str:
@@ -75,14 +75,5 @@ def read_outcome(op: Operation, status: int | None, body: bytes | str | None) ->
         return True, False, None
     return False, None, None
 
-
-DR_RECORDS = Workload(
-    write=Operation(method="POST", path="/records", body={"key": "{key}", "payload": "{payload}"}, ok=[201]),
-    read=Operation(method="GET", path="/records/{key}", payload_field="payload"),
-    obj_write=Operation(method="PUT", path="/objects/{key}", body={"payload": "{payload}"}, ok=[200, 201]),
-    obj_read=Operation(method="GET", path="/objects/{key}", payload_field="payload"),
-)
-"""The sandbox app's records and objects API: the built-in mapping (loadtests/dr_workload.py uses
-it; its objects only where a task writes them, as loadtests/objects_workload.py does)."""
 
 __all__ = ["DR_RECORDS", "OpClass", "Operation", "Workload", "checksum", "read_outcome", "render"]

@@ -211,7 +211,7 @@ def topology(e: Evidence) -> dict[str, Any]:
         "faults": [str(ev.get("fault", "?")) for ev in e.events if ev["kind"] == FAULT_INJECTED],
         "endpoint": system.get("endpoint", "—"),
         "aws": system.get("aws") if isinstance(system.get("aws"), dict) else {},
-        "aws_provenance": next((str(ev["aws"]) for ev in e.events if ev["kind"] == TARGET_ATTACHED and "aws" in ev),
+        "aws_provenance": next((str(ev["aws"]) for ev in e.events if ev["kind"] == TARGET_ATTACHED and ev.get("aws") is not None),
                                "not recorded"),
         "regions": ", ".join(map(str, system.get("regions") or [])) or "—",
         "audit": (system.get("audit") or {}).get("kind", "—") if isinstance(system.get("audit"), dict) else "—",

@@ -34,10 +34,11 @@ def write_final_state(system: FinalStateAudit, path: Path, scope: str = "") -> t
     return count, outside
 
 
-def write_final_table(system: GlobalTable, path: Path, settle: float) -> None:
-    """active-active: wait (at most `settle` s) until the replicators between standing regions
-    have delivered what they hold, then write every standing region's table, whole or not at all."""
-    status = system.settle_table(settle)
+def write_final_table(system: GlobalTable, path: Path) -> None:
+    """active-active: wait (as long as the system's replicators may hold a change) until those
+    between standing regions have delivered what they hold, then write every standing region's
+    table, whole or not at all."""
+    status = system.settle_table()
     tables = system.table_final_state()
     doc = {"regions": tables, "replication": [s.as_dict() for s in status]}
     tmp = path.with_name(f".{path.name}.partial")

@@ -45,7 +45,7 @@ from drillkit.run.audit import write_final_state, write_final_table
 from drillkit.run.preflight import check_environment
 from drillkit.run.safeguards import Limits, SafeguardMonitor
 from drillkit.run.sampler import AlarmEvaluator, LagSampler
-from drillkit.scenario import LoadedScenario, apply_vars, check_fit, load_experiment
+from drillkit.scenario import LoadedScenario, apply_vars, load_experiment
 from drillkit.targets.capabilities import (AwsApi, ClientConfigSpec, ClientRouting, FinalStateAudit, GlobalTable,
                                           ReplicationObservation, has, require)
 from drillkit.targets.processes import MARK_ENV, shielded
@@ -288,7 +288,7 @@ class Drill:
         self.scenario = loaded.scenario
         self.variables = variables or {}
         self.experiment = apply_vars(load_experiment(loaded.experiment_path), self.variables, str(loaded.path))
-        check_fit(loaded, self.experiment)
+        targets.check_fit(loaded, self.experiment)
         # absolute: the sandbox's services and Locust run in other working directories
         self.out = Path(out).absolute()
         check_environment(loaded, self.out, confirmed=confirmed)
@@ -387,7 +387,7 @@ class Drill:
         provenance["versions"].update(target.facts())
         watchdog.watch(env.plugin.attach(target.state_file).service_failure)  # its own handle too
         if has(target, AwsApi):
-            watchdog.stop_when(env.plugin.attach(target.state_file).stop_condition, target.spec.aws.alarm_poll)
+            watchdog.stop_when(env.plugin.attach(target.state_file).stop_condition, target.alarm_poll)
         for kind, fields in target.ready():
             env.event(kind, **fields)
         sampler = self._start_sampler(env)
@@ -425,18 +425,13 @@ class Drill:
             source = auditor.audit_source()
             written = write_final_state(auditor, self.out / ev.FINAL_STATE, self.key_prefix)
             if has(target, GlobalTable):
-                write_final_table(target, self.out / ev.FINAL_TABLE, self._table_settle())
+                write_final_table(target, self.out / ev.FINAL_TABLE)
             return written, source
         except Exception as exc:
             error = one_line(exc)
             self.env.event(ev.AUDIT_FAILED, error=error)
             raise DrillAborted(f"the audit could not read the final state ({error}); "
                                "the data measures are unknown (not audited)") from exc
-
-    def _table_settle(self) -> float:
-        """How long the audit waits for the global table's replicators to deliver what they hold."""
-        table = getattr(self.scenario.system, "table", None)
-        return 10.0 + 4 * (table.replication_delay if table is not None else 0.0)
 
     def _limits(self) -> Limits:
         guards = self.scenario.safeguards
@@ -448,9 +443,6 @@ class Drill:
                       error_rate_sustained=rate.sustained if rate else 0.0, expected_outage=expected,
                       max_lost_writes=guards.max_lost_writes)
 
-    def _region_header(self) -> str | None:
-        return getattr(self.scenario.system, "region_header", "X-Region")
-
     def _start_sampler(self, env: Environment) -> LagSampler | None:
         """Replication lag, where the target can observe it; otherwise lag.csv holds only its header."""
         if not has(env.target, ReplicationObservation):
@@ -460,7 +452,7 @@ class Drill:
         # registry updates (adopt) on a shared one
         alarms = AlarmEvaluator(self.scenario.alarms, env.events) if self.scenario.alarms else None
         sampler = LagSampler(env.plugin.attach(env.target.state_file), self.out / ev.LAG,
-                             interval=getattr(env.target, "lag_interval", 0.2), alarms=alarms).start()
+                             interval=env.target.lag_interval, alarms=alarms).start()
         env.started(sampler.stop)
         return sampler
 
@@ -486,7 +478,7 @@ class Drill:
         config = self._client_config()
         run.settings = replace(
             run.settings, request_timeout=self.scenario.load.request_timeout, key_prefix=self.key_prefix,
-            region_header=self._region_header(),
+            region_header=self.env.target.region_header,
             client_config={"path": config.path, "ttl": config.ttl} if config is not None else None,
             home_regions=tuple(self.env.target.home_regions()) if has(self.env.target, GlobalTable) else ())
         run.start(endpoint)
@@ -500,7 +492,7 @@ class Drill:
                 self.env.progress(f"note: {off}")
             return None
         canary = Canary(endpoint, self.out, interval=spec.canary, timeout=spec.request_timeout,
-                        workload=workload, region_header=self._region_header(),
+                        workload=workload, region_header=self.env.target.region_header,
                         key_prefix=self.key_prefix,
                         client_config=(config.path, config.ttl) if (config := self._client_config()) else None
                         ).start()

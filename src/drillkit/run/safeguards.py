@@ -129,8 +129,12 @@ class SafeguardMonitor:
         if self._stop.is_set():
             return
         self.tripped = reason
-        append_event(self.folder / EVENTS, kind, reason=reason)
-        _thread.interrupt_main()
+        try:
+            append_event(self.folder / EVENTS, kind, reason=reason)
+        except OSError as exc:  # the evidence folder is gone or full: the drill must stop all the same
+            self.tripped = f"{reason} (not recorded: {exc.strerror or exc})"
+        finally:
+            _thread.interrupt_main()
 
     def check(self, now: float) -> str | None:
         """The first limit broken at `now`, in words, or None."""

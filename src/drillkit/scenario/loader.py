@@ -220,8 +220,8 @@ def load_workload(path: Path, scenario_file: str) -> Workload:
 
 def _check_object_audit(scenario: Scenario, workload: Workload, shown: str) -> None:
     """Objects written with nothing to audit them would all count as lost: refuse before anything starts."""
-    if {"obj_write", "obj_read"} & set(workload.tasks()) and scenario.system.kind != "sandbox" \
-            and scenario.system.object_audit is None:
+    audited = "object_audit" in type(scenario.system).model_fields  # a system drillkit did not build
+    if {"obj_write", "obj_read"} & set(workload.tasks()) and audited and scenario.system.object_audit is None:
         raise InputError("the workload mapping writes objects (obj_write) but system.object_audit is not set: "
                          "without it every object would count as lost", file=shown, field="system.object_audit")
 
@@ -279,17 +279,11 @@ def load_experiment(path: Path, scenario_file: str | None = None) -> dict[str, A
 MARK_KEYS = {"fault": str, "clears": str, "at": str, "precondition": bool, "phase": str}
 
 
-NEEDS_STANDBY = frozenset({"promote_standby", "pause_replay", "resume_replay", "rebuild_as_standby", "switchover",
-                           "wait_caught_up"})
-"""Runbook steps and faults that act on region B's hot standby, which backup-restore does not have."""
-ACTIONS_MODULE = "drillkit.chaos.actions"
-
-
 def check_fit(loaded: LoadedScenario, experiment: dict[str, Any]) -> None:
     """What the scenario says about its experiment holds: each phase budget names a phase the
-    experiment has (an activity's name, or a `phase` its drillkit mark names), and each sandbox
-    step makes sense for the system's strategy, and no fault takes a parameter from an unset variable."""
-    _check_strategy(loaded, experiment)
+    experiment has (an activity's name, or a `phase` its drillkit mark names), and no fault takes a
+    parameter from an unset variable. What a kind of system requires of its experiment (the
+    sandbox's strategy rules) is its target plug-in's: drillkit.targets.check_fit runs both."""
     _check_fault_variables(experiment, str(loaded.experiment_path))
     known = []
     for section in ("method", "rollbacks"):
@@ -358,41 +352,6 @@ def _unset(config: dict[str, Any], name: str) -> str | None:
     if value is None or value == "":
         return "which is empty in the experiment's configuration"
     return None
-
-
-def _check_strategy(loaded: LoadedScenario, experiment: dict[str, Any]) -> None:
-    system = loaded.scenario.system
-    if system.kind != "sandbox":
-        return
-    config = experiment.get("configuration") if isinstance(experiment.get("configuration"), dict) else {}
-
-    def value(v: Any) -> Any:
-        if isinstance(v, str) and v.startswith("${") and v.endswith("}"):
-            return config.get(v[2:-1], v)
-        return v
-
-    for section in ("method", "rollbacks"):
-        for i, activity in enumerate(experiment.get(section) or []):
-            provider = activity.get("provider") if isinstance(activity, dict) else None
-            if not isinstance(provider, dict) or provider.get("module") != ACTIONS_MODULE:
-                continue
-            func, args = provider.get("func"), provider.get("arguments") or {}
-            step = f"{loaded.experiment_path.name} {section}[{i}] {activity.get('name')!r} calls {func}"
-            problem = None
-            if system.strategy == "backup-restore" and func in NEEDS_STANDBY:
-                problem = f"{step}, which needs region B's standby; strategy backup-restore has none"
-            elif system.strategy == "backup-restore" and func == "inject_link_fault" and \
-                    value(args.get("link")) == "repl-A-B":
-                problem = f"{step} on link repl-A-B; strategy backup-restore has no replication link"
-            elif func == "restore_region_from_backup" and system.strategy != "backup-restore":
-                problem = f"{step}, which restores a region that has only backup copies; strategy {system.strategy} has a standby"
-            elif func == "scale_app_tier" and isinstance(value(args.get("instances")), int) and \
-                    value(args.get("instances")) > system.app.max_instances:
-                problem = (f"{step} with {value(args.get('instances'))} instances, over the quota "
-                           f"system.app.max_instances ({system.app.max_instances})")
-            if problem:
-                raise InputError(problem, file=str(loaded.path), field="system.strategy"
-                                 if "strategy" in problem else "system.app.max_instances")
 
 
 def _check_marks(experiment: dict[str, Any], shown: str) -> None:

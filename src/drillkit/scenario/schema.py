@@ -4,7 +4,7 @@ load, against which targets. Pure pydantic models; drillkit.scenario.loader read
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
@@ -121,6 +121,13 @@ class SandboxSpec(Strict):
     """The embedded two-region system drillkit starts and stops (drillkit.targets.sandbox)."""
 
     kind: Literal["sandbox"] = "sandbox"
+    SCALED_DURATIONS: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("routing", "interval"), ("routing", "ttl"), ("routing", "upstream_timeout"),
+        ("objects", "replication_delay"), ("backups", "copy_delay"), ("backups", "archive_timeout"),
+        ("table", "replication_delay"))
+    """Its timings `time_scale` divides, as (part, field) (drillkit.scenario.timescale)."""
+    SCALED_MAPS: ClassVar[tuple[tuple[str, str], ...]] = (("table", "clock_offset"),)
+    """Its maps of timings `time_scale` divides, value by value."""
     strategy: Strategy = "warm-standby"
     """warm-standby: B has a hot standby and a running (read-only) app tier; pilot-light: a hot
     standby, no app until scaled up; backup-restore: no database and no app in B, only the copied
@@ -251,6 +258,9 @@ class DataPlane(Strict):
     """What clients and the audit reach, for a system drillkit did not start: the endpoint, the
     regions it names in its answers, and where the final state is read."""
 
+    SCALED_DURATIONS: ClassVar[tuple[tuple[str, str], ...]] = ()
+    """None of its settings is a production timing: `time_scale` leaves them as they are."""
+    SCALED_MAPS: ClassVar[tuple[tuple[str, str], ...]] = ()
     endpoint: Url
     regions: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]] = []
     region_endpoints: dict[str, Url] = {}
@@ -485,7 +495,8 @@ class Scenario(Strict):
             return self
         from drillkit.scenario.timescale import scaled_fields
 
-        return Scenario.model_validate(scaled_fields(self.model_dump(exclude_unset=True), self.time_scale),
+        return Scenario.model_validate(scaled_fields(self.model_dump(exclude_unset=True), self.time_scale,
+                                                     type(self.system)),
                                        strict=False)
 
     @field_validator("alarms")

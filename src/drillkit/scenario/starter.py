@@ -15,6 +15,15 @@ TEMPLATES = Path(__file__).resolve().parent / "workspace"
 KINDS = ("external", "sandbox")
 
 
+NEXT_STEPS = {"external": "fill in the FILL IN values, then drillkit validate {scenario}",
+              "sandbox": "drillkit run {scenario}"}
+"""Per workspace, what its user does next (`drillkit init` prints it)."""
+
+
+def next_step(folder: Path, kind: str) -> str:
+    return NEXT_STEPS[kind].format(scenario=folder / "scenario.yaml")
+
+
 def write_workspace(folder: Path, kind: str = "external") -> list[Path]:
     """Copy the `kind` workspace into `folder`; the files written, relative to it."""
     if kind not in KINDS:

@@ -99,3 +99,13 @@ class Workload(_Strict):
     def tasks(self) -> dict[str, int]:
         """Operation class → weight, for the classes this mapping defines."""
         return {op: w for op, w in self.weights.items() if w and getattr(self, op) is not None}
+
+
+DR_RECORDS = Workload(
+    write=Operation(method="POST", path="/records", body={"key": "{key}", "payload": "{payload}"}, ok=[201]),
+    read=Operation(method="GET", path="/records/{key}", payload_field="payload"),
+    obj_write=Operation(method="PUT", path="/objects/{key}", body={"payload": "{payload}"}, ok=[200, 201]),
+    obj_read=Operation(method="GET", path="/objects/{key}", payload_field="payload"),
+)
+"""The sandbox app's records and objects API: the built-in mapping (loadtests/dr_workload.py uses
+it; its objects only where a task writes them, as loadtests/objects_workload.py does)."""

@@ -12,6 +12,10 @@ drillkit.targets.capabilities its system has:
 
     Plugin.preflight(spec, scenario_dir, confirmed=)  refuse (InputError, exit 2) before anything
                                              starts; `confirmed`: the operator's --yes
+    Plugin.check_fit(loaded, experiment)     refuse an experiment this kind of system cannot run
+                                             (the sandbox's strategy rules); see check_fit below
+    Plugin.own_workload: Workload | None     the API every system of this kind serves, which the
+                                             canary drives when the load brings no mapping
     Plugin.up(spec, events_file=, scenario_dir=) -> target  start or attach; writes a state file
     Plugin.attach(state_file) -> target      another handle (chaos providers, watchdog threads)
     Plugin.reap_stale() -> [folder]          stop what a SIGKILLed drill left behind
@@ -48,6 +52,15 @@ def plugin(kind: str) -> Any:
     except KeyError:
         raise InputError(f"unknown system kind {kind!r} (known: {', '.join(KINDS)})", field="system.kind") from None
     return getattr(importlib.import_module(module), name)
+
+
+def check_fit(loaded: Any, experiment: dict[str, Any]) -> None:
+    """The experiment fits the scenario: its kind's own rules (the plug-in's), then what holds for
+    every kind (drillkit.scenario.check_fit). InputError (exit 2) naming the file and field."""
+    from drillkit.scenario import check_fit as scenario_fit
+
+    plugin(loaded.scenario.system.kind).check_fit(loaded, experiment)
+    scenario_fit(loaded, experiment)
 
 
 def kind_of(state_file: str | Path) -> str:

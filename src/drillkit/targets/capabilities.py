@@ -296,12 +296,27 @@ class Target(Protocol):
     handle on the same system (chaos providers and threads each take their own)."""
 
     kind: str
+    lag_interval: float
+    """Seconds between two replication-lag samples (where it has ReplicationObservation)."""
 
     @property
     def endpoint(self) -> str: ...
 
     @property
     def state_file(self): ...
+
+    @property
+    def region_header(self) -> str | None:
+        """The response header naming the region that answered (None: its answers do not say)."""
+
+    def ready(self) -> list[tuple[str, dict]]:
+        """Wait until it can take load; the events to record (kind, fields)."""
+
+    def facts(self) -> dict[str, str]:
+        """Versions of what it runs, for the provenance."""
+
+    def adopt(self, name: str, pid: int) -> None:
+        """Take a harness process (Locust) into its registry: its teardown and reaper stop it."""
 
     def service_failure(self) -> str | None: ...
 
@@ -474,7 +489,7 @@ class GlobalTable(Protocol):
 
     def table_replication(self) -> list[TableReplicationStatus]: ...
 
-    def settle_table(self, timeout: float = 30.0) -> list[TableReplicationStatus]: ...
+    def settle_table(self, timeout: float | None = None) -> list[TableReplicationStatus]: ...
 
     def table_final_state(self) -> dict[str, dict[str, dict]]: ...
 
@@ -497,10 +512,16 @@ class AwsApi(Protocol):
 
     def stop_condition(self) -> str | None: ...
 
+    @property
+    def alarm_poll(self) -> float:
+        """Seconds between two reads of the stop-condition alarms."""
+
 
 CAPABILITIES: dict[str, type] = {c.__name__: c for c in (
-    Regions, RegionFaults, Runbook, ReplicationObservation, ReplayControl, Links, PointInTimeRecovery,
-    Failback, Objects, GlobalTable, FinalStateAudit, AwsApi)}
+    Regions, RegionFaults, Runbook, ClientRouting, ReplicationObservation, ReplayControl, Links, PointInTimeRecovery,
+    RestoreTesting, AppScaling, BackupRestore, Failback, Objects, GlobalTable, FinalStateAudit, AwsApi)}
+"""Every capability a target may offer, by name (ObjectStore is the object storage `Objects` hands
+out, not a target's own)."""
 
 C = TypeVar("C")
 

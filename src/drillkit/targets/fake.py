@@ -32,12 +32,19 @@ PREFIX = "drillkit-fake-"
 class FakeTarget:
     kind = "fake"
     born_with_the_drill = True
+    own_workload = None
+    region_header = "X-Region"
+    lag_interval = 0.2
 
     def __init__(self, state_file: Path):
         self._state_file = Path(state_file)
         self.doc: dict[str, Any] = json.loads(self._state_file.read_text())
 
     # -- lifecycle ------------------------------------------------------------------------
+
+    @classmethod
+    def check_fit(cls, loaded: Any, experiment: dict[str, Any]) -> None:
+        return None
 
     @classmethod
     def preflight(cls, spec: Any = None, scenario_dir: Path | None = None, confirmed: bool = False) -> None:

@@ -23,7 +23,7 @@ from typing import Callable
 
 from pydantic import BaseModel
 
-from drillkit.errors import SandboxError
+from drillkit.errors import ServiceError
 from drillkit.evidence import write_atomic
 
 FAILURE_SUFFIX = ".failed.json"
@@ -147,7 +147,7 @@ def alive(entry: ProcessEntry) -> bool:
 def entry_for(name: str, pid: int, region: str | None = None) -> ProcessEntry:
     ticks = start_ticks(pid)
     if ticks is None:
-        raise SandboxError(f"{name} (pid {pid}) exited right after it started")
+        raise ServiceError(f"{name} (pid {pid}) exited right after it started")
     return ProcessEntry(name=name, pid=pid, start_ticks=ticks, region=region, uid=process_uid(pid),
                         mark=_settled_mark(pid))
 
@@ -210,9 +210,9 @@ def wait_ready(proc: subprocess.Popen, ready: Path, name: str, timeout: float = 
         if proc.poll() is not None:
             log = ready.parent / f"{name}.log"
             tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
-            raise SandboxError(f"{name} exited ({proc.returncode}) before it was ready: {' | '.join(tail)}")
+            raise ServiceError(f"{name} exited ({proc.returncode}) before it was ready: {' | '.join(tail)}")
         time.sleep(0.02)
-    raise SandboxError(f"{name} not ready after {timeout:.0f}s")
+    raise ServiceError(f"{name} not ready after {timeout:.0f}s")
 
 
 def failures(root: Path) -> list[dict]:

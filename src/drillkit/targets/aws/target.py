@@ -11,6 +11,7 @@ import tempfile
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from drillkit import evidence as ev
 from drillkit.errors import EnvironmentProblem, InputError, one_line
@@ -20,6 +21,9 @@ from drillkit.targets import processes
 from drillkit.targets.aws.account import Account
 from drillkit.targets.capabilities import LagSample, ReplicaStatus
 from drillkit.targets.external.target import ExternalTarget
+
+if TYPE_CHECKING:
+    from drillkit.targets.aws.plan import Plan
 
 PREFIX = "drillkit-aws-"
 ROLLBACKS = "rollbacks.json"
@@ -37,6 +41,13 @@ class AwsTarget(ExternalTarget):
         self._alarm_seen: dict[str, str] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
+
+    @classmethod
+    def plan(cls, loaded, experiment: dict) -> Plan:
+        """Every mutating AWS call the drill would make, with what undoes it; makes none (`drillkit plan`)."""
+        from drillkit.targets.aws.plan import plan_drill
+
+        return plan_drill(loaded, experiment)
 
     @classmethod
     def preflight(cls, spec: AwsSpec, scenario_dir: Path | None = None, confirmed: bool = False) -> None:
@@ -87,6 +98,10 @@ class AwsTarget(ExternalTarget):
         from drillkit.targets.external.target import release
 
         return processes.reap_abandoned(Path(base_dir or tempfile.gettempdir()), PREFIX, release)
+
+    @property
+    def alarm_poll(self) -> float:
+        return self.spec.aws.alarm_poll
 
     @property
     def lag_interval(self) -> float:

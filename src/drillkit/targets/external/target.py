@@ -11,7 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from drillkit.errors import EnvironmentProblem, FaultError, InputError, one_line
 from drillkit.evidence import OBJECT_KEY_PREFIX, TARGET_ATTACHED, write_atomic
@@ -53,6 +53,9 @@ class ExternalTarget:
     kind = "external"
     born_with_the_drill = False
     """It holds data of its own: the drill's keys are scoped (drillkit.run.drill, the key scope)."""
+    own_workload = None
+    """No API of its own the canary could drive: the scenario's workload mapping, if any, is the one."""
+    lag_interval = 0.2
 
     def __init__(self, root: Path, spec: ExternalSpec, events_file: Path, scenario_dir: Path):
         self.root = root
@@ -62,6 +65,11 @@ class ExternalTarget:
         self._audits: list[tuple[str, AuditAdapter]] = _audits(spec, scenario_dir)
 
     # -- lifecycle ------------------------------------------------------------------------
+
+    @classmethod
+    def check_fit(cls, loaded: Any, experiment: dict[str, Any]) -> None:
+        """No rules of its own: what it runs is the user's experiment against the user's system."""
+        return None
 
     @classmethod
     def preflight(cls, spec: ExternalSpec, scenario_dir: Path | None = None, confirmed: bool = False) -> None:
@@ -139,6 +147,10 @@ class ExternalTarget:
             # user and mark if it carries one; a reaper of a dead folder needs the mark (release)
             processes.stop_all(processes.read_registry(self.root))
             release(self.root)
+
+    @property
+    def region_header(self) -> str | None:
+        return self.spec.region_header
 
     def lacks(self) -> list[str]:
         return [] if (self.spec.region_endpoints or self.spec.region_header) else ["Regions"]

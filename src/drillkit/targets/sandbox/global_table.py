@@ -40,9 +40,12 @@ class TableSteps:
                                               int(doc["applied"]), int(doc["discarded"]), doc.get("last_error")))
         return out
 
-    def settle_table(self, timeout: float = 30.0) -> list[TableReplicationStatus]:
+    def settle_table(self, timeout: float | None = None) -> list[TableReplicationStatus]:
         """Wait until every replicator between standing regions has delivered all it holds (a
-        region that is gone cannot receive, so what is queued for it does not count)."""
+        region that is gone cannot receive, so what is queued for it does not count); at most
+        `timeout` s, by default 10 s plus four times the replicators' own delay."""
+        if timeout is None:
+            timeout = 10.0 + 4 * self.state.table_replication_delay
         deadline = time.monotonic() + timeout
         while True:
             standing = set(self.table_regions())

@@ -24,7 +24,7 @@ from typing import Callable
 
 import psycopg
 
-from drillkit.errors import EnvironmentProblem, SandboxError
+from drillkit.errors import EnvironmentProblem, SandboxError, ServiceError
 from drillkit.targets import processes
 from drillkit.net import free_port
 
@@ -336,7 +336,7 @@ def start(bins: PgBinaries, run_as: RunAs, server: PgServer, log: Path, timeout:
         try:
             wait_ready(server, log, timeout)
             return server
-        except SandboxError:
+        except ServiceError:
             if server.process.poll() is None or attempt == BIND_ATTEMPTS or not _bind_failed(log, log_start):
                 raise
             server.port = free_port()

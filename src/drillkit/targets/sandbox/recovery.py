@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psycopg
 
-from drillkit.errors import FaultError, SandboxError
+from drillkit.errors import FaultError, SandboxError, ServiceError
 from drillkit.targets import processes
 from drillkit.targets.capabilities import Backup, Corruption, Restore, RestoreTest, TableDrop
 from drillkit.targets.sandbox import postgres as pg
@@ -193,7 +193,7 @@ class RestoreTests:
             with psycopg.connect(pg.dsn(server.port), autocommit=True) as conn:
                 got_rows, got_digest = conn.execute(DIGEST).fetchone()
                 corrupt = int(conn.execute(CORRUPT).fetchone()[0])
-        except SandboxError as exc:   # the backup did not restore to the point: what the test is for
+        except ServiceError as exc:   # the backup did not restore to the point: what the test is for
             error = f"{exc} (see {root / f'pg-{tag}.log'})"
         finally:
             scratch = [p for p in self.state.processes if p.name == name]

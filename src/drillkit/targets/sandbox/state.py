@@ -69,6 +69,8 @@ class SandboxState(BaseModel):
     config_ttl: float | None = None
     """routing config-json: how long each client keeps its copy of config.json."""
     object_replicator_port: int | None = None
+    table_replication_delay: float = 0.0
+    """active-active: how long the global table's replicators hold each change before delivering it."""
     object_source: str = "A"
     object_destination: str = "B"
 

@@ -14,13 +14,14 @@ import stat
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import psycopg
 
-from drillkit.errors import EnvironmentProblem, FaultError, SandboxError
+from drillkit.errors import EnvironmentProblem, FaultError, SandboxError, ServiceError
 from drillkit.evidence import BACKUP_READY, EVENTS, REPLICATION_STREAMING, TABLE_REPLICATION
-from drillkit.scenario import SandboxSpec
+from drillkit.scenario import LoadedScenario, SandboxSpec
+from drillkit.scenario.workload import DR_RECORDS
 from drillkit.targets import processes
 from drillkit.targets.capabilities import (
     LagSample,
@@ -76,7 +77,7 @@ def _start_copy(template: Path, run_as: pg.RunAs, datadir: Path, track, region: 
     try:
         track(COPY_PROCESS.format(region), copying.pid, None)
     except BaseException as exc:
-        if not (isinstance(exc, SandboxError) and copying.poll() is not None):
+        if not (isinstance(exc, ServiceError) and copying.poll() is not None):
             pg.stop_copy(copying)
             raise
     return copying
@@ -107,6 +108,11 @@ class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps, Ta
     kind = "sandbox"
     born_with_the_drill = True
     """Every key in it is the drill's (it starts empty with the drill): no key scope is needed."""
+    own_workload = DR_RECORDS
+    """Every region's app serves the records and objects API, whatever the locustfile."""
+    region_header = "X-Region"
+    """The header every app instance names its region in."""
+    lag_interval = 0.2
 
     def __init__(self, state: SandboxState):
         self.state = state
@@ -129,6 +135,12 @@ class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps, Ta
         from drillkit.targets.sandbox.preflight import check_host
 
         check_host()
+
+    @classmethod
+    def check_fit(cls, loaded: LoadedScenario, experiment: dict[str, Any]) -> None:
+        from drillkit.targets.sandbox.fit import check_strategy
+
+        check_strategy(loaded, experiment)
 
     @classmethod
     def reap_stale(cls) -> list[str]:
@@ -161,8 +173,13 @@ class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps, Ta
         return {"postgresql": self.state.pg_version}
 
     def lacks(self) -> list[str]:
+        """The capabilities this sandbox's configuration leaves out: object storage without
+        `system.objects`, the global table and restoring a region from backups under other
+        strategies, client routing without routing config-json."""
         return ([] if self.state.object_replicator_port is not None else ["Objects"]) + (
-            [] if any(r.table_port is not None for r in self.state.regions.values()) else ["GlobalTable"])
+            [] if any(r.table_port is not None for r in self.state.regions.values()) else ["GlobalTable"]) + (
+            [] if self.state.strategy == "backup-restore" else ["BackupRestore"]) + (
+            [] if self.client_config() is not None else ["ClientRouting"])
 
     def audit_source(self) -> str:
         """The region whose records the audit reads: the serving one; under active-active, where
@@ -364,6 +381,7 @@ class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps, Ta
             backup_archive=str(backup_archive) if backup_archive else None,
             config_backend="A" if routing.policy == CONFIG_JSON else None,
             config_ttl=routing.ttl if routing.policy == CONFIG_JSON else None,
+            table_replication_delay=table.replication_delay if table is not None else 0.0,
             regions={r: RegionState(name=r, role=roles[r], db_port=db_ports[r],
                                     datadir=str(root / f"pg-{r}") if db_ports[r] else None, apps=app_ports[r],
                                     link=client_link(r), s3_port=s3_ports.get(r), table_port=table_ports.get(r),
