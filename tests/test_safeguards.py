@@ -107,6 +107,27 @@ def aborted_by_safeguard(drillkit_cli, scenario: Path, out: Path, *extra: str,
     return tripped, kinds
 
 
+def _interrupted(m: SafeguardMonitor) -> list:
+    """Run the monitor until it interrupts this (the drill's main) thread; the exceptions its own
+    thread raised uncaught. In a drill the monitor runs under the drill's own SIGINT handler
+    (run/drill.py _Signals); here Python's default one stands in: a process started with SIGINT
+    ignored (a background job of a non-interactive shell) has none, and interrupt_main would then
+    do nothing."""
+    errors: list = []
+    previous_hook, threading.excepthook = threading.excepthook, errors.append
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):  # how the monitor interrupts the drill's main thread
+            with m:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    time.sleep(0.01)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        threading.excepthook = previous_hook
+    return errors
+
+
 def test_a_watchdog_that_cannot_look_aborts_rather_than_stops_looking(tmp_path):
     """A check that raises (a torn read, say) once killed the monitor's thread in silence, and
     with it every safeguard; now it stops the drill, saying why."""
@@ -117,22 +138,10 @@ def test_a_watchdog_that_cannot_look_aborts_rather_than_stops_looking(tmp_path):
 
     m = SafeguardMonitor(tmp_path, Limits(max_duration=1e9))
     m.watch(broken)
-    # In a drill the monitor runs under the drill's own SIGINT handler (run/drill.py _Signals);
-    # here Python's default one stands in: a process started with SIGINT ignored (a background job
-    # of a non-interactive shell) has none, and interrupt_main would then do nothing.
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        with pytest.raises(KeyboardInterrupt):  # how the monitor interrupts the drill's main thread
-            with m:
-                deadline = time.monotonic() + 60
-                while time.monotonic() < deadline:
-                    time.sleep(0.01)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    assert _interrupted(m) == []
     assert m.tripped == "harness failure: the watchdog could not check the drill: ValueError: torn read"
     kinds = [json.loads(line)["kind"] for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert kinds == ["service.failed"]
-
 
 
 def test_a_trip_whose_event_cannot_be_written_still_stops_the_drill(tmp_path):
@@ -144,23 +153,11 @@ def test_a_trip_whose_event_cannot_be_written_still_stops_the_drill(tmp_path):
     write_history(folder, [])
     m = SafeguardMonitor(folder, Limits(max_duration=1e9))
     m.watch(lambda: "region A's postmaster is gone")
-    errors = []
-    previous_hook = threading.excepthook
-    threading.excepthook = errors.append
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        shutil.rmtree(folder)
-        with pytest.raises(KeyboardInterrupt):
-            with m:
-                deadline = time.monotonic() + 60
-                while time.monotonic() < deadline:
-                    time.sleep(0.01)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        threading.excepthook = previous_hook
-    assert errors == []
+    shutil.rmtree(folder)
+    assert _interrupted(m) == []
     assert m.tripped == "harness failure: region A's postmaster is gone (not recorded: No such file or directory)"
     assert not folder.exists()
+
 
 def test_error_rate_safeguard_stops_an_outage_longer_than_expected(tmp_path, drillkit_cli, no_leftovers):
     scenario = variant(tmp_path, "ground-truth-outage.yaml", "too-long-outage",
