@@ -91,9 +91,14 @@ def test_rto_grows_with_health_check_interval_times_threshold(tmp_path, drillkit
     fast_rto = fast_summary["measures"]["rto_s"]
     slow_rto = slow_summary["measures"]["rto_s"]
     assert fast_rto is not None and slow_rto is not None
-    # detection takes at least (threshold - 1) intervals after the fault: 0.2 s vs 2.0 s
-    assert fast_rto >= 0.2 + 0.2
-    assert slow_rto >= 2.0 + 0.2
+    # Detection takes at least (threshold - 1) intervals after the region died: the first failed
+    # check may come right after the kill, the last `threshold - 1` intervals later (0.2 s vs 2.0 s).
+    # The kill happened at or after the fault's interval began (t_fault_lo), and RTO counts from
+    # t_fault. The TTL adds nothing certain: a client's copy may expire right after the switch
+    # (CI saw a fast RTO of 0.395 s against the 0.4 s this test once claimed).
+    for summary, detection in ((fast_summary, 0.2), (slow_summary, 2.0)):
+        m = summary["measures"]
+        assert m["rto_s"] + (m["t_fault"] - m["t_fault_lo"]) >= detection, m
     assert slow_rto - fast_rto > 1.0, (fast_rto, slow_rto)
 
 
