@@ -88,12 +88,11 @@ def test_writes_in_flight_from_a_lost_region_are_lost_with_its_data_and_resynced
     assert code == 0, summary["reasons"]
     m = summary["measures"]
     fault = first(events, "fault.injected", region="A")
-    delay = 0.5   # system.table.replication_delay
     writes, final, log = items(out)
     shipped = {r["value"] for r in log if r["from"] == "A" and r["t"] <= fault["t"]}
     # acknowledged by A, not yet delivered to B when A went (by the replicator's own log): the
-    # writes the RPO window holds. How far back it reaches is the replicator's lag, at least its
-    # delay, more on a busy machine: held against the log, not against the configured delay. An
+    # writes the RPO window holds. How far back it reaches is the replicator's lag (its delay, more
+    # on a busy machine) where A took writes all along: held against the log, not the delay. An
     # acknowledgement already on its way when A died may reach its client after the fault's record.
     in_flight = [w for w in writes if w["ok"] and w["region"] == "A" and w["t1"] <= fault["t"] + 0.05
                  and w["value"] not in shipped]
@@ -106,7 +105,9 @@ def test_writes_in_flight_from_a_lost_region_are_lost_with_its_data_and_resynced
         assert all(w["value"] not in final["B"].values() for w in writes if w["value"] in lost)
         lost_t1 = [w["t1"] for w in writes if w["ok"] and w["value"] in lost]
         assert m["rpo_items_s"] == pytest.approx(fault["t"] - min(lost_t1), abs=1e-6)
-        assert m["rpo_items_s"] >= delay - 0.1 and m["rpo_s"] == m["rpo_items_s"]
+        # not "at least the replicator's delay": that needs a write to A in every moment of the
+        # window (CI saw 0.263 s with a 0.5 s delay, the oldest unshipped acknowledgement that young)
+        assert m["rpo_items_s"] > 0 and m["rpo_s"] == m["rpo_items_s"]
         assert m["items_resynced"] == 0
     else:
         assert m["regions_audited"] == ["A", "B"] and first(events, "fault.cleared", fault="region-freeze")
