@@ -48,23 +48,23 @@ def test_the_frontend_fails_over_per_request_and_each_client_follows_config_json
     backend = [op for op in recorded if op["op"] in ("write", "read", "obj_write", "obj_read")]
     assert not [op for op in backend if op["region"] == "B" and op["ok"] and op["t0"] < switch["t"] - EDGE]
     # ... and each client kept its copy for the TTL, calling the frozen A until the copy expired:
-    # a client's config fetches (after the first, whose copy starts at a random age) are a TTL
-    # apart, it reached B only after a fetch that ended after the switch, and while a copy it
+    # a client's config fetch (after the first, whose copy starts at a random age) starts a TTL
+    # or more after the previous one's answer, it reached B only after a fetch that ended after the switch, and while a copy it
     # fetched before the switch was still valid, every backend call it made went to A and failed
     ttl = scenario.system.routing.ttl
     users = {_user(op) for op in backend if _user(op)}
     fetches = {user: [op for op in recorded if op["op"] == "page" and op["ok"] and op["client"] == user
                       and op["key"].endswith("config.json")] for user in users}
     for user, got in fetches.items():
-        assert all(b["t0"] - a["t0"] >= ttl - 1e-3 for a, b in zip(got[1:], got[2:])), (user, got)
+        assert all(b["t0"] - a["t1"] >= ttl - 1e-3 for a, b in zip(got[1:], got[2:])), (user, got)
         on_b = [op for op in backend if _user(op) == user and op["ok"] and op["region"] == "B"]
         assert on_b, f"client {user} never moved to the new backend"
         moved = min(op["t0"] for op in on_b)
         assert any(switch["t"] - EDGE < f["t1"] <= moved for f in got), (user, moved, got)
         old = [f for f in got[1:] if f["t1"] < switch["t"] - EDGE]
-        if old and old[-1]["t0"] + ttl > switch["t"] + EDGE:
+        if old and old[-1]["t1"] + ttl > switch["t"] + EDGE:
             kept = [op for op in backend if _user(op) == user
-                    and switch["t"] + EDGE < op["t0"] < old[-1]["t0"] + ttl - EDGE]
+                    and switch["t"] + EDGE < op["t0"] < old[-1]["t1"] + ttl - EDGE]
             assert all(not op["ok"] and op["region"] != "B" for op in kept), (user, kept)
     # the write RTO cannot end before the switch, and it ends once the last client moved
     t_recovered = m["rto_by_op"]["write"]["t_recovered"]

@@ -66,7 +66,7 @@ class LoadSettings:
 
 class ClientConfig:
     """A client's copy of the frontend's config.json, as a single-page app keeps it: fetched when
-    it has none or its copy is `ttl` old, and kept when a fetch fails. `api_url` is the backend
+    it has none or its copy is `ttl` old (counted from the answer), and kept when a fetch fails. `api_url` is the backend
     the client calls now; `fetch(path)` returns the document, or None when the fetch failed.
 
     The first copy counts as already between 0 and `ttl` old (drawn uniformly): a population of
@@ -87,12 +87,13 @@ class ClientConfig:
 
     def api_url(self) -> str | None:
         with self._lock:
-            now = time.monotonic()
-            if self.doc is None or now - self.fetched_at >= self.ttl:
+            if self.doc is None or time.monotonic() - self.fetched_at >= self.ttl:
                 doc = self.fetch(self.path)
                 if doc is not None and isinstance(doc.get("apiUrl"), str):
+                    # a copy's age counts from its answer, as a browser's cache counts it: the
+                    # next fetch starts at least `ttl` after this one ended
                     age = random.uniform(0.0, self.ttl) if self.doc is None else 0.0
-                    self.doc, self.fetched_at = doc, now - age
+                    self.doc, self.fetched_at = doc, time.monotonic() - age
             return None if self.doc is None else self.doc["apiUrl"].rstrip("/")
 
 
