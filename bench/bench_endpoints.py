@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from scenario_copy import copy_scenario  # noqa: E402  (a test helper, not shipped)
+from support.scenario_copy import copy_scenario  # noqa: E402  (a test helper, not shipped)
 
 from drill_run import out_folder, run  # noqa: E402
 

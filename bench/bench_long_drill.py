@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from scenario_copy import ROOT, copy_scenario  # noqa: E402
+from support.scenario_copy import ROOT, copy_scenario  # noqa: E402
 
 
 def rss_mb(pid: int) -> float | None:

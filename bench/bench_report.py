@@ -3,7 +3,7 @@
     python bench/bench_report.py [--ops 1000000] [--duration 120] [--keep DIR]
     python bench/bench_report.py --game-day [--ops 7200000 --files 4 --duration 3600] [--keep DIR]
 
-By default the drill is tests/sample_evidence.py's (a summary with known figures, render_report
+By default the drill is tests/support/sample_evidence.py's (a summary with known figures, render_report
 in-process). With --game-day it is bench_measure.py's 1-hour folder (built, or reused from
 --keep), measured by `drillkit measure DIR` if it has no summary yet, and then reported by
 `drillkit report DIR` as a command: its wall time and the peak memory of its process tree.
@@ -60,7 +60,7 @@ def game_day(base: Path, args: argparse.Namespace) -> int:
 
 
 def sample(base: Path, args: argparse.Namespace) -> int:
-    from sample_evidence import make_drill
+    from support.sample_evidence import make_drill
 
     from drillkit.report import render_report
     from drillkit.report.load import load

@@ -152,7 +152,7 @@ def load_side(work: Path, users: int, seconds: int, processes: int, rounds: int)
 
 def through_sandbox(work: Path, users: int, seconds: int, workers: int) -> dict:
     from drill_run import run
-    from scenario_copy import copy_scenario
+    from support.scenario_copy import copy_scenario
     from drillkit.evidence import FAULT_INJECTED
 
     locustfile = work / "nowait.py"

@@ -20,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from kvsystem import running_kv_system  # noqa: E402
-from test_external import kill_primary, route_to_west, scenario  # noqa: E402
+from support.kvsystem import running_kv_system  # noqa: E402
+from support.kvsystem import kill_primary, route_to_west, scenario  # noqa: E402
 
 
 def once() -> dict:

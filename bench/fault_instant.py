@@ -1,7 +1,7 @@
 """How close drillkit.chaos.process.kill_process's recorded instant is to the kill system call.
 
 Each run kills a process tree with kill_process(tree=True) in a child traced by strace and compares
-the recorded `t` with strace's own timestamp of the first kill(2) (tests/fault_clock.py), and checks
+the recorded `t` with strace's own timestamp of the first kill(2) (tests/support/fault_clock.py), and checks
 that strace's timestamp lies inside the recorded [t_lo, t_hi]. Victims: a plain process tree the
 bench starts (a system drillkit did not start), and with --postmaster the sandbox's region-A
 postmaster and its backends, under four writing clients (a sandbox up and down per run).
@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from fault_clock import kill_postmaster_under_load, kill_traced, start_tree  # noqa: E402
+from support.fault_clock import kill_postmaster_under_load, kill_traced, start_tree  # noqa: E402
 
 
 def tree_once():

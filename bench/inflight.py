@@ -52,7 +52,7 @@ def main() -> int:
     folder = out_folder(args.out, "drillkit-inflight-")
     scenario = args.scenario
     if args.slow_link:
-        from test_inflight_drill import slow_link_scenario
+        from support.inflight import slow_link_scenario
 
         scenario = slow_link_scenario(folder)
     rows = []

@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))
 
-from leftovers import Snapshot  # noqa: E402
+from support.leftovers import Snapshot  # noqa: E402
 
 
 DRILL_FIXTURES = {"no_leftovers"}
@@ -64,16 +64,6 @@ def manual_sandbox(no_leftovers):
         box.down()
 
 
-def write_record(box, key: str) -> str:
-    """Write one record through the global endpoint; the region that acknowledged it."""
-    from drillkit.net import http_json
-
-    status, body = http_json(f"{box.endpoint}/records", "POST", {"key": key, "payload": f"payload of {key}"})
-    assert status == 201, body
-    return body["region"]
-
-
-
 @pytest.fixture
 def kv_folder():
     """A folder PostgreSQL's unprivileged user can reach (pytest's tmp_path is 0700 under root)."""
@@ -91,7 +81,7 @@ def kv_folder():
 @pytest.fixture
 def kv_system(kv_folder, no_leftovers):
     """A system drillkit did not build (tests/external_kv), running: PostgreSQL, two regions, an lb."""
-    from kvsystem import running_kv_system
+    from support.kvsystem import running_kv_system
 
     with running_kv_system(kv_folder) as system:
         yield system
@@ -111,3 +101,18 @@ def signal_handlers_restored():
         for sig, handler in before.items():
             signal.signal(sig, handler)
         pytest.fail(f"the test left signal handlers changed: {changed}")
+
+
+STORED_DRILLS = Path(__file__).parent / "data" / "stored-drills.tar.gz"
+"""Real drills recorded before the target seam (drillkit bd3e49f): test_stored_drills re-measures them."""
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory) -> Path:
+    """The stored real drills, extracted once per test module."""
+    import tarfile
+
+    where = tmp_path_factory.mktemp("stored-drills")
+    with tarfile.open(STORED_DRILLS) as tar:
+        tar.extractall(where, filter="data")
+    return where

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-from scenario_copy import copy_scenario
-from test_chaos_run import plain_chaos_run
-from test_drill import first, ops, run_drill
+from support.scenario_copy import copy_scenario
+from support.chaos_run import plain_chaos_run
+from support.drills import first, ops, run_drill
 
-from conftest import ROOT
+from support.scenario_copy import ROOT
 
 SCENARIOS = ROOT / "scenarios" / "document-processor"
 

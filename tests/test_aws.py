@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from drillkit.evidence import REQUESTS_DIR, read_aws_calls, read_events, read_jsonl
-from scenario_copy import copy_scenario
+from support.scenario_copy import copy_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 REGION_LOSS = ROOT / "scenarios" / "aws" / "roadcall-region-loss.yaml"
@@ -89,7 +89,7 @@ class Emulated:
 
     def objects(self, region: str) -> set[str]:
         """The keys of the region's data-plane bucket, read from its S3 server directly."""
-        from drillkit.targets.sandbox.s3_service import BUCKET, current_objects, s3_client
+        from drillkit.targets.sandbox.s3_service import current_objects, s3_client
 
         state = json.loads(self.sandbox_state.read_text())
         return set(current_objects(s3_client(state["regions"][region]["s3_port"])))

@@ -24,7 +24,7 @@ import pytest
 from drillkit.report import render_report
 from drillkit.report.history import scan, write_html
 
-from sample_evidence import make_drill
+from support.sample_evidence import make_drill
 
 FIRST_SCREEN = (1280, 800)
 COLOURS = {"pass": (0x1A, 0x7F, 0x37), "fail": (0xC6, 0x28, 0x28)}

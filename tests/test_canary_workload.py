@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from test_external import WORKLOAD, kill_primary, route_to_west, scenario
+from support.kvsystem import WORKLOAD, kill_primary, route_to_west, scenario
 
 CANARY_OFF = "note: canary off: load.locustfile is the user's own Locust file and system.kind is external"
 

@@ -11,7 +11,7 @@ import json
 import subprocess
 import sys
 
-from conftest import ROOT
+from support.scenario_copy import ROOT
 
 
 def test_two_drills_at_once_both_pass(tmp_path, no_leftovers):

@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-from scenario_copy import ROOT, copy_scenario
-from test_drill import first
-from test_ground_truth import served_again
+from support.scenario_copy import ROOT, copy_scenario
+from support.drills import first
+from support.drills import served_again
 
 SKEW = -0.3
 """The rehearsed worker's clock runs 300 ms behind: its successes look earlier, which (unlike a clock

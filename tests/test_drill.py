@@ -3,48 +3,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from scenario_copy import copy_scenario
+from support.drills import variant, run_drill, ops, first
 
 EVIDENCE_FILES = ("events.jsonl", "lag.csv", "final_state.jsonl", "summary.json", "journal.json",
                   "scenario.yaml", "report.html")
 MEASURES = ("rto_s", "rto_write_s", "rto_read_s", "rpo_s", "writes_acked", "writes_lost",
             "writes_lost_after_fault", "writes_recovered", "records_unexpected", "records_corrupt",
             "max_replication_lag_s", "t_fault")
-
-
-def variant(tmp_path: Path, base: str, name: str, system: dict | None = None, load: dict | None = None,
-            targets: dict | None = None, safeguards: dict | None = None) -> Path:
-    """A copy of a library scenario with some settings changed, written into tmp_path."""
-    def change(data: dict) -> None:
-        data["name"] = name
-        for key, changes in (("system", system), ("load", load), ("targets", targets), ("safeguards", safeguards)):
-            data.setdefault(key, {})
-            for k, v in (changes or {}).items():
-                if isinstance(v, dict):
-                    data[key].setdefault(k, {}).update(v)
-                else:
-                    data[key][k] = v
-    return copy_scenario(f"scenarios/{base}", tmp_path, name, change)
-
-
-def run_drill(drillkit_cli, scenario: Path, out: Path, *extra: str) -> tuple[int, dict, list[dict]]:
-    proc = drillkit_cli("run", str(scenario), "--out", str(out), *extra)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    summary = json.loads((out / "summary.json").read_text())
-    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines() if line]
-    return proc.returncode, summary, events
-
-
-def ops(out: Path) -> list[dict]:
-    return [json.loads(line) for f in (out / "requests").glob("*.jsonl") for line in f.read_text().splitlines()]
-
-
-def first(events: list[dict], kind: str, **match) -> dict:
-    return next(e for e in events if e["kind"] == kind and all(e.get(k) == v for k, v in match.items()))
 
 
 def test_region_loss_drill_end_to_end(tmp_path, drillkit_cli, no_leftovers):

@@ -12,7 +12,7 @@ from drillkit.evidence.clocks import CLOCKS, ClockSample
 from drillkit.evidence.history import HistoryTail, JsonlTail, read_history, read_timeline
 from drillkit.judge import summarize
 
-from test_measure import R, W, drill
+from support.histories import R, W, drill
 
 SHIFT = 0.300
 

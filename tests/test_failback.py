@@ -11,9 +11,10 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
-from test_drill import first, ops, run_drill, variant
+from support.drills import first, ops, run_drill, variant
 
-from conftest import ROOT, write_record
+from support.drills import write_record
+from support.scenario_copy import ROOT
 from drillkit.chaos import CONFIG_KEY, actions, failback
 from drillkit.evidence import read_events
 from drillkit.targets.sandbox import postgres as pg

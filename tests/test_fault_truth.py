@@ -18,10 +18,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from fault_clock import kill_postmaster_under_load, kill_traced, start_tree, strace
-from test_drill import variant
+from support.fault_clock import kill_postmaster_under_load, kill_traced, start_tree, strace
+from support.drills import variant
 
-from conftest import ROOT
+from support.scenario_copy import ROOT
 from drillkit.chaos import control
 from drillkit.evidence import FAULT_FAILED, FAULT_INJECTED, read_events
 from drillkit.judge import summarize

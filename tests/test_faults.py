@@ -11,9 +11,9 @@ import uuid
 
 import psycopg
 import pytest
-from test_drill import first, ops, run_drill, variant
+from support.drills import first, ops, run_drill, variant
 
-from conftest import ROOT
+from support.scenario_copy import ROOT
 from drillkit.chaos import actions
 from drillkit.chaos import observe as probes
 from drillkit.evidence import read_events

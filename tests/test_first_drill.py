@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import ROOT
-from test_drill import first, variant
+from support.scenario_copy import ROOT
+from support.drills import first, variant
 
 HOOKS = Path(__file__).parent / "hooks"
 NOISE = ("Traceback", "Warning", "warning:")

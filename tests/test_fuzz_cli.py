@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT
+from support.scenario_copy import ROOT
 
 STORED = Path(__file__).parent / "data" / "stored-drills.tar.gz"
 DRILL = "ground-truth-outage"

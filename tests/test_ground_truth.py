@@ -6,14 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from test_drill import first, ops, run_drill
+from support.drills import first, ops, run_drill, served_again
 
 TOLERANCE = 0.1
-
-
-def served_again(out: Path, healed: float) -> float:
-    """When the canary, on the harness's clock, first had an answer to an op sent after `healed`."""
-    return min(op["t1"] for op in ops(out) if op.get("client") == "canary" and op["ok"] and op["t0"] >= healed)
 
 
 @pytest.mark.parametrize("seconds", [1, 3])
@@ -72,7 +67,7 @@ def test_a_lag_alarm_fires_one_sample_after_the_lag_passes_its_threshold_and_a_p
     promotion is missed: the drill fails naming both, and the history shows the phase."""
     import yaml
 
-    from conftest import ROOT
+    from support.scenario_copy import ROOT
 
     threshold, cut_s = 1.0, 3
     scenario = yaml.safe_load((ROOT / "scenarios/ground-truth-rpo.yaml").read_text())

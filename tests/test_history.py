@@ -16,7 +16,7 @@ from drillkit.errors import EvidenceError, InputError
 from drillkit.report import render_report
 from drillkit.report.history import print_table, scan, write_html
 
-from sample_evidence import T_START, make_drill
+from support.sample_evidence import T_START, make_drill
 
 DAY = 86_400.0
 # (folder, scenario, days after T_START, verdict, rto_s, rpo_s, writes_lost)

@@ -1,7 +1,7 @@
 """Hostile input through the command line (issue 27, items 4-9): each case of the adversarial pass
 reproduced as a user meets it (the CLI as a subprocess), each asserting the safe outcome.
 
-Evidence folders come from tests/sample_evidence.py (synthetic, known figures) and from the stored
+Evidence folders come from tests/support/sample_evidence.py (synthetic, known figures) and from the stored
 real drills in tests/data/stored-drills.tar.gz; one real sandbox drill proves the redaction end to end.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
-import os
 import re
 import secrets
 import shutil
@@ -22,9 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
-from test_stored_drills import stored  # noqa: F401  (the fixture: the stored real drills, extracted once)
-from sample_evidence import make_drill
+from support.scenario_copy import ROOT
+from support.sample_evidence import make_drill
 
 KEY = b"hostile-test-signing-key"
 BOMB_BOUND_S = 2

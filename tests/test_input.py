@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from conftest import ROOT
+from support.scenario_copy import ROOT
 from drillkit.cli import main
 from drillkit.durations import parse_duration
 from drillkit.scenario import Scenario

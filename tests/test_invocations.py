@@ -16,7 +16,7 @@ from drillkit.evidence.history import read_history, read_timeline
 from drillkit.evidence.recorder import FAIL, INDETERMINATE, OK, OpRecorder
 from drillkit.judge import summarize
 
-import test_measure
+from support import histories
 
 SCOPE = "dk0123abcd-"
 
@@ -25,7 +25,7 @@ def drill(tmp_path, lines, final=None, **kw):
     """test_measure's evidence folder, the invocations (`"invoke": true` here) written apart into
     invocations/w0.jsonl, beside the completions' requests/w0.jsonl."""
     calls = [{k: v for k, v in rec.items() if k != "invoke"} for rec in lines if rec.get("invoke")]
-    folder = test_measure.drill(tmp_path, [rec for rec in lines if not rec.get("invoke")], final, **kw)
+    folder = histories.drill(tmp_path, [rec for rec in lines if not rec.get("invoke")], final, **kw)
     (folder / "invocations").mkdir()
     (folder / "invocations" / "w0.jsonl").write_text("".join(json.dumps(c) + "\n" for c in calls))
     return folder
@@ -118,7 +118,7 @@ def test_before_invocations_the_same_present_key_was_unexpected(tmp_path):
     ops = [done(1, 1.0, 1.1, "a", OK)]
     for o in ops:
         del o["id"], o["outcome"]
-    m = m_of(test_measure.drill(tmp_path, ops, {"a": "c-a", "c": "c-c"}))
+    m = m_of(histories.drill(tmp_path, ops, {"a": "c-a", "c": "c-c"}))
     assert m["records_unexpected"] == 1
     assert "records_indeterminate" not in m and "writes_indeterminate" not in m  # v1: not recorded
 
@@ -158,7 +158,7 @@ def test_writes_outside_the_scope_are_not_audited_not_lost(tmp_path):
 
 def test_the_recorder_and_the_reader_agree(tmp_path):
     """OpRecorder's lines (the one writer) read back by read_history (the one reader)."""
-    folder = test_measure.drill(tmp_path, [], {"k2": "c2", "k3": "c3"})
+    folder = histories.drill(tmp_path, [], {"k2": "c2", "k3": "c3"})
     rec = OpRecorder.to_file(folder / "requests" / "client.jsonl")
     a = rec.invoke(1.0, "write", "k1", "c1", "u1")
     rec.record(1.0, 1.1, "write", "k1", True, 200, "a", "c1", None, client="u1", id=a, outcome=OK)

@@ -13,7 +13,7 @@ from drillkit.run.sampler import AlarmEvaluator
 from drillkit.scenario.schema import Alarm
 from drillkit.targets.capabilities import LagSample
 
-from test_measure import W, drill, op
+from support.histories import W, drill, op
 
 approx = lambda x: pytest.approx(x, abs=1e-6)  # noqa: E731
 

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from kvsystem import CRASH, KvSystem, pid_gone, running_kv_system, table_rows
+from support.kvsystem import CRASH, KvSystem, pid_gone, running_kv_system, table_rows
 
 WAIT = 60.0  # generous bound for conditions on a busy machine
 

@@ -177,3 +177,18 @@ def test_no_system_kind_is_switched_on_outside_targets():
             found = [v for side in (cmp.left, *cmp.comparators) for v in names(side) if v in KINDS]
             switches += [f"{path.relative_to(SRC)}:{cmp.lineno} {v!r}" for v in found]
     assert not switches, "ask the target plug-in (drillkit.targets) instead: " + "; ".join(switches)
+
+
+def test_tests_and_benches_share_helpers_only_through_tests_support():
+    """A helper two test modules (or a test and a benchmark) use lives in tests/support/: no test
+    module imports another, nor conftest; a benchmark imports tests/support/, never a test."""
+    root = SRC.parent
+    crossing = []
+    for path in sorted([*(root / "tests").glob("*.py"), *(root / "tests" / "support").glob("*.py"),
+                        *(root / "bench").glob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            crossing += [f"{path.relative_to(root)}:{node.lineno} {n}" for n in names
+                         if n.split(".")[0].startswith("test_") or n.split(".")[0] == "conftest"]
+    assert not crossing, "move the helper to tests/support/: " + "; ".join(crossing)

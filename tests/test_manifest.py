@@ -21,7 +21,7 @@ from drillkit.manifest import (
 )
 from drillkit.report import render_report
 
-from sample_evidence import make_drill
+from support.sample_evidence import make_drill
 
 KEY = b"auditor-shared-secret-0123456789"
 

@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ROOT
+from support.scenario_copy import ROOT
 from drillkit.chaos import objects as object_actions
 from drillkit.evidence import read_events
 from drillkit.targets.sandbox import s3_service as obj
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.drill  # a real sandbox (or drill) shared by the module
 
 @pytest.fixture(scope="module")
 def box():
-    from leftovers import Snapshot
+    from support.leftovers import Snapshot
 
     before = Snapshot()
     sandbox = Sandbox.up(SandboxSpec(objects=ObjectStoreSpec(replication_delay=0.0, delete_marker_replication=True)))
@@ -168,7 +168,7 @@ def test_a_sandbox_without_objects_says_so(no_leftovers):
 
 def test_ransomware_drill_audit_proves_every_object_back_at_its_last_good_version(tmp_path, drillkit_cli,
                                                                                    no_leftovers):
-    from test_drill import first, ops, run_drill
+    from support.drills import first, ops, run_drill
 
     out = tmp_path / "evidence"
     code, summary, events = run_drill(drillkit_cli, ROOT / "scenarios" / "ransomware-object-restore.yaml", out)
@@ -198,7 +198,7 @@ def test_object_replication_delay_is_the_objects_rpo_on_region_loss(tmp_path, dr
     """Region loss with objects replicated `delay` late: every object acknowledged inside the last
     `delay` before the fault is lost, none acknowledged well before it; of the records (streamed
     to B asynchronously, milliseconds behind) at most the last half second's."""
-    from test_drill import ops, run_drill, variant
+    from support.drills import ops, run_drill, variant
 
     delay = 1.0
     scenario = variant(tmp_path, "region-loss.yaml", "region-loss-objects",

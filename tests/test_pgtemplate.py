@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import write_record
+from support.drills import write_record
 
 from drillkit.errors import EnvironmentProblem
 from drillkit.scenario import SandboxSpec

@@ -6,9 +6,10 @@ import json
 import time
 
 import pytest
-from test_drill import first, ops, run_drill, variant
+from support.drills import first, ops, run_drill, variant
 
-from conftest import ROOT, write_record
+from support.drills import write_record
+from support.scenario_copy import ROOT
 from drillkit.chaos import CONFIG_KEY, actions
 from drillkit.chaos import observe as probes
 from drillkit.targets.sandbox.system import Sandbox

@@ -11,9 +11,9 @@ import sys
 
 import pytest
 import yaml
-from leftovers import Snapshot
+from support.leftovers import Snapshot
 
-from conftest import ROOT
+from support.scenario_copy import ROOT
 
 pytestmark = pytest.mark.drill  # a real sandbox (or drill) shared by the module
 

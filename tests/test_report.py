@@ -15,7 +15,7 @@ from drillkit.report import render_report
 from drillkit.evidence.history import read_timeline
 from drillkit.report.ops import bin_width
 
-from sample_evidence import make_drill
+from support.sample_evidence import make_drill
 
 
 class _Tables(HTMLParser):

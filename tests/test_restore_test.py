@@ -8,8 +8,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from scenario_copy import copy_scenario
-from test_drill import first, ops, run_drill
+from support.scenario_copy import copy_scenario
+from support.drills import first, ops, run_drill
 
 from drillkit.scenario.schema import SandboxSpec
 from drillkit.targets.sandbox import postgres as pg

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
-from test_endings import events, start_drill, wait_for_event
+from support.scenario_copy import ROOT
+from support.running import start_drill, wait_for_event
 
 from drillkit.targets import processes, reap_stale, verified_folder
 from drillkit.targets.sandbox import postgres as pg

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_drill import variant
+from support.drills import variant
 
 from drillkit.run.safeguards import Limits, SafeguardMonitor
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
+from support.scenario_copy import ROOT
 from drillkit.redact import REDACTED, is_credential_env, is_secret_key, redact_evidence, redact_shapes
 
 

@@ -4,24 +4,13 @@ introduced (drillkit bd3e49f, the sandbox driven directly), it gives the same by
 from __future__ import annotations
 
 import json
-import tarfile
-from pathlib import Path
 
 import pytest
 
 from drillkit.judge import summarize
 
-ARCHIVE = Path(__file__).parent / "data" / "stored-drills.tar.gz"
 DRILLS = ("data-corruption-pitr", "failback", "ground-truth-outage", "ground-truth-rpo", "partition",
           "ransomware-object-restore", "region-loss", "replica-lag-then-region-loss")
-
-
-@pytest.fixture(scope="module")
-def stored(tmp_path_factory) -> Path:
-    where = tmp_path_factory.mktemp("stored-drills")
-    with tarfile.open(ARCHIVE) as tar:
-        tar.extractall(where, filter="data")
-    return where
 
 
 def _without_clock(text: str) -> str:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
-from scenario_copy import copy_scenario
-from test_drill import first, ops, run_drill
+from support.scenario_copy import ROOT
+from support.scenario_copy import copy_scenario
+from support.drills import first, ops, run_drill
 
 EDGE = 0.1
 """How far from a boundary an acknowledgement may land on either side of it: a commit's

@@ -15,7 +15,7 @@ from chaoslib.types import Strategy
 from drillkit.judge import summarize
 from drillkit.judge.checks import RUNBOOK_STEP, hold_tolerances
 
-from test_measure import W, drill
+from support.histories import W, drill
 
 
 def nonzero(value):

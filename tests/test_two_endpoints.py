@@ -4,8 +4,8 @@ runbook rewrites config.json, and each client only when its cached copy expires.
 
 from __future__ import annotations
 
-from scenario_copy import copy_scenario
-from test_drill import first, ops, run_drill
+from support.scenario_copy import copy_scenario
+from support.drills import first, ops, run_drill
 
 from drillkit.scenario import load_scenario
 

@@ -28,7 +28,7 @@ from typing import Callable
 
 import psycopg
 
-from drillkit.errors import EnvironmentProblem, SandboxError
+from drillkit.errors import EnvironmentProblem
 from drillkit.targets.sandbox import postgres as pg
 from drillkit.net import free_port
 

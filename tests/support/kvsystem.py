@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Iterator
 
 import psycopg
+import yaml
 
 from drillkit.targets.sandbox import postgres as pg
 from drillkit.targets import processes
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]
 KVSERVICE = str(HERE / "external_kv" / "kvservice.py")
 CRASH = str(HERE / "external_kv" / "crash.py")
 DB_NAME = "kvstore"
@@ -161,3 +162,59 @@ def running_kv_system(base: Path, flush_interval: float = 0.25) -> Iterator[KvSy
 
 
 __all__ = ["CRASH", "KVSERVICE", "KvSystem", "running_kv_system", "table_rows"]
+
+
+WORKLOAD = {
+    "write": {"method": "PUT", "path": "/kv/{key}", "body": {"value": "{payload}", "sha256": "{checksum}"},
+              "ok": [200]},
+    "read": {"method": "GET", "path": "/kv/{key}", "payload_field": "value", "ok": [200], "not_found": [404]},
+    "weights": {"write": 2, "read": 1},
+    "wait": 0.05,
+}
+
+
+def scenario(folder: Path, system: KvSystem, method: list[dict], endpoint: str | None = None,
+             dsn_env: str = "KV_AUDIT_DSN", rollbacks: list[dict] | None = None) -> Path:
+    experiment = {
+        "title": "the kv service loses its primary", "description": "kill -9 of the primary, then the lb moves",
+        "configuration": {"drillkit_sandbox": {"type": "env", "key": "DRILLKIT_SANDBOX", "default": ""}},
+        "controls": [{"name": "drillkit", "provider": {"type": "python", "module": "drillkit.chaos.control"}}],
+        "method": method, "rollbacks": rollbacks or [],
+    }
+    (folder / "experiment.json").write_text(json.dumps(experiment, indent=2))
+    (folder / "workload.yaml").write_text(yaml.safe_dump(WORKLOAD))
+    doc = {
+        "name": "kv-primary-loss", "experiment": "experiment.json",
+        "system": {"kind": "external", "endpoint": endpoint or system.endpoint, "regions": ["east", "west"],
+                   "region_endpoints": {"east": system.primary_url, "west": system.standby_url},
+                   "region_header": "X-Served-By", "health_path": "/healthz",
+                   "audit": {"kind": "postgres", "dsn_env": dsn_env, "query": "SELECT id, value FROM kv_items",
+                             "settle": "1s"}},
+        "load": {"workload": "workload.yaml", "users": 4, "warmup": "2s", "duration": "9s", "canary": "20ms",
+                 "cooldown": "2s"},
+        "targets": {"rto": "10s"},
+        "stable": "1s",
+        "safeguards": {"max_duration": "2m"},
+    }
+    path = folder / "scenario.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+OUTAGE_S = 1.5
+"""How long the drill's experiment waits after killing the primary before it moves the lb."""
+
+
+def kill_primary(system: KvSystem) -> dict:
+    return {"type": "action", "name": "kill-primary",
+            "provider": {"type": "process", "path": sys.executable,
+                         "arguments": [CRASH, "--url", system.primary_url, "--pid", str(system.primary_pid),
+                                       "--ground-truth", str(system.ground_truth), "--min-pending", "3"]},
+            "drillkit": {"fault": "primary-loss"}, "pauses": {"after": OUTAGE_S}}
+
+
+def route_to_west(system: KvSystem) -> dict:
+    return {"type": "action", "name": "route-to-west",
+            "provider": {"type": "http", "url": f"{system.endpoint}/admin/route", "method": "POST",
+                         "headers": {"Content-Type": "application/json"}, "arguments": {"to": "west"}},
+            "drillkit": {"clears": "primary-loss"}}

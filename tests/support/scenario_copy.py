@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def copy_scenario(shipped: str | Path, folder: Path, name: str,

@@ -99,7 +99,7 @@ def _summary(failing, t_fault, t_end, rto_w, rto_r, lost, lost_window, n_ops):
         },
         "targets": {"rto": "10s", "rpo": "2s", "max_lost_writes": 0, "max_corrupt": 0},
         "checks": checks,
-        "notes": ["synthetic drill built by tests/sample_evidence.py"],
+        "notes": ["synthetic drill built by tests/support/sample_evidence.py"],
     }
 
 
