@@ -219,7 +219,7 @@ def evidence_mutation(draw):
 def mutate(folder: Path, mutation) -> None:
     name, how, raw, value, where, sealed = mutation
     if sealed:
-        from drillkit.manifest import write_manifest
+        from drillkit.evidence.manifest import write_manifest
 
         write_manifest(folder, key=None)
     path = folder / name

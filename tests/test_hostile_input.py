@@ -110,7 +110,7 @@ def test_an_alias_bomb_in_a_stored_scenario_is_refused_by_measure_and_ignored_by
 
 @pytest.fixture
 def signed(tmp_path) -> tuple[Path, Path]:
-    from drillkit.manifest import write_manifest
+    from drillkit.evidence.manifest import write_manifest
 
     folder = make_drill(tmp_path / "drill", n_ops=500)
     write_manifest(folder, key=KEY)
@@ -313,7 +313,7 @@ def test_history_escapes_names_on_the_terminal(stored, tmp_path, drillkit_cli):
 
 @pytest.fixture
 def sealed(stored, tmp_path) -> Path:
-    from drillkit.manifest import write_manifest
+    from drillkit.evidence.manifest import write_manifest
 
     folder = stored_copy(stored, tmp_path / "sealed")
     write_manifest(folder, key=None)

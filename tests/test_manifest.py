@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from drillkit.errors import EvidenceError, InputError
-from drillkit.manifest import (
+from drillkit.evidence.manifest import (
     KEY_ENV,
     KEY_FILE_ENV,
     read_manifest,
@@ -183,17 +183,17 @@ def test_folder_without_manifest_is_one_clear_error(drill, tmp_path):
 def test_key_comes_from_env_or_key_file(drill, key_file, monkeypatch, tmp_path):
     assert signing_key() is None
     monkeypatch.setenv(KEY_FILE_ENV, str(key_file))
-    assert signing_key() == KEY, "a trailing newline in a key file is not part of the key"
+    assert signing_key().secret == KEY, "a trailing newline in a key file is not part of the key"
     write_manifest(drill)
     assert read_manifest(drill)["signed"] is True and verify_manifest(drill).signature == "valid"
     monkeypatch.setenv(KEY_ENV, "from-env")
-    assert signing_key() == b"from-env" and signing_key(key_file) == KEY
+    assert signing_key().secret == b"from-env" and signing_key(key_file).secret == KEY
     monkeypatch.setenv(KEY_FILE_ENV, str(tmp_path / "nope.key"))
     monkeypatch.delenv(KEY_ENV)
     with pytest.raises(InputError, match=r"nope\.key: DRILLKIT_SIGNING_KEY_FILE: cannot read"):
         signing_key()
     (tmp_path / "empty.key").write_text("\n")
-    with pytest.raises(InputError, match=r"--key-file: the signing key file is empty"):
+    with pytest.raises(InputError, match=r"--key-file: the key file is empty"):
         signing_key(tmp_path / "empty.key")
 
 

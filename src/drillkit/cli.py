@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import click
@@ -289,14 +290,22 @@ def _stored_summary(folder: Path) -> dict:
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path),
               help="key to re-sign a signed manifest.json (else DRILLKIT_SIGNING_KEY[_FILE])")
-def report_cmd(folder: Path, key_file: Path | None) -> None:
+@click.option("--pdf", "pdf", is_flag=False, flag_value="", default=None, metavar="[PATH]",
+              help="print the sealed report to PDF (default FOLDER.pdf beside it) instead of re-rendering")
+def report_cmd(folder: Path, key_file: Path | None, pdf: str | None) -> None:
     """Re-render report.html from an evidence folder; a sealed folder is re-sealed only if it
-    verified before (exit 1, naming the files, if it did not)."""
-    from drillkit.manifest import ManifestMismatch, refresh_manifest
+    verified before (exit 1, naming the files, if it did not). With --pdf, print the sealed
+    report through headless Chromium, headed by its seal (the manifest's SHA-256 and signer)."""
+    from drillkit.evidence.manifest import ManifestMismatch, refresh_manifest
     from drillkit.report import render_report
 
     try:
-        path = refresh_manifest(folder, lambda: render_report(folder), key_file)
+        if pdf is not None:
+            from drillkit.report.pdf import print_pdf
+
+            path = print_pdf(folder, pdf or None)
+        else:
+            path = refresh_manifest(folder, lambda: render_report(folder), key_file)
     except ManifestMismatch as exc:
         for line in exc.result.lines():
             _say(line)
@@ -305,6 +314,42 @@ def report_cmd(folder: Path, key_file: Path | None) -> None:
         _fail(str(exc), EXIT_INPUT)
     except Exception as exc:  # a renderer bug: one line, not a traceback
         _fail(f"{folder}: internal error while reporting: {type(exc).__name__}: {exc}", EXIT_ABORTED)
+    _say(str(path))
+
+
+@main.group()
+def keys() -> None:
+    """Ed25519 signing keys: the private key signs drills, the public key verifies them."""
+
+
+@keys.command("new")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", default="drillkit", show_default=True, help="the key files' name: NAME.key, NAME.pub")
+def keys_new(folder: Path, name: str) -> None:
+    """Write FOLDER/NAME.key (private, mode 0600) and FOLDER/NAME.pub (give this one to auditors)."""
+    from drillkit.evidence.signing import KEY_FILE_ENV, new_key_pair
+
+    try:
+        private, public, fingerprint = new_key_pair(folder, name)
+    except InputError as exc:
+        _fail(str(exc), EXIT_INPUT)
+    _say(f"private key: {private} (sign with: export {KEY_FILE_ENV}={private})")
+    _say(f"public key:  {public} (verify with: drillkit verify DIR --public-key {public})")
+    _say(f"fingerprint: {fingerprint}")
+
+
+@main.command("pack")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="archive to write (default FOLDER.tar.gz)")
+def pack_cmd(folder: Path, out: Path | None) -> None:
+    """One archive of a sealed evidence folder (and its register entries), for an auditor to verify
+    offline: drillkit verify ARCHIVE --public-key KEY.pub."""
+    from drillkit.evidence.pack import pack
+
+    try:
+        path = pack(folder, out)
+    except (EvidenceError, InputError) as exc:
+        _fail(str(exc), EXIT_INPUT)
     _say(str(path))
 
 
@@ -416,40 +461,83 @@ def sandbox_status(pointer: Path) -> None:
 
 
 @main.command("verify")
-@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("target", required=False, type=click.Path(path_type=Path), metavar="FOLDER|ARCHIVE")
+@click.option("--public-key", type=click.Path(dir_okay=False, path_type=Path),
+              help="Ed25519 public key (PEM) the drill must be signed with (drillkit keys new)")
 @click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="HMAC key the manifest was signed with (else DRILLKIT_SIGNING_KEY[_FILE])")
-def verify_cmd(folder: Path, key_file: Path | None) -> None:
-    """Check an evidence folder against its manifest.json: 0 intact, 1 altered or a stripped
-    signature, 2 no manifest, 4 hashes match but the signature was not checked (no key)."""
-    from drillkit.manifest import signing_key, verify_manifest
+              help="shared HMAC key the manifest was signed with (else DRILLKIT_SIGNING_KEY[_FILE])")
+@click.option("--register", "register_folder", type=click.Path(file_okay=False, path_type=Path),
+              help="check FOLDER/register.jsonl: the chain, each entry's signature, each drill's folder")
+def verify_cmd(target: Path | None, public_key: Path | None, key_file: Path | None,
+               register_folder: Path | None) -> None:
+    """Check an evidence folder (or an archive from drillkit pack) against its manifest.json, or a
+    register: 0 intact, 1 altered, a bad or stripped signature, or a drill removed, reordered or
+    altered; 2 nothing to verify; 4 intact, but signed and no key was given to check it."""
+    from drillkit.evidence.signing import trusted_key
 
+    if (target is None) == (register_folder is None):
+        _fail("give an evidence folder or archive, or --register FOLDER", EXIT_INPUT)
     try:
-        result = verify_manifest(folder, signing_key(key_file))
+        trusted = trusted_key(public_key, key_file)
+        if register_folder is not None:
+            _verify_register(register_folder, trusted)
+        elif target.is_file():
+            from drillkit.evidence.pack import unpacked
+
+            with unpacked(target) as folder:
+                _verify_folder(folder, trusted, shown=target)
+        else:
+            _verify_folder(target, trusted, shown=target)
     except (EvidenceError, InputError) as exc:
         _fail(str(exc), EXIT_INPUT)
     except Exception as exc:  # a verifier bug: one line, not a traceback
-        _fail(f"{folder}: internal error while verifying: {type(exc).__name__}: {exc}", EXIT_ABORTED)
+        _fail(f"{target or register_folder}: internal error while verifying: {type(exc).__name__}: {exc}",
+              EXIT_ABORTED)
+
+
+def _verify_folder(folder: Path, trusted: object, shown: Path) -> None:
+    from drillkit.evidence.manifest import verify_manifest
+
+    result = verify_manifest(folder, trusted)
     if not result.ok:
         for line in result.lines():
             _say(line)
-        _fail(f"{folder}: evidence does not match manifest.json ({result.counts()})", EXIT_FAIL)
+        _fail(f"{shown}: evidence does not match manifest.json ({result.counts()})", EXIT_FAIL)
     _say(result.status())
     if result.signature == "unchecked":
+        sys.exit(EXIT_UNCHECKED)
+
+
+def _verify_register(folder: Path, trusted: object) -> None:
+    from drillkit.evidence.register import REGISTER, check_register
+
+    result = check_register(folder, trusted)
+    for finding in result.findings:
+        _say(finding.line())
+    failing = sum(f.fails for f in result.findings)
+    if failing:
+        _fail(f"{folder / REGISTER}: {failing} finding(s); the register or its drills were tampered with", EXIT_FAIL)
+    _say(f"OK  {len(result.entries)} entries chained; every sealed drill's folder matches its manifest; "
+         f"head {result.head}" + ("; signatures NOT checked: no key given" if result.unchecked else ""))
+    if result.unchecked:
         sys.exit(EXIT_UNCHECKED)
 
 
 @main.command("history")
 @click.argument("folder", required=False, default=Path("reports"),
                 type=click.Path(file_okay=False, path_type=Path))
-def history_cmd(folder: Path) -> None:
+@click.option("--as-of", "as_of", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+              help="judge readiness at this UTC date (default now)")
+def history_cmd(folder: Path, as_of: datetime | None) -> None:
     """Trend of verdict, RTO, RPO and lost writes per scenario across the drills under FOLDER
-    (default reports/); also writes FOLDER/history.html."""
+    (default reports/), drills the register names whose folders are gone among them; readiness
+    (last drill, next due, overdue); writes FOLDER/history.html, readiness.csv and readiness.json."""
     from drillkit.report.history import print_table, scan, write_html
+    from drillkit.report.readiness import CSV, rows
 
     try:
         found = scan(folder)
-        page = write_html(found)
+        page = write_html(found, as_of.replace(tzinfo=timezone.utc) if as_of else None)
     except (EvidenceError, InputError) as exc:
         _fail(str(exc), EXIT_INPUT)
     except Exception as exc:  # a renderer bug: one line, not a traceback
@@ -457,7 +545,12 @@ def history_cmd(folder: Path) -> None:
     print_table(found)
     for line in found.skipped:
         _say(f"skipped {line}", err=True)
-    _say(f"trend page: {page}")
+    for row in rows(found, as_of.replace(tzinfo=timezone.utc) if as_of else datetime.now(timezone.utc)):
+        if row.status != "no cadence":
+            due = f", next due {row.next_due_utc}" if row.next_due_utc else ""
+            _say(f"{row.status:<12} {row.system or '-'} / {row.scenario}: every {row.cadence}, last pass "
+                 f"{row.last_pass_utc or 'never'}{due}")
+    _say(f"trend page: {page} (readiness: {page.parent / CSV})")
 
 
 if __name__ == "__main__":

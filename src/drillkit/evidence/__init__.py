@@ -43,6 +43,9 @@ AWS_CALLS = "aws_calls.jsonl"
 # -- event kinds (events.jsonl's `kind`): the one spelling of each ----------------------------
 DRILL_START = "drill.start"
 DRILL_END = "drill.end"
+DRILL_REGISTERED = "drill.registered"
+"""The drill's `started` entry in the register beside its folder (`register`: the file, `seq`,
+`entry_sha256`: the SHA-256 of the entry's line, `signer`: the signing key's fingerprint or null)."""
 DRILL_ABORTED = "drill.aborted"
 """The drill was stopped before its end (`reason`): a signal, a safeguard, a harness error."""
 STAGE_START = "stage.start"

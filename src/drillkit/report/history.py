@@ -18,6 +18,8 @@ import drillkit
 from drillkit import evidence as ev
 from drillkit.escape import terminal
 from drillkit.errors import EvidenceError, InputError
+from drillkit.evidence import register
+from drillkit.evidence.register import read_register
 from drillkit.judge import checks
 from drillkit.report import fmt, pages
 from drillkit.report.charts import chart_style, inline_svg
@@ -25,9 +27,11 @@ from drillkit.yamlfile import load_yaml
 
 HISTORY = "history.html"
 VERDICT_COLOURS = {"pass": "#1a7f37", "fail": "#c62828", "aborted": "#b26a00", "unknown": "#57606a",
-                   "incomplete": "#6e4a9e"}
+                   "incomplete": "#6e4a9e", "missing": "#000000"}
 INCOMPLETE = "incomplete"
 """A killed drill's folder: no summary.json, an event log without drill.end (ev.harness_killed)."""
+MISSING = "missing"
+"""A drill the register names whose folder is gone (drillkit.evidence.register)."""
 SERIES = {"rto": ("RTO", "#2166ac", "o", "-"), "rpo": ("RPO", "#e08214", "s", "--")}
 
 
@@ -45,9 +49,15 @@ class Drill:
     commit: str = ""
     has_report: bool = False
     checks: list[dict[str, Any]] = field(default_factory=list)
+    readiness: dict[str, Any] = field(default_factory=dict)
+    """The scenario's `readiness` block as the drill stored it (system, owner, cadence)."""
+    registered: str | None = None
+    """For a missing drill: what the register says of it (its verdict, or that it never sealed)."""
 
     @property
     def verdict_label(self) -> str:
+        if self.verdict == MISSING:
+            return f"MISSING (registered {self.registered})"
         return ev.HARNESS_KILLED if self.verdict == INCOMPLETE else self.verdict.upper()
 
     def m(self, key: str) -> float | None:
@@ -130,7 +140,13 @@ def _read(folder: Path, root: Path) -> Drill:
         operator=str(prov.get("operator") or ""), commit=str(prov.get("git_commit") or "")[:10],
         has_report=(folder / ev.REPORT).is_file(),
         checks=[c for c in summary.get("checks") or [] if isinstance(c, dict)],
+        readiness=_readiness(scenario),
     )
+
+
+def _readiness(scenario: dict[str, Any]) -> dict[str, Any]:
+    block = scenario.get("readiness")
+    return {k: v for k, v in block.items() if isinstance(v, str)} if isinstance(block, dict) else {}
 
 
 def _read_killed(folder: Path, root: Path) -> Drill | None:
@@ -147,7 +163,35 @@ def _read_killed(folder: Path, root: Path) -> Drill | None:
     start = next((fmt.num(e.get("t")) for e in events if e.get("kind") == ev.DRILL_START), None)
     return Drill(folder=folder, name=folder.relative_to(root).as_posix(),
                  scenario=str(scenario.get("name") or folder.name), verdict=INCOMPLETE, start=start,
-                 measures={}, targets={}, description=str(scenario.get("description") or ""))
+                 measures={}, targets={}, description=str(scenario.get("description") or ""),
+                 readiness=_readiness(scenario))
+
+
+def _registered_missing(here: Path, root: Path, present: set[Path]) -> list[Drill]:
+    """The drills `here`'s register names whose folder is not among those found: each as missing,
+    with what the register recorded of it (never silently left out)."""
+    runs: dict[str, dict[str, Any]] = {}
+    for entry in read_register(here):
+        run = runs.setdefault(str(entry.get("run_id")), {})
+        run.update({k: v for k, v in entry.items() if v is not None and k not in ("utc", "seq", "prev")})
+        run.setdefault("started_utc", entry.get("utc"))
+        run["ended"] = run.get("ended") or entry.get("event") != register.STARTED
+    out = []
+    for run in runs.values():
+        name = run.get("drill")
+        if not isinstance(name, str) or (here / name).resolve() in present:
+            continue
+        objectives = run.get("objectives") if isinstance(run.get("objectives"), dict) else {}
+        measures = run.get("measures") if isinstance(run.get("measures"), dict) else {}
+        registered = (str(run.get("verdict") or "").upper() or f"{run.get('event')}: {run.get('reason', '')}".strip(": ")
+                      if run["ended"] else "started, never sealed")
+        out.append(Drill(folder=here / name, name=(here / name).relative_to(root).as_posix(),
+                         scenario=str(run.get("scenario") or name), verdict=MISSING,
+                         start=fmt.iso_seconds(run.get("started_utc")), measures=measures,
+                         targets={"rto": fmt.num(objectives.get("rto_s")), "rpo": fmt.num(objectives.get("rpo_s"))},
+                         readiness={k: run[k] for k in ("system", "owner", "cadence") if isinstance(run.get(k), str)},
+                         registered=registered))
+    return out
 
 
 def _phase_cell(got: float | None, budget: float | None, ok: bool | None) -> str:
@@ -168,12 +212,16 @@ def scan(root: str | os.PathLike[str]) -> Found:
                          f"(e.g. {root.parent}) so {HISTORY} is not written into the evidence",
                          file=str(root))
     found = Found(root, [])
+    registers, seen = [], set()
     for here, dirs, names in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if register.REGISTER in names:
+            registers.append(Path(here))
         if ev.SUMMARY not in names and ev.EVENTS not in names:
             continue
         dirs[:] = []
         folder = Path(here)
+        seen.add(folder.resolve())
         try:
             if ev.SUMMARY in names:
                 found.drills.append(_read(folder, root))
@@ -184,6 +232,8 @@ def scan(root: str | os.PathLike[str]) -> Found:
                                      "(run `drillkit measure` on it)")
         except (OSError, ValueError, KeyError, TypeError, EvidenceError) as exc:
             found.skipped.append(f"{folder.relative_to(root).as_posix()}: {exc}")
+    for here in registers:
+        found.drills += _registered_missing(here, root, seen)
     if not found.drills:
         raise EvidenceError(f"{root}: no drill evidence folder (one holding summary.json or events.jsonl) "
                             "under it" + (f"; skipped {'; '.join(found.skipped)}" if found.skipped else ""))
@@ -273,9 +323,14 @@ def _runbook(d: Drill) -> set[str]:
         if isinstance(p, dict) and len(p.get("activities") or []) > 1}
 
 
-def write_html(found: Found) -> Path:
+def write_html(found: Found, as_of: datetime | None = None) -> Path:
     """history.html in the scanned folder: one self-contained page, links to each drill's
-    report.html by relative path (a file beside it, never a network fetch)."""
+    report.html by relative path (a file beside it, never a network fetch); readiness.csv and
+    readiness.json beside it (drillkit.report.readiness), as of `as_of` (default now)."""
+    from drillkit.report import readiness
+
+    as_of = as_of or datetime.now(timezone.utc)
+    ready, _, _ = readiness.write(found, as_of)
     sections = []
     for i, (scenario, drills) in enumerate(found.by_scenario().items()):
         svg = _chart(drills, f"h{i}")
@@ -306,7 +361,8 @@ def write_html(found: Found) -> Path:
         root=found.root.resolve().name or str(found.root), sections=sections,
         n_drills=len(found.drills), skipped=found.skipped,
         first=fmt.utc(min(starts)) if starts else "—", last=fmt.utc(max(starts)) if starts else "—",
-        drillkit_version=drillkit.__version__, colours=VERDICT_COLOURS,
+        drillkit_version=drillkit.__version__, colours=VERDICT_COLOURS, readiness=ready,
+        as_of=fmt.utc(as_of.timestamp()),
         rendered=fmt.utc(datetime.now(timezone.utc).timestamp()))
     return ev.write_atomic(found.root / HISTORY, html)
 

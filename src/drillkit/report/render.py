@@ -78,7 +78,7 @@ def context(e: Evidence) -> dict[str, Any]:
         "activities": view.activities(e.journal),
         "topo": view.topology(e),
         "aws_calls": view.aws_calls(e, t_ref),
-        "provenance": view.provenance(e.provenance),
+        "provenance": view.provenance(e.provenance, e.events),
         "folder_name": e.folder.name,
         "files": e.files,
         "missing": e.missing,

@@ -7,8 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from drillkit.evidence import (ACTIVITY_END, ACTIVITY_START, DB_PROMOTED, DRILL_ABORTED, DRILL_START, FAULT_INJECTED,
-                               HEALTH_CHANGE, ROUTING_PUBLISHED, ROUTING_SWITCH, TARGET_ATTACHED, TIME_METRICS)
+from drillkit.evidence import (ACTIVITY_END, ACTIVITY_START, DB_PROMOTED, DRILL_ABORTED, DRILL_REGISTERED, DRILL_START,
+                               FAULT_INJECTED, HEALTH_CHANGE, ROUTING_PUBLISHED, ROUTING_SWITCH, TARGET_ATTACHED,
+                               TIME_METRICS)
 from drillkit.judge import checks
 from drillkit.report import fmt
 from drillkit.report.load import Evidence
@@ -238,9 +239,10 @@ def aws_calls(e: Evidence, t_ref: float | None) -> dict[str, Any] | None:
             "accounts": sorted({str(c.get("account")) for c in e.aws_calls if c.get("account")})}
 
 
-def provenance(p: dict | None) -> list[tuple[str, str]] | None:
+def provenance(p: dict | None, events: list[dict] | None = None) -> list[tuple[str, str]] | None:
     if p is None:
         return None
+    registered = next((e for e in events or [] if e.get("kind") == DRILL_REGISTERED), None)
     def value(key: str) -> str:
         v = p.get(key)
         if v in (None, ""):
@@ -253,6 +255,10 @@ def provenance(p: dict | None) -> list[tuple[str, str]] | None:
     versions = p.get("versions") if isinstance(p.get("versions"), dict) else {}
     names = list(PROVENANCE_VERSIONS) + sorted(k for k in versions if k not in PROVENANCE_VERSIONS)
     rows += [(f"Version — {n}", str(versions.get(n) or "not recorded")) for n in names]
+    if registered is not None:
+        rows += [("Signed by", str(registered.get("signer") or "unsigned, or a shared (HMAC) key: see manifest.json")),
+                 ("Register", f"entry {registered.get('seq')} of {registered.get('register')} beside this folder "
+                              f"(SHA-256 {registered.get('entry_sha256')})")]
     return rows
 
 

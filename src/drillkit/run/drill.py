@@ -9,6 +9,7 @@ from __future__ import annotations
 import _thread
 import contextlib
 import getpass
+import hashlib
 import json
 import logging
 import logging.handlers
@@ -28,7 +29,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import yaml
 
@@ -36,10 +37,11 @@ from drillkit import __version__
 from drillkit import evidence as ev
 from drillkit import targets
 from drillkit.chaos import CONFIG_KEY, ENV_KEY, EVENTS_CONFIG_KEY, EVENTS_ENV_KEY
-from drillkit.errors import DrillAborted, EnvironmentProblem, InputError, one_line
+from drillkit.errors import DrillAborted, EnvironmentProblem, EvidenceError, InputError, one_line
 from drillkit.load import ENV_WORKLOAD, LoadRun, LoadSettings
 from drillkit.load.canary import Canary, canary_workload
-from drillkit.manifest import signing_key, write_manifest
+from drillkit.evidence import register
+from drillkit.evidence.manifest import signing_key, write_manifest
 from drillkit.redact import redact_evidence
 from drillkit.run.audit import write_final_state, write_final_table
 from drillkit.run.preflight import check_environment
@@ -304,9 +306,43 @@ class Drill:
     def stages(self) -> dict[str, float]:
         return self.env.stages
 
+    def _register(self, event: str, **fields: Any) -> dict:
+        """One entry in the register beside the evidence folder (drillkit.evidence.register)."""
+        return register.append(self.out.parent, event, {"drill": self.out.name, "run_id": self.run_id,
+                                                        "scenario": self.scenario.name, **fields}, self.signing_key)
+
+    def _register_start(self, existed: bool) -> dict:
+        """The `started` entry, before anything is started: a drill that cannot be registered does
+        not run (and leaves no folder it made)."""
+        readiness = self.scenario.readiness
+        targets = self.scenario.targets
+        try:
+            return self._register(
+                register.STARTED, kind=self.scenario.system.kind, system=readiness.system, owner=readiness.owner,
+                cadence=readiness.cadence, objectives={"rto_s": targets.rto, "rpo_s": targets.rpo},
+                operator=getpass.getuser(), host=socket.gethostname())
+        except (InputError, EvidenceError) as exc:
+            if not existed:
+                with contextlib.suppress(OSError):
+                    self.out.rmdir()
+            raise InputError(f"the drill could not be registered, so it did not start: {exc}",
+                             file=str(self.out.parent / register.REGISTER)) from exc
+
+    def _register_end(self, event: str, **fields: Any) -> None:
+        """The `sealed` or `discarded` entry. The folder is complete whatever happens here; a
+        register that cannot take the entry is said, and `drillkit verify --register` names the
+        drill as unsealed."""
+        try:
+            self._register(event, **fields)
+        except (InputError, EvidenceError, OSError) as exc:
+            self.env.progress(f"✗ not registered ({event}): {one_line(exc)}")
+
     def run(self) -> DrillOutcome:
         env = self.env
+        existed = self.out.exists()
         prepare_out(self.out)
+        self.run_id = secrets.token_hex(8)
+        entry = self._register_start(existed)
         env.hold_evidence()
         env.events.touch()
         (self.out / ev.SCENARIO).write_text(yaml.safe_dump(_resolved_scenario(self.loaded, self.variables),
@@ -320,6 +356,8 @@ class Drill:
             "scenario_file": str(self.loaded.path), "target": self.scenario.system.kind,
         }
         env.event(ev.DRILL_START, scenario=self.scenario.name, scope=self.key_prefix)
+        env.event(ev.DRILL_REGISTERED, register=register.REGISTER, seq=entry["seq"],
+                  entry_sha256=hashlib.sha256(register.line_bytes(entry)).hexdigest(), signer=entry.get("signer"))
         reaped = targets.reap_stale()
         if reaped:
             env.event(ev.SANDBOX_REAPED, folders=reaped)
@@ -365,10 +403,12 @@ class Drill:
         if env.unrecorded or env.evidence_lost():
             why = env.unrecorded[0] if env.unrecorded else "deleted or replaced during the drill"
             aborted = f" (aborted: {self.abort_reason})" if self.abort_reason and not env.evidence_lost() else ""
+            self._register_end(register.DISCARDED, reason=f"the evidence folder could not be kept ({why})")
             raise DrillAborted(f"{self.out}: the evidence folder could not be kept ({why}){aborted}; nothing judged, "
                                "the system was torn down all the same")
         if not_started is not None:
             shutil.rmtree(self.out, ignore_errors=True)
+            self._register_end(register.DISCARDED, reason=f"not started: {one_line(not_started)}")
             raise not_started.in_file(str(self.loaded.path))
         with shielded():
             redact_evidence(self.out, self.experiment)
@@ -590,7 +630,11 @@ class Drill:
             from drillkit.report import render_report
 
             render_report(self.out)
-        write_manifest(self.out, key=self.signing_key)
+        manifest = write_manifest(self.out, key=self.signing_key)
+        measures = summary.get("measures") or {}
+        self._register_end(register.SEALED, verdict=summary["verdict"],
+                           manifest_sha256=hashlib.sha256(manifest.read_bytes()).hexdigest(),
+                           measures={k: measures.get(k) for k in ("rto_s", "rpo_s", "writes_lost")})
         return summary
 
 

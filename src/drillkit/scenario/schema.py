@@ -474,6 +474,23 @@ class Safeguards(Strict):
     max_lost_writes: int | None = Field(None, ge=0)
 
 
+CADENCE_PATTERN = r"^[1-9][0-9]{0,3}(d|w|mo|y)$"
+
+
+class Readiness(Strict):
+    """What an auditor asks of a scenario besides its outcome: which system it proves, who owns
+    it, how often it must be drilled, and which controls its evidence answers (drillkit history,
+    the report's "What this drill evidences")."""
+
+    system: str | None = Field(None, min_length=1, max_length=100)
+    """The system as the organisation names it (roadcall, the e-commerce platform)."""
+    owner: str | None = Field(None, min_length=1, max_length=200)
+    cadence: str | None = Field(None, pattern=CADENCE_PATTERN)
+    """How often: a count and a unit, d (days), w (weeks), mo (calendar months), y (years): 1mo, 3mo, 6mo, 1y."""
+    controls: str | None = Field(None, min_length=1)
+    """A YAML control mapping replacing drillkit's shipped one (relative to the scenario file)."""
+
+
 class Scenario(Strict):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     description: str = ""
@@ -488,6 +505,7 @@ class Scenario(Strict):
     """Seconds of production one second of drill stands for (drillkit.scenario.timescale)."""
     scaled: bool = False
     """The durations are drill values already (a resolved scenario, as stored with the evidence)."""
+    readiness: Readiness = Readiness()
 
     def at_drill_scale(self) -> "Scenario":
         """This scenario with its production durations divided by `time_scale` (once)."""

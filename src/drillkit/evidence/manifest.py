@@ -1,11 +1,13 @@
 """manifest.json: the SHA-256 of every file of an evidence folder, optionally signed, so that an
 auditor can tell months later whether the folder is the one the drill wrote.
 
-Signature: HMAC-SHA256 over the canonical JSON (keys sorted, separators ``,`` and ``:``, UTF-8)
-of the manifest without its ``signature`` member, so the file list, the creation time and the
-algorithms are all covered. The key comes from ``DRILLKIT_SIGNING_KEY`` (the key itself),
-``DRILLKIT_SIGNING_KEY_FILE`` or a ``--key-file``. Without a key the manifest is written unsigned
-and says so: it then detects accidental change only, since anyone can rewrite the hashes.
+Signature (drillkit.evidence.signing): Ed25519 or HMAC-SHA256 over the canonical JSON (keys
+sorted, separators ``,`` and ``:``, UTF-8) of the manifest without its ``signature`` member, so the
+file list, the creation time, the algorithms and the signer's public key are all covered. The key
+comes from ``DRILLKIT_SIGNING_KEY_FILE`` (an Ed25519 private key from ``drillkit keys new``, or a
+shared secret), ``DRILLKIT_SIGNING_KEY`` (a shared secret) or a ``--key-file``. Without a key the
+manifest is written unsigned and says so: it then detects accidental change only, since anyone can
+rewrite the hashes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import hashlib
 import hmac
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,13 +24,12 @@ from typing import Any, Callable, TypeVar
 import drillkit
 from drillkit import evidence as ev
 from drillkit.errors import EvidenceError, InputError
+from drillkit.evidence.signing import (HMAC_SHA256, KEY_ENV, KEY_FILE_ENV, Signer, TrustedKey, check, signer_from,
+                                       trusted_key)
 
 FORMAT = "drillkit-manifest/1"
 HASH = "sha256"
-SIGNATURE = "hmac-sha256"
 CANONICAL = "JSON of this object without 'signature': keys sorted, separators ',' ':', UTF-8"
-KEY_ENV = "DRILLKIT_SIGNING_KEY"
-KEY_FILE_ENV = "DRILLKIT_SIGNING_KEY_FILE"
 
 T = TypeVar("T")
 
@@ -60,10 +60,12 @@ class VerifyResult:
     altered: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
+    algorithm: str | None = None
+    signer: str | None = None
+    """The Ed25519 public key's fingerprint the manifest names (None for HMAC or unsigned)."""
     signature: str = "unsigned"
-    """valid · invalid · unsigned · stripped (the manifest claims a signature and carries none or a
-    malformed one, or a key was given and it carries none) · unchecked (signed, but no key was
-    given: hashes only; `drillkit verify` exits 4)"""
+    """drillkit.evidence.signing.check's answer: valid · invalid · unsigned · stripped · unchecked
+    (signed, but no trusted key was given; `drillkit verify` exits 4)"""
 
     @property
     def ok(self) -> bool:
@@ -83,44 +85,43 @@ class VerifyResult:
                (("altered", self.altered), ("missing", self.missing), ("extra", self.extra))
                for name in names]
         if self.signature == "invalid":
-            out.append(f"{'bad-sig':<8} {ev.MANIFEST}: the signature does not match (wrong key, "
-                       "or the manifest was edited)")
+            by = f" (it names {self.signer})" if self.signer else ""
+            out.append(f"{'bad-sig':<8} {ev.MANIFEST}: the signature does not match: another key signed{by}, "
+                       "or the manifest or its signature was edited")
         elif self.signature == "stripped":
             out.append(f"{'stripped':<8} {ev.MANIFEST}: no valid signature (the manifest claims one, "
                        "or a key was given), but none or a malformed one is there")
         return out
 
     def status(self) -> str:
-        sig = {"valid": f"signature valid ({SIGNATURE})",
+        by = f", {self.signer}" if self.signer else ""
+        sig = {"valid": f"signature valid ({self.algorithm}{by})",
                "unsigned": "unsigned: hashes only, no signature to check",
-               "unchecked": "signed, but signature NOT checked: no key given "
-                            f"(--key-file, {KEY_ENV} or {KEY_FILE_ENV})"}.get(self.signature, "")
+               "unchecked": f"signed ({self.algorithm}{by}), but NOT checked against a key you trust: give "
+                            f"--public-key (Ed25519) or --key-file, {KEY_ENV} or {KEY_FILE_ENV}"}.get(self.signature, "")
         return f"OK  {self.files} files match {ev.MANIFEST}; {sig}"
 
 
-def signing_key(key_file: str | os.PathLike[str] | None = None) -> bytes | None:
-    """The configured key: `key_file`, else the environment, else None (write unsigned)."""
-    if key_file is None and os.environ.get(KEY_ENV):
-        return os.environ[KEY_ENV].encode()
-    path = key_file if key_file is not None else os.environ.get(KEY_FILE_ENV)
-    if not path:
-        return None
-    field_name = "--key-file" if key_file is not None else KEY_FILE_ENV
-    try:
-        key = Path(path).read_bytes().strip()
-    except OSError as exc:
-        raise InputError(f"cannot read the signing key ({exc.strerror or exc})", file=str(path),
-                         field=field_name) from exc
-    if not key:
-        raise InputError("the signing key file is empty", file=str(path), field=field_name)
+def signing_key(key_file: str | os.PathLike[str] | None = None) -> Signer | None:
+    """The configured signing key: `key_file`, else the environment, else None (write unsigned)."""
+    return signer_from(key_file)
+
+
+def _signer(key: Any) -> Signer | None:
+    if key is CONFIGURED:
+        return signer_from()
+    if isinstance(key, (str, bytes)):
+        return Signer(HMAC_SHA256, secret=key.encode() if isinstance(key, str) else key)
     return key
 
 
-def _resolve(key: Any) -> bytes | None:
+def _trusted(key: Any) -> TrustedKey | None:
     if key is CONFIGURED:
-        return signing_key()
-    if isinstance(key, str):
-        return key.encode()
+        return trusted_key()
+    if isinstance(key, Signer):
+        return TrustedKey(key.algorithm, raw_public=key.raw_public, secret=key.secret)
+    if isinstance(key, (str, bytes)):
+        return TrustedKey(HMAC_SHA256, secret=key.encode() if isinstance(key, str) else key)
     return key
 
 
@@ -148,22 +149,13 @@ def canonical(manifest: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _sign(key: bytes, manifest: dict[str, Any]) -> str:
-    return hmac.new(key, canonical(manifest), hashlib.sha256).hexdigest()
-
-
-def _key_id(key: bytes) -> str:
-    """Tells which key signed, so a wrong key can be told from an edited manifest."""
-    return hashlib.sha256(b"drillkit-key-id\0" + key).hexdigest()[:16]
-
-
 def write_manifest(folder: str | os.PathLike[str], key: Any = CONFIGURED) -> Path:
     """Hash every file of the folder into manifest.json, signed when a key is configured.
     The last thing a drill writes: anything written after it shows up as altered or extra."""
     folder = Path(folder)
     if not folder.is_dir():
         raise EvidenceError(f"{folder}: not a folder")
-    key = _resolve(key)
+    signer = _signer(key)
     files = [{"path": rel, HASH: _sha256(p), "size": p.stat().st_size}
              for rel, p in _evidence_files(folder).items()]
     manifest: dict[str, Any] = {
@@ -172,13 +164,12 @@ def write_manifest(folder: str | os.PathLike[str], key: Any = CONFIGURED) -> Pat
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         .replace("+00:00", "Z"),
         "algorithm": HASH,
-        "signature_algorithm": SIGNATURE if key else None,
-        "signed": bool(key),
-        "key_id": _key_id(key) if key else None,
+        "signed": signer is not None,
+        **(signer.stamp() if signer else {"signature_algorithm": None, "key_id": None}),
         "canonical": CANONICAL,
         "files": files,
     }
-    manifest["signature"] = _sign(key, manifest) if key else None
+    manifest["signature"] = signer.sign(canonical(manifest)) if signer else None
     return ev.write_atomic(folder / ev.MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
 
 
@@ -211,14 +202,10 @@ def verify_manifest(folder: str | os.PathLike[str], key: Any = CONFIGURED) -> Ve
         manifest = read_manifest(folder)
     except ManifestMismatch as exc:
         return exc.result
-    return _compare(folder, manifest, _resolve(key))
+    return _compare(folder, manifest, _trusted(key))
 
 
-_SIGNATURE_SHAPE = re.compile(r"[0-9a-f]{64}")
-"""A hex HMAC-SHA256, as write_manifest writes it."""
-
-
-def _compare(folder: Path, manifest: dict[str, Any], key: bytes | None) -> VerifyResult:
+def _compare(folder: Path, manifest: dict[str, Any], key: TrustedKey | None) -> VerifyResult:
     """The folder's files and the manifest's signature against a manifest already read."""
     recorded = {f["path"]: f[HASH] for f in manifest["files"]}
     actual = _evidence_files(folder)
@@ -227,17 +214,9 @@ def _compare(folder: Path, manifest: dict[str, Any], key: bytes | None) -> Verif
     result.extra = sorted(set(actual) - set(recorded))
     result.altered = sorted(rel for rel in set(recorded) & set(actual)
                             if not hmac.compare_digest(_sha256(actual[rel]), recorded[rel]))
-    signature = manifest.get("signature")
-    claimed = manifest.get("signed") is True or bool(manifest.get("signature_algorithm") or manifest.get("key_id"))
-    if signature in (None, "") and not claimed:
-        result.signature = "stripped" if key else "unsigned"
-    elif not (isinstance(signature, str) and _SIGNATURE_SHAPE.fullmatch(signature)):
-        result.signature = "stripped"  # claims a signature, has none or a malformed one: with or without a key
-    elif not key:
-        result.signature = "unchecked"
-    else:
-        good = isinstance(signature, str) and hmac.compare_digest(_sign(key, manifest), signature)
-        result.signature = "valid" if good else "invalid"
+    result.signature = check(manifest, canonical(manifest), key)
+    result.algorithm = manifest.get("signature_algorithm")
+    result.signer = manifest.get("signer")
     return result
 
 
@@ -250,12 +229,12 @@ def refresh_manifest(folder: str | os.PathLike[str], change: Callable[[], T],
     if not (folder / ev.MANIFEST).is_file():
         return change()
     manifest = read_manifest(folder)
-    key = signing_key(key_file) if manifest.get("signature") else None
+    key = signer_from(key_file) if manifest.get("signature") else None
     if manifest.get("signature") and not key:
         raise InputError(f"{ev.MANIFEST} is signed: give its key (--key-file, {KEY_ENV} or "
                          f"{KEY_FILE_ENV}) so the folder can be signed again after re-rendering",
                          file=str(folder))
-    result = _compare(folder, manifest, key)
+    result = _compare(folder, manifest, _trusted(key))
     if not result.ok:
         raise ManifestMismatch(result)
     out = change()
