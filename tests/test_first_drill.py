@@ -64,19 +64,28 @@ def assert_a_real_failover(out: Path, proc: subprocess.CompletedProcess) -> None
 def test_the_readme_drill_command_as_written_passes(no_leftovers):
     reports = ROOT / "reports"
     had_reports = reports.is_dir()
+    register = reports / "register.jsonl"
+    registered = register.stat().st_size if register.is_file() else None
     before = set(reports.iterdir()) if had_reports else set()
     proc = subprocess.run(readme_drill_command(), cwd=ROOT, capture_output=True, text=True, timeout=600)
-    made = sorted(set(reports.iterdir()) - before) if reports.is_dir() else []
+    made = sorted(p for p in set(reports.iterdir()) - before if p.is_dir()) if reports.is_dir() else []
     try:
         assert len(made) == 1, f"expected one new folder in reports/, got {made}: {proc.stdout}{proc.stderr}"
         assert made[0].name.endswith("-region-loss")
         assert f"evidence: {made[0]}" in proc.stdout
         assert_a_real_failover(made[0], proc)
+        entries = register.read_text().splitlines()[-2:]
+        assert [json.loads(e)["event"] for e in entries] == ["started", "sealed"], "the drill is in reports/'s register"
     finally:
         for folder in made:
             shutil.rmtree(folder, ignore_errors=True)
         if not had_reports:
             shutil.rmtree(reports, ignore_errors=True)
+        elif registered is None:
+            register.unlink(missing_ok=True)
+        else:  # the developer's own register, as it was
+            with open(register, "r+b") as fh:
+                fh.truncate(registered)
 
 
 def test_a_relative_out_folder_from_another_working_directory(tmp_path, no_leftovers):

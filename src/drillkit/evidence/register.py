@@ -178,7 +178,7 @@ def check_register(folder: str | os.PathLike[str], trusted: TrustedKey | None) -
         lines.pop()
     prev: bytes | None = None
     ended: set[str] = set()
-    started: dict[str, int] = {}
+    started: dict[str, dict[str, Any]] = {}
     for i, raw in enumerate(lines):
         try:
             entry = json.loads(raw)
@@ -210,17 +210,21 @@ def check_register(folder: str | os.PathLike[str], trusted: TrustedKey | None) -
         prev = raw
         run, name = str(entry.get("run_id")), entry.get("drill")
         if entry.get("event") == STARTED:
-            started[run] = i
+            started[run] = entry
         elif entry.get("event") in (SEALED, DISCARDED):
             ended.add(run)
         if entry.get("event") == SEALED and isinstance(name, str):
             _check_sealed(result, folder, entry, verify_manifest, trusted)
     result.head = hashlib.sha256(prev).hexdigest() if prev is not None else None
-    for run, i in started.items():
+    for run, entry in started.items():
         if run not in ended:
-            entry = result.entries[i] if i < len(result.entries) else {}
-            result.findings.append(Finding(i, "unsealed", f"{entry.get('drill')}: started, never sealed "
-                                                          "(killed, or still running)"))
+            name, i = str(entry.get("drill")), entry.get("seq")
+            if (folder / name).is_dir():
+                result.findings.append(Finding(i, "unsealed", f"{name}: started, never sealed (killed, or still "
+                                                              "running)"))
+            else:  # a killed drill keeps its folder; one that never started says so (discarded)
+                result.findings.append(Finding(i, "missing", f"{name}: started, never sealed, and the folder is "
+                                                             "gone (or its later entries were cut off)"))
     sealed_names = {e.get("drill") for e in result.entries if e.get("event") == SEALED}
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if (sub / ev.MANIFEST).is_file() and sub.name not in sealed_names:

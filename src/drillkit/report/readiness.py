@@ -15,14 +15,11 @@ import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dateutil.relativedelta import relativedelta
 
 from drillkit import evidence as ev
-
-if TYPE_CHECKING:
-    from drillkit.report.history import Found
 
 CSV = "readiness.csv"
 JSON = "readiness.json"
@@ -61,7 +58,8 @@ def _iso(t: datetime | float | None) -> str:
     return t.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def rows(found: "Found", as_of: datetime) -> list[Row]:
+def rows(found: Any, as_of: datetime) -> list[Row]:
+    """One row per scenario of `found` (a drillkit.report.history.Found), as of `as_of`."""
     out = []
     for scenario, drills in sorted(found.by_scenario().items()):
         timed = [d for d in drills if d.start is not None]
@@ -87,7 +85,7 @@ def rows(found: "Found", as_of: datetime) -> list[Row]:
     return sorted(out, key=lambda r: (r.system, r.scenario))
 
 
-def write(found: "Found", as_of: datetime) -> tuple[list[Row], Path, Path]:
+def write(found: Any, as_of: datetime) -> tuple[list[Row], Path, Path]:
     """readiness.csv and readiness.json beside history.html (for a GRC tool); returns the rows."""
     table = rows(found, as_of)
     buf = io.StringIO()

@@ -14,7 +14,7 @@ from markupsafe import Markup
 import drillkit
 from drillkit import escape
 from drillkit import evidence as ev
-from drillkit.report import charts, fmt, model, pages, view
+from drillkit.report import charts, controls, fmt, model, pages, view
 from drillkit.report.load import Evidence, load
 from drillkit.report.ops import timeline
 SUMMARY_MD = "summary.md"
@@ -79,6 +79,7 @@ def context(e: Evidence) -> dict[str, Any]:
         "topo": view.topology(e),
         "aws_calls": view.aws_calls(e, t_ref),
         "provenance": view.provenance(e.provenance, e.events),
+        "evidenced": controls.evidenced(e.folder, s, e.scenario),
         "folder_name": e.folder.name,
         "files": e.files,
         "missing": e.missing,

@@ -47,7 +47,7 @@ from drillkit.run.audit import write_final_state, write_final_table
 from drillkit.run.preflight import check_environment
 from drillkit.run.safeguards import Limits, SafeguardMonitor
 from drillkit.run.sampler import AlarmEvaluator, LagSampler
-from drillkit.scenario import LoadedScenario, apply_vars, load_experiment
+from drillkit.scenario import LoadedScenario, apply_vars, controls, load_experiment
 from drillkit.targets.capabilities import (AwsApi, ClientConfigSpec, ClientRouting, FinalStateAudit, GlobalTable,
                                           ReplicationObservation, has, require)
 from drillkit.targets.processes import MARK_ENV, shielded
@@ -188,6 +188,8 @@ def _git_commit(where: Path) -> str | None:
 def _resolved_scenario(loaded: LoadedScenario, variables: dict[str, str]) -> dict:
     data = loaded.scenario.model_dump(mode="json", exclude_none=True)
     data["experiment"] = str(loaded.experiment_path)
+    if loaded.controls_path is not None:
+        data["readiness"]["controls"] = controls.EVIDENCE_FILE
     data["load"]["locustfile"] = str(loaded.locustfile_path)
     if loaded.workload_path is not None:
         data["load"]["workload"] = str(loaded.workload_path)
@@ -349,6 +351,8 @@ class Drill:
                                                            sort_keys=False))
         if self.loaded.workload is not None:
             (self.out / ev.WORKLOAD).write_text(self.loaded.workload.model_dump_json(indent=2))
+        if self.loaded.controls_path is not None:  # the mapping this drill's report is rendered with, kept
+            shutil.copyfile(self.loaded.controls_path, self.out / controls.EVIDENCE_FILE)
         provenance = {
             "operator": getpass.getuser(), "host": socket.gethostname(),
             "started_utc": datetime.now(timezone.utc).isoformat(), "versions": _versions(),

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from drillkit.errors import InputError
+from drillkit.scenario.controls import load_mapping
 from drillkit.scenario.workload import Workload
 from drillkit.scenario.schema import UNION_TAGS, Scenario
 from drillkit.yamlfile import parse_yaml as _parse_yaml
@@ -34,6 +35,8 @@ class LoadedScenario(BaseModel):
     raw: dict[str, Any]
     workload_path: Path | None = None
     workload: Workload | None = None
+    controls_path: Path | None = None
+    """`readiness.controls`, resolved and checked (drillkit.scenario.controls)."""
 
     @property
     def name(self) -> str:
@@ -199,8 +202,15 @@ def load_scenario(path: str | Path) -> LoadedScenario:
         if not locustfile.is_file():
             raise InputError(f"no such file {locustfile}", file=shown, field="load.locustfile")
         _check_locustfile(locustfile, shown)
+    controls = None
+    if scenario.readiness.controls is not None:
+        controls = (base / scenario.readiness.controls).resolve()
+        if not controls.is_file():
+            raise InputError(f"no such file {controls}", file=shown, field="readiness.controls")
+        load_mapping(controls)
     return LoadedScenario(path=path.resolve(), scenario=scenario, experiment_path=experiment,
-                          locustfile_path=locustfile, raw=raw, workload_path=workload_path, workload=workload)
+                          locustfile_path=locustfile, raw=raw, workload_path=workload_path, workload=workload,
+                          controls_path=controls)
 
 
 def load_workload(path: Path, scenario_file: str) -> Workload:
