@@ -14,8 +14,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import pytest
 
 from drillkit.report import render_report
 from drillkit.report.history import scan, write_html
+from drillkit.report.pdf import run_browser
 
 from support.sample_evidence import make_drill
 
@@ -69,18 +68,9 @@ def browse(chromium: str, page: Path, tmp: Path, *extra: str, dump: bool = True)
     netlog = tmp / "netlog.json"
     args = [chromium, *FLAGS, f"--user-data-dir={tmp / 'profile'}", f"--log-net-log={netlog}",
             *extra, *(["--dump-dom"] if dump else []), page.resolve().as_uri()]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=90)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-    assert proc.returncode == 0, f"chromium exited {proc.returncode}: {err[-2000:]}"
-    return Run(out, err, page_requests(netlog))
+    done = run_browser(args, timeout=90)
+    assert done.returncode == 0, f"chromium exited {done.returncode}: {done.stderr[-2000:]}"
+    return Run(done.stdout, done.stderr, page_requests(netlog))
 
 
 def page_requests(netlog: Path) -> list[str]:
@@ -254,4 +244,7 @@ def test_history_page_loads_offline(chromium, tmp_path):
     run = browse(chromium, page, tmp_path / "run")
     assert run.requests == [] and run.csp_refusals() == []
     assert run.dom.count('<svg class="chart"') == 1 and "Drill history" in run.dom
-    assert text_of(run.dom).count("PASS") == 2 and "12.400 s" in run.dom
+    drills = text_of(run.dom).split("Readiness as of", 1)[1]
+    readiness, _, rows = drills.partition("region-loss")[2].partition("region-loss")
+    assert "PASS" in readiness, "readiness names the last drill's verdict"
+    assert rows.count("PASS") == 2 and "12.400 s" in run.dom

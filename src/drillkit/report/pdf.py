@@ -37,6 +37,25 @@ def chromium() -> str:
     return found
 
 
+def run_browser(args: list[str], timeout: float = TIMEOUT_S) -> subprocess.CompletedProcess:
+    """Run a headless browser (`args`, the executable first); its whole process group is killed
+    whatever happens, so no renderer or GPU helper outlives it. A browser that does not finish in
+    `timeout` seconds gets returncode None and says so in `stderr`."""
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        code: int | None = proc.returncode
+    except subprocess.TimeoutExpired:
+        out, err, code = "", f"no answer in {timeout:g} s", None
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    return subprocess.CompletedProcess(args, code, out, err)  # type: ignore[arg-type]
+
+
 def seal_html(folder: Path) -> str:
     manifest = read_manifest(folder)
     digest = hashlib.sha256((folder / ev.MANIFEST).read_bytes()).hexdigest()
@@ -80,18 +99,7 @@ def print_pdf(folder: str | os.PathLike[str], out: str | os.PathLike[str] | None
                 f"--print-to-pdf={printed}", copy.as_uri()]
         if os.geteuid() == 0:
             args.insert(1, "--no-sandbox")  # Chromium refuses to run as root inside its sandbox
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
-        try:
-            _, err = proc.communicate(timeout=TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            err = f"no answer in {TIMEOUT_S:g} s"
-        finally:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
+        err = run_browser(args).stderr
         if not printed.is_file() or not printed.read_bytes().startswith(b"%PDF"):
             last = (err or "").strip().splitlines()[-1:] or ["no output"]
             raise EnvironmentProblem(f"{browser} did not print the report ({last[0][:200]})", field="--pdf")
