@@ -23,6 +23,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
 
+from drillkit.evidence.manifest import write_manifest
+
 from support.leftovers import Snapshot
 from support.scenario_copy import ROOT
 
@@ -204,6 +206,16 @@ def test_pack_then_verify_round_trips_and_a_changed_byte_fails(copy, keys, tmp_p
             tar.addfile(member, io.BytesIO(data) if data is not None else None)
     run = cli("verify", str(changed), "--public-key", str(keys / "one.pub"))
     assert run.returncode == 1 and "altered  summary.json" in run.stdout, run.stdout + run.stderr
+    # resealed without any key, so the folder alone looks intact: the packed register entry says otherwise
+    resealed = tmp_path / "resealed"
+    with tarfile.open(changed) as tar:
+        tar.extractall(resealed, filter="data")
+    write_manifest(resealed / "first", key=None)
+    with tarfile.open(tmp_path / "resealed.tar.gz", "w:gz") as tar:
+        for path in sorted(resealed.iterdir()):
+            tar.add(path, arcname=path.name)
+    run = cli("verify", str(tmp_path / "resealed.tar.gz"))
+    assert run.returncode == 1 and "manifest.json is not the one registered" in run.stdout, run.stdout + run.stderr
     assert not list(Path("/tmp").glob("drillkit-verify-*")), "verify left its extracted copy behind"
 
 

@@ -69,6 +69,13 @@ def test_sigkilled_harness_is_reaped_by_the_next_drill(tmp_path, drillkit_cli, n
     assert reaped and len(reaped[0]["folders"]) == 1
     for pid in orphans:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    # the register holds the killed drill too: started, never sealed, its folder kept
+    entries = [json.loads(line) for line in (tmp_path / "register.jsonl").read_text().splitlines()]
+    assert [(e["drill"], e["event"]) for e in entries] == [("killed", "started"), ("next", "started"),
+                                                            ("next", "sealed")]
+    check = drillkit_cli("verify", "--register", str(tmp_path))
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "unsealed" in check.stdout and "killed: started, never sealed" in check.stdout
 
 
 def test_signal_swallowed_by_the_experiment_still_aborts():

@@ -485,7 +485,7 @@ def verify_cmd(target: Path | None, public_key: Path | None, key_file: Path | No
             from drillkit.evidence.pack import unpacked
 
             with unpacked(target) as folder:
-                _verify_folder(folder, trusted, shown=target)
+                _verify_folder(folder, trusted, shown=target, registered=folder.parent / f"{folder.name}.register.jsonl")
         else:
             _verify_folder(target, trusted, shown=target)
     except (EvidenceError, InputError) as exc:
@@ -495,14 +495,21 @@ def verify_cmd(target: Path | None, public_key: Path | None, key_file: Path | No
               EXIT_ABORTED)
 
 
-def _verify_folder(folder: Path, trusted: object, shown: Path) -> None:
+def _verify_folder(folder: Path, trusted: object, shown: Path, registered: Path | None = None) -> None:
     from drillkit.evidence.manifest import verify_manifest
+    from drillkit.evidence.register import check_copied_entries
 
     result = verify_manifest(folder, trusted)
     if not result.ok:
         for line in result.lines():
             _say(line)
         _fail(f"{shown}: evidence does not match manifest.json ({result.counts()})", EXIT_FAIL)
+    if registered is not None and registered.is_file():
+        findings = check_copied_entries(folder, registered, trusted)
+        for finding in findings:
+            _say(finding.line())
+        if any(f.fails for f in findings):
+            _fail(f"{shown}: the register entries packed with the drill do not hold", EXIT_FAIL)
     _say(result.status())
     if result.signature == "unchecked":
         sys.exit(EXIT_UNCHECKED)

@@ -250,3 +250,33 @@ def _check_sealed(result: RegisterCheck, folder: Path, entry: dict[str, Any], ve
     verified = verify_manifest(drill, trusted)
     if not verified.ok:
         result.findings.append(Finding(seq, "altered", f"{name}: {verified.counts()}"))
+
+
+def check_copied_entries(folder: Path, copied: Path, trusted: TrustedKey | None) -> list[Finding]:
+    """The register entries `drillkit pack` copied beside a folder: each one's signature, and the
+    sealed one's manifest hash against the folder's manifest.json (the chain itself is checked
+    only on the whole register)."""
+    findings = []
+    digest = hashlib.sha256((folder / ev.MANIFEST).read_bytes()).hexdigest()
+    sealed = False
+    for raw in copied.read_bytes().splitlines():
+        try:
+            entry = json.loads(raw)
+        except ValueError:
+            findings.append(Finding(None, "broken", f"{copied.name}: a line is not JSON"))
+            continue
+        seq = entry.get("seq") if isinstance(entry, dict) else None
+        if not isinstance(entry, dict) or line_bytes(entry) != raw:
+            findings.append(Finding(seq, "broken", f"{copied.name}: an entry is not written canonically: edited"))
+            continue
+        state = check(entry, canonical(entry), trusted)
+        if state in ("invalid", "stripped"):
+            findings.append(Finding(seq, "bad-sig" if state == "invalid" else "stripped",
+                                    f"{copied.name}: the entry's signature does not hold"))
+        if entry.get("event") == SEALED:
+            sealed = True
+            if entry.get("manifest_sha256") != digest:
+                findings.append(Finding(seq, "altered", f"{folder.name}: its {ev.MANIFEST} is not the one registered"))
+    if not sealed:
+        findings.append(Finding(None, "unsealed", f"{copied.name}: no sealed entry for {folder.name}"))
+    return findings
