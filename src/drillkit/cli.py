@@ -91,6 +91,20 @@ def _print_summary(summary: dict, folder: Path) -> None:
     for reason in summary.get("reasons", []):
         _say(f"  reason: {reason}")
     _say(f"evidence: {folder}")
+    _print_seal(folder)
+
+
+def _print_seal(folder: Path) -> None:
+    """Who signed the folder, and the register that names it."""
+    from drillkit.evidence.manifest import read_manifest
+    from drillkit.evidence.register import REGISTER
+
+    try:
+        manifest = read_manifest(folder)
+    except DrillkitError:
+        return
+    signer = manifest.get("signer") or ("a shared key (HMAC)" if manifest.get("signed") else "nobody (unsigned)")
+    _say(f"sealed: signed by {signer}; registered in {folder.parent / REGISTER}")
 
 
 def _time_scale(folder: Path) -> float:
