@@ -46,6 +46,7 @@ def drillkit_cli():
 
     def run(*args: str, timeout: float = 180, env: dict | None = None) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "drillkit.cli", *args], cwd=ROOT, capture_output=True,
+                              stdin=subprocess.DEVNULL,  # nobody at a terminal, as in CI, whoever runs the tests
                               text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
     return run

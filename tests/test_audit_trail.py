@@ -36,7 +36,7 @@ CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("DRILLKIT_S
 
 def cli(*args: str, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "drillkit.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env={**CLEAN_ENV, **(env or {})})
+                          stdin=subprocess.DEVNULL, timeout=timeout, env={**CLEAN_ENV, **(env or {})})
 
 
 @pytest.fixture(scope="module")

@@ -155,7 +155,9 @@ DRILLED_ABOVE = {"document-processor/backup-restore-region-loss.yaml", "document
                  "document-processor/table-drop-pitr.yaml",       # tests/test_pitr.py
                  "document-processor/partition-conflicts.yaml",   # tests/test_active_active.py
                  "document-processor/clock-skew.yaml",
-                 "document-processor/active-active-region-loss.yaml"}
+                 "document-processor/active-active-region-loss.yaml",
+                 "roadcall/gameday-region-failover.yaml",         # tests/test_gameday.py
+                 "e-commerce/gameday-phased-activation.yaml"}
 TWINS = {"e-commerce/ransomware.yaml": "ransomware-object-restore.yaml",
          "e-commerce/corruption-pitr.yaml": "data-corruption-pitr.yaml",
          "e-commerce/failback.yaml": "failback.yaml"}

@@ -189,12 +189,15 @@ def run(scenario: Path, out: Path | None, variables: tuple[str, ...], quiet: boo
 def validate(scenario: Path) -> None:
     """Check a scenario and its experiment without starting anything."""
     from drillkit.load.canary import canary_workload
+    from drillkit.run.preflight import check_operator
     from drillkit.scenario import load_experiment, load_scenario
     from drillkit.targets import check_fit
 
     try:
         loaded = load_scenario(scenario)
-        check_fit(loaded, load_experiment(loaded.experiment_path))
+        experiment = load_experiment(loaded.experiment_path)
+        check_fit(loaded, experiment)
+        check_operator(loaded, experiment)
         _, canary_off = canary_workload(loaded)
     except InputError as exc:
         _fail(str(exc), EXIT_INPUT)

@@ -43,6 +43,12 @@ AWS_CALLS = "aws_calls.jsonl"
 # -- event kinds (events.jsonl's `kind`): the one spelling of each ----------------------------
 DRILL_START = "drill.start"
 DRILL_END = "drill.end"
+OPERATOR_WAITING = "operator.waiting"
+"""An operator step (drillkit.chaos.gameday) is shown and waits (`title`, `instructions`,
+`answered_by`: terminal, done_when, automated or nobody; `done_when`, `automated`: whether given)."""
+OPERATOR_STEP = "operator.step"
+"""An operator step ended (`title`; `outcome`: done, failed or skipped; `by`: `operator <user>`,
+done_when, automated or timeout; `note`; `waited_s`)."""
 DRILL_REGISTERED = "drill.registered"
 """The drill's `started` entry in the register beside its folder (`register`: the file, `seq`,
 `entry_sha256`: the SHA-256 of the entry's line, `signer`: the signing key's fingerprint or null)."""

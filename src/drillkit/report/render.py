@@ -80,6 +80,7 @@ def context(e: Evidence) -> dict[str, Any]:
         "aws_calls": view.aws_calls(e, t_ref),
         "provenance": view.provenance(e.provenance, e.events),
         "evidenced": controls.evidenced(e.folder, s, e.scenario),
+        "operator_steps": view.operator_steps(e, t_ref),
         "folder_name": e.folder.name,
         "files": e.files,
         "missing": e.missing,

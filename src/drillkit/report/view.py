@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from drillkit.evidence import (ACTIVITY_END, ACTIVITY_START, DB_PROMOTED, DRILL_ABORTED, DRILL_REGISTERED, DRILL_START,
-                               FAULT_INJECTED, HEALTH_CHANGE, ROUTING_PUBLISHED, ROUTING_SWITCH, TARGET_ATTACHED,
-                               TIME_METRICS)
+                               FAULT_INJECTED, HEALTH_CHANGE, OPERATOR_STEP, OPERATOR_WAITING, ROUTING_PUBLISHED,
+                               ROUTING_SWITCH, TARGET_ATTACHED, TIME_METRICS)
 from drillkit.judge import checks
 from drillkit.report import fmt
 from drillkit.report.load import Evidence
@@ -237,6 +237,29 @@ def aws_calls(e: Evidence, t_ref: float | None) -> dict[str, Any] | None:
               for a in e.measures.get("alarms_raised") or []]
     return {"rows": rows, "reads": len(e.aws_calls) - len(mutating), "alarms": alarms,
             "accounts": sorted({str(c.get("account")) for c in e.aws_calls if c.get("account")})}
+
+
+def operator_steps(e: Evidence, t_ref: float | None) -> list[dict[str, str]]:
+    """Each operator step (drillkit.chaos.gameday): when it was shown, how long it waited, how it
+    ended and who ended it, with the operator's note."""
+    shown: dict[str, list[dict]] = {}
+    rows = []
+    for ev in e.events:
+        if ev["kind"] == OPERATOR_WAITING:
+            shown.setdefault(str(ev.get("title")), []).append(ev)
+        elif ev["kind"] == OPERATOR_STEP:
+            waiting = shown.get(str(ev.get("title"))) or []
+            start = waiting.pop(0) if waiting else {}
+            rows.append({"title": str(ev.get("title")), "outcome": str(ev.get("outcome")), "by": str(ev.get("by")),
+                         "note": str(ev.get("note") or ""), "waited": fmt.dur(ev.get("waited_s")),
+                         "start": fmt.rel(start["t"] - t_ref) if start.get("t") is not None and t_ref is not None
+                         else fmt.clock(start.get("t")),
+                         "instructions": str(start.get("instructions") or "")})
+    for title, left in shown.items():
+        rows += [{"title": title, "outcome": "not ended (the drill stopped first)", "by": "—", "note": "",
+                  "waited": "—", "start": fmt.rel(w["t"] - t_ref) if t_ref is not None else fmt.clock(w["t"]),
+                  "instructions": str(w.get("instructions") or "")} for w in left]
+    return rows
 
 
 def provenance(p: dict | None, events: list[dict] | None = None) -> list[tuple[str, str]] | None:

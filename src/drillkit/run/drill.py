@@ -44,7 +44,7 @@ from drillkit.evidence import register
 from drillkit.evidence.manifest import signing_key, write_manifest
 from drillkit.redact import redact_evidence
 from drillkit.run.audit import write_final_state, write_final_table
-from drillkit.run.preflight import check_environment
+from drillkit.run.preflight import check_environment, check_operator
 from drillkit.run.safeguards import Limits, SafeguardMonitor
 from drillkit.run.sampler import AlarmEvaluator, LagSampler
 from drillkit.scenario import LoadedScenario, apply_vars, controls, load_experiment
@@ -293,6 +293,7 @@ class Drill:
         self.variables = variables or {}
         self.experiment = apply_vars(load_experiment(loaded.experiment_path), self.variables, str(loaded.path))
         targets.check_fit(loaded, self.experiment)
+        check_operator(loaded, self.experiment)
         # absolute: the sandbox's services and Locust run in other working directories
         self.out = Path(out).absolute()
         check_environment(loaded, self.out, confirmed=confirmed)

@@ -30,6 +30,16 @@ def check_environment(loaded: LoadedScenario, out: str | os.PathLike[str] | None
         check_out(Path(out))
 
 
+def check_operator(loaded: LoadedScenario, experiment: dict) -> None:
+    """Refuse an experiment whose operator step needs a person when nobody is at the drill's
+    terminal (drillkit.chaos.gameday): the drill would wait until the step's timeout."""
+    from drillkit.chaos.gameday import unattended_problem
+
+    problem = unattended_problem(experiment)
+    if problem is not None:
+        raise InputError(problem[1], file=str(loaded.experiment_path), field=f"method: {problem[0]}")
+
+
 def check_out(out: Path) -> None:
     """The evidence folder must be absent or empty, and creatable; it is not created here."""
     shown = str(out)
