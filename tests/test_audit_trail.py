@@ -254,3 +254,16 @@ def test_a_drill_that_cannot_register_does_not_start(tmp_path, no_leftovers):
     assert "register.jsonl" in run.stderr and "did not start" in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "drill").exists()
+
+
+def test_a_sealed_folder_the_register_does_not_name_fails_unless_it_predates_the_register(copy, keys):
+    old = shutil.copytree(copy / "first", copy / "older")
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest.update(created_utc="2020-01-01T00:00:00.000Z", signed=False, signature=None, signature_algorithm=None,
+                    key_id=None, public_key=None, signer=None)
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    run = cli("verify", "--register", str(copy), "--public-key", str(keys / "one.pub"))
+    assert run.returncode == 0 and "predates     register.jsonl: older: sealed 2020-01-01" in run.stdout, run.stdout
+    shutil.copytree(copy / "first", copy / "smuggled")
+    run = cli("verify", "--register", str(copy), "--public-key", str(keys / "one.pub"))
+    assert run.returncode == 1 and "unregistered register.jsonl: smuggled" in run.stdout, run.stdout

@@ -119,7 +119,9 @@ class Finding:
     kind: str
     """broken (the chain or an entry's shape) · bad-sig · stripped · missing (a sealed drill's
     folder) · altered (the folder's manifest or files) · unregistered (a sealed folder with no
-    entry) · unsealed (started, never sealed nor discarded: killed, or still running)"""
+    entry) · predates (a sealed folder with no entry, sealed before the register's first entry) ·
+    unsealed (started, never sealed nor discarded: killed, or still running); the last two do not
+    fail the check"""
     message: str
 
     FAILING = frozenset({"broken", "bad-sig", "stripped", "missing", "altered", "unregistered"})
@@ -226,10 +228,23 @@ def check_register(folder: str | os.PathLike[str], trusted: TrustedKey | None) -
                 result.findings.append(Finding(i, "missing", f"{name}: started, never sealed, and the folder is "
                                                              "gone (or its later entries were cut off)"))
     sealed_names = {e.get("drill") for e in result.entries if e.get("event") == SEALED}
+    first_utc = str(result.entries[0].get("utc") or "") if result.entries else ""
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if (sub / ev.MANIFEST).is_file() and sub.name not in sealed_names:
-            result.findings.append(Finding(None, "unregistered", f"{sub.name}: a sealed folder with no entry"))
+            result.findings.append(_unregistered(sub, first_utc))
     return result
+
+
+def _unregistered(sub: Path, first_utc: str) -> Finding:
+    """A sealed folder no entry names: sealed before the register began (its manifest says so, and
+    a signed manifest cannot be back-dated), or one that should be there and is not."""
+    try:
+        created = str(json.loads((sub / ev.MANIFEST).read_text(encoding="utf-8")).get("created_utc") or "")
+    except (OSError, ValueError, AttributeError):
+        created = ""
+    if created and first_utc and created < first_utc:
+        return Finding(None, "predates", f"{sub.name}: sealed {created}, before the register's first entry")
+    return Finding(None, "unregistered", f"{sub.name}: a sealed folder with no entry")
 
 
 def _check_sealed(result: RegisterCheck, folder: Path, entry: dict[str, Any], verify_manifest: Any,
