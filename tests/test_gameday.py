@@ -4,6 +4,7 @@ nobody there by its automated alternative; a step that needs a person is refused
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import pty
@@ -121,6 +122,33 @@ def test_a_step_without_an_alternative_is_refused_when_nobody_is_at_a_terminal(t
     assert not (tmp_path / "out").exists()
     with_terminal = drillkit_cli("validate", str(tmp_path / "s.yaml"), env={OPERATOR_ENV: "terminal"})
     assert with_terminal.returncode == 0, with_terminal.stderr
+
+
+def test_an_answer_typed_at_the_terminal_ends_the_step_and_a_wrong_word_asks_again(tmp_path):
+    events = tmp_path / "events.jsonl"
+    events.touch()
+    code = ("import json; from drillkit.chaos.gameday import operator_step; print(json.dumps(operator_step("
+            f"'Call the incident manager', 'Phone them.', poll=0.05, timeout=60, "
+            f"configuration={{'drillkit_events': {str(events)!r}}})))")
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != OPERATOR_ENV}
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    os.close(slave)
+    try:
+        _wait_for(events, OPERATOR_WAITING, "Call the incident manager", proc)
+        os.write(master, b"maybe\ndone called, bridge open\n")   # both lines at once: the second is not left behind
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    assert proc.returncode == 0, err
+    assert json.loads(out) == {"outcome": "done", "by": f"operator {getpass.getuser()}", "note": "called, bridge open"}
+    assert "answer done, failed or skipped" in err and "▶ OPERATOR STEP: Call the incident manager" in err
+    waiting = next(e for e in read_events(tmp_path) if e["kind"] == OPERATOR_WAITING)
+    assert waiting["answered_by"] == "terminal" and waiting["instructions"] == "Phone them."
 
 
 def _configuration(tmp_path: Path) -> dict:

@@ -149,17 +149,30 @@ def _wait(present: bool, title: str, done_when: dict[str, Any] | None, automated
             time.sleep(min(poll, left))
 
 
+_typed = bytearray()
+"""What the operator typed and no step has read yet (read from the descriptor, not through
+sys.stdin's buffer, so a line typed ahead is never left waiting behind select)."""
+
+
 def _read_answer(wait: float) -> str | None:
     """A line from the drill's terminal, or None after `wait` seconds (a signal still interrupts)."""
-    try:
-        ready, _, _ = select.select([sys.stdin], [], [], wait)
-    except (ValueError, OSError):
-        time.sleep(wait)
+    if b"\n" not in _typed:
+        try:
+            fd = sys.stdin.fileno()
+            ready, _, _ = select.select([fd], [], [], wait)
+            chunk = os.read(fd, 4096) if ready else b""
+        except (ValueError, OSError):
+            time.sleep(wait)
+            return None
+        if ready and not chunk:  # the terminal closed: nobody will answer
+            time.sleep(wait)
+        _typed.extend(chunk)
+    if b"\n" not in _typed:
         return None
-    if not ready:
-        return None
-    line = sys.stdin.readline()
-    return line if line.strip() else None
+    line, _, rest = bytes(_typed).partition(b"\n")
+    _typed[:] = rest
+    text = line.decode("utf-8", "replace").strip()
+    return text or None
 
 
 def _run(activity: dict[str, Any], configuration: dict[str, Any], secrets: dict[str, Any]) -> tuple[Any, str | None]:
