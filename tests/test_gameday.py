@@ -76,6 +76,10 @@ def test_an_operator_at_the_terminal_confirms_a_step_and_its_note_lands_in_the_e
     os.close(slave)
     try:
         _wait_for(out / "events.jsonl", OPERATOR_WAITING, "Promote the Aurora replica in the DR region", proc)
+        # while the drill waits on its operator, someone else notes what they see, from another terminal
+        noted = subprocess.run([sys.executable, "-m", "drillkit.cli", "note", "the pager fired for region A",
+                                "--under", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert noted.returncode == 0 and f"noted in {out}" in noted.stdout, noted.stdout + noted.stderr
         os.write(master, b"run replica promoted by the on-call DBA\n")
         stdout, stderr = proc.communicate(timeout=300)
     finally:
@@ -103,6 +107,13 @@ def test_an_operator_at_the_terminal_confirms_a_step_and_its_note_lands_in_the_e
     assert checks["promote"]["passed"] and checks["promote"]["target"] == pytest.approx(10.0)
     html = (out / "report.html").read_text()
     assert "replica promoted by the on-call DBA" in html
+    note = first(events, "operator.note")
+    assert note["text"] == "the pager fired for region A" and note["t"] < promote["t"]
+    assert 'id="observations"' in html and "the pager fired for region A" in html and ">N1<" in html
+    late = subprocess.run([sys.executable, "-m", "drillkit.cli", "note", "too late", "--drill", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert late.returncode == 2 and "not a running drill" in late.stderr
+    assert "too late" not in (out / "events.jsonl").read_text()
 
 
 def test_a_step_without_an_alternative_is_refused_when_nobody_is_at_a_terminal(tmp_path, drillkit_cli):
@@ -181,3 +192,13 @@ def test_a_failing_automated_alternative_fails_the_step_with_its_error(tmp_path,
     assert operator_step("Run a script", automated=fine, configuration=config)["by"] == "automated"
     outcomes = [(e["title"], e["outcome"]) for e in read_events(tmp_path) if e["kind"] == OPERATOR_STEP]
     assert outcomes == [("Fail over by script", "failed"), ("Promote", "failed"), ("Run a script", "done")]
+
+
+def test_a_note_with_no_running_drill_is_refused(tmp_path, drillkit_cli):
+    (tmp_path / "killed").mkdir()
+    (tmp_path / "killed" / "events.jsonl").write_text(json.dumps({"t": 1.0, "kind": "drill.start", "pid": 1,
+                                                                  "pid_start": 0}) + "\n")
+    for args in (("--under", str(tmp_path)), ("--drill", str(tmp_path / "killed"))):
+        run = drillkit_cli("note", "anyone there?", *args)
+        assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert "anyone" not in (tmp_path / "killed" / "events.jsonl").read_text()

@@ -355,6 +355,25 @@ def keys_new(folder: Path, name: str) -> None:
     _say(f"fingerprint: {fingerprint}")
 
 
+@main.command("note")
+@click.argument("text")
+@click.option("--drill", "drill", type=click.Path(file_okay=False, path_type=Path),
+              help="the running drill's evidence folder (default: the latest running drill under --under)")
+@click.option("--under", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"), show_default=True,
+              help="where to look for the running drill")
+def note_cmd(text: str, drill: Path | None, under: Path) -> None:
+    """Write an observation into a running drill's evidence, from another terminal: timestamped,
+    with who wrote it, shown on the report's timeline."""
+    from drillkit.run.notes import add_note, running_drill
+
+    try:
+        folder = drill if drill is not None else running_drill(under)
+        add_note(folder, text)
+    except InputError as exc:
+        _fail(str(exc), EXIT_INPUT)
+    _say(f"noted in {folder}")
+
+
 @main.command("pack")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="archive to write (default FOLDER.tar.gz)")

@@ -49,6 +49,8 @@ OPERATOR_WAITING = "operator.waiting"
 OPERATOR_STEP = "operator.step"
 """An operator step ended (`title`; `outcome`: done, failed or skipped; `by`: `operator <user>`,
 done_when, automated or timeout; `note`; `waited_s`)."""
+OPERATOR_NOTE = "operator.note"
+"""An observation written into a running drill (`drillkit note`): `text`, `by` (the user)."""
 DRILL_REGISTERED = "drill.registered"
 """The drill's `started` entry in the register beside its folder (`register`: the file, `seq`,
 `entry_sha256`: the SHA-256 of the entry's line, `signer`: the signing key's fingerprint or null)."""

@@ -24,6 +24,7 @@ LINE_COLOURS = ("#2166ac", "#1b7837", "#7570b3", "#e08214", "#525252")
 FAULT = "#b2182b"
 RECOVERED = "#1a9850"
 SWITCH = "#762a83"
+NOTE = "#8c510a"
 RECOVERY_POINT = "#e08214"
 RECOVERED_STYLES = ("--", "-.", (0, (1, 1)), (0, (5, 1, 1, 1)))
 
@@ -56,6 +57,8 @@ class Marks:
     recovered: list[tuple[str, float]] = field(default_factory=list)
     switches: list[tuple[str, float]] = field(default_factory=list)
     recovery_point: tuple[str, float] | None = None
+    notes: list[tuple[str, float]] = field(default_factory=list)
+    """Observations written during the drill (`drillkit note`), labelled N1, N2, …"""
 
 
 def _signed(x: float, _pos: object = None) -> str:
@@ -95,6 +98,12 @@ def _draw_marks(ax, marks: Marks, label_phases: bool, span: float) -> list[Line2
     for i, (label, x) in enumerate(marks.recovered):
         handles.append(ax.axvline(x, color=RECOVERED, lw=1.2, label=label,
                                   ls=RECOVERED_STYLES[i % len(RECOVERED_STYLES)]))
+    for i, (label, x) in enumerate(marks.notes):
+        line = ax.axvline(x, color=NOTE, lw=0.9, ls=(0, (1, 2)), label="observation (N…, see Observations)")
+        if label_phases:
+            ax.text(x, 1.0, label, transform=ax.get_xaxis_transform(), fontsize=7, va="bottom", ha="left", color=NOTE)
+        if i == 0:
+            handles.append(line)
     return handles
 
 

@@ -81,6 +81,7 @@ def context(e: Evidence) -> dict[str, Any]:
         "provenance": view.provenance(e.provenance, e.events),
         "evidenced": controls.evidenced(e.folder, s, e.scenario),
         "operator_steps": view.operator_steps(e, t_ref),
+        "observations": view.observations(e, t_ref),
         "folder_name": e.folder.name,
         "files": e.files,
         "missing": e.missing,
@@ -114,6 +115,7 @@ def _marks(e: Evidence, phases: list[view.Phase], t_ref: float, t_fault: float |
         if x["kind"] == ev.ROUTING_SWITCH:
             marks.switches.append((f"traffic switched {x.get('from', '?')} → {x.get('to', '?')}",
                                    x["t"] - t_ref))
+    marks.notes = [(o["label"], o["t"] - t_ref) for o in view.observations(e, t_ref)]
     return marks
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drillkit.evidence import (ACTIVITY_END, ACTIVITY_START, DB_PROMOTED, DRILL_ABORTED, DRILL_REGISTERED, DRILL_START,
-                               FAULT_INJECTED, HEALTH_CHANGE, OPERATOR_STEP, OPERATOR_WAITING, ROUTING_PUBLISHED,
+                               FAULT_INJECTED, HEALTH_CHANGE, OPERATOR_NOTE, OPERATOR_STEP, OPERATOR_WAITING, ROUTING_PUBLISHED,
                                ROUTING_SWITCH, TARGET_ATTACHED, TIME_METRICS)
 from drillkit.judge import checks
 from drillkit.report import fmt
@@ -260,6 +260,14 @@ def operator_steps(e: Evidence, t_ref: float | None) -> list[dict[str, str]]:
                   "waited": "—", "start": fmt.rel(w["t"] - t_ref) if t_ref is not None else fmt.clock(w["t"]),
                   "instructions": str(w.get("instructions") or "")} for w in left]
     return rows
+
+
+def observations(e: Evidence, t_ref: float | None) -> list[dict[str, Any]]:
+    """The notes people wrote into the drill while it ran (`drillkit note`), N1, N2, … in order."""
+    notes = [x for x in e.events if x["kind"] == OPERATOR_NOTE and fmt.num(x.get("t")) is not None]
+    return [{"label": f"N{i}", "t": float(x["t"]), "by": str(x.get("by") or ""), "text": str(x.get("text") or ""),
+             "at": fmt.rel(float(x["t"]) - t_ref) if t_ref is not None else fmt.clock(x["t"]),
+             "utc": fmt.clock(x["t"])} for i, x in enumerate(notes, 1)]
 
 
 def provenance(p: dict | None, events: list[dict] | None = None) -> list[tuple[str, str]] | None:

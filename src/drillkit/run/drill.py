@@ -50,7 +50,7 @@ from drillkit.run.sampler import AlarmEvaluator, LagSampler
 from drillkit.scenario import LoadedScenario, apply_vars, controls, load_experiment
 from drillkit.targets.capabilities import (AwsApi, ClientConfigSpec, ClientRouting, FinalStateAudit, GlobalTable,
                                           ReplicationObservation, has, require)
-from drillkit.targets.processes import MARK_ENV, shielded
+from drillkit.targets.processes import MARK_ENV, shielded, start_ticks
 
 Progress = Callable[[str], None]
 
@@ -360,7 +360,8 @@ class Drill:
             "git_commit": _git_commit(self.loaded.path.parent), "command": "drillkit run",
             "scenario_file": str(self.loaded.path), "target": self.scenario.system.kind,
         }
-        env.event(ev.DRILL_START, scenario=self.scenario.name, scope=self.key_prefix)
+        env.event(ev.DRILL_START, scenario=self.scenario.name, scope=self.key_prefix, pid=os.getpid(),
+                  pid_start=start_ticks(os.getpid()))
         env.event(ev.DRILL_REGISTERED, register=register.REGISTER, seq=entry["seq"],
                   entry_sha256=hashlib.sha256(register.line_bytes(entry)).hexdigest(), signer=entry.get("signer"))
         reaped = targets.reap_stale()
