@@ -24,7 +24,7 @@ import yaml
 from support.scenario_copy import ROOT
 from support.sample_evidence import make_drill
 
-KEY = b"hostile-test-signing-key"
+SECRET = b"hostile-test-signing-key"
 BOMB_BOUND_S = 2
 """The bomb must be refused within this (a subprocess timeout, not a timing assertion): unbounded,
 it ran for minutes."""
@@ -111,11 +111,12 @@ def test_an_alias_bomb_in_a_stored_scenario_is_refused_by_measure_and_ignored_by
 @pytest.fixture
 def signed(tmp_path) -> tuple[Path, Path]:
     from drillkit.evidence.manifest import write_manifest
+    from drillkit.evidence.signing import HMAC_SHA256, Signer
 
     folder = make_drill(tmp_path / "drill", n_ops=500)
-    write_manifest(folder, key=KEY)
+    write_manifest(folder, key=Signer(HMAC_SHA256, secret=SECRET))
     key_file = tmp_path / "signing.key"
-    key_file.write_bytes(KEY)
+    key_file.write_bytes(SECRET)
     return folder, key_file
 
 

@@ -19,11 +19,13 @@ from drillkit.evidence.manifest import (
     verify_manifest,
     write_manifest,
 )
+from drillkit.evidence.signing import HMAC_SHA256, Signer
 from drillkit.report import render_report
 
 from support.sample_evidence import make_drill
 
-KEY = b"auditor-shared-secret-0123456789"
+SECRET = b"auditor-shared-secret-0123456789"
+KEY = Signer(HMAC_SHA256, secret=SECRET)
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +51,7 @@ def drill(pristine, tmp_path) -> Path:
 @pytest.fixture
 def key_file(tmp_path) -> Path:
     path = tmp_path / "signing.key"
-    path.write_bytes(KEY + b"\n")
+    path.write_bytes(SECRET + b"\n")
     return path
 
 
@@ -116,7 +118,7 @@ def test_deleted_and_extra_files_are_named(drill):
 
 def test_wrong_key_is_a_bad_signature(drill):
     write_manifest(drill, key=KEY)
-    result = verify_manifest(drill, b"some other key")
+    result = verify_manifest(drill, Signer(HMAC_SHA256, secret=b"some other key"))
     assert not result.ok and result.signature == "invalid" and result.altered == []
     assert any(line.startswith("bad-sig") for line in result.lines())
 
@@ -156,7 +158,7 @@ def test_an_auditor_can_recompute_the_signature_by_hand(drill):
     m = json.loads((drill / "manifest.json").read_text())
     body = {k: v for k, v in m.items() if k != "signature"}
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    assert hmac.new(KEY, canonical, hashlib.sha256).hexdigest() == m["signature"]
+    assert hmac.new(SECRET, canonical, hashlib.sha256).hexdigest() == m["signature"]
 
 
 def test_signed_manifest_without_a_key_checks_hashes_only(drill):
@@ -183,11 +185,11 @@ def test_folder_without_manifest_is_one_clear_error(drill, tmp_path):
 def test_key_comes_from_env_or_key_file(drill, key_file, monkeypatch, tmp_path):
     assert signing_key() is None
     monkeypatch.setenv(KEY_FILE_ENV, str(key_file))
-    assert signing_key().secret == KEY, "a trailing newline in a key file is not part of the key"
+    assert signing_key().secret == SECRET, "a trailing newline in a key file is not part of the key"
     write_manifest(drill)
     assert read_manifest(drill)["signed"] is True and verify_manifest(drill).signature == "valid"
     monkeypatch.setenv(KEY_ENV, "from-env")
-    assert signing_key().secret == b"from-env" and signing_key(key_file).secret == KEY
+    assert signing_key().secret == b"from-env" and signing_key(key_file).secret == SECRET
     monkeypatch.setenv(KEY_FILE_ENV, str(tmp_path / "nope.key"))
     monkeypatch.delenv(KEY_ENV)
     with pytest.raises(InputError, match=r"nope\.key: DRILLKIT_SIGNING_KEY_FILE: cannot read"):

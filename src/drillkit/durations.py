@@ -1,8 +1,10 @@
-"""Durations as people write them in scenarios: `500ms`, `5s`, `1m30s`, `2h`."""
+"""Durations as people write them in scenarios (`500ms`, `5s`, `1m30s`, `2h`), and instants as
+evidence writes them (UTC, ISO 8601 with a `Z`)."""
 
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _FACTOR = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -39,3 +41,13 @@ def format_duration(seconds: float | None) -> str:
         return f"{seconds:.3f} s"
     m, s = divmod(seconds, 60)
     return f"{int(m)} min {s:.1f} s"
+
+
+def utc_text(t: datetime | float | None = None, timespec: str = "milliseconds") -> str:
+    """`t` (a datetime, a Unix time, or now when None) as UTC ISO 8601 ending in `Z`:
+    how the manifest, the register and the readiness table spell an instant."""
+    if t is None:
+        t = datetime.now(timezone.utc)
+    elif isinstance(t, (int, float)):
+        t = datetime.fromtimestamp(t, timezone.utc)
+    return t.astimezone(timezone.utc).isoformat(timespec=timespec).replace("+00:00", "Z")

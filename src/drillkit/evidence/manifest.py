@@ -17,14 +17,14 @@ import hmac
 import json
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import drillkit
 from drillkit import evidence as ev
+from drillkit.durations import utc_text
 from drillkit.errors import EvidenceError, InputError
-from drillkit.evidence.signing import (HMAC_SHA256, KEY_ENV, KEY_FILE_ENV, Signer, TrustedKey, check, signer_from,
+from drillkit.evidence.signing import (KEY_ENV, KEY_FILE_ENV, Signer, TrustedKey, canonical, check, signer_from,
                                        trusted_key)
 
 FORMAT = "drillkit-manifest/1"
@@ -110,8 +110,6 @@ def signing_key(key_file: str | os.PathLike[str] | None = None) -> Signer | None
 def _signer(key: Any) -> Signer | None:
     if key is CONFIGURED:
         return signer_from()
-    if isinstance(key, (str, bytes)):
-        return Signer(HMAC_SHA256, secret=key.encode() if isinstance(key, str) else key)
     return key
 
 
@@ -120,8 +118,6 @@ def _trusted(key: Any) -> TrustedKey | None:
         return trusted_key()
     if isinstance(key, Signer):
         return TrustedKey(key.algorithm, raw_public=key.raw_public, secret=key.secret)
-    if isinstance(key, (str, bytes)):
-        return TrustedKey(HMAC_SHA256, secret=key.encode() if isinstance(key, str) else key)
     return key
 
 
@@ -144,11 +140,6 @@ def _evidence_files(folder: Path) -> dict[str, Path]:
     return dict(sorted(out.items()))
 
 
-def canonical(manifest: dict[str, Any]) -> bytes:
-    body = {k: v for k, v in manifest.items() if k != "signature"}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def write_manifest(folder: str | os.PathLike[str], key: Any = CONFIGURED) -> Path:
     """Hash every file of the folder into manifest.json, signed when a key is configured.
     The last thing a drill writes: anything written after it shows up as altered or extra."""
@@ -161,8 +152,7 @@ def write_manifest(folder: str | os.PathLike[str], key: Any = CONFIGURED) -> Pat
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "drillkit": drillkit.__version__,
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z"),
+        "created_utc": utc_text(),
         "algorithm": HASH,
         "signed": signer is not None,
         **(signer.stamp() if signer else {"signature_algorithm": None, "key_id": None}),

@@ -19,7 +19,8 @@ from typing import Iterator
 
 from drillkit import evidence as ev
 from drillkit.errors import EvidenceError, InputError
-from drillkit.evidence.register import REGISTER, line_bytes, read_register
+from drillkit.evidence.register import REGISTER, read_register
+from drillkit.evidence.signing import canonical_json
 
 SUFFIX = ".tar.gz"
 
@@ -39,7 +40,7 @@ def pack(folder: str | os.PathLike[str], out: str | os.PathLike[str] | None = No
             tar.add(folder, arcname=name, filter=_plain)
             if entries:
                 extra = Path(tmp) / f"{name}.{REGISTER}"
-                extra.write_bytes(b"".join(line_bytes(e) + b"\n" for e in entries))
+                extra.write_bytes(b"".join(canonical_json(e) + b"\n" for e in entries))
                 tar.add(extra, arcname=extra.name, filter=_plain)
         try:
             shutil.move(part, target)

@@ -25,32 +25,18 @@ import json
 import os
 import stat
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from drillkit import evidence as ev
 from drillkit.errors import EvidenceError, InputError
-from drillkit.evidence.signing import Signer, TrustedKey, check
+from drillkit.durations import utc_text
+from drillkit.evidence.signing import Signer, TrustedKey, canonical, canonical_json, check
 
 REGISTER = "register.jsonl"
 FORMAT = "drillkit-register/1"
 STARTED, SEALED, DISCARDED = "started", "sealed", "discarded"
 EVENTS = (STARTED, SEALED, DISCARDED)
-
-
-def canonical(entry: dict[str, Any]) -> bytes:
-    body = {k: v for k, v in entry.items() if k != "signature"}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def line_bytes(entry: dict[str, Any]) -> bytes:
-    """How an entry is written: its canonical JSON with the signature member included."""
-    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _open_for_append(path: Path) -> int:
@@ -100,13 +86,13 @@ def append(folder: str | os.PathLike[str], event: str, fields: dict[str, Any],
             raise EvidenceError(f"{path}: its last line is not a register entry; see drillkit verify "
                                 "--register") from None
         entry: dict[str, Any] = {"format": FORMAT, "seq": seq, "prev": hashlib.sha256(last).hexdigest() if last else None,
-                                 "event": event, "utc": utc_now(), **fields, "signed": signer is not None}
+                                 "event": event, "utc": utc_text(), **fields, "signed": signer is not None}
         if signer is not None:
             entry.update(signer.stamp())
             entry["signature"] = signer.sign(canonical(entry))
         else:
             entry["signature"] = None
-        os.write(fd, line_bytes(entry) + b"\n")
+        os.write(fd, canonical_json(entry) + b"\n")
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -200,7 +186,7 @@ def check_register(folder: str | os.PathLike[str], trusted: TrustedKey | None) -
                                            f"line {i + 1} does not follow line {i} (seq {seq!r}, expected {i}; prev "
                                            f"{'matches' if entry.get('prev') == expect_prev else 'differs'}): an entry "
                                            "before it was removed, reordered or edited"))
-        elif line_bytes(entry) != raw:
+        elif canonical_json(entry) != raw:
             result.findings.append(Finding(seq, "broken", f"line {i + 1} is not written canonically: edited"))
         state = check(entry, canonical(entry), trusted)
         if state == "invalid":
@@ -281,7 +267,7 @@ def check_copied_entries(folder: Path, copied: Path, trusted: TrustedKey | None)
             findings.append(Finding(None, "broken", f"{copied.name}: a line is not JSON"))
             continue
         seq = entry.get("seq") if isinstance(entry, dict) else None
-        if not isinstance(entry, dict) or line_bytes(entry) != raw:
+        if not isinstance(entry, dict) or canonical_json(entry) != raw:
             findings.append(Finding(seq, "broken", f"{copied.name}: an entry is not written canonically: edited"))
             continue
         state = check(entry, canonical(entry), trusted)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -35,6 +36,16 @@ PUBLIC_SUFFIX = ".pub"
 _PEM_PRIVATE = b"-----BEGIN PRIVATE KEY-----"
 SIGNATURE_SHAPE = {HMAC_SHA256: re.compile(r"[0-9a-f]{64}"), ED25519: re.compile(r"[0-9a-f]{128}")}
 """What a well-formed signature of each algorithm looks like (hex)."""
+
+
+def canonical_json(doc: dict) -> bytes:
+    """`doc` as canonical JSON: keys sorted, no spaces, UTF-8. How a register line is written."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def canonical(doc: dict) -> bytes:
+    """The bytes a signature covers: `doc`'s canonical JSON without its `signature` member."""
+    return canonical_json({k: v for k, v in doc.items() if k != "signature"})
 
 
 def fingerprint(raw_public: bytes) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 from dateutil.relativedelta import relativedelta
 
 from drillkit import evidence as ev
+from drillkit.durations import utc_text
 
 CSV = "readiness.csv"
 JSON = "readiness.json"
@@ -51,11 +52,7 @@ class Row:
 
 
 def _iso(t: datetime | float | None) -> str:
-    if t is None:
-        return ""
-    if isinstance(t, (int, float)):
-        t = datetime.fromtimestamp(t, timezone.utc)
-    return t.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return "" if t is None else utc_text(t, "seconds")
 
 
 def rows(found: Any, as_of: datetime) -> list[Row]:

@@ -42,6 +42,7 @@ from drillkit.load import ENV_WORKLOAD, LoadRun, LoadSettings
 from drillkit.load.canary import Canary, canary_workload
 from drillkit.evidence import register
 from drillkit.evidence.manifest import signing_key, write_manifest
+from drillkit.evidence.signing import canonical_json
 from drillkit.redact import redact_evidence
 from drillkit.run.audit import write_final_state, write_final_table
 from drillkit.run.preflight import check_environment, check_operator
@@ -363,7 +364,7 @@ class Drill:
         env.event(ev.DRILL_START, scenario=self.scenario.name, scope=self.key_prefix, pid=os.getpid(),
                   pid_start=start_ticks(os.getpid()))
         env.event(ev.DRILL_REGISTERED, register=register.REGISTER, seq=entry["seq"],
-                  entry_sha256=hashlib.sha256(register.line_bytes(entry)).hexdigest(), signer=entry.get("signer"))
+                  entry_sha256=hashlib.sha256(canonical_json(entry)).hexdigest(), signer=entry.get("signer"))
         reaped = targets.reap_stale()
         if reaped:
             env.event(ev.SANDBOX_REAPED, folders=reaped)
