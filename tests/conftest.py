@@ -31,6 +31,21 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.drill)
 
 
+def pytest_configure(config):
+    """Drill tests take turns on the machine (their leftover checks are machine-wide): under
+    pytest-xdist (`-n`), only `-m "not drill"` may run."""
+    if config.getoption("numprocesses", None) and "not drill" not in (config.option.markexpr or ""):
+        raise pytest.UsageError('drill tests run one at a time: use -n only with -m "not drill"')
+
+
+@pytest.fixture(autouse=True)
+def terminal_width_unset(monkeypatch):
+    """Terminal tables are read at the width drillkit gives them without a terminal: a COLUMNS
+    from the caller's shell (or pytest-xdist's 80) is not the test's business."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)
+
+
 @pytest.fixture
 def no_leftovers():
     """Fails the test if it left a process, a listening port or a sandbox folder behind."""
