@@ -45,7 +45,7 @@ def format_duration(seconds: float | None) -> str:
 
 def utc_text(t: datetime | float | None = None, timespec: str = "milliseconds") -> str:
     """`t` (a datetime, a Unix time, or now when None) as UTC ISO 8601 ending in `Z`:
-    how the manifest, the register and the readiness table spell an instant."""
+    how the manifest, the register, the summary and the readiness table spell an instant."""
     if t is None:
         t = datetime.now(timezone.utc)
     elif isinstance(t, (int, float)):

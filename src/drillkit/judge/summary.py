@@ -7,12 +7,12 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from drillkit.durations import utc_text
 from drillkit.errors import EvidenceError
 from drillkit.evidence import JOURNAL, SCENARIO, SUMMARY
 from drillkit.measure import Measures, measure
@@ -43,7 +43,7 @@ def summarize(folder: Path | str) -> Summary:
         targets=measures.scenario.get("targets") or {},
         checks=[c.as_dict() for c in checks],
         notes=measures.notes,
-        measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        measured_at=utc_text(timespec="seconds"),
         evidence_format=EVIDENCE_FORMAT,
     )
     out.audit = measures.audit
