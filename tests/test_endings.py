@@ -126,3 +126,30 @@ def test_a_signal_landing_inside_an_import_waits_for_its_end(tmp_path, sig):
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     expected = {"SIGINT": "KeyboardInterrupt", "SIGTERM": "DrillAborted"}[sig]
     assert proc.stdout.split() == [expected, "True"], proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("how", ["trip", "SIGTERM"])
+def test_a_signal_during_an_evidence_write_lands_after_it(tmp_path, how):
+    """A safeguard's trip (the watchdog interrupts the main thread) once landed between journal.json's
+    truncation and its write: the drill was aborted with an empty journal, and its judge failed (no
+    summary, exit 3). A write under `deferred()` lands whole; the signal is raised once it has."""
+    path = tmp_path / "journal.json"
+    signal_now = "_thread.interrupt_main()" if how == "trip" else "os.kill(os.getpid(), signal.SIGTERM)"
+    script = (
+        "import _thread, json, os, signal, sys\n"
+        "from drillkit.errors import DrillAborted\n"
+        "from drillkit.run.drill import _Signals\n"
+        "with _Signals() as signals:\n"
+        "    try:\n"
+        "        with signals.deferred():\n"
+        f"            with open({str(path)!r}, 'w') as fh:\n"
+        "                fh.write('{\"status\": ')\n"
+        f"                {signal_now}\n"
+        "                total = sum(range(300_000))  # the handler runs here, inside the write\n"
+        "                fh.write('\"completed\"}')\n"
+        "        print('never interrupted')\n"
+        "    except (KeyboardInterrupt, DrillAborted) as exc:\n"
+        f"        print(type(exc).__name__, json.load(open({str(path)!r}))['status'])\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    expected = {"trip": "KeyboardInterrupt", "SIGTERM": "DrillAborted"}[how]
+    assert proc.stdout.split() == [expected, "completed"], proc.stdout + proc.stderr

@@ -97,6 +97,8 @@ class _Signals:
 
     def __init__(self):
         self.received: list[str] = []
+        self._deferring = False
+        self._deferred: BaseException | None = None
 
     def __enter__(self):
         self._read, self._write = os.pipe()
@@ -115,12 +117,29 @@ class _Signals:
         return self
 
     def _on_term(self, signum, frame):
-        if not _importing(frame, signum):
-            raise DrillAborted("SIGTERM received")
+        self._raise(DrillAborted("SIGTERM received"), signum, frame)
 
     def _on_int(self, signum, frame):
-        if not _importing(frame, signum):
-            raise KeyboardInterrupt
+        self._raise(KeyboardInterrupt(), signum, frame)
+
+    def _raise(self, exc: BaseException, signum: int, frame) -> None:
+        if self._deferring:
+            self._deferred = self._deferred or exc
+        elif not _importing(frame, signum):
+            raise exc
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        """A write that must land whole (an evidence file opened, truncated and not yet written is
+        worse than none): a signal during it raises once it is done."""
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
+            exc, self._deferred = self._deferred, None
+        if exc is not None:
+            raise exc
 
     def caught(self) -> list[str]:
         """Names of every signal delivered so far, in order."""
@@ -447,7 +466,7 @@ class Drill:
             load.wait_first_ops()
             time.sleep(self.scenario.load.warmup)
         with env.stage("experiment"):
-            journal = self._run_experiment()
+            journal = self._run_experiment(signals)
         status = journal.get("status")
         signals.check(watchdog)
         if status in ("interrupted", "aborted"):
@@ -554,7 +573,7 @@ class Drill:
         spec = self.scenario.load.cooldown
         return spec if spec is not None else self.scenario.stable + 1.0
 
-    def _run_experiment(self) -> dict:
+    def _run_experiment(self, signals: "_Signals") -> dict:
         """chaoslib logs to chaostoolkit.log through a queue: its SIGTERM handler logs too,
         and a signal landing in the middle of a file write would make that a reentrant write."""
         from chaoslib.experiment import run_experiment
@@ -570,20 +589,25 @@ class Drill:
         chaos_logger.addHandler(to_queue)
         listener.start()
         try:
-            return self._run_chaoslib(run_experiment)
+            return self._run_chaoslib(run_experiment, signals)
         finally:
             chaos_logger.removeHandler(to_queue)
             listener.stop()
             handler.close()
 
-    def _run_chaoslib(self, run_experiment) -> dict:
+    def _run_chaoslib(self, run_experiment, signals: "_Signals") -> dict:
+        """The journal as chaoslib returned it is kept at once, then again with the tolerances held:
+        a safeguard's trip or a Ctrl-C landing in between leaves the first, never a truncated file."""
         config = self.env.chaos_configuration()
         os.environ[ENV_KEY] = config[CONFIG_KEY]
         os.environ[EVENTS_ENV_KEY] = config[EVENTS_CONFIG_KEY]
         settings = {"runtime": {"rollbacks": {"strategy": "always"}, "hypothesis": {"strategy": "default"}}}
         journal = run_experiment(self.experiment, settings=settings, experiment_vars=(config, {}))
+        with signals.deferred():
+            ev.write_atomic(self.out / ev.JOURNAL, json.dumps(journal, indent=2, default=str))
         _hold_tolerances(self.experiment, journal, config)
-        (self.out / ev.JOURNAL).write_text(json.dumps(journal, indent=2, default=str))
+        with signals.deferred():
+            ev.write_atomic(self.out / ev.JOURNAL, json.dumps(journal, indent=2, default=str))
         return journal
 
     def _rollbacks_if_aborted(self) -> None:
