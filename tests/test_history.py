@@ -147,3 +147,15 @@ def test_cli_history_defaults_to_reports(tmp_path):
     found = run()
     assert found.returncode == 0, found.stderr
     assert (tmp_path / "reports" / "history.html").is_file() and "3.200 s" in found.stdout
+
+
+@pytest.mark.parametrize("columns", ["60", "100"])
+def test_a_narrow_terminal_gets_every_figure_whole(tmp_path, columns):
+    """At 100 columns the table once cut its figures to fit ("0.52" for 0.525 s, "MISSING
+    (registered PA") and dropped the Folder column: a narrow terminal now wraps the lines instead."""
+    _drill(tmp_path / "reports", "a-folder-name", "a-scenario-with-a-long-name", 0, "pass", 0.525, 0.0, 0)
+    found = subprocess.run([sys.executable, "-m", "drillkit.cli", "history", str(tmp_path / "reports")],
+                           capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": columns})
+    assert found.returncode == 0, found.stderr
+    for whole in ("0.525 s", "0.000 s", "a-scenario-with-a-long-name", "a-folder-name", "Lost writes", "Folder"):
+        assert whole in found.stdout, found.stdout

@@ -267,8 +267,11 @@ def print_table(found: Found, file: TextIO | None = None) -> None:
                 Text(d.lost_text()), Text(terminal(d.phases_text()), style="red" if any(
                     ok is False for _, _, ok in d.phases.values()) else ""), Text(terminal(d.name)),
                 end_section=j == len(drills) - 1 and i < len(groups) - 1)
+    # never narrower than the table: a figure cut to fit ("0.52" for 0.525 s) or a column dropped
+    # misreports the drill; a wide table wraps in the terminal instead
     width = shutil.get_terminal_size((160, 24)).columns
-    Console(file=file, width=max(width, 100), highlight=False).print(table)
+    needed = Console(width=10_000).measure(table).maximum
+    Console(file=file, width=max(width, needed), highlight=False).print(table)
 
 
 def _chart(drills: list[Drill], prefix: str) -> str | None:
