@@ -256,6 +256,8 @@ class ObjectReplicationStatus(Result):
     replicated: int = 0
     delete_markers_replicated: int = 0
     delete_markers_skipped: int = 0
+    at: float | None = None
+    """When the replicator read its backlog (its clock, the machine's): the instant `oldest_pending_s` held."""
     errors: int = 0
     paused: bool = False
     disabled: bool = False

@@ -628,7 +628,6 @@ class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps, Ta
         behind this handle's back (a stale state file) no longer lags anything: 0.
         """
         self._reload()
-        now = time.time()
         samples = []
         lag_bytes = {}
         primary_lsn = None
@@ -644,20 +643,25 @@ class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps, Ta
                 continue
             try:
                 with psycopg.connect(pg.dsn(region.db_port, connect_timeout=1), autocommit=True) as conn:
+                    # the lag and the instant it held, from one clock reading: a sample stamped
+                    # before the connection (busy machine: 170 ms earlier) put the moment the lag
+                    # passed a threshold that much too early
                     row = conn.execute(
                         "SELECT CASE WHEN NOT pg_is_in_recovery() "
                         "OR pg_wal_lsn_diff(COALESCE(%s::pg_lsn, pg_last_wal_receive_lsn()), "
                         "pg_last_wal_replay_lsn()) <= 0 THEN 0 "
-                        "ELSE EXTRACT(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) END",
+                        "ELSE EXTRACT(epoch FROM n.at - pg_last_xact_replay_timestamp()) END, "
+                        "EXTRACT(epoch FROM n.at) FROM (SELECT clock_timestamp() AS at) AS n",
                         (primary_lsn,)).fetchone()
             except psycopg.Error:
                 continue
-            samples.append(LagSample(t=now, region=region.name, replay_lag_s=float(row[0] or 0.0),
+            samples.append(LagSample(t=float(row[1]), region=region.name, replay_lag_s=float(row[0] or 0.0),
                                      lag_bytes=lag_bytes.get(pg.STANDBY_NAME)))
         if self.state.object_replicator_port is not None:
             try:
                 status = self.objects.replication_status()
-                samples.append(LagSample(t=now, region=self.state.object_destination, replay_lag_s=None, lag_bytes=None,
+                samples.append(LagSample(t=status.at or time.time(), region=self.state.object_destination, replay_lag_s=None,
+                                         lag_bytes=None,
                                          object_backlog=status.backlog,
                                          object_backlog_age_s=status.oldest_pending_s or 0.0))
             except SandboxError:
