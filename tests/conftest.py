@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support.leftovers import Snapshot  # noqa: E402
+from support.leftovers import Snapshot, remove_worker_tmpdir, worker_tmpdir  # noqa: E402
 
 
 DRILL_FIXTURES = {"no_leftovers"}
@@ -32,10 +32,13 @@ def pytest_collection_modifyitems(items):
 
 
 def pytest_configure(config):
-    """Drill tests take turns on the machine (their leftover checks are machine-wide): under
-    pytest-xdist (`-n`), only `-m "not drill"` may run."""
-    if config.getoption("numprocesses", None) and "not drill" not in (config.option.markexpr or ""):
-        raise pytest.UsageError('drill tests run one at a time: use -n only with -m "not drill"')
+    """Under pytest-xdist (`-n`) each worker drills in a temporary folder of its own, and its
+    leftover checks count only its own processes, ports and folders (support/leftovers.py)."""
+    config.worker_tmpdir = worker_tmpdir()
+
+
+def pytest_unconfigure(config):
+    remove_worker_tmpdir(getattr(config, "worker_tmpdir", None))
 
 
 @pytest.fixture(autouse=True)

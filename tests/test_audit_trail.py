@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -31,12 +32,16 @@ from support.scenario_copy import ROOT
 pytestmark = pytest.mark.drill  # the module's drills run once, in a module fixture (no no_leftovers: it checks itself)
 
 SCENARIO = "scenarios/ground-truth-outage.yaml"
-CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("DRILLKIT_SIGNING_KEY")}
+
+
+def clean_env() -> dict[str, str]:
+    """The caller's environment, read when the command runs, without a signing key of the developer's."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("DRILLKIT_SIGNING_KEY")}
 
 
 def cli(*args: str, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "drillkit.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=timeout, env={**CLEAN_ENV, **(env or {})})
+                          stdin=subprocess.DEVNULL, timeout=timeout, env={**clean_env(), **(env or {})})
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +59,7 @@ def signed(tmp_path_factory, keys) -> Path:
     """Two drills at once into one folder, both signed with key one; nothing left behind."""
     before = Snapshot()
     root = tmp_path_factory.mktemp("reports")
-    env = {**CLEAN_ENV, "DRILLKIT_SIGNING_KEY_FILE": str(keys / "one.key")}
+    env = {**clean_env(), "DRILLKIT_SIGNING_KEY_FILE": str(keys / "one.key")}
     procs = [subprocess.Popen([sys.executable, "-m", "drillkit.cli", "run", SCENARIO, "--out", str(root / name),
                                "--var", "outage_seconds=0.5", "--quiet"],
                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -216,7 +221,7 @@ def test_pack_then_verify_round_trips_and_a_changed_byte_fails(copy, keys, tmp_p
             tar.add(path, arcname=path.name)
     run = cli("verify", str(tmp_path / "resealed.tar.gz"))
     assert run.returncode == 1 and "manifest.json is not the one registered" in run.stdout, run.stdout + run.stderr
-    assert not list(Path("/tmp").glob("drillkit-verify-*")), "verify left its extracted copy behind"
+    assert not list(Path(tempfile.gettempdir()).glob("drillkit-verify-*")), "verify left its extracted copy behind"
 
 
 def test_the_formats_verify_by_hand_with_cryptography_and_hashlib_alone(signed, keys):

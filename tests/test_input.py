@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import typing
 from pathlib import Path
 
@@ -350,7 +351,7 @@ def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess
 
 
 def preflight_leftovers() -> set[Path]:
-    return set(Path("/tmp").glob(".drillkit-preflight-*"))
+    return set(Path(tempfile.gettempdir()).glob(".drillkit-preflight-*"))
 
 
 @pytest.fixture

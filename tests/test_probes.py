@@ -33,7 +33,8 @@ def drill(tmp_path_factory):
 
 
 def probes(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pytest", "probes/", "-p", "no:cacheprovider", *args],
+    # -n 0: one process, whatever this repository's pyproject.toml gives its own suite
+    return subprocess.run([sys.executable, "-m", "pytest", "probes/", "-p", "no:cacheprovider", "-n", "0", *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
@@ -102,8 +103,9 @@ def test_the_run_verdict_ignores_the_pytest_plugins_installed_next_to_drillkit(d
     env = {**os.environ, "PYTHONPATH": str(site)}
     copy = tmp_path / "copy"
     shutil.copytree(drill, copy)
-    plain = subprocess.run([sys.executable, "-m", "pytest", "probes/", "-p", "no:cacheprovider", "--drill-evidence",
-                            str(copy)], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    plain = subprocess.run([sys.executable, "-m", "pytest", "probes/", "-p", "no:cacheprovider", "-n", "0",
+                            "--drill-evidence", str(copy)], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                           env=env)
     assert plain.returncode == 1 and "spoiled the verdict" in plain.stdout
     verdict = subprocess.run([sys.executable, "-c", "import sys; from drillkit.judge.verdict import run_probes; "
                               f"sys.exit(run_probes({str(copy)!r}))"],
