@@ -207,3 +207,29 @@ def test_a_malformed_invocation_or_completion_names_its_file_and_line(tmp_path, 
     (folder / where / "w.jsonl").write_text(json.dumps(first) + "\n" + json.dumps(line) + "\n")
     with pytest.raises(EvidenceError, match=f"{where}/w.jsonl: " + says.replace("(", r"\(")):
         read_history(folder)
+
+
+def test_the_writer_writes_the_fields_the_schema_defines_in_its_order_and_types(tmp_path):
+    """evidence/recorder.py defines the record's fields once; its writer holds to them, and the
+    reader's checks are drawn from them (a field added to one and not the other fails here)."""
+    from drillkit.evidence import history
+    from drillkit.evidence.columns import problem
+    from drillkit.evidence.recorder import (COMPLETION_FIELDS, CONTEXT_FIELDS, INVOCATION_FIELDS, INVOKED_FIELDS,
+                                            RECORD_FIELDS)
+
+    recorder = OpRecorder.to_file(tmp_path / "requests" / "w0.jsonl")
+    call = recorder.invoke(10.0, "write", "k1", "c1", client="w0-")
+    recorder.record(10.0, 10.25, "write", "k1", True, 201, "A", "c1", None, found=None, client="w0-", value="v",
+                    ts=10.1, home="A", id=call, outcome=OK)
+    recorder.close()
+    completion = json.loads((tmp_path / "requests" / "w0.jsonl").read_text())
+    invocation = json.loads((tmp_path / "invocations" / "w0.jsonl").read_text())
+    assert list(completion) == [*COMPLETION_FIELDS, *CONTEXT_FIELDS, *INVOKED_FIELDS]
+    assert list(invocation) == list(INVOCATION_FIELDS)
+    assert problem(completion, RECORD_FIELDS) is None and problem(invocation, INVOCATION_FIELDS) is None
+    for name, checked in (("CHECKED_FIELDS", history.CHECKED_FIELDS), ("OP_FIELDS", history.OP_FIELDS),
+                          ("INVOKE_FIELDS", history.INVOKE_FIELDS), ("ITEM_FIELDS", history.ITEM_FIELDS),
+                          ("TIMELINE_FIELDS", history.TIMELINE_FIELDS)):
+        schema = INVOCATION_FIELDS if name == "INVOKE_FIELDS" else RECORD_FIELDS
+        assert set(checked) <= set(schema), (name, set(checked) - set(schema))
+        assert all(kind.rstrip("?") == schema[f].rstrip("?") for f, kind in checked.items()), name

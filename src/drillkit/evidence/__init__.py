@@ -11,9 +11,8 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 REQUESTS_DIR = "requests"
 INVOCATIONS_DIR = "invocations"
@@ -178,32 +177,6 @@ OBJECT_KEY_PREFIX = "obj/"
 """Objects share final_state.jsonl and the write history with database records under this prefix."""
 
 LAG_COLUMNS = ("t", "region", "replay_lag_s", "lag_bytes", "object_backlog", "object_backlog_age_s")
-
-
-@dataclass(frozen=True)
-class OpRecord:
-    """One client operation as the client saw it (a line of requests/*.jsonl)."""
-
-    t0: float
-    t1: float
-    op: str
-    key: str
-    ok: bool
-    status: int | None = None
-    region: str | None = None
-    checksum: str | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class FinalRecord:
-    """A record present in the serving region after recovery (a line of final_state.jsonl)."""
-
-    key: str
-    checksum: str
-
-
-Verdict = Literal["pass", "fail", "aborted"]
 
 
 def append_event(path: str | os.PathLike[str], kind: str, t: float | None = None, **fields: Any) -> dict[str, Any]:

@@ -29,25 +29,23 @@ import numpy as np
 from drillkit.evidence import INVOCATIONS_DIR, REQUESTS_DIR, WRITE_OPS
 from drillkit.evidence.clocks import ClockCorrection, corrections
 from drillkit.evidence.columns import Check, Piece, parse, parse_slowly, pieces, problem
-from drillkit.evidence.recorder import INDETERMINATE, OK, OUTCOMES
+from drillkit.evidence.recorder import INDETERMINATE, INVOCATION_FIELDS, OK, OUTCOMES, fields
 
-CHECKED_FIELDS = {"t0": "number", "t1": "number", "op": "string", "key": "string", "ok": "bool",
-                  "checksum": "string?", "client": "string?"}
+CHECKED_FIELDS = fields("t0", "t1", "op", "key", "ok", "checksum", "client")
 """What every op's completion must hold (docs/evidence.md); a record that does not is an error."""
-INVOKE_FIELDS = {"id": "number", "t0": "number", "op": "string", "key": "string", "checksum": "string?"}
+INVOKE_FIELDS = {f: INVOCATION_FIELDS[f] for f in ("id", "t0", "op", "key", "checksum")}
 """What an invocation (invocations/<worker>.jsonl) must hold."""
-OP_FIELDS = {**CHECKED_FIELDS, "region": "string?", "value": "string?", "ts": "number?", "id": "number?",
-             "outcome": "string?"}
+OP_FIELDS = {**CHECKED_FIELDS, **fields("region", "value", "ts", "id", "outcome")}
 """What measure reads of each op: the other fields are null where they have another kind,
 except in an item_write."""
 OUTCOME_CODES = {OK: 0, "fail": 1, INDETERMINATE: 2}
 """History.outcome's codes; a v1 completion (no outcome) is ok or fail by its `ok`."""
-ITEM_FIELDS = {"t0": "number", "t1": "number", "op": "string", "key": "string", "ok": "bool", "value": "string",
-               "region": "string?", "ts": "number?", "client": "string?"}
+ITEM_FIELDS = fields("t0", "t1", "op", "key", "ok", "value", "region", "ts", "client", required=("value",))
 """What an `item_write` (active-active) must hold besides: the value it wrote."""
 ITEM_WRITE = "item_write"
-TIMELINE_FIELDS = {"t0": "number", "t1": "number", "op": "string?", "ok": "bool?"}
-"""What the report's timeline reads: when, which class, whether it succeeded."""
+TIMELINE_FIELDS = {**fields("t0", "t1"), "op": "string?", "ok": "bool?"}
+"""What the report's timeline reads: when, which class, whether it succeeded (leniently: a
+line without a class or an outcome still has its place on the chart)."""
 TAIL_BYTES = 8 << 20
 """At most this much of a file is read per look by a tail; the rest waits for the next look."""
 

@@ -52,6 +52,28 @@ def clock_skew() -> float:
     return float(os.environ.get(CLOCK_SKEW_ENV) or 0.0)
 
 
+COMPLETION_FIELDS = {"t0": "number", "t1": "number", "op": "string", "key": "string", "ok": "bool",
+                     "status": "number?", "region": "string?", "checksum": "string?", "error": "string?"}
+"""Every completion line (requests/<client>.jsonl), in the order written, with its JSON type
+(`?`: may be null). The one place the record's fields are defined: the reader
+(drillkit.evidence.history) checks what it reads against these, docs/evidence.md describes them."""
+CONTEXT_FIELDS = {"found": "bool?", "client": "string?", "value": "string?", "ts": "number?", "home": "string?"}
+"""Fields an op adds to its completion when it has them: a read's `found`, the `client` (the
+load user's prefix), an item write's `value` and the region's timestamp `ts`, the user's `home`."""
+INVOKED_FIELDS = {"id": "number?", "outcome": "string?"}
+"""Fields a completion of an invoked operation adds: its invocation's `id` and its `outcome` (a v1
+completion has neither)."""
+INVOCATION_FIELDS = {"id": "number", "t0": "number", "op": "string", "key": "string", "checksum": "string?",
+                     "client": "string?"}
+"""Every invocation line (invocations/<client>.jsonl), in the order written."""
+RECORD_FIELDS = {**COMPLETION_FIELDS, **CONTEXT_FIELDS, **INVOKED_FIELDS}
+
+
+def fields(*names: str, required: tuple[str, ...] = ()) -> dict[str, str]:
+    """Some of the record's fields with their types, those in `required` made non-null."""
+    return {n: RECORD_FIELDS[n].rstrip("?") if n in required else RECORD_FIELDS[n] for n in names}
+
+
 OK, FAIL, INDETERMINATE = "ok", "fail", "indeterminate"
 """An operation's outcome: acknowledged; known not applied (refused, an error answer); or unknown
 (no answer: timed out, the connection lost after the request left, in flight at the stop)."""

@@ -33,7 +33,7 @@ from locust.runners import STATE_RUNNING, STATE_SPAWNING, LocalRunner, MasterRun
 from drillkit.evidence import (LOAD_STOPPING, LOAD_WORKER_DONE, LOAD_WORKER_JOINED, LOAD_WORKER_LOST,
                                append_event)
 from drillkit.evidence.clocks import append_clock_sample, best_of
-from drillkit.evidence.recorder import FAIL, INDETERMINATE, OK, OpRecorder, client_file, clock_skew
+from drillkit.evidence.recorder import CONTEXT_FIELDS, FAIL, INDETERMINATE, OK, OpRecorder, client_file, clock_skew
 from drillkit.load import SETTINGS_ENV, LoadSettings
 
 HISTORY, PING, PONG = "drillkit_history", "drillkit_clock_ping", "drillkit_clock_pong"
@@ -53,11 +53,6 @@ another operation (those in flight have Locust's stop timeout to end)."""
 NO_ANSWER_STATUSES = frozenset({502, 504})
 """A gateway's answers that it lost the upstream (bad gateway, timeout): the request may have
 reached the system and been applied, so the operation is indeterminate, not failed."""
-
-RECORDED_CONTEXT = ("found", "client", "value", "ts", "home")
-"""Fields an op adds to its record when it has them: a read's `found`, the `client` (the user's
-prefix), an item write's `value` and the region's timestamp `ts`, the user's `home` region."""
-
 
 
 def settings(environment) -> LoadSettings:
@@ -143,7 +138,7 @@ def _listen(environment, recorder: OpRecorder) -> None:
                         exception is None, getattr(response, "status_code", None) or None,
                         headers.get(header) if header else None, ctx.get("checksum"),
                         None if exception is None else _short(exception),
-                        **{f: ctx[f] for f in RECORDED_CONTEXT if f in ctx}, **invoked)
+                        **{f: ctx[f] for f in CONTEXT_FIELDS if f in ctx}, **invoked)
 
     environment.events.request.add_listener(on_request)
 
