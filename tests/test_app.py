@@ -32,11 +32,12 @@ def cluster():
     servers: list[pg.PgServer] = []
     try:
         primary = pg.init_primary(bins, run_as, root / "pg-A", root / "archive", root / "A.log")
-        servers.append(pg.start(bins, run_as, primary, root / "A.log"))
+        servers.append(pg.start(bins, run_as, primary, root / "A.log", dbname="postgres"))
         pg.create_schema(primary.port)
         standby = pg.init_standby(bins, run_as, root / "pg-B", primary.port, root / "archive", root / "B.log")
-        servers.append(pg.start(bins, run_as, standby, root / "B.log"))
-        yield {"A": primary, "B": standby, "restart": lambda s: pg.start(bins, run_as, s, root / f"{s.name}.log")}
+        servers.append(pg.start(bins, run_as, standby, root / "B.log", dbname="postgres"))
+        yield {"A": primary, "B": standby,
+               "restart": lambda s: pg.start(bins, run_as, s, root / f"{s.name}.log", dbname="postgres")}
     finally:
         for server in servers:
             if server.pid:
@@ -189,7 +190,7 @@ def test_a_taken_port_makes_postgres_start_on_another(tmp_path):
         try:
             server = pg.init_primary(bins, run_as, root / "pg", root / "archive", root / "pg.log")
             server.port = taken
-            pg.start(bins, run_as, server, root / "pg.log")
+            pg.start(bins, run_as, server, root / "pg.log", dbname="postgres")
             assert server.port != taken
             assert "could not bind" in (root / "pg.log").read_text()
             with psycopg.connect(pg.dsn(server.port, dbname="postgres")) as conn:

@@ -127,7 +127,7 @@ def running_kv_system(base: Path, flush_interval: float = 0.25) -> Iterator[KvSy
     services: list[subprocess.Popen] = []
     try:
         server = pg.init_primary(bins, run_as, base / "pgdata", base / "archive", pg_log)
-        pg.start(bins, run_as, server, pg_log, on_spawn=postmaster.append)
+        pg.start(bins, run_as, server, pg_log, on_spawn=postmaster.append, dbname="postgres")
         with psycopg.connect(pg.dsn(server.port, dbname="postgres"), autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {DB_NAME}")
         dsn = pg.dsn(server.port, dbname=DB_NAME)

@@ -307,9 +307,10 @@ BIND_ATTEMPTS = 5
 
 
 def start(bins: PgBinaries, run_as: RunAs, server: PgServer, log: Path, timeout: float = 30,
-          on_spawn: Callable[[int], None] | None = None) -> PgServer:
+          on_spawn: Callable[[int], None] | None = None, dbname: str = DB_NAME) -> PgServer:
     """Start the postmaster on `server.port`; `on_spawn` learns its pid at once, so an interrupted
-    start is stopped too.
+    start is stopped too. It is ready when it takes a connection to `dbname` (a sandbox's clusters,
+    copies of the template, hold only the drillkit database; a new initdb's, only `postgres`).
 
     PostgreSQL cannot bind port 0 and report the port it got, so the port is chosen first; when
     something else took it before the postmaster bound it, another free port is tried (at most
@@ -334,7 +335,7 @@ def start(bins: PgBinaries, run_as: RunAs, server: PgServer, log: Path, timeout:
         if on_spawn is not None:
             on_spawn(server.process.pid)
         try:
-            wait_ready(server, log, timeout)
+            wait_ready(server, log, timeout, dbname)
             return server
         except ServiceError:
             if server.process.poll() is None or attempt == BIND_ATTEMPTS or not _bind_failed(log, log_start):
@@ -351,7 +352,7 @@ def _bind_failed(log: Path, since: int) -> bool:
     return "could not bind" in text or "Address already in use" in text
 
 
-def wait_ready(server: PgServer, log: Path, timeout: float = 30) -> None:
+def wait_ready(server: PgServer, log: Path, timeout: float = 30, dbname: str = DB_NAME) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -359,7 +360,7 @@ def wait_ready(server: PgServer, log: Path, timeout: float = 30) -> None:
             tail = log.read_text(errors="replace").strip().splitlines()[-3:]
             raise SandboxError(f"PostgreSQL {server.name} exited ({server.process.returncode}): {' | '.join(tail)}")
         try:
-            with psycopg.connect(dsn(server.port, dbname="postgres", connect_timeout=1)) as conn:
+            with psycopg.connect(dsn(server.port, dbname=dbname, connect_timeout=1)) as conn:
                 conn.execute("SELECT 1")
             return
         except psycopg.OperationalError as exc:
