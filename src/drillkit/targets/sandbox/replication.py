@@ -44,7 +44,8 @@ class ChangeReplicator:
         with self.lock:
             oldest = self.pending[0]["t"] if self.pending else None
             now = time.time()  # the instant the age held, returned with it
-            return {"at": now, "backlog": len(self.pending), "oldest_pending_s": None if oldest is None else now - oldest,
+            return {"at": now, "backlog": len(self.pending),
+                    "oldest_pending_s": None if oldest is None else now - oldest,
                     "delay": self.delay, "paused": self.paused, "max_latency_s": self.max_latency_s,
                     "last_error": self.last_error, **self.counts}
 

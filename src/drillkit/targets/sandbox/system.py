@@ -660,8 +660,8 @@ class Sandbox(Recovery, RestoreTests, FailbackSteps, AppTierSteps, SiteSteps, Ta
         if self.state.object_replicator_port is not None:
             try:
                 status = self.objects.replication_status()
-                samples.append(LagSample(t=status.at or time.time(), region=self.state.object_destination, replay_lag_s=None,
-                                         lag_bytes=None,
+                samples.append(LagSample(t=status.at or time.time(), region=self.state.object_destination,
+                                         replay_lag_s=None, lag_bytes=None,
                                          object_backlog=status.backlog,
                                          object_backlog_age_s=status.oldest_pending_s or 0.0))
             except SandboxError:
