@@ -8,13 +8,14 @@ import hashlib
 import json
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from drillkit.errors import FaultError, InputError
+from drillkit.net import LoopbackServer
 from drillkit.scenario.schema import CommandAudit, DynamoDBAudit, HttpAudit, S3Audit
 from drillkit.targets.external.audit import adapter_for
 
@@ -65,7 +66,7 @@ def list_endpoint(gateway):
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = LoopbackServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/items"

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from drillkit.net import LoopbackServer
 from support.scenario_copy import ROOT
 from support.sample_evidence import make_drill
 
@@ -220,7 +221,7 @@ class _Healthy(http.server.BaseHTTPRequestHandler):
 def test_a_mistyped_dsns_password_is_not_printed_at_exit_2(tmp_path, drillkit_cli):
     """psycopg quotes the whole connection string back ('missing "=" after "postgres//drill:…'):
     drillkit's one line must not carry the password."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Healthy)
+    server = LoopbackServer(("127.0.0.1", 0), _Healthy)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

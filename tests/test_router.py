@@ -11,20 +11,20 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from drillkit.evidence import read_jsonl
+from drillkit.net import LoopbackServer
 
 INTERVAL, THRESHOLD, TTL = 0.2, 3, 0.5
 
 
-class FakeRegion(ThreadingHTTPServer):
-    """A region's app tier reduced to what the router looks at: /health, status, X-Region."""
-
-    daemon_threads = True
+class FakeRegion(LoopbackServer):
+    """A region's app tier reduced to what the router looks at: /health, status, X-Region (a
+    LoopbackServer: a connection the router resets as it stops is not worth a traceback)."""
 
     def __init__(self, name: str, instance: str | None = None):
         self.name, self.healthy, self.status = name, True, 200
