@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from drillkit.targets.processes import stat_fields
+
 MARKERS = ("drillkit.targets.sandbox.", "drillkit.targets.aws.", "locust", "postgres", "kvservice")
 FOLDERS = ("drillkit-sandbox-*", "drillkit-external-*", "drillkit-aws-*", "drillkit-fake-*", "drillkit-kvtest-*")
 WORKER_ENV = "PYTEST_XDIST_WORKER"
@@ -56,11 +58,8 @@ def _read(pid: int, name: str) -> bytes:
 
 
 def _parent(pid: int) -> int:
-    stat_text = _read(pid, "stat").decode(errors="replace")
-    try:
-        return int(stat_text.rsplit(")", 1)[1].split()[1])
-    except (IndexError, ValueError):
-        return 0
+    fields = stat_fields(f"/proc/{pid}/stat")
+    return int(fields[1]) if fields else 0
 
 
 class Ownership:
@@ -97,12 +96,10 @@ def drill_processes(owned: Ownership | None = None) -> dict[int, str]:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
-        try:
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and cmd and any(m in cmd for m in MARKERS) and owned(int(entry.name)):
+        cmd = _read(int(entry.name), "cmdline").replace(b"\0", b" ").decode(errors="replace").strip()
+        fields = stat_fields(str(entry / "stat"))
+        running = fields is not None and fields[0] != "Z"
+        if running and cmd and any(m in cmd for m in MARKERS) and owned(int(entry.name)):
             found[int(entry.name)] = cmd
     return found
 
